@@ -1,0 +1,1 @@
+"""graphinv: find coordinated account rings that distil AI models."""

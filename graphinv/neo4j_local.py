@@ -1,0 +1,410 @@
+"""A local Neo4j Community 5.26 LTS server assembled from Maven Central, without Docker.
+
+``neo4j/pom.xml`` names the server (``org.neo4j:neo4j`` and ``org.neo4j.app:neo4j-server``)
+and Neo4j Browser; Maven copies every jar into ``HOME/lib`` once. The server then runs as
+``java -cp 'HOME/lib/*' org.neo4j.server.CommunityEntryPoint`` in the background, bound to
+127.0.0.1 only, with authentication off (it is a developer's sandbox, never a shared server).
+
+Examples
+--------
+>>> from graphinv.neo4j_local import LocalNeo4j
+>>> server = LocalNeo4j(home=".neo4j")          # doctest: +SKIP
+>>> server.start()                               # doctest: +SKIP
+>>> server.status().running                      # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from graphinv.errors import LocalNeo4jError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+POM = REPO_ROOT / "neo4j" / "pom.xml"
+VERSION_PROBE = REPO_ROOT / "neo4j" / "newest-5.26.pom.xml"
+SUPPORTED_JAVA = (17, 21)
+ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
+
+# The flags of the stock 5.26 neo4j.conf that matter on Java 17: Netty and the page cache
+# reach into JDK internals, so these packages must be opened to the unnamed module.
+JVM_FLAGS = (
+    "-XX:+UseG1GC",
+    "-XX:-OmitStackTraceInFastThrow",
+    "-XX:+UnlockExperimentalVMOptions",
+    "-XX:+TrustFinalNonStaticFields",
+    "-XX:+DisableExplicitGC",
+    "-Djdk.nio.maxCachedBufferSize=1024",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+    "-Djdk.tls.ephemeralDHKeySize=2048",
+    "-Djdk.tls.rejectClientInitiatedRenegotiation=true",
+    "-Dlog4j2.disable.jmx=true",
+    "--add-opens=java.base/java.nio=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang=ALL-UNNAMED",
+)
+
+
+@dataclass(frozen=True)
+class Neo4jStatus:
+    """What ``status()`` reports about the local server."""
+
+    running: bool
+    pid: int | None
+    bolt_uri: str
+    browser_url: str
+    version: str | None
+    home: Path
+
+
+@dataclass(frozen=True)
+class LocalNeo4j:
+    """The local server: where it lives, which ports it takes and how much memory it gets.
+
+    Parameters
+    ----------
+    home
+        Folder for jars, configuration, data and logs (git-ignored).
+    bolt_port, http_port
+        Ports on 127.0.0.1.
+    heap, pagecache
+        JVM heap and page cache sizes (``"2g"``); together they must fit in RAM beside the
+        Python processes that feed the server.
+    jars
+        Where the jars live; defaults to ``home/lib``. Several homes (say, a throw-away one
+        in a test) can share one download.
+    """
+
+    home: Path = Path(".neo4j")
+    bolt_port: int = 7687
+    http_port: int = 7474
+    heap: str = "2g"
+    pagecache: str = "2g"
+    jars: Path | None = None
+
+    @classmethod
+    def from_env(cls) -> LocalNeo4j:
+        """Build from ``GRAPHINV_NEO4J_HOME``, ``…_BOLT_PORT``, ``…_HTTP_PORT``, ``…_HEAP``,
+        ``…_PAGECACHE``; unset ones keep their defaults (home defaults to ``REPO/.neo4j``)."""
+        env = os.environ
+        return cls(
+            home=Path(env.get("GRAPHINV_NEO4J_HOME", REPO_ROOT / ".neo4j")),
+            bolt_port=int(env.get("GRAPHINV_NEO4J_BOLT_PORT", 7687)),
+            http_port=int(env.get("GRAPHINV_NEO4J_HTTP_PORT", 7474)),
+            heap=env.get("GRAPHINV_NEO4J_HEAP", "2g"),
+            pagecache=env.get("GRAPHINV_NEO4J_PAGECACHE", "2g"),
+        )
+
+    # -- paths ---------------------------------------------------------------------------
+
+    @property
+    def lib(self) -> Path:
+        return self.jars if self.jars is not None else self.home / "lib"
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.home / "conf"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "run" / "neo4j.pid"
+
+    @property
+    def console_log(self) -> Path:
+        return self.home / "logs" / "console.log"
+
+    @property
+    def bolt_uri(self) -> str:
+        return f"bolt://127.0.0.1:{self.bolt_port}"
+
+    @property
+    def browser_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/browser/"
+
+    # -- install -------------------------------------------------------------------------
+
+    def install(self) -> Path:
+        """Copy the server jars from Maven Central into ``home/lib`` (once).
+
+        Returns the lib folder. A half-finished copy is never mistaken for a finished one:
+        jars land in a temporary folder that is renamed only when Maven succeeds.
+        """
+        if self.version() is not None:
+            return self.lib
+        if not POM.is_file():
+            raise LocalNeo4jError(
+                f"{POM} not found: the local Neo4j needs the source checkout "
+                "(install graphinv with `pip install -e .`)"
+            )
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise LocalNeo4jError("Maven (`mvn`) is not on PATH; it fetches the Neo4j jars")
+        env = self._java_env()
+        newest = newest_release(mvn, env)
+        staging = self.lib.with_name(self.lib.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging.resolve()}",
+            *([f"-Dneo4j.version={newest}"] if newest else []),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise LocalNeo4jError(
+                "Maven could not fetch the Neo4j jars:\n" + (done.stdout + done.stderr)[-3000:]
+            )
+        shutil.rmtree(self.lib, ignore_errors=True)
+        staging.rename(self.lib)
+        return self.lib
+
+    def version(self) -> str | None:
+        """The Neo4j version in ``home/lib``, or None when not installed."""
+        if not self.lib.is_dir():
+            return None
+        for jar in self.lib.glob("neo4j-kernel-*.jar"):
+            match = re.fullmatch(r"neo4j-kernel-(\d+\.\d+\.\d+)\.jar", jar.name)
+            if match:
+                return match.group(1)
+        return None
+
+    # -- configuration -------------------------------------------------------------------
+
+    def write_conf(self) -> Path:
+        """Write ``conf/neo4j.conf`` from this object's settings (every start)."""
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        home = self.home.resolve()
+        settings = {
+            "server.default_listen_address": "127.0.0.1",
+            "server.bolt.listen_address": f"127.0.0.1:{self.bolt_port}",
+            "server.bolt.advertised_address": f"127.0.0.1:{self.bolt_port}",
+            "server.http.enabled": "true",
+            "server.http.listen_address": f"127.0.0.1:{self.http_port}",
+            "server.http.advertised_address": f"127.0.0.1:{self.http_port}",
+            "server.https.enabled": "false",
+            "server.directories.data": str(home / "data"),
+            "server.directories.logs": str(home / "logs"),
+            "server.directories.plugins": str(home / "plugins"),
+            "server.directories.import": str(home / "import"),
+            "server.directories.run": str(home / "run"),
+            "server.directories.lib": str(self.lib.resolve()),
+            "server.directories.licenses": str(home / "licenses"),
+            "server.memory.heap.initial_size": self.heap,
+            "server.memory.heap.max_size": self.heap,
+            "server.memory.pagecache.size": self.pagecache,
+            "dbms.security.auth_enabled": "false",
+            "dbms.usage_report.enabled": "false",
+            "db.tx_log.rotation.retention_policy": "1 files",
+        }
+        for folder in ("data", "logs", "plugins", "import", "run", "licenses"):
+            (self.home / folder).mkdir(parents=True, exist_ok=True)
+        path = self.conf_dir / "neo4j.conf"
+        path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+        return path
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def status(self) -> Neo4jStatus:
+        """Whether our server process is alive (and which version is installed)."""
+        pid = self._live_pid()
+        return Neo4jStatus(
+            running=pid is not None,
+            pid=pid,
+            bolt_uri=self.bolt_uri,
+            browser_url=self.browser_url,
+            version=self.version(),
+            home=self.home,
+        )
+
+    def start(self, *, timeout: float = 180.0) -> Neo4jStatus:
+        """Install if needed, start in the background and wait until Bolt answers ``RETURN 1``.
+
+        Raises
+        ------
+        LocalNeo4jError
+            Already running (the message says where), a port is taken by something else,
+            Java 17/21 not found, or the server did not answer in time (the message carries
+            the tail of its log).
+        """
+        current = self.status()
+        if current.running:
+            raise LocalNeo4jError(
+                f"the local Neo4j is already running (pid {current.pid}, {self.bolt_uri}, "
+                f"home {self.home}); `graphinv neo4j stop` first to restart it"
+            )
+        for port in (self.bolt_port, self.http_port):
+            if _port_in_use(port):
+                raise LocalNeo4jError(
+                    f"port {port} on 127.0.0.1 is taken by another process; choose other ports "
+                    "with GRAPHINV_NEO4J_BOLT_PORT / GRAPHINV_NEO4J_HTTP_PORT"
+                )
+        self.install()
+        self.write_conf()
+        java = find_java()
+        home = self.home.resolve()
+        heap_flags = (f"-Xms{self.heap}", f"-Xmx{self.heap}")
+        cmd = [
+            str(java), *heap_flags, *JVM_FLAGS,
+            "-cp", f"{self.lib.resolve()}/*",
+            ENTRY_POINT, f"--home-dir={home}", f"--config-dir={home / 'conf'}", "--console-mode",
+        ]
+        self.console_log.parent.mkdir(parents=True, exist_ok=True)
+        with self.console_log.open("ab") as log:
+            log.write(f"\n--- graphinv start {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
+            log.flush()
+            process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=home, start_new_session=True,
+            )
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise LocalNeo4jError(
+                    f"Neo4j exited with status {process.returncode} while starting. "
+                    f"Last lines of {self.console_log}:\n{self.log_tail()}"
+                )
+            if _bolt_answers(self.bolt_uri):
+                return self.status()
+            time.sleep(0.5)
+        self.stop()
+        raise LocalNeo4jError(
+            f"Neo4j did not answer on {self.bolt_uri} within {timeout:.0f} s. "
+            f"Last lines of {self.console_log}:\n{self.log_tail()}"
+        )
+
+    def stop(self, *, timeout: float = 60.0) -> bool:
+        """Stop the server cleanly (SIGTERM, then SIGKILL after ``timeout``).
+
+        Returns False when it was not running.
+        """
+        pid = self._live_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the server's console log (where start-up errors appear)."""
+        candidates = [self.console_log, self.home / "logs" / "neo4j.log"]
+        text = ""
+        for path in candidates:
+            if path.is_file():
+                text += "".join(path.read_text(errors="replace").splitlines(True)[-lines:])
+        return text or "(no log written)"
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _live_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _alive(pid) and _is_neo4j(pid) else None
+
+    def _java_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["JAVA_HOME"] = str(find_java().parents[1])
+        return env
+
+
+def newest_release(mvn: str, env: dict[str, str]) -> str | None:
+    """The newest 5.26.x on Maven Central, or None when Maven cannot tell (then the pom's
+    pinned fallback is used)."""
+    done = subprocess.run(
+        [mvn, "-B", "-f", str(VERSION_PROBE), "dependency:list"],
+        capture_output=True, text=True, env=env,
+    )
+    match = re.search(r"org\.neo4j:neo4j:jar:(5\.26\.\d+)", done.stdout)
+    return match.group(1) if match else None
+
+
+def find_java() -> Path:
+    """The ``java`` binary of a JDK that Neo4j 5.26 supports (17 preferred, then 21).
+
+    ``JAVA_HOME`` wins when it points at a supported version; otherwise the usual Debian
+    and Temurin locations are tried, then ``java`` on PATH.
+    """
+    candidates: list[Path] = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(Path(os.environ["JAVA_HOME"]) / "bin" / "java")
+    jvm_root = Path("/usr/lib/jvm")
+    if jvm_root.is_dir():
+        for major in SUPPORTED_JAVA:
+            candidates.extend(sorted(jvm_root.glob(f"*{major}*/bin/java")))
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(Path(on_path).resolve())
+    for java in candidates:
+        if java.is_file() and _java_major(java) in SUPPORTED_JAVA:
+            return java
+    raise LocalNeo4jError(
+        "no Java 17 or 21 found (Neo4j 5.26 runs on those only); install openjdk-17-jre-headless "
+        "or set JAVA_HOME"
+    )
+
+
+def _java_major(java: Path) -> int | None:
+    try:
+        out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)', out.stderr + out.stdout)
+    return int(match.group(1)) if match else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    # A zombie (exited, not yet reaped by its parent) no longer serves anything.
+    return not (stat.is_file() and stat.read_text().split(") ", 1)[-1].startswith("Z"))
+
+
+def _is_neo4j(pid: int) -> bool:
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.is_file():
+        return True
+    return ENTRY_POINT in cmdline.read_bytes().decode(errors="replace")
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _bolt_answers(uri: str) -> bool:
+    import neo4j
+
+    try:
+        # A plain session, not execute_query: the latter retries for half a minute itself.
+        with (
+            neo4j.GraphDatabase.driver(uri, auth=None, connection_timeout=2) as driver,
+            driver.session() as session,
+        ):
+            return session.run("RETURN 1 AS one").single(strict=True)["one"] == 1
+    except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError):
+        return False

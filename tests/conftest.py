@@ -1,0 +1,74 @@
+"""Test fixtures shared by the suite.
+
+Neo4j tests run against a real server. The session starts the local Neo4j (graphinv's own,
+assembled from Maven Central) unless one already answers on its Bolt port, or
+``GRAPHINV_TEST_NEO4J_URI`` names another server. A server that cannot be reached fails
+the tests that need it; they are never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import neo4j
+import pytest
+
+from graphinv.neo4j_local import LocalNeo4j
+
+
+def _answers(uri: str) -> bool:
+    try:
+        with neo4j.GraphDatabase.driver(uri, auth=_auth(), connection_timeout=2) as driver:
+            driver.verify_connectivity()
+        return True
+    except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError):
+        return False
+
+
+def _auth() -> tuple[str, str] | None:
+    user, password = os.environ.get("NEO4J_USER"), os.environ.get("NEO4J_PASSWORD")
+    return (user, password) if user and password else None
+
+
+@pytest.fixture(scope="session")
+def neo4j_uri() -> Iterator[str]:
+    """Bolt URI of a running Neo4j; starts (and afterwards stops) the local one if needed."""
+    external = os.environ.get("GRAPHINV_TEST_NEO4J_URI")
+    if external:
+        if not _answers(external):
+            pytest.fail(f"GRAPHINV_TEST_NEO4J_URI={external} does not answer")
+        yield external
+        return
+    server = LocalNeo4j.from_env()
+    if _answers(server.bolt_uri):
+        yield server.bolt_uri
+        return
+    server.start()
+    try:
+        yield server.bolt_uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def neo4j_driver(neo4j_uri: str) -> Iterator[neo4j.Driver]:
+    """A driver on an empty database: every node, constraint and index is dropped first."""
+    with neo4j.GraphDatabase.driver(neo4j_uri, auth=_auth()) as driver:
+        wipe(driver)
+        yield driver
+
+
+def wipe(driver: neo4j.Driver) -> None:
+    """Empty the database, schema included, so each test starts from nothing."""
+    # CALL … IN TRANSACTIONS needs an auto-commit transaction, hence a plain session.run.
+    with driver.session() as session:
+        session.run(
+            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+        ).consume()
+    for record in driver.execute_query("SHOW CONSTRAINTS YIELD name").records:
+        driver.execute_query("DROP CONSTRAINT $name", name=record["name"])
+    for record in driver.execute_query(
+        "SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name"
+    ).records:
+        driver.execute_query("DROP INDEX $name", name=record["name"])
