@@ -7,11 +7,19 @@ traceback appears only with ``--debug``.
 
 from __future__ import annotations
 
+import json
+import resource
 import sys
+import time
+from pathlib import Path
 
 import click
+import pandas as pd
 from rich.console import Console
+from rich.table import Table
 
+from graphinv.config import load_settings
+from graphinv.context import Context
 from graphinv.errors import GraphinvError
 from graphinv.neo4j_local import LocalNeo4j
 
@@ -34,9 +42,61 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option(
+    "--neo4j", "neo4j_uri", metavar="URI",
+    help="Use the Neo4j store at URI (credentials from NEO4J_USER / NEO4J_PASSWORD).",
+)
+@click.option(
+    "--db", "db_path", type=click.Path(path_type=Path), default=Path("graphinv.duckdb"),
+    show_default=True, help="The embedded store's DuckDB file (used without --neo4j/NEO4J_URI).",
+)
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path),
+    help="Settings TOML (default: ./graphinv.toml when present; env GRAPHINV_CONFIG).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars or spinners.")
 @click.version_option(package_name="graphinv")
-def cli(debug: bool) -> None:
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    debug: bool,
+    neo4j_uri: str | None,
+    db_path: Path,
+    config_path: Path | None,
+    quiet: bool,
+) -> None:
     """graphinv: find coordinated account rings that distil AI models."""
+    ctx.obj = _LazyContext(neo4j_uri, db_path, config_path, not quiet)
+    ctx.call_on_close(ctx.obj.close)
+
+
+class _LazyContext:
+    """Builds the Context (settings, store) only for commands that need one."""
+
+    def __init__(
+        self, neo4j_uri: str | None, db_path: Path, config_path: Path | None, progress: bool
+    ) -> None:
+        self._args = (neo4j_uri, db_path, config_path)
+        self.progress = progress
+        self._context: Context | None = None
+
+    def get(self) -> Context:
+        if self._context is None:
+            neo4j_uri, db_path, config_path = self._args
+            self._context = Context(
+                settings=load_settings(path=config_path),
+                neo4j_uri=neo4j_uri,
+                db_path=db_path,
+                progress=self.progress,
+            )
+        return self._context
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._context.close()
+
+
+pass_context = click.make_pass_decorator(_LazyContext)
 
 
 @cli.group()
@@ -75,6 +135,180 @@ def neo4j_status() -> None:
     else:
         console.print(f"not running (home {status.home}, installed: {status.version or 'no'})")
     sys.exit(0 if status.running else 3)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--preset", default="small", show_default=True, help="small, medium or case-24k.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--accounts", "n_accounts", type=int, help="Scale the preset to this many accounts.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "csv", "csv.gz"]), default="parquet",
+    show_default=True,
+)
+def synth(out: Path, preset: str, seed: int, n_accounts: int | None, fmt: str) -> None:
+    """Write a synthetic platform with planted rings and ground truth (labels) to OUT."""
+    from graphinv.synth import generate, write_platform
+
+    started = time.perf_counter()
+    with console.status(f"Generating the {preset} platform (seed {seed})…"):
+        platform = generate(preset=preset, seed=seed, n_accounts=n_accounts)
+        written = write_platform(platform, out, fmt=fmt)
+    table = Table(title=f"Synthetic platform '{preset}' (seed {seed}) in {out}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("MB", justify="right")
+    for name, (rows, size) in written.items():
+        table.add_row(name, f"{rows:,}", f"{size / 1e6:.1f}")
+    console.print(table)
+    console.print(f"{time.perf_counter() - started:.1f} s, peak memory {_peak_mb():,.0f} MB")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--quarantine", "quarantine_dir", type=click.Path(path_type=Path),
+    help="Where rejected rows go (default: quarantine/ beside the store).",
+)
+@click.option("--kind", "extra_kinds", multiple=True, help="Accept this extra link kind.")
+@click.option(
+    "--pseudonymise", is_flag=True,
+    help="Replace identifier values by keyed HMACs (key in GRAPHINV_PSEUDONYMISE_KEY).",
+)
+@pass_context
+def load(
+    lazy: _LazyContext,
+    folder: Path,
+    quarantine_dir: Path | None,
+    extra_kinds: tuple[str, ...],
+    pseudonymise: bool,
+) -> None:
+    """Validate the input tables in FOLDER and load them into the store.
+
+    Exit status 0 when every row loaded, 3 when some rows went to quarantine.
+    """
+    report = lazy.get().load(
+        folder,
+        quarantine_dir=quarantine_dir,
+        pseudonymise=pseudonymise,
+        extra_kinds=extra_kinds,
+    )
+    console.print(report.summary_table())
+    sys.exit(report.exit_code)
+
+
+@cli.command()
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Write the full JSON report here ('-' for stdout).")
+@click.option("--alert-threshold", type=float,
+              help="Score at which a new or respawned ring exits 10 (default: scoring threshold).")
+@click.option("--top", default=15, show_default=True, help="Rings shown in the table.")
+@pass_context
+def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | None,
+          top: int) -> None:
+    """Find, score and record rings over everything loaded; report what changed.
+
+    Exit status 0, or 10 when a new or respawned ring scores at the alert threshold.
+    """
+    report = lazy.get().sweep(alert_threshold=alert_threshold)
+    if json_path is not None:
+        text = json.dumps(report.to_dict(), indent=2)
+        if str(json_path) == "-":
+            click.echo(text)
+            sys.exit(report.exit_code)
+        json_path.write_text(text)
+    console.print(_rings_table(report.rings.head(top), title=f"Sweep {report.sweep_id}"))
+    counts, lineage = report.counts, report.lineage
+    console.print(
+        f"{counts['accounts']:,} accounts, {counts['links']:,} links → {counts['rings']:,} rings "
+        f"({counts['accounts_in_rings']:,} accounts) in {counts['campaigns']:,} campaigns; "
+        f"{counts['flagged_rings']:,} flagged at score ≥ {lazy.get().settings.scoring.threshold}."
+    )
+    console.print(
+        "Since the last sweep: " + ", ".join(f"{n} {status}" for status, n in lineage.items() if n)
+    )
+    hubs = report.projection.get("hubs", {})
+    if any(hubs.values()):
+        console.print(
+            "Hub identifiers not expanded into pairs: "
+            + ", ".join(f"{n:,} {kind}" for kind, n in hubs.items() if n)
+        )
+    console.print(
+        f"{sum(report.seconds.values()):.1f} s ("
+        + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items())
+        + f"), peak memory {report.peak_memory_mb:,.0f} MB"
+    )
+    if report.exit_code:
+        console.print(f"[bold red]Alert:[/] {len(report.alerts)} new or respawned ring(s) "
+                      f"score ≥ {report.alert_threshold}: {', '.join(report.alerts['ring_id'])}")
+    sys.exit(report.exit_code)
+
+
+@cli.command()
+@click.option("--sweep", "sweep_id", help="A past sweep (default: the latest).")
+@click.option("--limit", default=20, show_default=True, help="Rings listed (table/json).")
+@click.option("--members", is_flag=True, help="List account_id,ring_id for every ring member.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@pass_context
+def rings(lazy: _LazyContext, sweep_id: str | None, limit: int, members: bool, fmt: str) -> None:
+    """List ranked rings (or, with --members, every account in a ring)."""
+    context = lazy.get()
+    if members:
+        frame = context.members(sweep_id=sweep_id)[["account_id", "ring_id"]]
+    else:
+        frame = context.rings(sweep_id=sweep_id).head(limit)
+    if fmt == "csv":
+        frame = frame if members else frame.drop(columns=["features"])
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+    elif members:
+        console.print(frame.to_string(index=False))
+    else:
+        console.print(_rings_table(frame, title="Rings (latest sweep)" if not sweep_id
+                                   else f"Rings of {sweep_id}"))
+
+
+@cli.command("evaluate")
+@click.option("--labels", "labels_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder holding labels.csv / labels.parquet (ground truth).")
+@click.option("--top-k", default=20, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@pass_context
+def evaluate_command(lazy: _LazyContext, labels_dir: Path, top_k: int, fmt: str) -> None:
+    """Score the latest sweep's rings against ground truth (DESIGN §10 metrics)."""
+    evaluation = lazy.get().evaluate(labels_dir, top_k=top_k)
+    if fmt == "json":
+        click.echo(json.dumps(evaluation.to_dict(), indent=2))
+    else:
+        console.print(evaluation.table())
+
+
+def _rings_table(frame: pd.DataFrame, *, title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    for name, justify in (("rank", "right"), ("ring", "left"), ("score", "right"),
+                          ("size", "right"), ("campaign", "left"), ("status", "left"),
+                          ("why", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for row in frame.itertuples(index=False):
+        score = getattr(row, "score", float("nan"))
+        table.add_row(
+            str(row.rank),
+            str(row.ring_id),
+            "" if pd.isna(score) else f"{score:.2f}",
+            str(row.size),
+            str(getattr(row, "campaign_id", "") or ""),
+            str(getattr(row, "status", "") or ""),
+            str(getattr(row, "explanation", "") or ""),
+        )
+    return table
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:

@@ -14,10 +14,16 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
+
+from graphinv.errors import ConfigError, InputError
 
 ColumnType = Literal["string", "timestamp", "int", "float", "bool"]
 
@@ -147,7 +153,7 @@ TABLES: dict[str, TableSpec] = {
             "labels",
             (
                 Column("account_id", "string"),
-                Column("ring_id", "string", description="true ring / benign structure id"),
+                Column("ring_id", "string", False, "true ring / benign structure id; empty: none"),
                 Column(
                     "kind",
                     "string",
@@ -187,8 +193,497 @@ class Platform:
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The tables that are present, by name."""
-        return {
-            name: frame
-            for name in TABLES
-            if (frame := getattr(self, name)) is not None
+        return {name: frame for name in TABLES if (frame := getattr(self, name)) is not None}
+
+
+# -- validation ---------------------------------------------------------------------------
+
+# A kind becomes part of a Neo4j property value and a config key, so it is kept to a plain
+# lower-case word; anything else in the `kind` column is a typo or an export bug.
+KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+# Timestamps before this come from zeroed or epoch-defaulted fields, not from real activity.
+EARLIEST = pd.Timestamp("2000-01-01", tz="UTC")
+# Clocks drift and exports cross midnight; more than a day ahead is an export bug.
+FUTURE_SLACK = pd.Timedelta(days=1)
+
+# Smallest allowed value of integer columns; a link seen zero times contradicts itself.
+MINIMUM: dict[tuple[str, str], int] = {
+    ("links", "count"): 1,
+    ("usage", "requests"): 0,
+    ("usage", "input_tokens"): 0,
+    ("usage", "output_tokens"): 0,
+    ("ips", "asn"): 0,
+    ("prompt_fingerprints", "template_tokens"): 0,
+}
+MAXIMUM: dict[tuple[str, str], int] = {("ips", "asn"): 2**32 - 1}
+
+_TRUE = frozenset({"true", "t", "1", "yes", "y"})
+_FALSE = frozenset({"false", "f", "0", "no", "n"})
+_INT_LIMIT = 2**63
+
+QUARANTINE_COLUMNS = ("source_file", "row", "column", "reason")
+
+_DTYPES: dict[ColumnType, tuple[str, str]] = {
+    # (dtype when the column is required, dtype when it may hold missing values)
+    "string": ("str", "str"),
+    "timestamp": ("datetime64[us, UTC]", "datetime64[us, UTC]"),
+    "int": ("int64", "Int64"),
+    "float": ("float64", "float64"),
+    "bool": ("bool", "boolean"),
+}
+
+
+def dtype_of(column: Column) -> str:
+    """The pandas dtype a validated column has (nullable variants for optional columns).
+
+    Examples
+    --------
+    >>> dtype_of(TABLES["links"].columns[5]), dtype_of(TABLES["ips"].columns[1])
+    ('int64', 'Int64')
+    """
+    required, optional = _DTYPES[column.type]
+    return required if column.required else optional
+
+
+def conform(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """Return ``frame`` with exactly the columns of ``spec``, in order, cast to their dtypes.
+
+    Absent optional columns are added as missing values. Use it on frames that are already
+    valid (read back from a store, built in a test); it does not check values.
+
+    Examples
+    --------
+    >>> f = conform(pd.DataFrame({"ip": ["10.0.0.1"], "asn": [64500]}), TABLES["ips"])
+    >>> list(f.columns), str(f["asn"].dtype), str(f["is_proxy"].dtype)
+    (['ip', 'asn', 'prefix', 'is_datacenter', 'is_proxy', 'country'], 'Int64', 'boolean')
+    """
+    out = {}
+    for column in spec.columns:
+        values = (
+            frame[column.name]
+            if column.name in frame
+            else pd.Series(pd.NA, index=frame.index, dtype="object")
+        )
+        if column.type == "timestamp":
+            values = pd.to_datetime(values, utc=True)
+        out[column.name] = values.astype(dtype_of(column))
+    return pd.DataFrame(out, index=frame.index).reset_index(drop=True)
+
+
+def known_kinds(extra_kinds: Sequence[str] = ()) -> tuple[str, ...]:
+    """The link kinds accepted: the core kinds plus ``extra_kinds``.
+
+    Raises
+    ------
+    ConfigError
+        An extra kind is not a lower-case word (``[a-z][a-z0-9_]*``, at most 40 characters).
+
+    Examples
+    --------
+    >>> known_kinds(["device"])
+    ('payment_method', 'ip', 'prompt_fingerprint', 'device')
+    """
+    bad = [k for k in extra_kinds if not KIND_PATTERN.fullmatch(k)]
+    if bad:
+        raise ConfigError(
+            f"link kind(s) {bad} are not lower-case words ([a-z][a-z0-9_]*, ≤ 40 characters)"
+        )
+    return tuple(dict.fromkeys((*CORE_LINK_KINDS, *extra_kinds)))
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """Rows refused by validation, per table.
+
+    Each frame has ``source_file``, ``row`` (1-based data row; the CSV line is ``row + 1``),
+    ``column`` and ``reason`` (several problems of one row joined by ``"; "``), then the
+    row's original values as text.
+    """
+
+    rows: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+
+    def count(self, table: str | None = None) -> int:
+        """Rows quarantined in ``table``, or in all tables."""
+        if table is not None:
+            return len(self.rows[table]) if table in self.rows else 0
+        return sum(len(frame) for frame in self.rows.values())
+
+    def write(self, directory: Path) -> list[Path]:
+        """Write ``directory/<table>.csv`` for each table with refused rows.
+
+        Files of tables that are now clean are removed, so a folder never shows stale
+        rejections from an earlier load.
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in TABLES:
+            target = directory / f"{name}.csv"
+            frame = self.rows.get(name)
+            if frame is None or frame.empty:
+                target.unlink(missing_ok=True)
+                continue
+            frame.to_csv(target, index=False)
+            written.append(target)
+        return written
+
+
+def validate(
+    raw: Mapping[str, pd.DataFrame],
+    *,
+    sources: Mapping[str, str] | None = None,
+    extra_kinds: Sequence[str] = (),
+    now: pd.Timestamp | None = None,
+) -> tuple[Platform, Quarantine]:
+    """Check raw tables row by row; return the good rows as a typed Platform and the rest.
+
+    ``raw`` holds the tables as read from files (text or native values, one frame per table,
+    only the columns of ``TABLES``). A row is quarantined when a required value is missing,
+    a value has the wrong type, a timestamp is unparseable, before 2000 or more than a day
+    in the future, a count is negative (links need ``count ≥ 1``), ``last_seen <
+    first_seen``, a usage ``hour`` is not the start of an hour, a link ``kind`` is unknown,
+    its key repeats an earlier row's (the first one stays), or its ``account_id`` is not in
+    the good ``accounts`` rows. Surrounding whitespace is ignored; empty text is missing.
+
+    Parameters
+    ----------
+    raw
+        Frames by table name; ``accounts``, ``links`` and ``usage`` are required.
+    sources
+        File names by table, for the quarantine's ``source_file`` column.
+    extra_kinds
+        Link kinds accepted beside ``payment_method``, ``ip`` and ``prompt_fingerprint``.
+    now
+        Reference time for "in the future" (default: the current time).
+
+    Examples
+    --------
+    >>> accounts = pd.DataFrame({"account_id": ["a1", "a1"], "created_at": ["2024-01-01"] * 2})
+    >>> links = pd.DataFrame({"account_id": ["a1", "zz"], "kind": ["ip", "ip"],
+    ...     "value": ["10.0.0.1"] * 2, "first_seen": ["2024-01-02"] * 2,
+    ...     "last_seen": ["2024-01-03"] * 2, "count": ["4", "-1"]})
+    >>> usage = pd.DataFrame(columns=list(TABLES["usage"].column_names))
+    >>> platform, quarantine = validate({"accounts": accounts, "links": links, "usage": usage})
+    >>> len(platform.accounts), len(platform.links), quarantine.count()
+    (1, 1, 2)
+    >>> quarantine.rows["links"]["reason"].item()
+    'count -1 is below 1; account_id not in accounts'
+    """
+    sources = dict(sources or {})
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
+    kinds = known_kinds(extra_kinds)
+    clean: dict[str, pd.DataFrame] = {}
+    rejected: dict[str, pd.DataFrame] = {}
+    for name, spec in TABLES.items():
+        if name not in raw:
+            if spec.required:
+                raise InputError(f"table {name!r} is required but was not given")
+            continue
+        check_columns(spec, list(raw[name].columns), sources.get(name, name))
+        checker = _TableCheck(spec, raw[name], now=now)
+        if name == "links":
+            checker.check_kinds(kinds)
+        if name in ("links", "usage", "labels"):
+            checker.check_accounts(clean["accounts"]["account_id"])
+        checker.check_duplicates()
+        clean[name], rejected[name] = checker.result(sources.get(name, name))
+    platform = Platform(**clean)
+    return platform, Quarantine({k: v for k, v in rejected.items() if not v.empty})
+
+
+def check_columns(spec: TableSpec, columns: Sequence[str], source: str) -> None:
+    """Refuse a header with missing required, unknown or repeated columns.
+
+    Unknown columns are refused rather than ignored: a misspelt optional column would
+    otherwise vanish without a trace.
+
+    Raises
+    ------
+    InputError
+        Naming ``source`` and the offending columns.
+
+    Examples
+    --------
+    >>> check_columns(TABLES["ips"], ["ip", "asn"], "ips.csv")
+    >>> check_columns(TABLES["ips"], ["ip", "ASN"], "ips.csv")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    graphinv.errors.InputError: ips.csv: unknown column(s) ['ASN']; expected columns: ip, asn, ...
+    """
+    expected = ", ".join(spec.column_names)
+    repeated = sorted({c for c in columns if list(columns).count(c) > 1})
+    if repeated:
+        raise InputError(f"{source}: column(s) {repeated} appear more than once")
+    missing = [c for c in spec.required_columns if c not in columns]
+    if missing:
+        raise InputError(
+            f"{source}: missing required column(s) {missing}; expected columns: {expected}"
+        )
+    unknown = [c for c in columns if c not in spec.column_names]
+    if unknown:
+        raise InputError(f"{source}: unknown column(s) {unknown}; expected columns: {expected}")
+
+
+class _TableCheck:
+    """Vectorised row checks of one raw table; collects (mask, column, reason) problems."""
+
+    def __init__(self, spec: TableSpec, raw: pd.DataFrame, *, now: pd.Timestamp) -> None:
+        self.spec = spec
+        self.raw = raw.reset_index(drop=True)
+        self.problems: list[tuple[np.ndarray, str, pd.Series]] = []
+        self.values: dict[str, pd.Series] = {}
+        for column in spec.columns:
+            self._parse(column)
+        self._check_table_rules(now)
+
+    # -- per column ---------------------------------------------------------------------
+
+    def _flag(self, mask: pd.Series | np.ndarray, column: str, reason: str | pd.Series) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        rows = self.raw.index[mask]
+        if isinstance(reason, str):
+            reason = pd.Series(reason, index=rows, dtype="str")
+        else:
+            reason = reason.reindex(rows)
+        self.problems.append((mask, column, reason))
+
+    def _shown(self, column: str, mask: np.ndarray) -> pd.Series:
+        """The offending raw values, quoted, for reasons like ``not an integer: 'x'``."""
+        values = self.raw[column][mask]
+        return pd.Series([repr(str(v)) for v in values], index=values.index, dtype="str")
+
+    def _parse(self, column: Column) -> None:
+        if column.name not in self.raw:
+            self.values[column.name] = pd.Series(pd.NA, index=self.raw.index, dtype="object")
+            return
+        series = self.raw[column.name]
+        if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
+            series = series.astype("str").str.strip().replace("", np.nan)
+        missing = series.isna().to_numpy()
+        if column.required:
+            self._flag(missing, column.name, "missing value")
+        present = ~missing
+        if column.type == "string":
+            self.values[column.name] = series.astype("str")
+            return
+        if column.type == "timestamp":
+            parsed = _to_timestamp(series)
+            bad = present & parsed.isna().to_numpy()
+        elif column.type in ("int", "float"):
+            parsed = pd.Series(pd.to_numeric(series, errors="coerce"), index=self.raw.index)
+            parsed = parsed.astype("float64")
+            bad = present & parsed.isna().to_numpy()
+            if column.type == "int":
+                finite = parsed.fillna(0).to_numpy()
+                bad |= present & ((finite != np.floor(finite)) | (np.abs(finite) >= _INT_LIMIT))
+        else:
+            parsed = _to_bool(series)
+            bad = present & parsed.isna().to_numpy()
+        reason = f"not {_ARTICLE[column.type]}: " + self._shown(column.name, bad)
+        self._flag(bad, column.name, reason)
+        self.values[column.name] = parsed.where(~bad)
+
+    def _check_table_rules(self, now: pd.Timestamp) -> None:
+        name = self.spec.name
+        for column in self.spec.columns:
+            if column.name not in self.raw:
+                continue
+            values = self.values[column.name]
+            if column.type == "timestamp":
+                early = (values < EARLIEST).fillna(False).to_numpy()
+                reason = "before 2000-01-01: " + self._shown(column.name, early)
+                self._flag(early, column.name, reason)
+                late = (values > now + FUTURE_SLACK).fillna(False).to_numpy()
+                self._flag(late, column.name, "in the future: " + self._shown(column.name, late))
+            low = MINIMUM.get((name, column.name))
+            if low is not None:
+                below = (values < low).fillna(False).to_numpy()
+                self._flag(below, column.name, self._bound(column.name, below, "below", low))
+            high = MAXIMUM.get((name, column.name))
+            if high is not None:
+                above = (values > high).fillna(False).to_numpy()
+                self._flag(above, column.name, self._bound(column.name, above, "above", high))
+        if name == "links":
+            backwards = (self.values["last_seen"] < self.values["first_seen"]).fillna(False)
+            self._flag(backwards.to_numpy(), "last_seen", "last_seen is before first_seen")
+        if name == "usage":
+            hour = self.values["hour"]
+            off = (hour.notna() & (hour != hour.dt.floor("h"))).to_numpy()
+            self._flag(off, "hour", "not the start of an hour: " + self._shown("hour", off))
+
+    def _bound(self, column: str, mask: np.ndarray, word: str, limit: int) -> pd.Series:
+        shown = self.raw[column][mask].astype("str").str.strip()
+        return column + " " + shown + f" is {word} {limit}"
+
+    # -- across rows and tables ----------------------------------------------------------
+
+    def check_kinds(self, kinds: Sequence[str]) -> None:
+        kind = self.values["kind"]
+        unknown = (kind.notna() & ~kind.isin(kinds)).to_numpy()
+        reason = (
+            "unknown kind "
+            + self._shown("kind", unknown)
+            + (" (declare new kinds with extra_kinds / --kind)")
+        )
+        self._flag(unknown, "kind", reason)
+
+    def check_accounts(self, account_ids: pd.Series) -> None:
+        ids = self.values["account_id"]
+        dangling = (ids.notna() & ~ids.isin(account_ids)).to_numpy()
+        self._flag(dangling, "account_id", "account_id not in accounts")
+
+    def check_duplicates(self) -> None:
+        """Flag later rows whose key repeats an earlier good row; the first one stays."""
+        names = list(self.spec.key)
+        key = pd.DataFrame({c: self.values[c] for c in names})[~self._rejected()]
+        repeat = key.duplicated(keep="first").to_numpy()
+        if not repeat.any():
+            return
+        first = key.reset_index().groupby(names, sort=False)["index"].transform("first")
+        rows = key.index[repeat]
+        reason = pd.Series(
+            "duplicate key of row " + (first.to_numpy()[repeat] + 1).astype(str),
+            index=rows,
+            dtype="str",
+        )
+        self._flag(self.raw.index.isin(rows), ",".join(names), reason)
+
+    def _rejected(self) -> np.ndarray:
+        mask = np.zeros(len(self.raw), dtype=bool)
+        for flagged, _, _ in self.problems:
+            mask |= flagged
+        return mask
+
+    def result(self, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The good rows (typed, via :func:`conform`) and the quarantined rows."""
+        bad = self._rejected()
+        good = pd.DataFrame({c: self.values[c][~bad] for c in self.spec.column_names})
+        found = [
+            pd.DataFrame({"index": reason.index, "column": column, "reason": reason.to_numpy()})
+            for _, column, reason in self.problems
+        ]
+        if not found:
+            return conform(good, self.spec), _empty_quarantine(self.raw.columns)
+        merged = (
+            pd.concat(found)
+            .groupby("index", sort=True)
+            .agg({"column": lambda s: ",".join(dict.fromkeys(s)), "reason": "; ".join})
+        )
+        rows = self.raw.loc[merged.index]
+        original = rows.astype("str").where(rows.notna(), "")
+        quarantined = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "source_file": source,
+                        "row": merged.index + 1,
+                        "column": merged["column"],
+                        "reason": merged["reason"],
+                    },
+                    index=merged.index,
+                ),
+                original,
+            ],
+            axis=1,
+        ).reset_index(drop=True)
+        return conform(good, self.spec), quarantined
+
+
+_ARTICLE: dict[ColumnType, str] = {
+    "timestamp": "an ISO 8601 timestamp",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean (true/false)",
+    "string": "text",
+}
+
+
+def _to_timestamp(series: pd.Series) -> pd.Series:
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series):
+        return pd.to_datetime(series, utc=True).astype("datetime64[us, UTC]")
+    parsed = pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
+    return pd.Series(parsed, index=series.index).astype("datetime64[us, UTC]")
+
+
+def _to_bool(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.astype("boolean")
+    text = series.astype("str").str.lower()
+    out = pd.Series(pd.NA, index=series.index, dtype="boolean")
+    out[text.isin(_TRUE)] = True
+    out[text.isin(_FALSE)] = False
+    return out
+
+
+def _empty_quarantine(columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame(columns=[*QUARANTINE_COLUMNS, *columns])
+
+
+_JSON_TYPES: dict[ColumnType, dict[str, object]] = {
+    "string": {"type": "string", "minLength": 1},
+    "timestamp": {"type": "string", "format": "date-time"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+}
+
+
+def json_schema(table: str) -> dict[str, object]:
+    """A JSON Schema (2020-12) for one row of ``table``, as published in ``schemas/``.
+
+    Examples
+    --------
+    >>> json_schema("links")["required"]
+    ['account_id', 'kind', 'value', 'first_seen', 'last_seen', 'count']
+    """
+    spec = TABLES[table]
+    properties: dict[str, object] = {}
+    for column in spec.columns:
+        prop: dict[str, object] = dict(_JSON_TYPES[column.type])
+        if column.description:
+            prop["description"] = column.description
+        if (table, column.name) in MINIMUM:
+            prop["minimum"] = MINIMUM[(table, column.name)]
+        if (table, column.name) in MAXIMUM:
+            prop["maximum"] = MAXIMUM[(table, column.name)]
+        if column.type == "timestamp":
+            prop["description"] = (
+                f"{column.description + '; ' if column.description else ''}ISO 8601, UTC when "
+                "no offset is given; not before 2000-01-01, not more than a day in the future"
+            )
+        if not column.required:
+            prop = {"anyOf": [prop, {"type": "null"}]}
+        properties[column.name] = prop
+    if table == "links":
+        properties["kind"] = {
+            "type": "string",
+            "anyOf": [
+                {"enum": list(CORE_LINK_KINDS)},
+                {"pattern": f"^{KIND_PATTERN.pattern}$"},
+            ],
+            "description": (
+                "payment_method, ip, prompt_fingerprint; any other kind (device, api_client, "
+                "email, referral, …) must be declared to the loader (extra_kinds / --kind), "
+                "else its rows are quarantined"
+            ),
         }
+        properties["last_seen"] = {
+            **properties["last_seen"],  # type: ignore[dict-item]
+            "description": "not before first_seen (checked by the loader)",
+        }
+    if table == "usage":
+        properties["hour"] = {**properties["hour"], "description": "start of an hour, UTC"}  # type: ignore[dict-item]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://graphinv.example/schemas/{table}.schema.json",
+        "title": table,
+        "description": spec.description,
+        "type": "object",
+        "properties": properties,
+        "required": list(spec.required_columns),
+        "additionalProperties": False,
+        "x-key": list(spec.key),
+        "x-table-required": spec.required,
+    }

@@ -1,0 +1,187 @@
+"""Settings: every stage's options from one TOML file, with environment overrides.
+
+Each stage owns a frozen options dataclass with documented defaults (``ProjectionOptions``,
+``DetectionOptions``, ``ScoringOptions``, ``LineageOptions``); this module only fills them.
+A TOML file has one table per stage::
+
+    [projection]
+    hub_cap = 300
+    kind_weights = { payment_method = 1.0, ip = 0.4, prompt_fingerprint = 0.5, device = 0.8 }
+
+    [detection]
+    resolution = 0.05
+
+An environment variable ``GRAPHINV_<STAGE>__<KEY>`` (``__`` between the parts, nested
+tables too) overrides the file, its value read as a TOML value when it parses as one
+(``GRAPHINV_DETECTION__RESOLUTION=0.1``, ``GRAPHINV_PROJECTION__KIND_WEIGHTS__IP=0.3``).
+Unknown stages or keys are errors, so a typo never silently keeps a default.
+
+Examples
+--------
+>>> from graphinv.config import load_settings
+>>> settings = load_settings(path=None, environ={"GRAPHINV_PROJECTION__HUB_CAP": "300"})
+>>> settings.projection.hub_cap
+300
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from graphinv.communities import DetectionOptions
+from graphinv.errors import ConfigError
+from graphinv.lineage import LineageOptions
+from graphinv.projection import ProjectionOptions
+from graphinv.scoring import ScoringOptions
+
+DEFAULT_FILE = Path("graphinv.toml")
+ENV_PREFIX = "GRAPHINV_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The options of every stage, as used by one run."""
+
+    projection: ProjectionOptions = field(default_factory=ProjectionOptions)
+    detection: DetectionOptions = field(default_factory=DetectionOptions)
+    scoring: ScoringOptions = field(default_factory=ScoringOptions)
+    lineage: LineageOptions = field(default_factory=LineageOptions)
+    source: str = "defaults"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (recorded with every sweep)."""
+        return json.loads(json.dumps(_plain(self)))
+
+
+def load_settings(
+    *, path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read settings from ``path`` (or ``GRAPHINV_CONFIG``, or ``./graphinv.toml`` when it
+    exists), then apply ``GRAPHINV_<STAGE>__<KEY>`` overrides from ``environ``.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not TOML, or names an unknown stage or key, or a value has
+        the wrong type.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: list[str] = []
+    path = path or (Path(environ["GRAPHINV_CONFIG"]) if environ.get("GRAPHINV_CONFIG") else None)
+    if path is None and DEFAULT_FILE.is_file():
+        path = DEFAULT_FILE
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as error:
+            raise ConfigError(f"settings file {path} not found") from error
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"settings file {path} is not valid TOML: {error}") from error
+        sources.append(str(path))
+    overrides = _env_overrides(environ)
+    if overrides:
+        _deep_merge(values, overrides)
+        sources.append("environment")
+    stages = {f.name: f.type for f in fields(Settings) if f.name != "source"}
+    unknown = set(values) - set(stages)
+    if unknown:
+        raise ConfigError(
+            f"unknown settings section(s) {sorted(unknown)}; known: {sorted(stages)}"
+        )
+    built = {
+        name: _build(_option_class(name), values.get(name, {}), where=name) for name in stages
+    }
+    return Settings(**built, source=" + ".join(sources) or "defaults")
+
+
+def _option_class(stage: str) -> type:
+    return {
+        "projection": ProjectionOptions,
+        "detection": DetectionOptions,
+        "scoring": ScoringOptions,
+        "lineage": LineageOptions,
+    }[stage]
+
+
+def _build(cls: type, values: Mapping[str, Any], *, where: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"[{where}] must be a table of settings, not {values!r}")
+    _reject_unknown(cls, values, where)
+    defaults = cls()
+    # A table of per-kind weights extends the default table instead of replacing it, so
+    # setting one kind's weight keeps the others (a weight of 0 turns a kind off).
+    merged = {
+        key: {**getattr(defaults, key), **value}
+        if isinstance(value, Mapping) and isinstance(getattr(defaults, key), Mapping)
+        else value
+        for key, value in values.items()
+    }
+    try:
+        return pydantic.TypeAdapter(cls).validate_python(merged)
+    except pydantic.ValidationError as error:
+        problems = "; ".join(
+            f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from error
+
+
+def _reject_unknown(cls: type, values: Mapping[str, Any], where: str) -> None:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {unknown} in [{where}]; known: {sorted(known)}")
+    defaults = cls()
+    for name, value in values.items():
+        default = getattr(defaults, name)
+        if is_dataclass(default) and isinstance(value, Mapping):
+            _reject_unknown(type(default), value, f"{where}.{name}")
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        keys = name[len(ENV_PREFIX):].lower().split("__")
+        target = overrides
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = _parse_value(raw)
+    return overrides
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,156 @@
+"""The context every command and notebook works through: settings plus one open store.
+
+Examples
+--------
+>>> import tempfile
+>>> from pathlib import Path
+>>> from graphinv.context import Context
+>>> from graphinv.synth import generate, write_platform
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     _ = write_platform(generate(preset="small", seed=5), Path(tmp) / "in")
+...     with Context(db_path=Path(tmp) / "g.duckdb", use_env=False, progress=False) as ctx:
+...         report = ctx.load(Path(tmp) / "in")
+...         sweep = ctx.sweep()
+...         top = ctx.rings().iloc[0]
+>>> int(top["rank"])
+1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import pandas as pd
+
+from graphinv.config import Settings, load_settings
+from graphinv.evaluate import Evaluation, evaluate
+from graphinv.errors import InputError
+from graphinv.load import SUFFIXES, LoadReport, load_dir, read_table
+from graphinv.pseudonymise import key_from_env
+from graphinv.schema import TABLES, conform
+from graphinv.stores.base import Store, open_store
+from graphinv.sweep import SweepReport, run_sweep
+
+
+@dataclass
+class Context:
+    """Settings and a store, opened on first use and closed with the context.
+
+    Parameters
+    ----------
+    settings
+        Options of every stage; read from ``graphinv.toml`` / the environment when None.
+    neo4j_uri
+        Use the Neo4j store at this URI (else ``NEO4J_URI`` when ``use_env``, else the
+        embedded DuckDB file ``db_path``).
+    db_path
+        The embedded store's file.
+    use_env
+        Read ``NEO4J_*`` and ``GRAPHINV_*`` variables.
+    progress
+        Progress bars and spinners on the terminal.
+    """
+
+    settings: Settings | None = None
+    neo4j_uri: str | None = None
+    db_path: Path = Path("graphinv.duckdb")
+    use_env: bool = True
+    progress: bool = True
+    _store: Store | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.settings is None:
+            self.settings = load_settings(environ=None if self.use_env else {})
+
+    @property
+    def store(self) -> Store:
+        """The open store (opened on first use)."""
+        if self._store is None:
+            self._store = open_store(
+                neo4j_uri=self.neo4j_uri, path=self.db_path, use_env=self.use_env
+            )
+        return self._store
+
+    def load(
+        self,
+        folder: Path,
+        *,
+        quarantine_dir: Path | None = None,
+        pseudonymise: bool = False,
+        extra_kinds: tuple[str, ...] = (),
+    ) -> LoadReport:
+        """Validate a folder of input tables and load the good rows (see :func:`load_dir`).
+
+        Link kinds accepted: the core ones, those the projection settings weigh, and
+        ``extra_kinds``; a kind in none of these goes to quarantine.
+        """
+        declared = tuple(self.settings.projection.kind_weights)
+        return load_dir(
+            Path(folder),
+            self.store,
+            extra_kinds=tuple(dict.fromkeys(declared + tuple(extra_kinds))),
+            quarantine_dir=quarantine_dir,
+            pseudonymise_key=key_from_env() if pseudonymise else None,
+            progress=self.progress,
+        )
+
+    def sweep(self, *, alert_threshold: float | None = None) -> SweepReport:
+        """Detect, score and record rings over the loaded platform (see :func:`run_sweep`)."""
+        return run_sweep(
+            self.store,
+            settings=self.settings,
+            alert_threshold=alert_threshold,
+            progress=self.progress,
+        )
+
+    def rings(self, *, sweep_id: str | None = None) -> pd.DataFrame:
+        """Rings of a sweep (latest by default), best rank first."""
+        return self.store.read_rings(sweep_id=sweep_id)
+
+    def members(self, *, sweep_id: str | None = None) -> pd.DataFrame:
+        """``account_id, ring_id`` of every account in a ring of a sweep (latest by default)."""
+        return self.store.read_members(sweep_id=sweep_id)
+
+    def evaluate(self, labels_dir: Path, *, top_k: int = 20) -> Evaluation:
+        """Compare the latest sweep's rings with the ``labels`` table in ``labels_dir``."""
+        rings = self.rings()
+        return evaluate(
+            self.members(),
+            read_labels(Path(labels_dir)),
+            scores=rings[["ring_id", "score"]],
+            threshold=self.settings.scoring.threshold,
+            top_k=top_k,
+        )
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def read_labels(folder: Path) -> pd.DataFrame:
+    """The ``labels`` table of ``folder`` (ground truth or past enforcement).
+
+    Raises
+    ------
+    InputError
+        The folder holds no labels file.
+    """
+    for suffix in SUFFIXES:
+        file = folder / f"labels{suffix}"
+        if file.is_file():
+            return conform(read_table(file, "labels"), TABLES["labels"])
+    raise InputError(f"{folder}: no labels table (labels.csv, labels.csv.gz or labels.parquet)")

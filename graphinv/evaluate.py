@@ -1,0 +1,343 @@
+"""Metrics of found rings against ground-truth labels (DESIGN §10).
+
+Ring recovery
+    Per true ring, the best-match F1 with any found ring (``2·|T ∩ F| / (|T| + |F|)``),
+    averaged per label kind, and the share of true rings at F1 ≥ 0.5. The adjusted Rand
+    index compares the two partitions of all labelled accounts, with accounts outside
+    any ring as singletons on both sides.
+Ranking
+    With ring ``scores``: precision of the ``top_k`` rings, where a found ring counts as
+    extraction when most of its members are labelled ``extraction``.
+Accounts
+    An account is *flagged* when it sits in a found ring scored at or above
+    ``threshold`` (default 0.5), or, without scores, in any found ring. Precision and
+    recall of extraction accounts follow, and the flagged counts per label kind and per
+    trait (cgnat, vpn, office_nat, university_nat, enterprise_app, camouflage, …) show
+    where a weakness is. ``in_extraction_rings`` counts accounts inside found rings that
+    are mostly extraction: for benign kinds it is the damage a merge would do.
+
+Examples
+--------
+>>> import pandas as pd
+>>> labels = pd.DataFrame({
+...     "account_id": list("abcdefg"),
+...     "ring_id": ["r1"] * 4 + ["h1"] * 2 + [None],
+...     "kind": ["extraction"] * 4 + ["household"] * 2 + ["benign"],
+... })
+>>> members = pd.DataFrame({"ring_id": ["x"] * 4, "account_id": list("abcd")})
+>>> ev = evaluate(members, labels)
+>>> ev.extraction_mean_f1, ev.extraction_recall, ev.benign_flagged
+(1.0, 1.0, 0)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ABUSE_KINDS", "Evaluation", "evaluate"]
+
+#: Label kinds that are coordinated abuse; every other kind is benign.
+ABUSE_KINDS = ("extraction", "card_testing", "free_tier_farming")
+_TRAITS = ("cgnat", "vpn", "office_nat", "university_nat", "enterprise_app", "camouflage")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Detection quality against labels.
+
+    Attributes
+    ----------
+    accounts : int
+        Labelled accounts.
+    rings_found : int
+    extraction_rings : int
+        True extraction rings.
+    extraction_mean_f1 : float
+        Mean best-match F1 of true extraction rings (NaN without any).
+    extraction_share_f1_050 : float
+        Share of true extraction rings with best-match F1 ≥ 0.5.
+    ari : float
+        Adjusted Rand index over all labelled accounts.
+    precision_at_k : float or None
+        Share of the ``top_k`` highest-scored rings that are mostly extraction; None
+        without scores.
+    top_k : int
+    threshold : float or None
+        Score threshold used for flagging; None when flagging is ring membership.
+    extraction_precision, extraction_recall : float
+        Of flagged accounts, the share labelled extraction; of extraction accounts,
+        the share flagged.
+    benign_flagged : int
+        Flagged accounts of benign kinds.
+    benign_in_extraction_rings : int
+        Accounts of benign kinds inside found rings that are mostly extraction.
+    per_ring : pandas.DataFrame
+        ``ring_id, kind, size, best_ring, overlap, precision, recall, f1`` per true ring.
+    by_kind : pandas.DataFrame
+        ``kind, accounts, flagged, flagged_share, in_extraction_rings, rings, mean_f1,
+        share_f1_050``.
+    by_trait : pandas.DataFrame
+        ``trait, accounts, extraction, extraction_flagged, other, other_flagged,
+        other_in_extraction_rings``.
+    """
+
+    accounts: int
+    rings_found: int
+    extraction_rings: int
+    extraction_mean_f1: float
+    extraction_share_f1_050: float
+    ari: float
+    precision_at_k: float | None
+    top_k: int
+    threshold: float | None
+    extraction_precision: float
+    extraction_recall: float
+    benign_flagged: int
+    benign_in_extraction_rings: int
+    per_ring: pd.DataFrame
+    by_kind: pd.DataFrame
+    by_trait: pd.DataFrame
+
+    def to_dict(self) -> dict:
+        """JSON-able dict: the scalars, ``by_kind``, ``by_trait``, and ``per_ring`` rows
+        of abuse kinds only (benign structures can number in the tens of thousands)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "per_ring":
+                value = value[value["kind"].isin(ABUSE_KINDS)]
+            if isinstance(value, pd.DataFrame):
+                value = [{k: _clean(v) for k, v in row.items()} for row in value.to_dict("records")]
+            out[f.name] = _clean(value)
+        return out
+
+    def table(self):
+        """Rich renderable: headline metrics, then the per-kind and per-trait breakdowns.
+
+        Print it with ``rich.console.Console().print(ev.table())``.
+        """
+        from rich.console import Group
+        from rich.table import Table
+
+        head = Table(title="Detection quality", show_header=False)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, pd.DataFrame):
+                head.add_row(f.name, _fmt(value))
+        parts = [head]
+        for title, frame in (("By label kind", self.by_kind), ("By trait", self.by_trait)):
+            table = Table(title=title)
+            for column in frame.columns:
+                text = frame[column].dtype == object
+                table.add_column(column, justify="left" if text else "right")
+            for row in frame.itertuples(index=False):
+                table.add_row(*(_fmt(v) for v in row))
+            parts.append(table)
+        return Group(*parts)
+
+
+def evaluate(
+    members: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    scores: pd.DataFrame | None = None,
+    threshold: float | None = None,
+    top_k: int = 20,
+) -> Evaluation:
+    """Compare found rings with labels.
+
+    Parameters
+    ----------
+    members : pandas.DataFrame
+        ``ring_id, account_id`` of found rings (``Detection.members``).
+    labels : pandas.DataFrame
+        ``account_id, ring_id, kind`` and optionally ``traits`` (semicolon-separated).
+        Accounts with no ``ring_id`` belong to no true ring.
+    scores : pandas.DataFrame, optional
+        ``ring_id, score`` of found rings.
+    threshold : float, optional
+        Flag rings scored at or above this; default 0.5 when ``scores`` are given.
+    top_k : int
+        Rings counted in ``precision_at_k``.
+
+    Returns
+    -------
+    Evaluation
+    """
+    if scores is not None and threshold is None:
+        threshold = 0.5
+    truth = labels.drop_duplicates("account_id").set_index("account_id")
+    kind = truth["kind"].astype(str)
+    found = members.drop_duplicates("account_id").set_index("account_id")["ring_id"]
+    found_kind = kind.reindex(found.index).fillna("unlabelled")
+    majority = _majority_kind(found, found_kind)
+    if scores is not None:
+        ranked = scores.sort_values(["score", "ring_id"], ascending=[False, True])
+        flagged_rings = set(ranked.loc[ranked["score"] >= threshold, "ring_id"])
+        top = ranked["ring_id"].head(top_k)
+        precision_at_k = _mean(majority.reindex(top) == "extraction")
+    else:
+        flagged_rings = set(found.unique())
+        precision_at_k = None
+    flagged = found.index[found.isin(flagged_rings).to_numpy()]
+    extraction_ring_ids = majority.index[majority.to_numpy() == "extraction"]
+    in_extraction = found.index[found.isin(extraction_ring_ids).to_numpy()]
+
+    per_ring = _best_match(truth, found)
+    is_flagged = kind.index.isin(flagged)
+    is_in_extraction = kind.index.isin(in_extraction)
+    benign = ~kind.isin(ABUSE_KINDS).to_numpy()
+    is_extraction = (kind == "extraction").to_numpy()
+    n_flagged = int(found.isin(flagged_rings).sum())
+    ext_rings = per_ring[per_ring["kind"] == "extraction"]
+    return Evaluation(
+        accounts=len(truth),
+        rings_found=int(found.nunique()),
+        extraction_rings=len(ext_rings),
+        extraction_mean_f1=_mean(ext_rings["f1"]),
+        extraction_share_f1_050=_mean(ext_rings["f1"] >= 0.5),
+        ari=_ari(truth["ring_id"], found),
+        precision_at_k=precision_at_k,
+        top_k=top_k,
+        threshold=threshold,
+        extraction_precision=_ratio(int((is_flagged & is_extraction).sum()), n_flagged),
+        extraction_recall=_ratio(int((is_flagged & is_extraction).sum()), int(is_extraction.sum())),
+        benign_flagged=int((is_flagged & benign).sum()),
+        benign_in_extraction_rings=int((is_in_extraction & benign).sum()),
+        per_ring=per_ring,
+        by_kind=_by_kind(kind, is_flagged, is_in_extraction, per_ring),
+        by_trait=_by_trait(truth, is_flagged, is_in_extraction, is_extraction),
+    )
+
+
+def _majority_kind(found: pd.Series, found_kind: pd.Series) -> pd.Series:
+    """Label kind of more than half of each found ring's members, else ``"mixed"``."""
+    counts = (
+        pd.DataFrame({"ring_id": found.to_numpy(), "kind": found_kind.to_numpy()})
+        .value_counts()
+        .reset_index(name="n")
+        .sort_values(["ring_id", "n", "kind"], ascending=[True, False, True])
+    )
+    top = counts.drop_duplicates("ring_id").set_index("ring_id")
+    total = counts.groupby("ring_id")["n"].sum()
+    return top["kind"].where(2 * top["n"] > total.reindex(top.index), "mixed")
+
+
+def _best_match(truth: pd.DataFrame, found: pd.Series) -> pd.DataFrame:
+    true_ring = truth["ring_id"].dropna().astype(str)
+    size = true_ring.value_counts()
+    ring_kind = truth.loc[true_ring.index, "kind"].groupby(true_ring).agg(lambda k: k.mode()[0])
+    found_size = found.value_counts()
+    both = pd.DataFrame({"true": true_ring, "found": found.reindex(true_ring.index)}).dropna()
+    overlap = both.groupby(["true", "found"]).size().rename("overlap").reset_index()
+    true_n = size.reindex(overlap["true"]).to_numpy()
+    found_n = found_size.reindex(overlap["found"]).to_numpy()
+    overlap["f1"] = 2 * overlap["overlap"] / (true_n + found_n)
+    best = overlap.sort_values(["f1", "found"], ascending=[False, True]).drop_duplicates("true")
+    best = best.set_index("true").reindex(size.index)
+    out = pd.DataFrame(
+        {
+            "ring_id": size.index,
+            "kind": ring_kind.reindex(size.index).to_numpy(),
+            "size": size.to_numpy(),
+            "best_ring": best["found"].to_numpy(),
+            "overlap": best["overlap"].fillna(0).astype(int).to_numpy(),
+        }
+    )
+    found_n = found_size.reindex(out["best_ring"]).to_numpy()
+    out["precision"] = np.where(out["overlap"] > 0, out["overlap"] / found_n, 0.0)
+    out["recall"] = out["overlap"] / out["size"]
+    out["f1"] = best["f1"].fillna(0.0).to_numpy()
+    return out.sort_values(["kind", "ring_id"], ignore_index=True)
+
+
+def _ari(true_ring: pd.Series, found: pd.Series) -> float:
+    """Adjusted Rand index; accounts in no ring are singletons on either side."""
+    n = len(true_ring)
+    if n < 2:
+        return math.nan
+    t = true_ring.astype(object).where(true_ring.notna(), None)
+    f = found.reindex(true_ring.index)
+    both = pd.DataFrame({"t": t, "f": f}).dropna()
+
+    def pairs(counts) -> float:
+        counts = np.asarray(counts, dtype=np.float64)
+        return float(np.sum(counts * (counts - 1) / 2))
+
+    index = pairs(both.groupby(["t", "f"]).size())
+    a, b = pairs(t.dropna().value_counts()), pairs(f.dropna().value_counts())
+    expected = a * b / (n * (n - 1) / 2)
+    top = (a + b) / 2 - expected
+    return float((index - expected) / top) if top > 0 else 1.0
+
+
+def _by_kind(kind, is_flagged, is_in_extraction, per_ring) -> pd.DataFrame:
+    frame = pd.DataFrame({"kind": kind.to_numpy(), "flag": is_flagged, "ext": is_in_extraction})
+    out = frame.groupby("kind").agg(
+        accounts=("kind", "size"), flagged=("flag", "sum"), in_extraction_rings=("ext", "sum")
+    )
+    out.insert(2, "flagged_share", out["flagged"] / out["accounts"])
+    rings = per_ring.groupby("kind").agg(
+        rings=("f1", "size"), mean_f1=("f1", "mean"), share_f1_050=("f1", _share_050)
+    )
+    out = out.join(rings, how="left")
+    out["rings"] = out["rings"].fillna(0).astype(int)
+    return out.reset_index()
+
+
+def _by_trait(truth, is_flagged, is_in_extraction, is_extraction) -> pd.DataFrame:
+    if "traits" in truth:
+        traits = truth["traits"].fillna("").astype(str).str.split(";")
+        seen = sorted({t for ts in traits for t in ts if t} | set(_TRAITS))
+    else:
+        traits = pd.Series([[]] * len(truth), index=truth.index)
+        seen = list(_TRAITS)
+    exploded = traits.explode()
+    rows = []
+    for trait in seen:
+        has = truth.index.isin(exploded.index[(exploded == trait).to_numpy()])
+        ext, other = has & is_extraction, has & ~is_extraction
+        rows.append(
+            {
+                "trait": trait,
+                "accounts": int(has.sum()),
+                "extraction": int(ext.sum()),
+                "extraction_flagged": int((ext & is_flagged).sum()),
+                "other": int(other.sum()),
+                "other_flagged": int((other & is_flagged).sum()),
+                "other_in_extraction_rings": int((other & is_in_extraction).sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _share_050(f1: pd.Series) -> float:
+    return float((f1 >= 0.5).mean())
+
+
+def _mean(values: pd.Series) -> float:
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else math.nan
+
+
+def _clean(value):
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float | np.floating):
+        return "—" if math.isnan(value) else f"{value:.3f}"
+    return "—" if value is None else str(value)

@@ -1,0 +1,368 @@
+"""Load a folder of platform exports into a store: read, validate, quarantine, pseudonymise, write.
+
+Files are found by table name: ``accounts.csv``, ``accounts.csv.gz`` or
+``accounts.parquet`` (one per table). A file is refused as a whole (:class:`InputError`
+naming the file, and the line where there is one) only when it cannot be read: missing,
+empty, not UTF-8, not CSV/Parquet, a header with missing, unknown or repeated columns, or
+a line with the wrong number of fields (a broken quote makes every later row suspect).
+Every other problem is a row problem: the row goes to ``quarantine/<table>.csv`` and the
+rest loads (see :func:`graphinv.schema.validate`).
+
+Examples
+--------
+>>> from graphinv.stores import open_store                          # doctest: +SKIP
+>>> report = load_dir(Path("export/"), open_store())                 # doctest: +SKIP
+>>> report.exit_code                                                 # doctest: +SKIP
+0
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.table import Table
+
+from graphinv.errors import InputError
+from graphinv.neo4j_local import LocalNeo4j
+from graphinv.pseudonymise import pseudonymise
+from graphinv.schema import TABLES, Platform, Quarantine, check_columns, validate
+from graphinv.stores.base import Store
+from graphinv.stores.neo4j import Neo4jStore
+from graphinv.stores.neo4j_bulk import bulk_import
+
+SUFFIXES = (".csv", ".csv.gz", ".parquet")
+EXIT_CLEAN = 0
+EXIT_QUARANTINED = 3
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load read, wrote and refused, per table, and how long it took.
+
+    ``exit_code`` is 0 when every row loaded and 3 when some were quarantined, for
+    pipelines that must notice partial loads.
+    """
+
+    source: Path
+    store: str
+    files: dict[str, Path]
+    rows_read: dict[str, int]
+    rows_loaded: dict[str, int]
+    rows_quarantined: dict[str, int]
+    relationships: int
+    seconds: float
+    quarantine_files: list[Path] = field(default_factory=list)
+    ignored_files: list[Path] = field(default_factory=list)
+    pseudonymised: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_QUARANTINED if sum(self.rows_quarantined.values()) else EXIT_CLEAN
+
+    @property
+    def rate(self) -> float:
+        """Rows loaded per second of the whole load (reading and validation included)."""
+        return sum(self.rows_loaded.values()) / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-able summary for pipeline reports."""
+        return {
+            "source": str(self.source),
+            "store": self.store,
+            "rows_read": self.rows_read,
+            "rows_loaded": self.rows_loaded,
+            "rows_quarantined": self.rows_quarantined,
+            "relationships": self.relationships,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rate, 1),
+            "quarantine_files": [str(p) for p in self.quarantine_files],
+            "ignored_files": [str(p) for p in self.ignored_files],
+            "pseudonymised": self.pseudonymised,
+            "exit_code": self.exit_code,
+        }
+
+    def summary_table(self) -> Table:
+        """A rich table: rows read, loaded and quarantined per table, then totals and rate."""
+        table = Table(title=f"graphinv load {self.source} → {self.store}")
+        for heading in ("table", "file", "read", "loaded", "quarantined"):
+            table.add_column(heading, justify="left" if heading in ("table", "file") else "right")
+        for name in self.rows_read:
+            quarantined = self.rows_quarantined.get(name, 0)
+            table.add_row(
+                name,
+                self.files[name].name,
+                f"{self.rows_read[name]:,}",
+                f"{self.rows_loaded.get(name, 0):,}",
+                f"[red]{quarantined:,}[/red]" if quarantined else "0",
+            )
+        table.add_section()
+        table.add_row(
+            "total",
+            f"{self.seconds:.1f} s, {self.rate:,.0f} rows/s",
+            f"{sum(self.rows_read.values()):,}",
+            f"{sum(self.rows_loaded.values()):,}",
+            f"{sum(self.rows_quarantined.values()):,}",
+        )
+        notes = [f"quarantine: {p}" for p in self.quarantine_files]
+        notes += [f"ignored (not a table name): {p.name}" for p in self.ignored_files]
+        if notes:
+            table.caption = "\n".join(notes)
+        return table
+
+
+def find_files(path: Path) -> tuple[dict[str, Path], list[Path]]:
+    """The file of each table in ``path``, and the data-looking files that match no table.
+
+    Raises
+    ------
+    InputError
+        ``path`` is not a folder, a table has two files, or a required table has none.
+    """
+    if not path.is_dir():
+        raise InputError(f"{path} is not a folder")
+    found: dict[str, Path] = {}
+    ignored = []
+    for file in sorted(path.iterdir()):
+        suffix = next((s for s in SUFFIXES if file.name.endswith(s)), None)
+        if suffix is None or not file.is_file():
+            continue
+        name = file.name[: -len(suffix)]
+        if name not in TABLES:
+            ignored.append(file)
+            continue
+        if name in found:
+            raise InputError(f"{path}: both {found[name].name} and {file.name} hold {name}")
+        found[name] = file
+    missing = [n for n, spec in TABLES.items() if spec.required and n not in found]
+    if missing:
+        expected = ", ".join(f"{n}.csv" for n in missing)
+        raise InputError(f"{path}: required table(s) missing: {expected} (or .csv.gz/.parquet)")
+    return found, ignored
+
+
+def read_table(file: Path, table: str) -> pd.DataFrame:
+    """One table file as a raw frame: CSV values as text, Parquet values as stored.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read (see the module docstring); the message names the file.
+    """
+    spec = TABLES[table]
+    if file.name.endswith(".parquet"):
+        try:
+            data = pq.read_table(file)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{file}: not a readable Parquet file ({exc})") from exc
+        check_columns(spec, data.column_names, str(file))
+        return data.to_pandas()
+    try:
+        raw = _open_bytes(file)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"{file}: cannot be read ({exc})") from exc
+    text = _decode(raw, file)
+    if not text.strip():
+        raise InputError(f"{file}: empty file (no header)")
+    header = next(csv.reader(io.StringIO(text.splitlines()[0])))
+    header = [h.strip() for h in header]
+    check_columns(spec, header, str(file))
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            skipinitialspace=False,
+        )
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{file}: malformed CSV: {exc}") from exc
+    frame.columns = header
+    return frame
+
+
+def _open_bytes(file: Path) -> bytes:
+    if file.name.endswith(".gz"):
+        with gzip.open(file, "rb") as handle:
+            return handle.read()
+    return file.read_bytes()
+
+
+def _decode(raw: bytes, file: Path) -> str:
+    try:
+        # utf-8-sig: spreadsheet exports often start with a byte-order mark.
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{file}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+            "re-export as UTF-8"
+        ) from exc
+
+
+def read_dir(
+    path: Path, *, extra_kinds: Sequence[str] = (), now: pd.Timestamp | None = None
+) -> tuple[Platform, Quarantine]:
+    """Read and validate every table file in ``path``.
+
+    Parameters
+    ----------
+    path
+        Folder of table files.
+    extra_kinds
+        Link kinds accepted beside the core ones.
+    now
+        Reference time for "in the future" checks (default: now).
+
+    Raises
+    ------
+    InputError
+        A file cannot be read, or a required table is missing or has no rows.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     folder = Path(tmp)
+    ...     _ = (folder / "accounts.csv").write_text("account_id,created_at\\na1,2024-01-01\\n")
+    ...     _ = (folder / "links.csv").write_text(
+    ...         "account_id,kind,value,first_seen,last_seen,count\\n"
+    ...         "a1,ip,10.0.0.1,2024-01-02,2024-01-03,2\\na1,fax,555,2024-01-02,2024-01-03,1\\n")
+    ...     _ = (folder / "usage.csv").write_text(
+    ...         "account_id,hour,model,requests,input_tokens,output_tokens\\n")
+    ...     platform, quarantine = read_dir(folder)
+    >>> len(platform.links), quarantine.rows["links"]["row"].tolist()
+    (1, [2])
+    """
+    files, _ = find_files(path)
+    raw = {name: read_table(file, name) for name, file in files.items()}
+    if raw["accounts"].empty:
+        raise InputError(f"{files['accounts']}: no accounts (header only)")
+    sources = {name: file.name for name, file in files.items()}
+    return validate(raw, sources=sources, extra_kinds=extra_kinds, now=now)
+
+
+def load_dir(
+    path: Path,
+    store: Store,
+    *,
+    extra_kinds: Sequence[str] = (),
+    quarantine_dir: Path | None = None,
+    pseudonymise_key: bytes | None = None,
+    progress: bool = True,
+) -> LoadReport:
+    """Read, validate and load a folder of exports into ``store``.
+
+    Parameters
+    ----------
+    path
+        Folder with ``accounts``, ``links``, ``usage`` and optional tables.
+    store
+        Embedded or Neo4j store (:func:`graphinv.stores.open_store`).
+    extra_kinds
+        Link kinds accepted beside ``payment_method``, ``ip``, ``prompt_fingerprint``.
+    quarantine_dir
+        Where refused rows go; default ``quarantine/`` beside the DuckDB file for the
+        embedded store, else ``./quarantine``. Written on every load (stale files of
+        now-clean tables are removed).
+    pseudonymise_key
+        When given, identifier values are replaced by keyed HMAC-SHA256 pseudonyms before
+        they reach the store (see :mod:`graphinv.pseudonymise`; the CLI reads the key
+        from ``GRAPHINV_PSEUDONYMISE_KEY``).
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    LoadReport
+        Counts per table, timing, and ``exit_code`` (0 clean, 3 when rows were quarantined).
+
+    Raises
+    ------
+    InputError
+        A file cannot be read at all; nothing is loaded then.
+    """
+    started = time.perf_counter()
+    files, ignored = find_files(path)
+    platform, quarantine = read_dir(path, extra_kinds=extra_kinds)
+    if pseudonymise_key is not None:
+        platform = pseudonymise(platform, key=pseudonymise_key)
+    if quarantine_dir is None:
+        home = getattr(store, "path", None)
+        quarantine_dir = (Path(home).parent if home is not None else Path.cwd()) / "quarantine"
+    quarantine_files = quarantine.write(quarantine_dir)
+    stats = store.load(platform, progress=progress)
+    loaded = {name: len(frame) for name, frame in platform.tables().items()}
+    counts = {name: quarantine.count(name) for name in files}
+    return LoadReport(
+        source=path,
+        store=store.kind,
+        files=files,
+        rows_read={name: loaded.get(name, 0) + counts[name] for name in files},
+        rows_loaded={name: loaded.get(name, 0) for name in files},
+        rows_quarantined=counts,
+        relationships=stats.relationships,
+        seconds=time.perf_counter() - started,
+        quarantine_files=quarantine_files,
+        ignored_files=ignored,
+        pseudonymised=pseudonymise_key is not None,
+    )
+
+
+def bulk_load_dir(
+    path: Path,
+    server: LocalNeo4j,
+    *,
+    extra_kinds: Sequence[str] = (),
+    quarantine_dir: Path | None = None,
+    pseudonymise_key: bytes | None = None,
+    start: bool = True,
+) -> LoadReport:
+    """First load of a large folder into a stopped, empty local Neo4j with ``neo4j-admin``.
+
+    Validation, quarantine and pseudonymisation are those of :func:`load_dir`. With
+    ``start`` the server is started afterwards and the constraints and indexes created
+    (the offline importer cannot create them); later loads go over Bolt with
+    :func:`load_dir`.
+
+    Raises
+    ------
+    InputError
+        A file cannot be read at all.
+    StoreError
+        The server is running, its database is not empty, or the importer failed.
+    """
+    started = time.perf_counter()
+    files, ignored = find_files(path)
+    platform, quarantine = read_dir(path, extra_kinds=extra_kinds)
+    if pseudonymise_key is not None:
+        platform = pseudonymise(platform, key=pseudonymise_key)
+    quarantine_files = quarantine.write(quarantine_dir or Path.cwd() / "quarantine")
+    stats = bulk_import(platform, server=server)
+    if start:
+        server.start()
+        with Neo4jStore.connect(server.bolt_uri) as store:
+            store.ensure_schema()
+    loaded = {name: len(frame) for name, frame in platform.tables().items()}
+    counts = {name: quarantine.count(name) for name in files}
+    return LoadReport(
+        source=path,
+        store="neo4j-admin import",
+        files=files,
+        rows_read={name: loaded.get(name, 0) + counts[name] for name in files},
+        rows_loaded={name: loaded.get(name, 0) for name in files},
+        rows_quarantined=counts,
+        relationships=stats.relationships,
+        seconds=time.perf_counter() - started,
+        quarantine_files=quarantine_files,
+        ignored_files=ignored,
+        pseudonymised=pseudonymise_key is not None,
+    )

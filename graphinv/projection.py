@@ -1,0 +1,396 @@
+"""Project accounts onto each other through what they share, weighted by how rare it is.
+
+Every identifier an account uses (card, IP, prompt template, device, …) is a column of a
+sparse incidence matrix ``B`` (accounts × identifiers). With a diagonal of identifier
+weights ``W``, the account × account projection is ``A = B · W · Bᵀ``: two accounts are
+linked by the sum of the weights of everything they share. Three terms add up:
+
+* **Rarity.** An identifier shared by ``d`` accounts weighs
+  ``kind_weight / log(1 + d)`` (Adamic–Adar): a card shared by 3 accounts is strong
+  evidence, an IP shared by 400 is weak. Identifiers used by more than ``hub_cap``
+  accounts (mobile CGNAT, VPN exits, popular public templates) are never expanded into
+  their ``d²`` pairs; they are counted in the stats.
+* **Co-activity.** Each link also yields a token ``(identifier, window of first_seen)``:
+  accounts that started using an identifier in the same window (an hour, a day) share
+  that token too, so sharing an IP in the same hour counts more than sharing it months
+  apart (SynchroTrap). A hub's tokens are split by time, so a CGNAT IP shared by
+  thousands over months can still link a handful of accounts that arrived on it together.
+* **Lockstep.** Accounts with enough activity get a MinHash signature of their set of
+  active hours; locality-sensitive hashing proposes pairs with near-identical schedules
+  (round-robin load balancing) without comparing all pairs, and pairs whose exact
+  Jaccard similarity passes a threshold are linked even if they share no identifier.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from graphinv.schema import Platform
+>>> t = pd.Timestamp("2025-01-01", tz="UTC")
+>>> links = pd.DataFrame({
+...     "account_id": ["a", "b", "c", "a", "b"],
+...     "kind": ["payment_method"] * 3 + ["ip"] * 2,
+...     "value": ["card1", "card1", "card1", "10.0.0.1", "10.0.0.1"],
+...     "first_seen": t, "last_seen": t, "count": 1,
+... })
+>>> usage = pd.DataFrame(columns=["account_id", "hour", "model", "requests",
+...                               "input_tokens", "output_tokens"])
+>>> accounts = pd.DataFrame({"account_id": ["a", "b", "c"], "created_at": t})
+>>> proj = project(Platform(accounts=accounts, links=links, usage=usage))
+>>> list(proj.account_ids)
+['a', 'b', 'c']
+>>> bool(proj.weights[0, 1] > proj.weights[0, 2] > 0)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from graphinv.schema import Platform
+
+__all__ = ["Projection", "ProjectionOptions", "ProjectionStats", "project"]
+
+_NS_PER_HOUR = 3_600_000_000_000
+# Large prime for universal hashing of band keys; products stay inside uint64 wrap-around,
+# which only has to be deterministic, not collision-free.
+_BAND_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _default_kind_weights() -> Mapping[str, float]:
+    return MappingProxyType({"payment_method": 1.0, "ip": 0.5, "prompt_fingerprint": 0.5})
+
+
+@dataclass(frozen=True)
+class ProjectionOptions:
+    """How shared identifiers and shared timing turn into account × account weights.
+
+    Parameters
+    ----------
+    kind_weights : Mapping[str, float]
+        Weight of each link kind before rarity scaling. Default
+        ``{"payment_method": 1.0, "ip": 0.5, "prompt_fingerprint": 0.5}``.
+    default_kind_weight : float
+        Weight of kinds not in ``kind_weights`` (device, email, …). ``0`` ignores them.
+        Default ``0.5``.
+    hub_cap : int
+        Identifiers used by more accounts than this are not expanded into pairs (their
+        co-activity tokens still are, when small enough). Default ``200``.
+    co_activity_window : str
+        Width of the time window for co-activity tokens, as a pandas offset string.
+        Default ``"1D"``; ``""`` turns co-activity off.
+    co_activity_weight : float
+        Multiplier of the kind weight for a shared co-activity token. Default ``1.0``.
+    lockstep_weight : float
+        Weight of a lockstep edge per unit of Jaccard similarity of active hours;
+        ``0`` turns lockstep off. Default ``1.0``.
+    lockstep_min_hours : int
+        Accounts active in fewer distinct hours are not compared. Default ``24``.
+    lockstep_max_share : float
+        Accounts active in more than this share of all observed hours (always-on
+        services) are not compared: every such schedule looks like every other.
+        Default ``0.8``.
+    lockstep_threshold : float
+        Minimum Jaccard similarity of two accounts' active-hour sets. Default ``0.6``.
+    lockstep_bands, lockstep_rows : int
+        LSH banding of the MinHash signature (``bands × rows`` hash bins). A pair with
+        Jaccard ``J`` becomes a candidate with probability ``1 − (1 − J^rows)^bands``.
+        Defaults ``16`` and ``4``.
+    lockstep_bucket_cap : int
+        LSH buckets holding more accounts than this are schedules too common to be
+        evidence (business hours, nightly jobs) and are skipped. Default ``200``.
+    seed : int
+        Seed of the MinHash permutation. Default ``0``.
+    """
+
+    kind_weights: Mapping[str, float] = field(default_factory=_default_kind_weights)
+    default_kind_weight: float = 0.5
+    hub_cap: int = 200
+    co_activity_window: str = "1D"
+    co_activity_weight: float = 1.0
+    lockstep_weight: float = 1.0
+    lockstep_min_hours: int = 24
+    lockstep_max_share: float = 0.8
+    lockstep_threshold: float = 0.6
+    lockstep_bands: int = 16
+    lockstep_rows: int = 4
+    lockstep_bucket_cap: int = 200
+    seed: int = 0
+
+    def kind_weight(self, kind: str) -> float:
+        """Weight of a link kind before rarity scaling."""
+        return float(self.kind_weights.get(kind, self.default_kind_weight))
+
+
+@dataclass(frozen=True)
+class ProjectionStats:
+    """What the projection used and what it left out.
+
+    Attributes
+    ----------
+    accounts : int
+        Rows of the projection.
+    identifiers : Mapping[str, int]
+        Distinct identifiers per kind shared by at least two accounts.
+    hubs : Mapping[str, int]
+        Identifiers per kind above ``hub_cap``, not expanded into pairs.
+    hub_links : Mapping[str, int]
+        Links per kind that point at those hubs.
+    co_activity_tokens : int
+        ``(identifier, window)`` tokens shared by two to ``hub_cap`` accounts.
+    lockstep_accounts : int
+        Accounts with enough activity to be compared for lockstep.
+    lockstep_candidates : int
+        Distinct pairs proposed by LSH.
+    lockstep_pairs : int
+        Candidate pairs whose Jaccard similarity passed the threshold.
+    edges : int
+        Undirected edges of the final projection.
+    """
+
+    accounts: int
+    identifiers: Mapping[str, int]
+    hubs: Mapping[str, int]
+    hub_links: Mapping[str, int]
+    co_activity_tokens: int
+    lockstep_accounts: int
+    lockstep_candidates: int
+    lockstep_pairs: int
+    edges: int
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict."""
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Weighted account × account graph.
+
+    Attributes
+    ----------
+    account_ids : numpy.ndarray
+        Account ids, sorted; row ``i`` of ``weights`` is ``account_ids[i]``.
+    weights : scipy.sparse.csr_matrix
+        Symmetric, zero diagonal, float64.
+    stats : ProjectionStats
+    """
+
+    account_ids: np.ndarray
+    weights: sp.csr_matrix
+    stats: ProjectionStats
+
+
+def project(platform: Platform, *, options: ProjectionOptions | None = None) -> Projection:
+    """Weighted account × account projection of a platform.
+
+    Reads ``accounts``, ``links`` and ``usage``; never ``labels``.
+
+    Parameters
+    ----------
+    platform : Platform
+        Tables from any store.
+    options : ProjectionOptions, optional
+        Weights, caps and windows; defaults documented on the class.
+
+    Returns
+    -------
+    Projection
+
+    Examples
+    --------
+    >>> from graphinv.projection import ProjectionOptions
+    >>> ProjectionOptions().hub_cap
+    200
+    """
+    options = options or ProjectionOptions()
+    account_ids = _account_index(platform)
+    n = len(account_ids)
+    index = pd.Index(account_ids)
+    links = platform.links
+    rows = _rows(links["account_id"], index)
+    kind_codes, kinds = pd.factorize(links["kind"], sort=True)
+    kind_w = np.array([options.kind_weight(str(k)) for k in kinds], dtype=np.float64)
+    keep = kind_w[kind_codes] > 0
+    rows, kind_codes = rows[keep], kind_codes[keep]
+    ident = _pair_codes(kind_codes, pd.factorize(links["value"])[0][keep])
+
+    shared, hub_stats = _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, n, options)
+    weights = shared
+    co_tokens = 0
+    if options.co_activity_window and options.co_activity_weight > 0:
+        window = pd.Timedelta(options.co_activity_window).value
+        first = _epoch_ns(links["first_seen"])[keep]
+        token = _pair_codes(ident, first // window)
+        co, _, co_tokens = _token_matrix(
+            rows, token, kind_w[kind_codes] * options.co_activity_weight, n, options.hub_cap
+        )
+        weights = weights + co
+    lock_accounts = lock_candidates = lock_pairs = 0
+    if options.lockstep_weight > 0:
+        lock, lock_accounts, lock_candidates, lock_pairs = _lockstep(platform.usage, index, options)
+        weights = weights + lock
+    weights = sp.csr_matrix(weights)
+    weights.setdiag(0)
+    weights.eliminate_zeros()
+    weights.sort_indices()
+    stats = ProjectionStats(
+        accounts=n,
+        identifiers=hub_stats[0],
+        hubs=hub_stats[1],
+        hub_links=hub_stats[2],
+        co_activity_tokens=co_tokens,
+        lockstep_accounts=lock_accounts,
+        lockstep_candidates=lock_candidates,
+        lockstep_pairs=lock_pairs,
+        edges=int(weights.nnz // 2),
+    )
+    return Projection(account_ids=account_ids, weights=weights, stats=stats)
+
+
+def _account_index(platform: Platform) -> np.ndarray:
+    # Sorted ids make the projection, and so Leiden's result for a seed, independent of
+    # the row order the store returned.
+    frames = (platform.accounts, platform.links, platform.usage)
+    ids = [np.asarray(pd.unique(f["account_id"]), dtype=object).astype(str) for f in frames]
+    return np.unique(np.concatenate(ids)).astype(object)
+
+
+def _rows(account_id: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each account id in ``index``, looking up each distinct id once."""
+    codes, uniques = pd.factorize(account_id)
+    return index.get_indexer(np.asarray(uniques, dtype=object).astype(str))[codes]
+
+
+def _epoch_ns(times: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch, whatever the unit and time zone of the column."""
+    return pd.DatetimeIndex(pd.to_datetime(times, utc=True)).as_unit("ns").asi8
+
+
+def _pair_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dense codes for the distinct pairs ``(a[i], b[i])``."""
+    b = b.astype(np.int64) - b.min(initial=0)
+    key = a.astype(np.int64) * (int(b.max(initial=0)) + 1) + b
+    return pd.factorize(key)[0]
+
+
+def _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, n, options):
+    """Rarity-weighted projection over whole identifiers, and per-kind hub counts."""
+    matrix, degree, _ = _token_matrix(rows, ident, kind_w[kind_codes], n, options.hub_cap)
+    ident_kind = np.empty(len(degree), dtype=np.int64)
+    ident_kind[ident] = kind_codes
+    hub = degree > options.hub_cap
+    shared = degree >= 2
+    identifiers, hubs, hub_links = {}, {}, {}
+    for i, k in enumerate(map(str, kinds)):
+        of_kind = ident_kind == i
+        identifiers[k] = int(np.sum(shared & of_kind))
+        hubs[k] = int(np.sum(hub & of_kind))
+        hub_links[k] = int(np.sum(degree[hub & of_kind]))
+    return matrix, (identifiers, hubs, hub_links)
+
+
+def _distinct(token: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ``(token, row)`` pairs, sorted by token."""
+    return np.divmod(np.unique(token.astype(np.int64) * n + rows), n)
+
+
+def _token_matrix(rows, token, weight, n, cap):
+    """``B · W · Bᵀ`` over tokens shared by 2 to ``cap`` accounts.
+
+    ``weight`` is the kind weight of each link; a token's weight is that over
+    ``log(1 + degree)``. Returns the matrix, the number of accounts of every token, and
+    the number of tokens used in the product.
+    """
+    tok_u, rows_u = _distinct(token, rows, n)
+    degree = np.bincount(tok_u)
+    tok_weight = np.zeros(len(degree))
+    tok_weight[token] = weight
+    sel = ((degree >= 2) & (degree <= cap))[tok_u]
+    cols, col = np.unique(tok_u[sel], return_inverse=True)
+    w = tok_weight[cols] / np.log1p(degree[cols])
+    b = sp.csr_matrix((np.ones(len(col)), (rows_u[sel], col)), shape=(n, len(cols)))
+    return (b @ sp.diags(w) @ b.T).tocsr(), degree, len(cols)
+
+
+def _lockstep(usage, index, options):
+    """Edges between accounts with near-identical sets of active hours, via MinHash LSH."""
+    n = len(index)
+    empty = sp.csr_matrix((n, n))
+    if usage.empty:
+        return empty, 0, 0, 0
+    acc = _rows(usage["account_id"], index)
+    hour = _epoch_ns(usage["hour"]) // _NS_PER_HOUR
+    hour = hour - hour.min()
+    n_hours = int(hour.max()) + 1
+    pairs = np.unique(acc.astype(np.int64) * n_hours + hour)
+    acc, hour = np.divmod(pairs, n_hours)
+    active = np.bincount(acc, minlength=n)
+    eligible = (active >= options.lockstep_min_hours) & (
+        active <= options.lockstep_max_share * n_hours
+    )
+    sel = eligible[acc]
+    acc, hour = acc[sel], hour[sel]
+    n_eligible = int(eligible.sum())
+    if n_eligible < 2:
+        return empty, n_eligible, 0, 0
+    hours = sp.csr_matrix((np.ones(len(acc)), (acc, hour)), shape=(n, n_hours))
+    sig = _minhash(acc, hour, n, n_hours, options)
+    cand = _lsh_candidates(sig, np.flatnonzero(eligible), options)
+    if len(cand) == 0:
+        return empty, n_eligible, 0, 0
+    left, right = cand[:, 0], cand[:, 1]
+    inter = np.asarray(hours[left].multiply(hours[right]).sum(axis=1)).ravel()
+    jaccard = inter / (active[left] + active[right] - inter)
+    ok = jaccard >= options.lockstep_threshold
+    w = options.lockstep_weight * jaccard[ok]
+    upper = sp.coo_matrix((w, (left[ok], right[ok])), shape=(n, n))
+    return (upper + upper.T).tocsr(), n_eligible, len(cand), int(ok.sum())
+
+
+def _minhash(acc, hour, n, n_hours, options):
+    """MinHash signatures (``n × bands·rows``) of each account's set of active hours."""
+    k = options.lockstep_bands * options.lockstep_rows
+    rng = np.random.default_rng(options.seed)
+    order = np.argsort(acc, kind="stable")
+    acc, hour = acc[order], hour[order]
+    starts = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]])
+    sig = np.full((n, k), -1, dtype=np.int32)
+    for j in range(k):
+        perm = rng.permutation(n_hours).astype(np.int32)
+        sig[acc[starts], j] = np.minimum.reduceat(perm[hour], starts)
+    return sig
+
+
+def _lsh_candidates(sig, eligible, options):
+    """Distinct pairs ``(i < j)`` of eligible accounts that share an LSH bucket."""
+    r = options.lockstep_rows
+    sig = sig[eligible].astype(np.uint64)
+    found = []
+    for band in range(options.lockstep_bands):
+        key = np.zeros(len(eligible), dtype=np.uint64)
+        for col in sig[:, band * r : (band + 1) * r].T:
+            key = key * _BAND_MIX + col
+        order = np.argsort(key, kind="stable")
+        found.append(_pairs_in_runs(eligible[order], key[order], options.lockstep_bucket_cap))
+    pairs = np.concatenate(found)
+    return np.unique(pairs, axis=0) if len(pairs) else pairs
+
+
+def _pairs_in_runs(members, key, cap):
+    """All pairs of ``members`` inside runs of equal ``key`` of size 2 to ``cap``."""
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    sizes = np.diff(np.r_[starts, len(key)])
+    ok = (sizes >= 2) & (sizes <= cap)
+    end = np.repeat(starts + sizes, sizes)
+    pos = np.flatnonzero(np.repeat(ok, sizes))
+    out = []
+    for d in range(1, int(sizes[ok].max(initial=1))):
+        pos = pos[pos + d < end[pos]]
+        a, b = members[pos], members[pos + d]
+        out.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
+    return np.concatenate(out) if out else np.empty((0, 2), dtype=np.int64)

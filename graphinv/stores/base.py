@@ -1,0 +1,290 @@
+"""The store interface every backend implements, and the records and rules they share.
+
+Two backends sit behind :class:`Store`: the embedded DuckDB file (default, no server) and
+Neo4j over Bolt (what investigators explore). Compute never talks to a backend directly;
+it reads frames out (:meth:`Store.read_platform`) and writes results back
+(:meth:`Store.write_sweep`).
+
+Merge rule (both backends, see :data:`MERGE_RULES`): a load MERGEs on each table's key.
+``accounts.created_at`` and ``links.first_seen`` keep the earliest value,
+``links.last_seen`` and ``links.count`` the largest; every other column takes the newer
+load's value when it has one and keeps the stored one when the newer value is missing.
+``count`` is read as a cumulative counter (times seen between first and last), so loading
+the same export twice, or an overlapping later one, never double-counts; exports of
+disjoint windows must be summed before loading. Usage rows (account, hour, model) are
+replaced by the newer load's figures.
+
+Examples
+--------
+>>> from graphinv.stores.base import MERGE_RULES
+>>> MERGE_RULES["links"]
+{'first_seen': 'min', 'last_seen': 'max', 'count': 'max'}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import pandas as pd
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from graphinv.errors import InputError, StoreError
+from graphinv.schema import TABLES, Platform
+
+MergeRule = Literal["min", "max", "new"]
+
+# Columns not named here follow "new": the newer non-missing value wins.
+MERGE_RULES: dict[str, dict[str, MergeRule]] = {
+    "accounts": {"created_at": "min"},
+    "links": {"first_seen": "min", "last_seen": "max", "count": "max"},
+}
+
+RING_COLUMNS = ("ring_id", "size", "score", "rank", "campaign_id", "explanation", "features")
+MEMBER_COLUMNS = ("ring_id", "account_id")
+CAMPAIGN_COLUMNS = ("campaign_id", "n_rings", "size")
+SWEEP_COLUMNS = ("sweep_id", "at", "params")
+
+# Feature names become Neo4j property names (``f_<name>``) and Browser captions.
+FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def merge_rule(table: str, column: str) -> MergeRule:
+    """How a stored value and a newly loaded value of one column combine."""
+    return MERGE_RULES.get(table, {}).get(column, "new")
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """One detection run: its id, when it ran, and the parameters it ran with (JSON-able)."""
+
+    sweep_id: str
+    at: datetime
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    """What one :meth:`Store.load` wrote: rows per table, relationships, wall time."""
+
+    rows: Mapping[str, int]
+    relationships: int
+    seconds: float
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A place that holds a platform's tables and the rings found in it."""
+
+    kind: str
+
+    def load(self, platform: Platform, *, progress: bool = True) -> LoadStats:
+        """MERGE validated frames in (see the module's merge rule); idempotent."""
+        ...
+
+    def read_platform(self, *, include_labels: bool = False) -> Platform:
+        """Every table back out, with the columns and dtypes of ``TABLES``."""
+        ...
+
+    def write_sweep(
+        self,
+        sweep: SweepRecord,
+        *,
+        rings: pd.DataFrame,
+        members: pd.DataFrame,
+        campaigns: pd.DataFrame,
+    ) -> None:
+        """Record a sweep and its rings; writing the same sweep id again replaces it."""
+        ...
+
+    def read_sweeps(self) -> pd.DataFrame:
+        """Sweeps (``sweep_id, at, params``) oldest first; ``params`` as dicts."""
+        ...
+
+    def read_rings(self, *, sweep_id: str | None = None) -> pd.DataFrame:
+        """Rings of one sweep (the latest by default), best rank first."""
+        ...
+
+    def read_ring_members(self, ring_id: str, *, sweep_id: str | None = None) -> pd.DataFrame:
+        """``ring_id, account_id`` of one ring; RingNotFound when the sweep lacks it."""
+        ...
+
+    def query(self, text: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a read query (SQL for embedded, Cypher for Neo4j) into a frame."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(
+    *,
+    neo4j_uri: str | None = None,
+    path: Path = Path("graphinv.duckdb"),
+    database: str | None = None,
+    use_env: bool = True,
+    read_only: bool = False,
+) -> Store:
+    """Open the Neo4j store when a URI is given (or ``NEO4J_URI`` is set), else the DuckDB file.
+
+    Credentials come from ``NEO4J_USER`` / ``NEO4J_PASSWORD`` only, never from arguments,
+    so they stay off command lines; ``NEO4J_DATABASE`` picks the database.
+
+    Parameters
+    ----------
+    neo4j_uri
+        Bolt URI; None falls back to ``NEO4J_URI`` when ``use_env`` and it is set.
+    path
+        The DuckDB file of the embedded store.
+    database
+        Neo4j database name (default ``NEO4J_DATABASE`` or the server's default).
+    use_env
+        Read ``NEO4J_*`` variables; False forces the embedded store when no URI is given.
+    read_only
+        Open the DuckDB file read-only (several readers may share it).
+
+    Raises
+    ------
+    Neo4jUnavailable
+        No Neo4j answers at the URI.
+    StoreError
+        The DuckDB file cannot be opened (locked by another writer, not a DuckDB file).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
+    ...     kind = store.kind
+    ...     store.close()
+    >>> kind
+    'embedded'
+    """
+    env = os.environ if use_env else {}
+    uri = neo4j_uri or env.get("NEO4J_URI")
+    if uri:
+        from graphinv.stores.neo4j import Neo4jStore
+
+        user, password = env.get("NEO4J_USER"), env.get("NEO4J_PASSWORD")
+        return Neo4jStore.connect(
+            uri,
+            auth=(user, password) if user and password else None,
+            database=database or env.get("NEO4J_DATABASE"),
+        )
+    from graphinv.stores.embedded import EmbeddedStore
+
+    return EmbeddedStore(path, read_only=read_only)
+
+
+# -- helpers the backends share ---------------------------------------------------------
+
+
+def check_unique_keys(platform: Platform) -> None:
+    """Refuse frames whose keys repeat: loads MERGE on keys, so a repeat would be ambiguous.
+
+    :func:`graphinv.schema.validate` already guarantees this for loaded folders; frames
+    built in code (a generator, a notebook) get the same guarantee here.
+    """
+    for name, frame in platform.tables().items():
+        key = list(TABLES[name].key)
+        repeats = int(frame.duplicated(subset=key).sum())
+        if repeats:
+            raise InputError(f"{name}: {repeats} row(s) repeat a key {tuple(key)}; validate first")
+
+
+def sweep_frames(
+    rings: pd.DataFrame, members: pd.DataFrame, campaigns: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Check and normalise result frames: columns present, ``features`` as dicts, NaN → None.
+
+    Raises
+    ------
+    StoreError
+        A column is missing, a ring id repeats, or a feature name is not an identifier.
+    """
+    for name, frame, columns in (
+        ("rings", rings, RING_COLUMNS),
+        ("members", members, MEMBER_COLUMNS),
+        ("campaigns", campaigns, CAMPAIGN_COLUMNS),
+    ):
+        missing = [c for c in columns if c not in frame]
+        if missing:
+            raise StoreError(f"{name} frame lacks column(s) {missing}")
+    rings = rings.loc[:, list(RING_COLUMNS)].copy()
+    if rings["ring_id"].duplicated().any():
+        raise StoreError("ring ids must be unique within a sweep")
+    rings["ring_id"] = rings["ring_id"].astype("str")
+    rings["features"] = [_features(f) for f in rings["features"]]
+    for features in rings["features"]:
+        bad = [k for k in features if not FEATURE_NAME.fullmatch(k)]
+        if bad:
+            raise StoreError(f"feature names {bad} are not identifiers ([A-Za-z_][A-Za-z0-9_]*)")
+    members = members.loc[:, list(MEMBER_COLUMNS)].astype("str").drop_duplicates()
+    campaigns = campaigns.loc[:, list(CAMPAIGN_COLUMNS)].copy()
+    campaigns["campaign_id"] = campaigns["campaign_id"].astype("str")
+    return rings, members, campaigns
+
+
+def rings_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The frame :meth:`Store.read_rings` returns, from backend rows (``features`` as JSON)."""
+    frame = pd.DataFrame(records, columns=["sweep_id", *RING_COLUMNS])
+    frame["features"] = [_features(f) for f in frame["features"]]
+    frame["score"] = pd.to_numeric(frame["score"]).astype("float64")
+    for column in ("size", "rank"):
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+    frame["campaign_id"] = frame["campaign_id"].astype("str")
+    return frame.sort_values(["rank", "ring_id"], na_position="last").reset_index(drop=True)
+
+
+def sweeps_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The frame :meth:`Store.read_sweeps` returns (``at`` tz-aware UTC, ``params`` dicts)."""
+    frame = pd.DataFrame(records, columns=list(SWEEP_COLUMNS))
+    frame["at"] = pd.to_datetime(frame["at"], utc=True)
+    frame["params"] = [json.loads(p) if isinstance(p, str) else dict(p) for p in frame["params"]]
+    return frame.sort_values("at").reset_index(drop=True)
+
+
+def params_json(params: Mapping[str, Any]) -> str:
+    """Sweep parameters as canonical JSON (sorted keys; non-JSON values as text)."""
+    return json.dumps(dict(params), sort_keys=True, default=str)
+
+
+def optional(value: Any) -> Any:
+    """None for NaN/NA, so a missing score is stored as missing rather than as NaN."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _features(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return json.loads(value) if value else {}
+    if isinstance(value, Mapping):
+        return {str(k): optional(v) for k, v in value.items()}
+    if optional(value) is None:
+        return {}
+    raise StoreError(f"features must be a dict or JSON text, not {type(value).__name__}")
+
+
+def progress_bar(enabled: bool) -> Progress:
+    """A rich progress display for long loads (a no-op when disabled)."""
+    return Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not enabled,
+        transient=False,
+    )

@@ -1,0 +1,329 @@
+"""Every Cypher statement graphinv's stores run, in one place.
+
+Values always travel as parameters (``$rows``, ``$sweep_id``, …), never in the query text.
+Labels and relationship types cannot be parameters in Cypher, so the few statements that
+vary by link kind are built from the allow-lists below, and :func:`graph_of` refuses any
+label or type not on them. Batches are ``UNWIND $rows AS r`` over lists (not maps):
+positional rows pack smaller over Bolt than repeating every key in every row.
+
+Timestamps travel as integer microseconds since the Unix epoch and are stored as Neo4j
+``DATETIME`` values (UTC); usage hours are stored as integer hours since the epoch.
+
+Graph model (DESIGN §4)::
+
+    (:Account {id, created_at, email_domain, …, label_ring_id, label_kind, …})
+    (:Account)-[:PAID_WITH|CONNECTED_FROM|SENT|USES {first_seen, last_seen, count}]->
+        (:PaymentMethod|IP|PromptFingerprint {id, …}) / (:Identifier {kind, id})
+    (:Account)-[:HAS_USAGE]->(:Usage {account_id, model, hours[], requests[],
+        input_tokens[], output_tokens[]})
+    (:Account)-[:IN_RING]->(:Ring {sweep_id, id, size, score, rank, explanation,
+        campaign_id, features (JSON), f_<name>…})-[:FOUND_IN]->(:Sweep {id, at, params})
+    (:Ring)-[:PART_OF]->(:Campaign {sweep_id, id, n_rings, size})
+
+Ring and Campaign nodes are keyed on ``(sweep_id, id)``, so lineage can keep a ring id
+across sweeps while each sweep keeps its own node.
+
+Examples
+--------
+>>> graph_of("ip"), graph_of("device")
+(('IP', 'CONNECTED_FROM'), ('Identifier', 'USES'))
+>>> print(link_query("ip", create=False).splitlines()[0])
+UNWIND $rows AS r
+"""
+
+from __future__ import annotations
+
+from graphinv.schema import CORE_LINK_KINDS, TABLES
+
+# -- allow-lists ------------------------------------------------------------------------
+
+KIND_GRAPH: dict[str, tuple[str, str]] = {
+    "payment_method": ("PaymentMethod", "PAID_WITH"),
+    "ip": ("IP", "CONNECTED_FROM"),
+    "prompt_fingerprint": ("PromptFingerprint", "SENT"),
+}
+GENERIC_GRAPH = ("Identifier", "USES")
+ATTRIBUTE_LABELS = {
+    "ips": "IP",
+    "payment_methods": "PaymentMethod",
+    "prompt_fingerprints": "PromptFingerprint",
+}
+LABELS = frozenset(
+    {
+        "Account",
+        "PaymentMethod",
+        "IP",
+        "PromptFingerprint",
+        "Identifier",
+        "Usage",
+        "Ring",
+        "Campaign",
+        "Sweep",
+    }
+)
+REL_TYPES = frozenset(
+    {
+        "PAID_WITH",
+        "CONNECTED_FROM",
+        "SENT",
+        "USES",
+        "HAS_USAGE",
+        "IN_RING",
+        "PART_OF",
+        "FOUND_IN",
+        "CONTINUES",
+    }
+)
+LINK_TYPES = ("PAID_WITH", "CONNECTED_FROM", "SENT", "USES")
+assert set(KIND_GRAPH) == set(CORE_LINK_KINDS)
+
+
+def graph_of(kind: str) -> tuple[str, str]:
+    """Label of the identifier node and type of the relationship for a link kind."""
+    label, rel_type = KIND_GRAPH.get(kind, GENERIC_GRAPH)
+    return checked_label(label), checked_type(rel_type)
+
+
+def checked_label(label: str) -> str:
+    if label not in LABELS:
+        raise ValueError(f"label {label!r} is not on graphinv's allow-list")
+    return label
+
+
+def checked_type(rel_type: str) -> str:
+    if rel_type not in REL_TYPES:
+        raise ValueError(f"relationship type {rel_type!r} is not on graphinv's allow-list")
+    return rel_type
+
+
+# -- schema -----------------------------------------------------------------------------
+
+CONSTRAINTS = (
+    "CREATE CONSTRAINT account_id IF NOT EXISTS FOR (n:Account) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT payment_method_id IF NOT EXISTS "
+    "FOR (n:PaymentMethod) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT ip_id IF NOT EXISTS FOR (n:IP) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT prompt_fingerprint_id IF NOT EXISTS "
+    "FOR (n:PromptFingerprint) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT identifier_kind_id IF NOT EXISTS "
+    "FOR (n:Identifier) REQUIRE (n.kind, n.id) IS UNIQUE",
+    "CREATE CONSTRAINT usage_account_model IF NOT EXISTS "
+    "FOR (n:Usage) REQUIRE (n.account_id, n.model) IS UNIQUE",
+    "CREATE CONSTRAINT sweep_id IF NOT EXISTS FOR (n:Sweep) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT ring_sweep_id IF NOT EXISTS "
+    "FOR (n:Ring) REQUIRE (n.sweep_id, n.id) IS UNIQUE",
+    "CREATE CONSTRAINT campaign_sweep_id IF NOT EXISTS "
+    "FOR (n:Campaign) REQUIRE (n.sweep_id, n.id) IS UNIQUE",
+)
+INDEXES = (
+    "CREATE INDEX ring_id IF NOT EXISTS FOR (n:Ring) ON (n.id)",
+    "CREATE INDEX ring_rank IF NOT EXISTS FOR (n:Ring) ON (n.rank)",
+    "CREATE INDEX identifier_kind IF NOT EXISTS FOR (n:Identifier) ON (n.kind)",
+    "CREATE INDEX account_label_ring IF NOT EXISTS FOR (n:Account) ON (n.label_ring_id)",
+)
+AWAIT_INDEXES = "CALL db.awaitIndexes($seconds)"
+
+
+def schema_script() -> str:
+    """The constraints and indexes as a ``.cypher`` script (``schemas/neo4j-schema.cypher``)."""
+    header = (
+        "// graphinv Neo4j schema: uniqueness constraints (created before any load) and\n"
+        "// indexes. Generated from graphinv/stores/cypher.py; tests check they agree.\n"
+    )
+    return header + "".join(f"{s};\n" for s in (*CONSTRAINTS, *INDEXES))
+
+
+# -- loading ----------------------------------------------------------------------------
+
+
+def _datetime(expr: str) -> str:
+    return f"datetime({{epochSeconds: {expr} / 1000000, nanosecond: {expr} % 1000000 * 1000}})"
+
+
+def _micros(expr: str) -> str:
+    return f"{expr}.epochSeconds * 1000000 + {expr}.microsecond"
+
+
+def _account_query() -> str:
+    spec = TABLES["accounts"]
+    sets = []
+    for i, column in enumerate(spec.columns[1:], start=1):
+        name = column.name
+        if name == "created_at":
+            sets.append(
+                "a.created_at = CASE WHEN a.created_at IS NULL OR created < a.created_at "
+                "THEN created ELSE a.created_at END"
+            )
+        else:
+            sets.append(f"a.{name} = coalesce(r[{i}], a.{name})")
+    return (
+        f"UNWIND $rows AS r\nWITH r, {_datetime('r[1]')} AS created\n"
+        "MERGE (a:Account {id: r[0]})\nSET " + ",\n    ".join(sets)
+    )
+
+
+ACCOUNTS_MERGE = _account_query()
+
+
+def identifier_nodes_query(kind: str) -> str:
+    """MERGE the identifier nodes of one kind; ``$rows`` is a list of values."""
+    label, _ = graph_of(kind)
+    if label == GENERIC_GRAPH[0]:
+        return "UNWIND $rows AS v\nMERGE (:Identifier {kind: $kind, id: v})"
+    return f"UNWIND $rows AS v\nMERGE (:{label} {{id: v}})"
+
+
+def link_query(kind: str, *, create: bool) -> str:
+    """Relationships of one kind from ``$rows`` = [account_id, value, first_us, last_us, count].
+
+    ``create`` is the first-load path: when no relationship of the type exists yet and the
+    rows' keys are unique (validated), CREATE gives the same graph as MERGE without
+    scanning each account's relationships.
+    """
+    label, rel_type = graph_of(kind)
+    target = (
+        "(t:Identifier {kind: $kind, id: r[1]})"
+        if label == GENERIC_GRAPH[0]
+        else f"(t:{label} {{id: r[1]}})"
+    )
+    head = (
+        "UNWIND $rows AS r\n"
+        "MATCH (a:Account {id: r[0]})\n"
+        f"MATCH {target}\n"
+        f"WITH a, t, r, {_datetime('r[2]')} AS fs, {_datetime('r[3]')} AS ls\n"
+    )
+    if create:
+        properties = "{first_seen: fs, last_seen: ls, count: r[4]}"
+        return head + f"CREATE (a)-[:{rel_type} {properties}]->(t)"
+    return head + (
+        f"MERGE (a)-[l:{rel_type}]->(t)\n"
+        "ON CREATE SET l.first_seen = fs, l.last_seen = ls, l.count = r[4]\n"
+        "ON MATCH SET l.first_seen = CASE WHEN fs < l.first_seen THEN fs ELSE l.first_seen END,\n"
+        "  l.last_seen = CASE WHEN ls > l.last_seen THEN ls ELSE l.last_seen END,\n"
+        "  l.count = CASE WHEN r[4] > l.count THEN r[4] ELSE l.count END"
+    )
+
+
+def relationship_exists_query(rel_type: str) -> str:
+    """Whether any relationship of a type exists (answered from the count store)."""
+    return f"MATCH ()-[l:{checked_type(rel_type)}]->() RETURN count(l) > 0 AS present"
+
+
+def attribute_query(table: str) -> str:
+    """MERGE attribute rows onto identifier nodes; newer non-missing values win."""
+    label = checked_label(ATTRIBUTE_LABELS[table])
+    columns = TABLES[table].column_names
+    sets = ",\n    ".join(
+        f"n.{name} = coalesce(r[{i}], n.{name})" for i, name in enumerate(columns[1:], start=1)
+    )
+    return f"UNWIND $rows AS r\nMERGE (n:{label} {{id: r[0]}})\nSET {sets}"
+
+
+LABELS_SET = (
+    "UNWIND $rows AS r\n"
+    "MATCH (a:Account {id: r[0]})\n"
+    "SET a.label_ring_id = r[1], a.label_kind = r[2],\n"
+    "    a.label_campaign_id = coalesce(r[3], a.label_campaign_id),\n"
+    "    a.label_traits = coalesce(r[4], a.label_traits)"
+)
+
+USAGE_PRESENT = "MATCH (u:Usage) RETURN count(u) > 0 AS present"
+USAGE_READ_KEYS = (
+    "UNWIND $keys AS k\n"
+    "MATCH (u:Usage {account_id: k[0], model: k[1]})\n"
+    "RETURN u.account_id AS account_id, u.model AS model, u.hours AS hours,\n"
+    "       u.requests AS requests, u.input_tokens AS input_tokens,\n"
+    "       u.output_tokens AS output_tokens"
+)
+USAGE_WRITE = (
+    "UNWIND $rows AS r\n"
+    "MERGE (u:Usage {account_id: r[0], model: r[1]})\n"
+    "SET u.hours = r[2], u.requests = r[3], u.input_tokens = r[4], u.output_tokens = r[5]\n"
+    "WITH u, r\n"
+    "MATCH (a:Account {id: r[0]})\n"
+    "MERGE (a)-[:HAS_USAGE]->(u)"
+)
+
+# -- reading ----------------------------------------------------------------------------
+
+ACCOUNTS_READ = (
+    "MATCH (a:Account)\nRETURN a.id AS account_id, "
+    + _micros("a.created_at")
+    + " AS created_at, "
+    + ", ".join(f"a.{c} AS {c}" for c in TABLES["accounts"].column_names[2:])
+)
+LINKS_READ = (
+    "MATCH (a:Account)-[l:" + "|".join(LINK_TYPES) + "]->(t)\n"
+    "RETURN a.id AS account_id, type(l) AS rel_type, t.kind AS kind, t.id AS value, "
+    + _micros("l.first_seen")
+    + " AS first_seen, "
+    + _micros("l.last_seen")
+    + " AS last_seen, l.count AS count"
+)
+USAGE_READ = (
+    "MATCH (u:Usage)\n"
+    "RETURN u.account_id AS account_id, u.model AS model, u.hours AS hours,\n"
+    "       u.requests AS requests, u.input_tokens AS input_tokens,\n"
+    "       u.output_tokens AS output_tokens"
+)
+
+
+def attribute_read_query(table: str) -> str:
+    """Identifier nodes that carry attributes, as rows of the attribute table."""
+    label = checked_label(ATTRIBUTE_LABELS[table])
+    columns = TABLES[table].column_names
+    described = " OR ".join(f"n.{c} IS NOT NULL" for c in columns[1:])
+    returns = ", ".join([f"n.id AS {columns[0]}", *(f"n.{c} AS {c}" for c in columns[1:])])
+    return f"MATCH (n:{label})\nWHERE {described}\nRETURN {returns}"
+
+
+LABELS_READ = (
+    "MATCH (a:Account) WHERE a.label_ring_id IS NOT NULL\n"
+    "RETURN a.id AS account_id, a.label_ring_id AS ring_id, a.label_kind AS kind,\n"
+    "       a.label_campaign_id AS campaign_id, a.label_traits AS traits"
+)
+
+# -- sweeps and rings -------------------------------------------------------------------
+
+SWEEP_CLEAR_RINGS = "MATCH (g:Ring {sweep_id: $sweep_id}) DETACH DELETE g"
+SWEEP_CLEAR_CAMPAIGNS = "MATCH (c:Campaign {sweep_id: $sweep_id}) DETACH DELETE c"
+SWEEP_MERGE = "MERGE (s:Sweep {id: $sweep_id})\nSET s.at = datetime($at), s.params = $params"
+CAMPAIGNS_CREATE = (
+    "UNWIND $rows AS r\n"
+    "CREATE (:Campaign {sweep_id: $sweep_id, id: r.campaign_id, n_rings: r.n_rings, "
+    "size: r.size})"
+)
+RINGS_CREATE = (
+    "MATCH (s:Sweep {id: $sweep_id})\n"
+    "UNWIND $rows AS r\n"
+    "CREATE (g:Ring {sweep_id: $sweep_id, id: r.ring_id})-[:FOUND_IN]->(s)\n"
+    "SET g += r.props\n"
+    "WITH g, r WHERE r.props.campaign_id IS NOT NULL\n"
+    "MATCH (c:Campaign {sweep_id: $sweep_id, id: r.props.campaign_id})\n"
+    "CREATE (g)-[:PART_OF]->(c)"
+)
+MEMBERS_CREATE = (
+    "UNWIND $rows AS r\n"
+    "MATCH (g:Ring {sweep_id: $sweep_id, id: r[0]})\n"
+    "MATCH (a:Account {id: r[1]})\n"
+    "CREATE (a)-[:IN_RING]->(g)\n"
+    "RETURN count(*) AS written"
+)
+SWEEPS_READ = "MATCH (s:Sweep)\nRETURN s.id AS sweep_id, toString(s.at) AS at, s.params AS params"
+LATEST_SWEEP = "MATCH (s:Sweep)\nRETURN s.id AS sweep_id\nORDER BY s.at DESC, s.id DESC LIMIT 1"
+RINGS_READ = (
+    "MATCH (g:Ring {sweep_id: $sweep_id})\n"
+    "RETURN g.sweep_id AS sweep_id, g.id AS ring_id, g.size AS size, g.score AS score,\n"
+    "       g.rank AS rank, g.campaign_id AS campaign_id, g.explanation AS explanation,\n"
+    "       g.features AS features"
+)
+RING_EXISTS = "MATCH (g:Ring {sweep_id: $sweep_id, id: $ring_id}) RETURN count(g) AS n"
+MEMBERS_READ = (
+    "MATCH (a:Account)-[:IN_RING]->(g:Ring {sweep_id: $sweep_id, id: $ring_id})\n"
+    "RETURN g.id AS ring_id, a.id AS account_id\nORDER BY account_id"
+)
+
+# -- inspection -------------------------------------------------------------------------
+
+NODE_COUNTS = "MATCH (n) UNWIND labels(n) AS label RETURN label, count(*) AS n ORDER BY label"
+RELATIONSHIP_COUNTS = "MATCH ()-[r]->() RETURN type(r) AS type, count(*) AS n ORDER BY type"

@@ -1,0 +1,509 @@
+"""The Neo4j store: the platform as a graph investigators explore, over Bolt.
+
+Writes create the constraints first, then send batches of ``batch_size`` rows per managed
+write transaction (``execute_write``, which retries transient errors such as deadlocks and
+leader switches). Identifier nodes are MERGEd before the relationships that point at them,
+so relationship batches only MATCH both ends through the uniqueness indexes. Into a graph
+that has no relationship of a type yet, relationships are CREATEd (same result as MERGE
+for validated, key-unique rows, without checking each account's existing relationships);
+afterwards they are MERGEd with the merge rule of :mod:`graphinv.stores.base`.
+
+Usage is stored compactly: one ``(:Usage {account_id, model})`` node per account and model,
+holding parallel arrays ``hours`` (hours since the epoch), ``requests``, ``input_tokens``
+and ``output_tokens`` sorted by hour, linked ``(:Account)-[:HAS_USAGE]->(:Usage)``. A node
+per hour would multiply the graph's size for data investigators read as a timeline. A
+later load merges by hour (newer figures win) inside the same transaction that rewrites
+the arrays; loads are expected from one writer at a time.
+
+Labels (ground truth) sit on accounts as ``label_ring_id``, ``label_kind``,
+``label_campaign_id`` and ``label_traits``.
+
+Examples
+--------
+>>> store = Neo4jStore.connect("bolt://127.0.0.1:7687")   # doctest: +SKIP
+>>> store.load(platform).relationships                      # doctest: +SKIP
+1250000
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import neo4j
+import numpy as np
+import pandas as pd
+
+from graphinv.errors import Neo4jUnavailable, RingNotFound, StoreError
+from graphinv.schema import TABLES, Platform, conform
+from graphinv.stores import cypher
+from graphinv.stores.base import (
+    LoadStats,
+    SweepRecord,
+    check_unique_keys,
+    optional,
+    params_json,
+    progress_bar,
+    rings_frame,
+    sweep_frames,
+    sweeps_frame,
+)
+
+DEFAULT_BATCH_SIZE = 20_000
+_MICROS_PER_HOUR = 3_600_000_000
+_KIND_OF_TYPE = {rel: kind for kind, (_, rel) in cypher.KIND_GRAPH.items()}
+_USAGE_ARRAYS = ("hours", "requests", "input_tokens", "output_tokens")
+
+
+class Neo4jStore:
+    """A platform and its rings in a Neo4j 5 database.
+
+    Parameters
+    ----------
+    driver
+        An open ``neo4j.Driver``; the store closes it only when it opened it itself
+        (:meth:`connect`).
+    database
+        Database name; None uses the server's default.
+    batch_size
+        Rows per write transaction (10–50k suits a 2–4 GB heap).
+    """
+
+    kind = "neo4j"
+
+    def __init__(
+        self,
+        driver: neo4j.Driver,
+        *,
+        database: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        owns_driver: bool = False,
+    ) -> None:
+        self.driver = driver
+        self.database = database
+        self.batch_size = batch_size
+        self._owns_driver = owns_driver
+        self._schema_ready = False
+
+    @classmethod
+    def connect(
+        cls,
+        uri: str,
+        *,
+        auth: tuple[str, str] | None = None,
+        database: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Neo4jStore:
+        """Open a driver on ``uri`` and check that the server answers.
+
+        Raises
+        ------
+        Neo4jUnavailable
+            Nothing answers, or the server refuses the credentials.
+        """
+        try:
+            driver = neo4j.GraphDatabase.driver(uri, auth=auth)
+            driver.verify_connectivity()
+        except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError) as exc:
+            raise Neo4jUnavailable(f"no Neo4j answers at {uri}: {exc}") from exc
+        return cls(driver, database=database, batch_size=batch_size, owns_driver=True)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[neo4j.Session]:
+        try:
+            # Schema notifications ("property key does not exist" on an empty graph) are
+            # noise for a loader that reads before it writes.
+            with self.driver.session(
+                database=self.database, notifications_min_severity="OFF"
+            ) as session:
+                yield session
+        except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired) as exc:
+            raise Neo4jUnavailable(f"Neo4j went away: {exc}") from exc
+        except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError) as exc:
+            raise StoreError(f"Neo4j refused the operation: {exc}") from exc
+
+    def _read(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        with self._session() as session:
+            return session.execute_read(lambda tx: tx.run(query, params).data())
+
+    def _write(self, query: str, **params: Any) -> neo4j.ResultSummary:
+        with self._session() as session:
+            return session.execute_write(lambda tx: tx.run(query, params).consume())
+
+    def ensure_schema(self) -> None:
+        """Create the uniqueness constraints and indexes (idempotent) and wait for them."""
+        if self._schema_ready:
+            return
+        with self._session() as session:
+            for statement in (*cypher.CONSTRAINTS, *cypher.INDEXES):
+                session.run(statement).consume()
+            session.run(cypher.AWAIT_INDEXES, seconds=300).consume()
+        self._schema_ready = True
+
+    def graph_counts(self) -> dict[str, int]:
+        """Nodes per label and relationships per type (``:Label`` / ``[TYPE]`` keys)."""
+        counts = {f":{r['label']}": r["n"] for r in self._read(cypher.NODE_COUNTS)}
+        counts.update({f"[{r['type']}]": r["n"] for r in self._read(cypher.RELATIONSHIP_COUNTS)})
+        return counts
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self, platform: Platform, *, progress: bool = True) -> LoadStats:
+        """MERGE validated frames into the graph; loading the same frames twice changes nothing.
+
+        Order: constraints, accounts, identifier nodes, attribute tables, relationships,
+        usage, labels (each kind of node exists before relationships MATCH it).
+        """
+        check_unique_keys(platform)
+        started = time.perf_counter()
+        self.ensure_schema()
+        tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
+        rows: dict[str, int] = {}
+        relationships = 0
+        with progress_bar(progress) as bar, self._session() as session:
+
+            def send(description: str, query: str, batches: Iterator[list], **params: Any) -> int:
+                total = params.pop("total")
+                task = bar.add_task(description, total=total)
+                for batch in batches:
+                    session.execute_write(_run, query, {"rows": batch, **params})
+                    bar.advance(task, len(batch))
+                return total
+
+            rows["accounts"] = send(
+                "accounts",
+                cypher.ACCOUNTS_MERGE,
+                _batches(tables["accounts"], self.batch_size),
+                total=len(tables["accounts"]),
+            )
+            links = tables["links"]
+            creating = {
+                rel: not session.execute_read(_single, cypher.relationship_exists_query(rel), {})[
+                    "present"
+                ]
+                for rel in cypher.LINK_TYPES
+            }
+            by_kind = dict(tuple(links.groupby("kind", sort=True))) if len(links) else {}
+            for kind, group in by_kind.items():
+                values = pd.DataFrame({"value": group["value"].drop_duplicates()})
+                send(
+                    f"{kind} nodes",
+                    cypher.identifier_nodes_query(kind),
+                    (list(b) for b in _batches(values, self.batch_size, flat=True)),
+                    kind=kind,
+                    total=len(values),
+                )
+            for table in cypher.ATTRIBUTE_LABELS:
+                if table in tables:
+                    rows[table] = send(
+                        table,
+                        cypher.attribute_query(table),
+                        _batches(tables[table], self.batch_size),
+                        total=len(tables[table]),
+                    )
+            for kind, group in by_kind.items():
+                _, rel = cypher.graph_of(kind)
+                frame = group[["account_id", "value", "first_seen", "last_seen", "count"]]
+                send(
+                    f"{kind} links",
+                    cypher.link_query(kind, create=creating[rel]),
+                    _batches(frame, self.batch_size),
+                    kind=kind,
+                    total=len(frame),
+                )
+            rows["links"] = len(links)
+            relationships += len(links)
+            rows["usage"], usage_nodes = self._load_usage(session, tables["usage"], bar)
+            relationships += usage_nodes
+            if "labels" in tables:
+                rows["labels"] = send(
+                    "labels",
+                    cypher.LABELS_SET,
+                    _batches(tables["labels"], self.batch_size),
+                    total=len(tables["labels"]),
+                )
+        return LoadStats(
+            rows=rows, relationships=relationships, seconds=time.perf_counter() - started
+        )
+
+    def _load_usage(self, session: neo4j.Session, usage: pd.DataFrame, bar: Any) -> tuple[int, int]:
+        """Write usage as per-(account, model) arrays; returns (rows, Usage nodes)."""
+        groups = usage_groups(usage)
+        task = bar.add_task("usage", total=len(usage))
+        existing = session.execute_read(_single, cypher.USAGE_PRESENT, {})["present"]
+        batch: list[list[Any]] = []
+        filled = 0
+        for group in groups:
+            batch.append(group)
+            filled += len(group[2])
+            if filled >= self.batch_size:
+                session.execute_write(_write_usage, batch, existing)
+                bar.advance(task, filled)
+                batch, filled = [], 0
+        if batch:
+            session.execute_write(_write_usage, batch, existing)
+            bar.advance(task, filled)
+        return len(usage), len(groups)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read_platform(self, *, include_labels: bool = False) -> Platform:
+        """Every table back from the graph, ordered by key (optional tables None when empty)."""
+        accounts = pd.DataFrame(
+            self._read(cypher.ACCOUNTS_READ), columns=list(TABLES["accounts"].column_names)
+        )
+        accounts["created_at"] = _from_micros(accounts["created_at"])
+        frames: dict[str, pd.DataFrame | None] = {
+            "accounts": accounts,
+            "links": self._read_links(),
+            "usage": self._read_usage(),
+        }
+        for table in cypher.ATTRIBUTE_LABELS:
+            rows = self._read(cypher.attribute_read_query(table))
+            frames[table] = pd.DataFrame(rows, columns=list(TABLES[table].column_names))
+        if include_labels:
+            rows = self._read(cypher.LABELS_READ)
+            frames["labels"] = pd.DataFrame(rows, columns=list(TABLES["labels"].column_names))
+        out: dict[str, pd.DataFrame | None] = {}
+        for name, frame in frames.items():
+            spec = TABLES[name]
+            if frame is None or (frame.empty and not spec.required):
+                out[name] = None
+                continue
+            out[name] = conform(frame.sort_values(list(spec.key)), spec)
+        return Platform(**out)
+
+    def _read_links(self) -> pd.DataFrame:
+        frame = pd.DataFrame(
+            self._read(cypher.LINKS_READ),
+            columns=["account_id", "rel_type", "kind", "value", "first_seen", "last_seen", "count"],
+        )
+        core = frame["rel_type"].map(_KIND_OF_TYPE)
+        frame["kind"] = core.where(core.notna(), frame["kind"])
+        for column in ("first_seen", "last_seen"):
+            frame[column] = _from_micros(frame[column])
+        return frame.drop(columns="rel_type")
+
+    def _read_usage(self) -> pd.DataFrame:
+        rows = self._read(cypher.USAGE_READ)
+        return _explode_usage(rows)
+
+    # -- results -------------------------------------------------------------------------
+
+    def write_sweep(
+        self,
+        sweep: SweepRecord,
+        *,
+        rings: pd.DataFrame,
+        members: pd.DataFrame,
+        campaigns: pd.DataFrame,
+    ) -> None:
+        """Write a sweep, its campaigns and rings in one transaction, then members in batches.
+
+        Writing a sweep id again first deletes that sweep's rings and campaigns.
+
+        Raises
+        ------
+        StoreError
+            A member account is not in the graph (load the platform first).
+        """
+        rings, members, campaigns = sweep_frames(rings, members, campaigns)
+        self.ensure_schema()
+        at = pd.Timestamp(sweep.at)
+        at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
+        ring_rows = [_ring_row(r) for r in rings.to_dict("records")]
+        campaign_rows = [
+            {k: optional(v) for k, v in r.items()} for r in campaigns.to_dict("records")
+        ]
+        key = {"sweep_id": sweep.sweep_id}
+
+        def head(tx: neo4j.ManagedTransaction) -> None:
+            tx.run(cypher.SWEEP_CLEAR_RINGS, key).consume()
+            tx.run(cypher.SWEEP_CLEAR_CAMPAIGNS, key).consume()
+            tx.run(
+                cypher.SWEEP_MERGE,
+                {**key, "at": at.isoformat(), "params": params_json(sweep.params)},
+            ).consume()
+            tx.run(cypher.CAMPAIGNS_CREATE, {**key, "rows": campaign_rows}).consume()
+            tx.run(cypher.RINGS_CREATE, {**key, "rows": ring_rows}).consume()
+
+        written = 0
+        with self._session() as session:
+            session.execute_write(head)
+            for batch in _batches(members, self.batch_size):
+                record = session.execute_write(
+                    _single, cypher.MEMBERS_CREATE, {**key, "rows": batch}
+                )
+                written += record["written"]
+        if written != len(members):
+            raise StoreError(
+                f"sweep {sweep.sweep_id}: {len(members) - written} member(s) name accounts or "
+                "rings that are not in the graph"
+            )
+
+    def read_sweeps(self) -> pd.DataFrame:
+        return sweeps_frame(self._read(cypher.SWEEPS_READ))
+
+    def read_rings(self, *, sweep_id: str | None = None) -> pd.DataFrame:
+        sweep_id = sweep_id or self._latest_sweep()
+        return rings_frame(self._read(cypher.RINGS_READ, sweep_id=sweep_id))
+
+    def read_ring_members(self, ring_id: str, *, sweep_id: str | None = None) -> pd.DataFrame:
+        sweep_id = sweep_id or self._latest_sweep()
+        found = self._read(cypher.RING_EXISTS, sweep_id=sweep_id, ring_id=ring_id)
+        if not found or found[0]["n"] == 0:
+            raise RingNotFound(f"ring {ring_id!r} is not in sweep {sweep_id!r}")
+        rows = self._read(cypher.MEMBERS_READ, sweep_id=sweep_id, ring_id=ring_id)
+        return pd.DataFrame(rows, columns=["ring_id", "account_id"])
+
+    def _latest_sweep(self) -> str | None:
+        rows = self._read(cypher.LATEST_SWEEP)
+        return rows[0]["sweep_id"] if rows else None
+
+    # -- generic -------------------------------------------------------------------------
+
+    def query(self, text: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run Cypher with ``$name`` parameters into a frame (one column per returned key)."""
+        with self._session() as session:
+            result = session.run(text, dict(params or {}))
+            keys = result.keys()
+            return pd.DataFrame(result.values(), columns=keys)
+
+    def close(self) -> None:
+        if self._owns_driver:
+            self.driver.close()
+
+    def __enter__(self) -> Neo4jStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- transaction functions (module level so execute_write can retry them) ----------------
+
+
+def _run(tx: neo4j.ManagedTransaction, query: str, params: dict[str, Any]) -> None:
+    tx.run(query, params).consume()
+
+
+def _single(tx: neo4j.ManagedTransaction, query: str, params: dict[str, Any]) -> dict[str, Any]:
+    return tx.run(query, params).single(strict=True).data()
+
+
+def _write_usage(tx: neo4j.ManagedTransaction, batch: list[list[Any]], existing: bool) -> None:
+    if existing:
+        keys = [[row[0], row[1]] for row in batch]
+        stored = tx.run(cypher.USAGE_READ_KEYS, {"keys": keys}).data()
+        if stored:
+            batch = _merge_usage(batch, stored)
+    tx.run(cypher.USAGE_WRITE, {"rows": batch}).consume()
+
+
+# -- frames to rows and back ------------------------------------------------------------
+
+
+def _batches(frame: pd.DataFrame, size: int, *, flat: bool = False) -> Iterator[list[Any]]:
+    """Rows of ``frame`` as lists of Bolt-ready values (timestamps as epoch microseconds).
+
+    ``flat`` yields plain values of a one-column frame instead of one-element lists.
+    """
+    for start in range(0, len(frame), size):
+        chunk = frame.iloc[start : start + size]
+        columns = [_bolt_values(chunk[c]) for c in chunk.columns]
+        yield columns[0] if flat else [list(row) for row in zip(*columns, strict=True)]
+
+
+def _bolt_values(series: pd.Series) -> list[Any]:
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        series = series.dt.as_unit("us").astype("int64").where(series.notna())
+        series = series.astype("Int64")
+    return series.astype(object).where(series.notna(), None).tolist()
+
+
+def _from_micros(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(pd.to_numeric(values), unit="us", utc=True)
+
+
+def usage_groups(usage: pd.DataFrame) -> list[list[Any]]:
+    """One row per (account, model): [account_id, model, hours, requests, in, out]."""
+    if usage.empty:
+        return []
+    usage = usage.sort_values(["account_id", "model", "hour"])
+    account = usage["account_id"].to_numpy(dtype=object)
+    model = usage["model"].to_numpy(dtype=object)
+    starts = np.flatnonzero(np.r_[True, (account[1:] != account[:-1]) | (model[1:] != model[:-1])])
+    hours = usage["hour"].dt.as_unit("us").astype("int64").to_numpy() // _MICROS_PER_HOUR
+    arrays = [hours] + [usage[c].to_numpy(dtype="int64") for c in _USAGE_ARRAYS[1:]]
+    split = [np.split(a, starts[1:]) for a in arrays]
+    return [
+        [account[s], model[s], *(part[i].tolist() for part in split)] for i, s in enumerate(starts)
+    ]
+
+
+def _merge_usage(batch: list[list[Any]], stored: list[dict[str, Any]]) -> list[list[Any]]:
+    """Combine stored arrays with new ones by hour; the new figures win on the same hour."""
+    old = {(r["account_id"], r["model"]): r for r in stored}
+    merged = []
+    for row in batch:
+        previous = old.get((row[0], row[1]))
+        if previous is None:
+            merged.append(row)
+            continue
+        by_hour = {
+            h: values for h, *values in zip(*(previous[c] for c in _USAGE_ARRAYS), strict=True)
+        }
+        by_hour.update({h: values for h, *values in zip(*row[2:], strict=True)})
+        hours = sorted(by_hour)
+        columns = [hours, *([by_hour[h][i] for h in hours] for i in range(3))]
+        merged.append([row[0], row[1], *columns])
+    return merged
+
+
+def _explode_usage(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    columns = list(TABLES["usage"].column_names)
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    lengths = np.array([len(r["hours"]) for r in rows])
+    frame = pd.DataFrame(
+        {
+            "account_id": np.repeat([r["account_id"] for r in rows], lengths),
+            "hour": pd.to_datetime(
+                np.concatenate([r["hours"] for r in rows]).astype("int64") * 3600,
+                unit="s",
+                utc=True,
+            ),
+            "model": np.repeat([r["model"] for r in rows], lengths),
+            **{c: np.concatenate([r[c] for r in rows]).astype("int64") for c in _USAGE_ARRAYS[1:]},
+        }
+    )
+    return frame[columns]
+
+
+def _ring_row(ring: Mapping[str, Any]) -> dict[str, Any]:
+    features: dict[str, Any] = ring["features"]
+    props = {
+        "size": optional(ring["size"]),
+        "score": optional(ring["score"]),
+        "rank": optional(ring["rank"]),
+        "campaign_id": optional(ring["campaign_id"]),
+        "explanation": optional(ring["explanation"]),
+        "features": json.dumps(features, sort_keys=True, default=str),
+    }
+    # Only scalar features become properties; lists and maps stay in the JSON text.
+    props.update({f"f_{k}": _scalar(v) for k, v in features.items() if _scalar(v) is not None})
+    return {"ring_id": ring["ring_id"], "props": {k: _native(v) for k, v in props.items()}}
+
+
+def _scalar(value: Any) -> Any:
+    value = optional(value)
+    return value if isinstance(value, bool | int | float | str | np.generic) else None
+
+
+def _native(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

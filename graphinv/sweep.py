@@ -1,0 +1,282 @@
+"""One sweep: load the platform from a store, find rings, score them, keep their ids
+stable across sweeps, write the result back and report.
+
+Examples
+--------
+>>> import tempfile
+>>> from pathlib import Path
+>>> from graphinv.stores import open_store
+>>> from graphinv.synth import generate
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
+...     _ = store.load(generate(preset="small", seed=3), progress=False)
+...     report = run_sweep(store, progress=False)
+...     store.close()
+>>> report.rings["rank"].min()
+1
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+
+from graphinv.communities import detect_rings
+from graphinv.config import Settings
+from graphinv.features import FEATURES
+from graphinv.lineage import Lineage, match_rings, ring_identifiers
+from graphinv.projection import project
+from graphinv.schema import Platform
+from graphinv.scoring import score_rings
+from graphinv.stores.base import Store, SweepRecord
+
+# Exit status of `graphinv sweep` when a ring that was not there before (new or
+# respawned) scores at or above the alert threshold: pipelines page on it.
+EXIT_ALERT = 10
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What a sweep found, ready for a terminal (``table``) or a pipeline (``to_dict``).
+
+    Attributes
+    ----------
+    rings : DataFrame
+        Every ring, best rank first: ``ring_id`` (stable across sweeps), ``rank``,
+        ``score``, ``flagged``, ``size``, ``campaign_id``, ``status`` (lineage class),
+        ``predecessors``, ``explanation``, and the feature values.
+    alerts : DataFrame
+        New or respawned rings scoring at or above ``alert_threshold``.
+    """
+
+    sweep_id: str
+    at: datetime
+    store: str
+    data_window: tuple[str | None, str | None]
+    counts: dict[str, int]
+    projection: dict[str, Any]
+    detection: dict[str, Any]
+    lineage: dict[str, int]
+    rings: pd.DataFrame
+    dissolved: pd.DataFrame
+    alert_threshold: float
+    seconds: dict[str, float]
+    peak_memory_mb: float
+    settings: dict[str, Any] = field(repr=False)
+
+    @property
+    def alerts(self) -> pd.DataFrame:
+        fresh = self.rings["status"].isin(["new", "respawned"])
+        return self.rings[fresh & (self.rings["score"] >= self.alert_threshold)]
+
+    @property
+    def exit_code(self) -> int:
+        """0, or ``EXIT_ALERT`` when a new or respawned ring scores at the alert threshold."""
+        return EXIT_ALERT if len(self.alerts) else 0
+
+    def to_dict(self, *, top: int | None = None) -> dict[str, Any]:
+        """JSON-ready report; ``top`` limits the rings listed (all by default)."""
+        columns = [
+            "ring_id", "rank", "score", "flagged", "size", "campaign_id", "status",
+            "predecessors", "explanation",
+        ]
+        rings = self.rings[columns].head(top) if top else self.rings[columns]
+        return json.loads(
+            json.dumps(
+                {
+                    "sweep_id": self.sweep_id,
+                    "at": self.at.isoformat(),
+                    "store": self.store,
+                    "data_window": list(self.data_window),
+                    "counts": self.counts,
+                    "projection": self.projection,
+                    "detection": self.detection,
+                    "lineage": self.lineage,
+                    "alert_threshold": self.alert_threshold,
+                    "alerts": self.alerts["ring_id"].tolist(),
+                    "exit_code": self.exit_code,
+                    "seconds": self.seconds,
+                    "peak_memory_mb": self.peak_memory_mb,
+                    "rings": rings.to_dict("records"),
+                    "dissolved": self.dissolved.to_dict("records"),
+                    "settings": self.settings,
+                },
+                default=_json_default,
+            )
+        )
+
+
+def run_sweep(
+    store: Store,
+    *,
+    settings: Settings | None = None,
+    alert_threshold: float | None = None,
+    at: datetime | None = None,
+    progress: bool = True,
+) -> SweepReport:
+    """Detect, score and record rings over everything the store holds.
+
+    Parameters
+    ----------
+    store
+        Embedded or Neo4j store holding a loaded platform.
+    settings
+        Options of every stage (defaults when None).
+    alert_threshold
+        Score at which a new or respawned ring makes the sweep exit with ``EXIT_ALERT``;
+        defaults to the scoring threshold.
+    at
+        Time recorded for the sweep (now, UTC, by default).
+    progress
+        Show a spinner per stage on the terminal.
+    """
+    settings = settings or Settings()
+    at = at or datetime.now(UTC)
+    timer = _StageTimer(progress)
+    with timer("reading the platform"):
+        platform = store.read_platform()
+    with timer("projection"):
+        projection = project(platform, options=settings.projection)
+    with timer("leiden"):
+        detection = detect_rings(projection, platform=platform, options=settings.detection)
+    with timer("scoring"):
+        scores = score_rings(detection.members, platform, options=settings.scoring)
+    with timer("lineage"):
+        previous = store.read_sweeps()
+        lineage = _lineage(store, previous, detection.members, platform, settings)
+    sweep_id = f"S{len(previous) + 1:04d}-{at:%Y%m%dT%H%M%S}"
+    rings, members = _stable_results(detection, scores.rings, lineage)
+    with timer("writing results"):
+        store.write_sweep(
+            SweepRecord(
+                sweep_id=sweep_id,
+                at=at,
+                params={
+                    "settings": settings.to_dict(),
+                    "settings_source": settings.source,
+                    "code_version": version("graphinv"),
+                    "data_window": list(_data_window(platform)),
+                },
+            ),
+            rings=rings,
+            members=members,
+            campaigns=detection.campaigns,
+        )
+    return SweepReport(
+        sweep_id=sweep_id,
+        at=at,
+        store=store.kind,
+        data_window=_data_window(platform),
+        counts={
+            "accounts": len(platform.accounts),
+            "links": len(platform.links),
+            "usage_rows": len(platform.usage),
+            "rings": len(rings),
+            "accounts_in_rings": len(members),
+            "campaigns": len(detection.campaigns),
+            "flagged_rings": int(rings["flagged"].sum()),
+        },
+        projection=projection.stats.to_dict(),
+        detection={"resolution": settings.detection.resolution,
+                   "min_ring_size": settings.detection.min_ring_size,
+                   "seed": settings.detection.seed},
+        lineage=lineage.summary(),
+        rings=rings,
+        dissolved=lineage.dissolved,
+        alert_threshold=settings.scoring.threshold if alert_threshold is None
+        else alert_threshold,
+        seconds=timer.seconds,
+        peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        settings=settings.to_dict(),
+    )
+
+
+def _lineage(
+    store: Store,
+    previous: pd.DataFrame,
+    members: pd.DataFrame,
+    platform: Platform,
+    settings: Settings,
+) -> Lineage:
+    kinds = settings.lineage.infra_kinds
+    if len(previous):
+        last = str(previous["sweep_id"].iloc[-1])
+        previous_members = store.read_members(sweep_id=last)
+        # The previous rings' identifiers come from today's links: the store keeps every
+        # link ever loaded, so a banned ring's cards and proxies are still there.
+        previous_identifiers = ring_identifiers(previous_members, platform.links, kinds=kinds)
+    else:
+        previous_members = previous_identifiers = None
+    return match_rings(
+        previous_members=previous_members,
+        previous_identifiers=previous_identifiers,
+        current_members=members,
+        current_identifiers=ring_identifiers(members, platform.links, kinds=kinds),
+        options=settings.lineage,
+    )
+
+
+def _stable_results(
+    detection: Any, scored: pd.DataFrame, lineage: Lineage
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rings and members under their stable ids, with lineage, campaign and score."""
+    stable = lineage.rings.set_index("new_ring_key")
+    rings = scored.merge(
+        detection.rings[["ring_id", "campaign_id", "density"]], on="ring_id", how="left"
+    )
+    rings["status"] = rings["ring_id"].map(stable["status"])
+    rings["predecessors"] = rings["ring_id"].map(stable["predecessors"]).map(list)
+    rings["lineage_evidence"] = rings["ring_id"].map(stable["evidence"])
+    rings["ring_id"] = rings["ring_id"].map(stable["ring_id"])
+    feature_names = [spec.name for spec in FEATURES]
+    rings["features"] = rings[feature_names].to_dict("records")
+    members = detection.members.assign(
+        ring_id=detection.members["ring_id"].map(stable["ring_id"])
+    )
+    return rings.reset_index(drop=True), members
+
+
+def _data_window(platform: Platform) -> tuple[str | None, str | None]:
+    hours = platform.usage["hour"] if len(platform.usage) else platform.links["last_seen"]
+    if not len(hours):
+        return (None, None)
+    return (hours.min().isoformat(), hours.max().isoformat())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+class _StageTimer:
+    """Times each stage and, on a terminal, shows which one is running."""
+
+    def __init__(self, progress: bool) -> None:
+        self.seconds: dict[str, float] = {}
+        self._console = Console(stderr=True) if progress else None
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        if self._console is None:
+            yield
+        else:
+            with self._console.status(f"{stage}…"):
+                yield
+        self.seconds[stage] = round(time.perf_counter() - start, 3)
+

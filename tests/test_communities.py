@@ -1,0 +1,168 @@
+"""Invariants of ring detection (Leiden CPM per component) and campaign grouping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from graphinv.communities import DetectionOptions, detect_rings
+from graphinv.projection import Projection, ProjectionStats, project
+from graphinv.schema import Platform
+
+T0 = pd.Timestamp("2025-03-01", tz="UTC")
+LINK_COLUMNS = ["account_id", "kind", "value", "first_seen", "last_seen", "count"]
+
+
+def planted(groups: list[int], p_in: float, noise: int, seed: int, w_in: float = 1.0):
+    """Weighted graph of dense groups plus ``noise`` random weak edges; ids ``a0000``…"""
+    rng = np.random.default_rng(seed)
+    n = sum(groups)
+    group = np.repeat(np.arange(len(groups)), groups)
+    i, j = np.triu_indices(n, 1)
+    keep = (group[i] == group[j]) & (rng.random(len(i)) < p_in)
+    rows, cols = list(i[keep]), list(j[keep])
+    data = [w_in] * len(rows)
+    a, b = rng.integers(n, size=noise), rng.integers(n, size=noise)
+    rows += list(np.minimum(a, b)[a != b])
+    cols += list(np.maximum(a, b)[a != b])
+    data += [0.05] * int(np.sum(a != b))
+    upper = sp.coo_matrix((data, (rows, cols)), shape=(n, n)).tocsr()
+    ids = np.array([f"a{k:04d}" for k in range(n)], dtype=object)
+    return _projection(ids, upper + upper.T), group
+
+
+def _projection(ids, weights) -> Projection:
+    weights = sp.csr_matrix(weights)
+    stats = ProjectionStats(len(ids), {}, {}, {}, 0, 0, 0, 0, weights.nnz // 2)
+    return Projection(ids, weights, stats)
+
+
+def empty_platform(ids, links=None, labels=None) -> Platform:
+    links = pd.DataFrame(links or [], columns=LINK_COLUMNS)
+    return Platform(pd.DataFrame({"account_id": ids}), links, pd.DataFrame(), labels=labels)
+
+
+def rings_as_sets(det) -> set[frozenset]:
+    return {frozenset(g) for g in det.members.groupby("ring_id")["account_id"].agg(frozenset)}
+
+
+def test_planted_groups_are_recovered_exactly():
+    proj, group = planted([30, 20, 12, 3], p_in=0.6, noise=60, seed=1)
+    det = detect_rings(proj, platform=empty_platform(proj.account_ids))
+    truth = {frozenset(proj.account_ids[group == g]) for g in range(3)}
+    assert rings_as_sets(det) == truth  # the 3-account group is below min_ring_size
+    assert det.rings["size"].tolist() == [30, 20, 12]
+    assert det.rings["ring_id"].tolist() == ["ring-00001", "ring-00002", "ring-00003"]
+    assert det.stats.accounts_in_rings == 62
+
+
+def test_resolution_is_minimum_internal_density():
+    proj, _ = planted([20], p_in=0.5, noise=0, seed=2)
+    platform = empty_platform(proj.account_ids)
+    loose = detect_rings(proj, platform=platform, options=DetectionOptions(resolution=0.3))
+    assert loose.rings["size"].tolist() == [20]
+    assert (loose.rings["density"] >= 0.3).all()
+    tight = detect_rings(proj, platform=platform, options=DetectionOptions(resolution=0.9))
+    assert (tight.rings["density"] >= 0.9).all()
+    assert tight.stats.accounts_in_rings < 20
+
+
+def test_min_ring_size():
+    proj, _ = planted([6, 4], p_in=1.0, noise=0, seed=3)
+    platform = empty_platform(proj.account_ids)
+    assert detect_rings(proj, platform=platform).rings["size"].tolist() == [6]
+    det = detect_rings(proj, platform=platform, options=DetectionOptions(min_ring_size=3))
+    assert det.rings["size"].tolist() == [6, 4]
+
+
+def test_complete_components_skip_leiden_with_the_same_answer():
+    proj, _ = planted([8, 7], p_in=1.0, noise=0, seed=4)
+    det = detect_rings(proj, platform=empty_platform(proj.account_ids))
+    assert det.stats.leiden_runs == 0
+    assert det.rings["size"].tolist() == [8, 7]
+    assert np.allclose(det.rings["edge_density"], 1.0)
+    assert np.allclose(det.rings["conductance"], 0.0)
+
+
+def test_deterministic_and_independent_of_other_components():
+    proj, _ = planted([25, 25, 25], p_in=0.3, noise=150, seed=5)
+    platform = empty_platform(proj.account_ids)
+    first = detect_rings(proj, platform=platform, options=DetectionOptions(seed=7))
+    again = detect_rings(proj, platform=platform, options=DetectionOptions(seed=7))
+    pd.testing.assert_frame_equal(first.members, again.members)
+    # Add an unrelated component: the rings of the first one do not move.
+    other, _ = planted([40], p_in=0.3, noise=20, seed=6)
+    ids = np.concatenate([proj.account_ids, np.array([f"z{k:04d}" for k in range(40)])])
+    both = _projection(ids, sp.block_diag([proj.weights, other.weights]))
+    det = detect_rings(both, platform=empty_platform(ids), options=DetectionOptions(seed=7))
+    assert rings_as_sets(first) <= rings_as_sets(det)
+
+
+def test_campaigns_join_rings_sharing_infrastructure_not_popular_templates():
+    proj, group = planted([10, 10, 10], p_in=1.0, noise=0, seed=8)
+    ids = proj.account_ids
+    links = [(a, "prompt_fingerprint", "cot-template", T0, T0, 1) for a in ids[group < 2]]
+    # Everyone in ring 3 and hundreds outside rings use a public template: not infrastructure.
+    public = [f"u{k:04d}" for k in range(300)]
+    links += [(a, "prompt_fingerprint", "summarise", T0, T0, 1) for a in [*ids, *public]]
+    det = detect_rings(proj, platform=empty_platform([*ids, *public], links))
+    campaign = det.rings.set_index("size", drop=False)["campaign_id"]
+    by_ring = det.rings["campaign_id"].tolist()
+    assert by_ring[0] == by_ring[1] != by_ring[2]
+    assert len(campaign) == 3
+    assert det.campaigns["n_rings"].tolist() == [2, 1]
+    assert det.campaigns["shared_identifiers"].tolist() == [1, 0]
+
+
+def test_campaigns_from_proxy_asn():
+    proj, group = planted([6, 6], p_in=1.0, noise=0, seed=9)
+    ids = proj.account_ids
+    links = [
+        (a, "ip", f"10.0.{g}.{k}", T0, T0, 1)
+        for k, (a, g) in enumerate(zip(ids, group, strict=True))
+    ]
+    ips = pd.DataFrame({"ip": [r[2] for r in links], "asn": 64500, "is_proxy": True})
+    platform = Platform(
+        pd.DataFrame({"account_id": ids}),
+        pd.DataFrame(links, columns=LINK_COLUMNS),
+        pd.DataFrame(),
+        ips=ips,
+    )
+    det = detect_rings(proj, platform=platform)
+    assert det.campaigns["n_rings"].tolist() == [2]
+    off = detect_rings(proj, platform=platform, options=DetectionOptions(campaign_proxy_asn=False))
+    assert off.campaigns["n_rings"].tolist() == [1, 1]
+
+
+def test_labels_are_never_read():
+    rng = np.random.default_rng(10)
+    links = [
+        (f"a{rng.integers(80):03d}", kind, f"{kind}{rng.integers(n)}", T0, T0, 1)
+        for kind, n, m in (("payment_method", 30, 120), ("ip", 10, 200))
+        for _ in range(m)
+    ]
+    frame = pd.DataFrame(links, columns=LINK_COLUMNS)
+    accounts = pd.DataFrame({"account_id": sorted(frame["account_id"].unique())})
+    usage = pd.DataFrame(
+        columns=["account_id", "hour", "model", "requests", "input_tokens", "output_tokens"]
+    )
+    labels = pd.DataFrame(
+        {"account_id": accounts["account_id"], "ring_id": "r", "kind": "extraction"}
+    )
+    runs = []
+    for lab in (None, labels):
+        platform = Platform(accounts, frame, usage, labels=lab)
+        det = detect_rings(project(platform), platform=platform)
+        runs.append(det)
+    assert len(runs[0].rings) > 0
+    pd.testing.assert_frame_equal(runs[0].members, runs[1].members)
+    pd.testing.assert_frame_equal(runs[0].rings, runs[1].rings)
+    pd.testing.assert_frame_equal(runs[0].campaigns, runs[1].campaigns)
+
+
+def test_no_rings():
+    proj, _ = planted([3, 3], p_in=1.0, noise=0, seed=11)
+    det = detect_rings(proj, platform=empty_platform(proj.account_ids))
+    assert det.members.empty and det.rings.empty and det.campaigns.empty
+    assert det.stats.rings == 0

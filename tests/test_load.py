@@ -1,0 +1,337 @@
+"""Loading folders into both stores: bad input, quarantine, idempotency, merges, injection."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import neo4j
+import pandas as pd
+import pytest
+
+from graphinv.errors import InputError
+from graphinv.load import EXIT_CLEAN, EXIT_QUARANTINED, load_dir, read_dir
+from graphinv.schema import TABLES
+from graphinv.stores.base import Store
+from graphinv.stores.embedded import EmbeddedStore
+from graphinv.stores.neo4j import Neo4jStore
+
+KINDS = ("device",)
+
+BASE = {
+    "accounts": (
+        "account_id,created_at,country,signup_path\n"
+        "a1,2024-01-01T00:00:00Z,US,education\n"
+        "a2,2024-01-02T00:00:00Z,DE,self_serve\n"
+        "a3,2024-01-03T00:00:00Z,,\n"
+    ),
+    "links": (
+        "account_id,kind,value,first_seen,last_seen,count\n"
+        "a1,payment_method,card-1,2024-01-05T00:00:00Z,2024-02-01T00:00:00Z,3\n"
+        "a2,payment_method,card-1,2024-01-06T00:00:00Z,2024-02-02T00:00:00Z,4\n"
+        "a1,ip,203.0.113.7,2024-01-05T00:00:00Z,2024-01-09T00:00:00Z,10\n"
+        "a2,prompt_fingerprint,tpl-1,2024-01-05T00:00:00Z,2024-01-09T00:00:00Z,7\n"
+        "a3,device,dev-9,2024-01-05T00:00:00Z,2024-01-07T12:30:00Z,1\n"
+    ),
+    "usage": (
+        "account_id,hour,model,requests,input_tokens,output_tokens\n"
+        "a1,2024-01-05T10:00:00Z,m1,10,1000,5000\n"
+        "a1,2024-01-05T11:00:00Z,m1,12,1100,5100\n"
+        "a2,2024-01-05T10:00:00Z,m2,3,300,900\n"
+    ),
+    "ips": "ip,asn,is_proxy\n203.0.113.7,64500,true\n",
+}
+BASE_ROWS = {"accounts": 3, "links": 5, "usage": 3, "ips": 1}
+
+
+@pytest.fixture(params=["embedded", pytest.param("neo4j", marks=pytest.mark.neo4j)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each test runs once on a fresh DuckDB file and once on the emptied Neo4j."""
+    if request.param == "embedded":
+        opened: Store = EmbeddedStore(tmp_path / "graphinv.duckdb")
+    else:
+        driver: neo4j.Driver = request.getfixturevalue("neo4j_driver")
+        opened = Neo4jStore(driver)
+    yield opened
+    opened.close()
+
+
+def write_folder(folder: Path, tables: dict[str, str | bytes], *, suffix: str = ".csv") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in tables.items():
+        data = content.encode() if isinstance(content, str) else content
+        (folder / f"{name}{suffix}").write_bytes(data)
+    return folder
+
+
+def with_row(table: str, line: str) -> dict[str, str | bytes]:
+    tables: dict[str, str | bytes] = dict(BASE)
+    tables[table] = BASE[table] + line + "\n"
+    return tables
+
+
+def counts(store: Store) -> dict[str, int]:
+    return {name: len(frame) for name, frame in store.read_platform().tables().items()}
+
+
+def content_hash(store: Store) -> str:
+    digest = hashlib.sha256()
+    for name, frame in store.read_platform(include_labels=True).tables().items():
+        ordered = frame.sort_values(list(TABLES[name].key)).reset_index(drop=True)
+        digest.update(name.encode())
+        digest.update(ordered.to_csv(index=False).encode())
+    return digest.hexdigest()
+
+
+def graph_shape(store: Store) -> dict[str, int]:
+    if isinstance(store, Neo4jStore):
+        return store.graph_counts()
+    return counts(store)
+
+
+# -- a clean folder --------------------------------------------------------------------
+
+
+def test_clean_folder_loads_everything(store: Store, tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "in", BASE)
+    report = load_dir(folder, store, extra_kinds=KINDS, progress=False,
+                      quarantine_dir=tmp_path / "q")
+    assert report.exit_code == EXIT_CLEAN
+    assert report.rows_loaded == BASE_ROWS
+    assert report.rows_quarantined == dict.fromkeys(BASE_ROWS, 0)
+    assert counts(store) == BASE_ROWS
+    assert not list((tmp_path / "q").glob("*.csv"))
+    assert report.summary_table().row_count == len(BASE_ROWS) + 1
+
+
+# -- rows that go to quarantine ----------------------------------------------------------
+
+BAD_ROWS = [
+    ("links", "a1,ip,10.0.0.1,2024-01-05,2024-01-06,abc", "count", "not an integer: 'abc'"),
+    ("links", "a1,ip,10.0.0.1,yesterday,2024-01-06,1", "first_seen", "not an ISO 8601"),
+    ("links", "a1,fax,555-0100,2024-01-05,2024-01-06,1", "kind", "unknown kind 'fax'"),
+    ("accounts", "a1,2024-03-01T00:00:00Z,FR,", "account_id", "duplicate key of row 1"),
+    ("links", "zz,ip,10.0.0.1,2024-01-05,2024-01-06,1", "account_id", "not in accounts"),
+    ("usage", "zz,2024-01-05T10:00:00Z,m1,1,1,1", "account_id", "not in accounts"),
+    ("links", "a1,ip,10.0.0.1,2024-01-05,2024-01-06,-5", "count", "count -5 is below 1"),
+    ("links", "a1,ip,10.0.0.1,2024-01-07,2024-01-06,1", "last_seen", "before first_seen"),
+    ("links", "a1,ip,10.0.0.1,2024-01-05,2999-01-06,1", "last_seen", "in the future"),
+    ("links", "a1,ip,10.0.0.1,1970-01-01,2024-01-06,1", "first_seen", "before 2000-01-01"),
+    ("usage", "a3,2024-01-05T10:00:00Z,m1,1,-7,1", "input_tokens", "is below 0"),
+    ("usage", "a3,2024-01-05T10:17:00Z,m1,1,1,1", "hour", "not the start of an hour"),
+    ("accounts", "a9,,US,", "created_at", "missing value"),
+    ("ips", "198.51.100.1,64501,maybe", "is_proxy", "not a boolean"),
+    ("ips", "198.51.100.2,99999999999,false", "asn", "is above 4294967295"),
+]
+
+
+@pytest.mark.parametrize(("table", "line", "column", "reason"), BAD_ROWS,
+                         ids=[f"{t}:{r}" for t, _, _, r in BAD_ROWS])
+def test_bad_row_is_quarantined_and_the_rest_loads(
+    store: Store, tmp_path: Path, table: str, line: str, column: str, reason: str
+) -> None:
+    folder = write_folder(tmp_path / "in", with_row(table, line))
+    report = load_dir(folder, store, extra_kinds=KINDS, progress=False,
+                      quarantine_dir=tmp_path / "q")
+    assert report.exit_code == EXIT_QUARANTINED
+    assert report.rows_quarantined[table] == 1
+    assert report.rows_read[table] == BASE_ROWS[table] + 1
+    assert report.rows_loaded == BASE_ROWS
+    assert counts(store) == BASE_ROWS
+    quarantined = pd.read_csv(tmp_path / "q" / f"{table}.csv", dtype=str, keep_default_na=False)
+    assert len(quarantined) == 1
+    rejected = quarantined.iloc[0]
+    assert rejected["source_file"] == f"{table}.csv"
+    assert int(rejected["row"]) == BASE_ROWS[table] + 1
+    assert rejected["column"] == column
+    assert reason in rejected["reason"]
+    assert ",".join(rejected[c] for c in BASE[table].splitlines()[0].split(",")) == line
+
+
+def test_every_problem_of_a_row_is_reported(tmp_path: Path) -> None:
+    folder = write_folder(
+        tmp_path / "in", with_row("links", "zz,fax,v,2024-01-07,2024-01-06,-1")
+    )
+    _, quarantine = read_dir(folder, extra_kinds=KINDS)
+    row = quarantine.rows["links"].iloc[0]
+    assert row["column"] == "count,last_seen,kind,account_id"
+    assert row["reason"].count(";") == 3
+
+
+# -- files that are refused as a whole ---------------------------------------------------
+
+LATIN1 = BASE["accounts"].replace("a3,", "a3-Müller,").encode("latin-1")
+BAD_FILES = [
+    ("missing column", {"links": "account_id,kind,value,first_seen,last_seen\n"},
+     "links.csv: missing required column(s) ['count']"),
+    ("unknown column", {"ips": "ip,asn,is_proxy,colour\n1.2.3.4,1,true,red\n"},
+     "ips.csv: unknown column(s) ['colour']"),
+    ("repeated column", {"ips": "ip,asn,asn\n1.2.3.4,1,2\n"}, "appear more than once"),
+    ("empty file", {"usage": ""}, "usage.csv: empty file"),
+    ("header only accounts", {"accounts": "account_id,created_at\n"}, "no accounts"),
+    ("wrong encoding", {"accounts": LATIN1}, "accounts.csv: not UTF-8 text (byte 0xfc on line 4)"),
+    ("wrong field count", {"usage": BASE["usage"] + "a1,2024-01-05T12:00:00Z,m1,1,1,1,9\n"},
+     "usage.csv: malformed CSV"),
+    ("binary parquet", {}, "ips.parquet: not a readable Parquet file"),
+    ("missing table", {}, "required table(s) missing: usage.csv"),
+]
+
+
+@pytest.mark.parametrize(("case", "tables", "message"), BAD_FILES,
+                         ids=[c for c, _, _ in BAD_FILES])
+def test_unreadable_file_is_refused_whole_and_nothing_loads(
+    store: Store, tmp_path: Path, case: str, tables: dict[str, str | bytes], message: str
+) -> None:
+    folder = write_folder(tmp_path / "in", {**BASE, **tables})
+    if case == "binary parquet":
+        (folder / "ips.csv").unlink()
+        (folder / "ips.parquet").write_bytes(b"PAR1 this is not parquet")
+    if case == "missing table":
+        (folder / "usage.csv").unlink()
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")
+                       .replace("[", r"\[").replace("]", r"\]")):
+        load_dir(folder, store, extra_kinds=KINDS, progress=False, quarantine_dir=tmp_path / "q")
+    assert counts(store)["accounts"] == 0
+
+
+def test_two_files_for_one_table_are_refused(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "in", BASE)
+    (folder / "ips.csv.gz").write_bytes(gzip.compress(BASE["ips"].encode()))
+    with pytest.raises(InputError, match="both ips.csv and ips.csv.gz"):
+        read_dir(folder)
+
+
+def test_broken_gzip_is_refused(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "in", BASE)
+    (folder / "usage.csv").unlink()
+    (folder / "usage.csv.gz").write_bytes(b"\x1f\x8b\x08 truncated")
+    with pytest.raises(InputError, match="usage.csv.gz: cannot be read"):
+        read_dir(folder, extra_kinds=KINDS)
+
+
+# -- formats -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_csv_gzip_and_parquet_load_the_same_rows(
+    store: Store, tmp_path: Path, suffix: str
+) -> None:
+    reference, _ = read_dir(write_folder(tmp_path / "csv", BASE), extra_kinds=KINDS)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, frame in reference.tables().items():
+        if suffix == ".parquet":
+            frame.to_parquet(folder / f"{name}.parquet")
+        else:
+            frame.to_csv(folder / f"{name}{suffix}", index=False)
+    report = load_dir(folder, store, extra_kinds=KINDS, progress=False,
+                      quarantine_dir=tmp_path / "q")
+    assert report.exit_code == EXIT_CLEAN
+    loaded = store.read_platform()
+    for name, frame in reference.tables().items():
+        expected = frame.sort_values(list(TABLES[name].key)).reset_index(drop=True)
+        pd.testing.assert_frame_equal(getattr(loaded, name), expected)
+
+
+# -- idempotency and merging -------------------------------------------------------------
+
+
+def test_loading_the_same_folder_twice_changes_nothing(store: Store, tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "in", {**BASE, "labels": "account_id,ring_id,kind\n"
+                                            "a1,r1,extraction\n"})
+    load_dir(folder, store, extra_kinds=KINDS, progress=False, quarantine_dir=tmp_path / "q")
+    shape, digest = graph_shape(store), content_hash(store)
+    load_dir(folder, store, extra_kinds=KINDS, progress=False, quarantine_dir=tmp_path / "q")
+    assert graph_shape(store) == shape
+    assert content_hash(store) == digest
+
+
+def test_newer_folder_adds_and_merges(store: Store, tmp_path: Path) -> None:
+    load_dir(write_folder(tmp_path / "old", BASE), store, extra_kinds=KINDS, progress=False,
+             quarantine_dir=tmp_path / "q")
+    newer = {
+        "accounts": BASE["accounts"] + "a4,2024-02-01T00:00:00Z,FR,startup_program\n",
+        "links": (
+            "account_id,kind,value,first_seen,last_seen,count\n"
+            "a1,payment_method,card-1,2024-01-02T00:00:00Z,2024-03-01T00:00:00Z,9\n"
+            "a1,ip,203.0.113.7,2024-01-06T00:00:00Z,2024-01-08T00:00:00Z,2\n"
+            "a4,payment_method,card-1,2024-02-01T00:00:00Z,2024-02-02T00:00:00Z,1\n"
+        ),
+        "usage": (
+            "account_id,hour,model,requests,input_tokens,output_tokens\n"
+            "a1,2024-01-05T11:00:00Z,m1,99,1,1\n"
+            "a1,2024-01-05T12:00:00Z,m1,5,5,5\n"
+        ),
+    }
+    load_dir(write_folder(tmp_path / "new", newer), store, progress=False,
+             quarantine_dir=tmp_path / "q")
+    platform = store.read_platform()
+    assert len(platform.accounts) == 4
+    links = platform.links.set_index(["account_id", "kind", "value"])
+    card = links.loc[("a1", "payment_method", "card-1")]
+    assert card["first_seen"] == pd.Timestamp("2024-01-02", tz="UTC")  # min
+    assert card["last_seen"] == pd.Timestamp("2024-03-01", tz="UTC")  # max
+    assert card["count"] == 9  # max of cumulative counters
+    ip = links.loc[("a1", "ip", "203.0.113.7")]
+    assert (ip["first_seen"], ip["last_seen"], ip["count"]) == (
+        pd.Timestamp("2024-01-05", tz="UTC"), pd.Timestamp("2024-01-09", tz="UTC"), 10
+    )
+    assert len(platform.links) == 6
+    usage = platform.usage.set_index(["account_id", "hour", "model"])["requests"]
+    assert usage[("a1", pd.Timestamp("2024-01-05T10:00", tz="UTC"), "m1")] == 10  # kept
+    assert usage[("a1", pd.Timestamp("2024-01-05T11:00", tz="UTC"), "m1")] == 99  # newer wins
+    assert len(platform.usage) == 4
+
+
+# -- parameters, never query text --------------------------------------------------------
+
+HOSTILE = "x'}) DETACH DELETE n //"
+HOSTILE_SQL = "x'); DROP TABLE accounts; --"
+
+
+def test_hostile_values_are_stored_as_text_and_delete_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    tables = dict(BASE)
+    tables["accounts"] = BASE["accounts"] + f'"{HOSTILE}",2024-01-04T00:00:00Z,"{HOSTILE_SQL}",\n'
+    tables["links"] = (
+        BASE["links"]
+        + f'"{HOSTILE}",ip,"{HOSTILE}",2024-01-05T00:00:00Z,2024-01-06T00:00:00Z,1\n'
+        + f'a1,device,"{HOSTILE_SQL}",2024-01-05T00:00:00Z,2024-01-06T00:00:00Z,1\n'
+    )
+    report = load_dir(write_folder(tmp_path / "in", tables), store, extra_kinds=KINDS,
+                      progress=False, quarantine_dir=tmp_path / "q")
+    assert report.exit_code == EXIT_CLEAN
+    platform = store.read_platform()
+    assert len(platform.accounts) == 4
+    assert len(platform.links) == 7
+    assert HOSTILE in set(platform.accounts["account_id"])
+    assert HOSTILE_SQL in set(platform.accounts["country"])
+    assert {HOSTILE, HOSTILE_SQL} <= set(platform.links["value"])
+    param = "$v" if store.kind == "embedded" else "$v"
+    text = (
+        f"SELECT count(*) AS n FROM accounts WHERE account_id = {param}"
+        if store.kind == "embedded"
+        else f"MATCH (a:Account {{id: {param}}}) RETURN count(a) AS n"
+    )
+    assert store.query(text, {"v": HOSTILE})["n"].item() == 1
+
+
+# -- pseudonymisation --------------------------------------------------------------------
+
+
+def test_pseudonymised_values_never_reach_the_store(store: Store, tmp_path: Path) -> None:
+    key = b"a-test-key-of-32-bytes-length!!!"
+    report = load_dir(write_folder(tmp_path / "in", BASE), store, extra_kinds=KINDS,
+                      pseudonymise_key=key, progress=False, quarantine_dir=tmp_path / "q")
+    assert report.pseudonymised
+    platform = store.read_platform()
+    assert platform.ips is not None
+    values = set(platform.links["value"])
+    assert not {"card-1", "203.0.113.7", "tpl-1", "dev-9"} & values
+    assert all(len(v) == 64 for v in values)
+    ip_link = platform.links.loc[platform.links["kind"] == "ip", "value"].item()
+    assert platform.ips["ip"].item() == ip_link  # same pseudonym in links and attributes
+    assert platform.links.loc[platform.links["kind"] == "payment_method", "value"].nunique() == 1

@@ -1,0 +1,87 @@
+"""The offline first load with neo4j-admin, into a throw-away local server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from graphinv.errors import StoreError
+from graphinv.load import bulk_load_dir, load_dir, read_dir
+from graphinv.neo4j_local import LocalNeo4j
+from graphinv.schema import TABLES
+from graphinv.stores.neo4j import Neo4jStore
+from graphinv.stores.neo4j_bulk import bulk_import
+
+JARS = Path(__file__).resolve().parents[1] / ".neo4j" / "lib"
+FOLDER = {
+    "accounts.csv": (
+        "account_id,created_at,country\n"
+        "a1,2024-01-01T00:00:00Z,US\n"
+        'a2,2024-01-02T00:00:00Z,"Comma, Inc"\n'
+        "a3,2024-01-03T00:00:00Z,\n"
+    ),
+    "links.csv": (
+        "account_id,kind,value,first_seen,last_seen,count\n"
+        "a1,payment_method,card-1,2024-01-05T00:00:00.123456Z,2024-02-01T00:00:00Z,3\n"
+        "a2,payment_method,card-1,2024-01-06T00:00:00Z,2024-02-02T00:00:00Z,4\n"
+        "a1,ip,203.0.113.7,2024-01-05T00:00:00Z,2024-01-09T00:00:00Z,10\n"
+        "a3,device,dev-9,2024-01-05T00:00:00Z,2024-01-07T00:00:00Z,1\n"
+        "a3,ip,bad,2024-01-05T00:00:00Z,2023-01-07T00:00:00Z,1\n"
+    ),
+    "usage.csv": (
+        "account_id,hour,model,requests,input_tokens,output_tokens\n"
+        "a1,2024-01-05T10:00:00Z,m1,10,1000,5000\n"
+        "a1,2024-01-05T11:00:00Z,m1,12,1100,5100\n"
+        "a2,2024-01-05T10:00:00Z,m2,3,300,900\n"
+    ),
+    "ips.csv": "ip,asn,is_proxy\n203.0.113.7,64500,true\n198.51.100.1,64501,false\n",
+    "labels.csv": "account_id,ring_id,kind\na1,r1,extraction\n",
+}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LocalNeo4j]:
+    """A stopped, empty server on its own ports, so the shared one is never touched."""
+    local = LocalNeo4j(home=tmp_path / "neo4j", jars=JARS, bolt_port=17687, http_port=17474,
+                       heap="512m", pagecache="256m")
+    yield local
+    local.stop()
+
+
+@pytest.mark.neo4j
+@pytest.mark.slow
+def test_bulk_import_builds_the_graph_bolt_loading_builds(
+    server: LocalNeo4j, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, text in FOLDER.items():
+        (folder / name).write_text(text)
+    report = bulk_load_dir(folder, server, extra_kinds=["device"],
+                           quarantine_dir=tmp_path / "q")
+    assert report.exit_code == 3 and report.rows_quarantined["links"] == 1
+    # 4 links + 2 HAS_USAGE
+    assert report.relationships == 6
+    expected, _ = read_dir(folder, extra_kinds=["device"])
+    with Neo4jStore.connect(server.bolt_uri) as store:
+        counts = store.graph_counts()
+        assert counts[":Account"] == 3
+        assert counts[":IP"] == 2 and counts[":PaymentMethod"] == 1 and counts[":Identifier"] == 1
+        assert counts["[PAID_WITH]"] == 2 and counts["[USES]"] == 1 and counts["[HAS_USAGE]"] == 2
+        constraints = store.query("SHOW CONSTRAINTS YIELD name RETURN name")["name"]
+        assert "account_id" in set(constraints)
+        loaded = store.read_platform(include_labels=True)
+        for name, frame in expected.tables().items():
+            want = frame.sort_values(list(TABLES[name].key)).reset_index(drop=True)
+            pd.testing.assert_frame_equal(getattr(loaded, name), want)
+        # A later load over Bolt merges into the imported graph without duplicating it.
+        shape = store.graph_counts()
+        load_dir(folder, store, extra_kinds=["device"], progress=False,
+                 quarantine_dir=tmp_path / "q")
+        assert store.graph_counts() == shape
+    server.stop()
+    with pytest.raises(StoreError, match="already holds a database"):
+        bulk_import(expected, server=server)

@@ -1,0 +1,141 @@
+"""Invariants of the rarity-weighted, co-activity and lockstep projection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graphinv.projection import ProjectionOptions, project
+from graphinv.schema import Platform
+
+T0 = pd.Timestamp("2025-03-01", tz="UTC")
+USAGE_COLUMNS = ["account_id", "hour", "model", "requests", "input_tokens", "output_tokens"]
+
+
+def platform(links: list[tuple], usage: list[tuple] = (), labels=None) -> Platform:
+    """Links are ``(account, kind, value[, first_seen])``; usage rows ``(account, hour)``."""
+    rows = [(a, k, v, (rest[0] if rest else T0)) for a, k, v, *rest in links]
+    link_frame = pd.DataFrame(rows, columns=["account_id", "kind", "value", "first_seen"])
+    link_frame["last_seen"] = link_frame["first_seen"] + pd.Timedelta("1h")
+    link_frame["count"] = 1
+    usage_frame = pd.DataFrame(
+        [(a, T0 + pd.Timedelta(hours=h), "m", 1, 10, 10) for a, h in usage], columns=USAGE_COLUMNS
+    )
+    ids = sorted({r[0] for r in rows} | {u[0] for u in usage})
+    accounts = pd.DataFrame({"account_id": ids, "created_at": T0})
+    return Platform(accounts=accounts, links=link_frame, usage=usage_frame, labels=labels)
+
+
+def weight(proj, a: str, b: str) -> float:
+    ids = list(proj.account_ids)
+    return float(proj.weights[ids.index(a), ids.index(b)])
+
+
+def star(prefix: str, n: int, kind: str, value: str, first_seen=T0) -> list[tuple]:
+    return [(f"{prefix}{i:04d}", kind, value, first_seen) for i in range(n)]
+
+
+def test_symmetric_zero_diagonal_sorted_ids():
+    p = platform(star("x", 4, "ip", "1.1.1.1") + star("x", 3, "payment_method", "c1"))
+    proj = project(p)
+    w = proj.weights
+    assert list(proj.account_ids) == sorted(proj.account_ids)
+    assert (w != w.T).nnz == 0
+    assert np.all(w.diagonal() == 0)
+    assert proj.stats.edges == w.nnz // 2 == 6
+
+
+def test_rare_identifier_weighs_more_than_common_one():
+    links = [("a", "payment_method", "card"), ("b", "payment_method", "card")]
+    links += [*star("ip", 50, "ip", "shared"), ("c", "ip", "shared"), ("d", "ip", "shared")]
+    proj = project(platform(links), options=ProjectionOptions(co_activity_window=""))
+    assert weight(proj, "a", "b") == pytest.approx(1.0 / np.log(3))
+    assert weight(proj, "c", "d") == pytest.approx(0.5 / np.log(53))
+    assert weight(proj, "a", "c") == 0
+
+
+def test_kind_weights_from_options():
+    links = [("a", "device", "d1"), ("b", "device", "d1"), ("a", "ip", "i"), ("b", "ip", "i")]
+    opts = ProjectionOptions(
+        kind_weights={"ip": 0.0}, default_kind_weight=2.0, co_activity_window=""
+    )
+    proj = project(platform(links), options=opts)
+    assert weight(proj, "a", "b") == pytest.approx(2.0 / np.log(3))
+
+
+def test_hubs_are_not_expanded_and_are_counted():
+    links = star("h", 30, "ip", "cgnat") + star("h", 3, "payment_method", "card")
+    opts = ProjectionOptions(hub_cap=10, co_activity_window="")
+    proj = project(platform(links), options=opts)
+    assert proj.stats.hubs == {"ip": 1, "payment_method": 0}
+    assert proj.stats.hub_links == {"ip": 30, "payment_method": 0}
+    assert proj.stats.identifiers == {"ip": 1, "payment_method": 1}
+    assert proj.stats.edges == 3  # only the card's triangle
+
+
+def test_co_activity_same_window_outweighs_months_apart():
+    later = T0 + pd.Timedelta(days=90)
+    links = [("a", "ip", "i1"), ("b", "ip", "i1"), ("c", "ip", "i2"), ("d", "ip", "i2", later)]
+    proj = project(platform(links))
+    assert weight(proj, "a", "b") > weight(proj, "c", "d") > 0
+
+
+def test_co_activity_splits_hubs_by_time():
+    links = [(f"h{i:03d}", "ip", "cgnat", T0 + pd.Timedelta(days=i)) for i in range(40)]
+    links += [("a", "ip", "cgnat", T0 + pd.Timedelta(days=100))]
+    links += [("b", "ip", "cgnat", T0 + pd.Timedelta(days=100, hours=2))]
+    proj = project(platform(links), options=ProjectionOptions(hub_cap=10))
+    assert proj.stats.hubs == {"ip": 1}
+    assert weight(proj, "a", "b") > 0
+    assert proj.stats.edges == 1
+
+
+def test_lockstep_links_accounts_sharing_nothing():
+    rng = np.random.default_rng(1)
+    schedule = rng.choice(24 * 30, size=60, replace=False)
+    usage = [(f"bot{i}", int(h)) for i in range(6) for h in schedule]
+    usage += [(f"human{i}", int(h)) for i in range(30) for h in rng.choice(720, 60, replace=False)]
+    usage += [(f"always{i}", h) for i in range(5) for h in range(720)]
+    links = [(f"bot{i}", "ip", f"own{i}") for i in range(6)]
+    proj = project(platform(links, usage))
+    assert proj.stats.lockstep_accounts == 36  # always-on accounts are left out
+    assert proj.stats.lockstep_pairs == 15
+    assert weight(proj, "bot0", "bot5") == pytest.approx(1.0)
+    assert weight(proj, "human0", "human1") == 0
+    assert weight(proj, "always0", "always1") == 0
+
+
+def test_lockstep_skips_overcrowded_buckets():
+    usage = [(f"job{i:03d}", h) for i in range(30) for h in range(0, 720, 5)]
+    proj = project(platform([], usage), options=ProjectionOptions(lockstep_bucket_cap=20))
+    assert proj.stats.lockstep_candidates == 0
+    assert proj.stats.edges == 0
+
+
+def test_input_row_order_and_labels_do_not_matter():
+    rng = np.random.default_rng(0)
+    links = [
+        (
+            f"a{rng.integers(60)}",
+            "ip",
+            f"ip{rng.integers(15)}",
+            T0 + pd.Timedelta(hours=int(rng.integers(200))),
+        )
+        for _ in range(300)
+    ]
+    links += [(f"a{rng.integers(60)}", "payment_method", f"c{rng.integers(20)}") for _ in range(80)]
+    usage = [(f"a{i}", int(h)) for i in range(10) for h in range(30, 90)]
+    base = platform(links, usage)
+    labels = pd.DataFrame({"account_id": ["a1"], "ring_id": ["r"], "kind": ["extraction"]})
+    shuffled = platform([links[i] for i in rng.permutation(len(links))], usage[::-1], labels)
+    a, b = project(base), project(shuffled)
+    assert list(a.account_ids) == list(b.account_ids)
+    assert abs(a.weights - b.weights).max() < 1e-12
+    assert a.stats == b.stats
+
+
+def test_empty_platform():
+    proj = project(platform([]))
+    assert proj.weights.shape == (0, 0)
+    assert proj.stats.edges == 0
