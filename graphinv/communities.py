@@ -40,6 +40,7 @@ Examples
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import asdict, dataclass
 
@@ -64,11 +65,23 @@ class DetectionOptions:
     ----------
     resolution : float
         CPM resolution ``γ``: the minimum mean pairwise weight inside a ring.
-        Default ``0.1``.
+        Default ``0.4``.
     min_ring_size : int
         Communities with fewer accounts are not rings. Default ``5``.
+    min_edge_weight : float
+        Edges lighter than this are dropped before components and Leiden: one weakly
+        shared identifier cannot make two accounts a ring at any useful resolution,
+        and dropping them splits the giant component into pieces Leiden runs on fast.
+        Default ``0.2``.
     seed : int
         Leiden seed, the same for every component. Default ``0``.
+    objective : {"CPM", "modularity"}
+        Leiden quality function. With ``"modularity"`` the resolution is the usual
+        modularity resolution, not a density. Default ``"CPM"``.
+    implementation : {"igraph", "leidenalg"}
+        Which Leiden implementation runs: igraph's C core (``community_leiden``) or the
+        ``leidenalg`` package; the same algorithm by the same authors. igraph's is
+        about ten times faster on dense components. Default ``"igraph"``.
     n_iterations : int
         Leiden iterations per component; negative runs until no improvement.
         Default ``-1``.
@@ -86,9 +99,12 @@ class DetectionOptions:
         accounts using it sit in the rings that use it. Default ``0.5``.
     """
 
-    resolution: float = 0.1
+    resolution: float = 0.4
     min_ring_size: int = 5
+    min_edge_weight: float = 0.2
     seed: int = 0
+    objective: str = "CPM"
+    implementation: str = "igraph"
     n_iterations: int = -1
     campaign_kinds: tuple[str, ...] = ("payment_method", "prompt_fingerprint")
     campaign_proxy_asn: bool = True
@@ -176,10 +192,12 @@ def detect_rings(
     options = options or DetectionOptions()
     start = time.perf_counter()
     weights = projection.weights
+    if options.min_edge_weight > 0:
+        weights = weights.multiply(weights >= options.min_edge_weight).tocsr()
     _, comp = connected_components(weights, directed=False)
     label, components, runs = _leiden(weights, comp, options)
     ring_of = _number_rings(label, projection.account_ids, options.min_ring_size)
-    rings = _ring_table(weights, ring_of, comp)
+    rings = _ring_table(projection.weights, ring_of, comp)
     members = pd.DataFrame(
         {
             "ring_id": _ring_ids(ring_of[ring_of >= 0]),
@@ -242,19 +260,39 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
             continue
         e = slice(edge_start[c], edge_end[c])
         graph = ig.Graph(n=int(size), edges=np.column_stack([row[e] - s, col[e] - s]))
-        part = leidenalg.find_partition(
-            graph,
-            leidenalg.CPMVertexPartition,
-            weights=w[e],
-            resolution_parameter=options.resolution,
-            n_iterations=options.n_iterations,
-            seed=options.seed,
-        )
-        membership = np.asarray(part.membership, dtype=np.int64)
+        membership = _partition(graph, w[e], options)
         label[nodes] = next_label + membership
         next_label += int(membership.max()) + 1
         runs += 1
     return label, len(comp_start), runs
+
+
+def _partition(graph: ig.Graph, weights: np.ndarray, options: DetectionOptions) -> np.ndarray:
+    if options.implementation == "leidenalg":
+        kind = {"CPM": leidenalg.CPMVertexPartition,
+                "modularity": leidenalg.RBConfigurationVertexPartition}[options.objective]
+        part = leidenalg.find_partition(
+            graph,
+            kind,
+            weights=weights,
+            resolution_parameter=options.resolution,
+            n_iterations=options.n_iterations,
+            seed=options.seed,
+        )
+        return np.asarray(part.membership, dtype=np.int64)
+    # igraph draws from a process-wide generator; a fresh seeded one per component makes
+    # the result depend on the seed and the component alone.
+    ig.set_random_number_generator(random.Random(options.seed))
+    try:
+        part = graph.community_leiden(
+            objective_function=options.objective,
+            weights=weights,
+            resolution=options.resolution,
+            n_iterations=options.n_iterations,
+        )
+    finally:
+        ig.set_random_number_generator(random)
+    return np.asarray(part.membership, dtype=np.int64)
 
 
 def _number_rings(label: np.ndarray, account_ids: np.ndarray, min_size: int) -> np.ndarray:

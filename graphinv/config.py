@@ -1,7 +1,8 @@
 """Settings: every stage's options from one TOML file, with environment overrides.
 
-Each stage owns a frozen options dataclass with documented defaults (``ProjectionOptions``,
-``DetectionOptions``, ``ScoringOptions``, ``LineageOptions``); this module only fills them.
+Each stage owns a frozen options dataclass with documented defaults (``LoadOptions`` here,
+``ProjectionOptions``, ``DetectionOptions``, ``ScoringOptions``, ``LineageOptions`` in their
+modules); this module only fills them.
 A TOML file has one table per stage::
 
     [projection]
@@ -44,6 +45,22 @@ from graphinv.projection import ProjectionOptions
 from graphinv.scoring import ScoringOptions
 
 DEFAULT_FILE = Path("graphinv.toml")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the loader accepts beyond the input contract's core.
+
+    Parameters
+    ----------
+    extra_kinds : tuple of str
+        Link kinds accepted beside ``payment_method``, ``ip`` and ``prompt_fingerprint``;
+        rows of any other kind go to quarantine. A platform's new identifier (a device id,
+        a referral code) is added here, not in code. Their weight in the projection is
+        ``projection.kind_weights[kind]`` or ``projection.default_kind_weight``.
+    """
+
+    extra_kinds: tuple[str, ...] = ("api_client", "device", "email", "referral")
 ENV_PREFIX = "GRAPHINV_"
 
 
@@ -51,6 +68,7 @@ ENV_PREFIX = "GRAPHINV_"
 class Settings:
     """The options of every stage, as used by one run."""
 
+    load: LoadOptions = field(default_factory=LoadOptions)
     projection: ProjectionOptions = field(default_factory=ProjectionOptions)
     detection: DetectionOptions = field(default_factory=DetectionOptions)
     scoring: ScoringOptions = field(default_factory=ScoringOptions)
@@ -106,6 +124,7 @@ def load_settings(
 
 def _option_class(stage: str) -> type:
     return {
+        "load": LoadOptions,
         "projection": ProjectionOptions,
         "detection": DetectionOptions,
         "scoring": ScoringOptions,

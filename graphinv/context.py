@@ -83,10 +83,11 @@ class Context:
     ) -> LoadReport:
         """Validate a folder of input tables and load the good rows (see :func:`load_dir`).
 
-        Link kinds accepted: the core ones, those the projection settings weigh, and
-        ``extra_kinds``; a kind in none of these goes to quarantine.
+        Link kinds accepted: the core ones, those declared in settings (``[load]
+        extra_kinds`` and the keys of ``[projection] kind_weights``), and ``extra_kinds``;
+        rows of any other kind go to quarantine.
         """
-        declared = tuple(self.settings.projection.kind_weights)
+        declared = self.settings.load.extra_kinds + tuple(self.settings.projection.kind_weights)
         return load_dir(
             Path(folder),
             self.store,

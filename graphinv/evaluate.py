@@ -12,7 +12,7 @@ Accounts
     An account is *flagged* when it sits in a found ring scored at or above
     ``threshold`` (default 0.5), or, without scores, in any found ring. Precision and
     recall of extraction accounts follow, and the flagged counts per label kind and per
-    trait (cgnat, vpn, office_nat, university_nat, enterprise_app, camouflage, …) show
+    trait (cgnat, vpn, office_nat, university_nat, camouflage, …) show
     where a weakness is. ``in_extraction_rings`` counts accounts inside found rings that
     are mostly extraction: for benign kinds it is the damage a merge would do.
 
@@ -42,7 +42,7 @@ __all__ = ["ABUSE_KINDS", "Evaluation", "evaluate"]
 
 #: Label kinds that are coordinated abuse; every other kind is benign.
 ABUSE_KINDS = ("extraction", "card_testing", "free_tier_farming")
-_TRAITS = ("cgnat", "vpn", "office_nat", "university_nat", "enterprise_app", "camouflage")
+_TRAITS = ("cgnat", "vpn", "office_nat", "university_nat", "camouflage")
 
 
 @dataclass(frozen=True)

@@ -221,9 +221,10 @@ def ring_features(
     values = pd.DataFrame(index=pd.Index(ring_ids, name="ring_id"))
     values["size"] = np.bincount(ring_of, minlength=n_rings)
 
-    _infrastructure(platform, index, usage, per_account, options)
+    links = _links_by_kind(platform, index)
+    _infrastructure(platform, links, usage, per_account, options)
     new_models = _traffic(usage, per_account, options)
-    _reasoning(platform, index, per_account)
+    _reasoning(platform, links, per_account)
 
     # Per-account features: ring value = the members' mean (shares) or median (amounts, so
     # a few camouflaged members cannot drag the ring to the platform's typical level).
@@ -248,11 +249,11 @@ def ring_features(
         pd.Series(usage.limit[member_code]).groupby(ring_of).median(), n_rings)
     values["new_models"] = new_models
 
-    _ring_cards(platform, index, ring_of, member_code, values)
-    _ring_ips(platform, index, ring_of, member_code, values)
+    _ring_cards(platform, links, ring_of, member_code, values)
+    _ring_ips(links, ring_of, member_code, values)
     _ring_burst(accounts, ring_of, member_code, values, baseline, options)
     _ring_timing(usage, ring_of, member_code, values, baseline)
-    _ring_content(platform, index, ring_of, member_code, values, baseline, reference, options)
+    _ring_content(platform, links, ring_of, member_code, values, baseline, reference, options)
     # A table the platform does not export (ips, signup_path, …) leaves its feature
     # unmeasured: NaN, which the score treats as no evidence.
     for spec in FEATURES:
@@ -280,12 +281,77 @@ def _hours(stamps: pd.Series) -> np.ndarray:
     return naive.to_numpy().astype("datetime64[h]").astype(np.int64)
 
 
-def _links(platform: Platform, kind: str, index: pd.Index) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _KindLinks:
+    """Links of one kind with integer codes: ``_a`` (account), ``_v`` (value), ``count``;
+    and per value code the attribute that kind's features need."""
+
+    rows: pd.DataFrame
+    values: pd.Index  # value of each ``_v`` code
+    flag: np.ndarray | None = None  # prepaid card / datacenter-or-proxy IP / reasoning
+    category: np.ndarray | None = None  # template category
+
+
+def _positions(values: pd.Index, table: pd.DataFrame, key: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The attribute table (first row per key) and, per value, its row there (−1 if none)."""
+    keys = pd.Index(table[key].astype(str))
+    if not keys.is_unique:
+        table = table.loc[~keys.duplicated()]
+        keys = keys[~keys.duplicated()]
+    return table, keys.get_indexer(values)
+
+
+def _flag(table: pd.DataFrame, position: np.ndarray, columns: tuple[str, ...]
+          ) -> np.ndarray | None:
+    """Per value, whether any of ``columns`` is true; None when all columns are missing."""
+    if not any(c in table for c in columns):
+        return None
+    flagged = np.zeros(len(table), dtype=bool)
+    for column in columns:
+        if column in table:
+            flagged |= table[column].fillna(False).astype(bool).to_numpy()
+    return np.where(position >= 0, flagged[np.maximum(position, 0)], False)
+
+
+def _category(table: pd.DataFrame, position: np.ndarray) -> np.ndarray | None:
+    if "category" not in table:
+        return None
+    out = np.full(len(position), None, dtype=object)
+    known = position >= 0
+    out[known] = table["category"].astype(object).to_numpy()[position[known]]
+    return out
+
+
+def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, _KindLinks]:
     links = platform.links
-    rows = links.loc[links["kind"] == kind, ["account_id", "value", "count"]]
-    code = index.get_indexer(rows["account_id"].astype(str))
-    rows = rows.assign(_a=code, value=rows["value"].astype(str))
-    return rows.loc[code >= 0]
+    out = {}
+    for kind, table, key, columns in (
+        ("payment_method", platform.payment_methods, "fingerprint", ("prepaid",)),
+        ("ip", platform.ips, "ip", ("is_datacenter", "is_proxy")),
+        ("prompt_fingerprint", platform.prompt_fingerprints, "fingerprint",
+         ("elicits_reasoning",)),
+    ):
+        rows = links.loc[links["kind"] == kind, ["account_id", "value", "count"]]
+        account = index.get_indexer(rows["account_id"])
+        keep = account >= 0
+        value, uniques = pd.factorize(rows["value"].astype(str).to_numpy()[keep])
+        values = pd.Index(uniques)
+        flag = category = None
+        if table is not None:
+            table, position = _positions(values, table, key)
+            flag = _flag(table, position, columns)
+            if kind == "prompt_fingerprint":
+                category = _category(table, position)
+        out[kind] = _KindLinks(
+            rows=pd.DataFrame({
+                "_a": account[keep], "_v": value,
+                "count": rows["count"].fillna(1).to_numpy(dtype=float)[keep],
+            }),
+            values=values,
+            flag=flag,
+            category=category,
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -312,7 +378,7 @@ class _Usage:
         raw = pd.DataFrame({
             "a": code[keep],
             "h": _hours(usage["hour"])[keep] if len(usage) else np.zeros(0, np.int64),
-            "model": usage["model"].astype(str).to_numpy()[keep],
+            "model": pd.Categorical(usage["model"].astype(str).to_numpy()[keep]),
             "r": usage["requests"].to_numpy(dtype=float)[keep],
             "i": usage["input_tokens"].to_numpy(dtype=float)[keep],
             "o": usage["output_tokens"].to_numpy(dtype=float)[keep],
@@ -361,53 +427,42 @@ def _rate_limits(
 
 def _infrastructure(
     platform: Platform,
-    index: pd.Index,
+    links: dict[str, _KindLinks],
     usage: _Usage,
     per_account: pd.DataFrame,
     options: FeatureOptions,
 ) -> None:
-    n = len(index)
+    n = usage.n_accounts
     accounts = platform.accounts
 
-    cards = _links(platform, "payment_method", index)
-    degree = cards.groupby("value")["_a"].nunique()
-    card_degree = cards["value"].map(degree).to_numpy(dtype=float)
+    card_links = links["payment_method"]
+    cards = card_links.rows
+    # The input contract keys links by (account, kind, value): one row per account and card.
+    card_degree = np.bincount(cards["_v"], minlength=len(card_links.values))[cards["_v"]]
     # An account without a card shares nothing: it counts as 1 account per card, so
     # adding any card link can only raise the value (never lower it).
     most_shared = np.ones(n)
-    np.maximum.at(most_shared, cards["_a"].to_numpy(), card_degree)
+    np.maximum.at(most_shared, cards["_a"].to_numpy(), card_degree.astype(float))
     per_account["accounts_per_card"] = most_shared
     has_card = np.zeros(n, dtype=bool)
     has_card[cards["_a"].to_numpy()] = True
     per_account["_has_card"] = has_card
 
     prepaid = np.zeros(n)
-    if platform.payment_methods is not None and "prepaid" in platform.payment_methods:
-        methods = platform.payment_methods
-        is_prepaid = pd.Series(
-            methods["prepaid"].fillna(False).astype(bool).to_numpy(),
-            index=methods["fingerprint"].astype(str),
-        )
-        on_prepaid = cards["value"].map(is_prepaid).fillna(False).to_numpy(dtype=bool)
-        prepaid[cards["_a"].to_numpy()[on_prepaid]] = 1.0
+    is_prepaid = card_links.flag
+    if is_prepaid is not None:
+        prepaid[cards["_a"].to_numpy()[is_prepaid[cards["_v"]]]] = 1.0
     per_account["prepaid_share"] = prepaid
 
-    ips = _links(platform, "ip", index)
-    if platform.ips is not None:
-        attrs = platform.ips
-        flagged = np.zeros(len(attrs), dtype=bool)
-        for column in ("is_datacenter", "is_proxy"):
-            if column in attrs:
-                flagged |= attrs[column].fillna(False).astype(bool).to_numpy()
-        flag = pd.Series(flagged, index=attrs["ip"].astype(str))
-        ip_flag = ips["value"].map(flag).fillna(False).to_numpy(dtype=float)
-        n_ips = np.bincount(ips["_a"], minlength=n).astype(float)
-        n_flagged = np.bincount(ips["_a"], weights=ip_flag, minlength=n)
+    ips = links["ip"].rows
+    n_ips = np.bincount(ips["_a"], minlength=n).astype(float)
+    flagged = links["ip"].flag
+    if flagged is not None:
+        n_flagged = np.bincount(ips["_a"], weights=flagged[ips["_v"]], minlength=n)
         with np.errstate(invalid="ignore", divide="ignore"):
             per_account["datacenter_proxy_share"] = np.where(n_ips > 0, n_flagged / n_ips, 0.0)
 
     active_days = _active_days(usage)
-    n_ips = np.bincount(ips["_a"], minlength=n).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         rotation = np.where(active_days > 0, n_ips / np.maximum(active_days, 1), np.nan)
     per_account["ip_rotation"] = rotation
@@ -453,19 +508,20 @@ def _model_pivot(usage: _Usage, per_account: pd.DataFrame, options: FeatureOptio
     raw = usage.raw
     if not len(raw):
         return ""
-    released = raw.groupby("model")["h"].min()
+    released = raw.groupby("model", observed=True)["h"].min()
     # A model already there on the first day of data was not released during it.
     new = released[released > raw["h"].min() + 24]
     if new.empty:
         return ""
     window = options.release_window_days * 24
-    hour, model, requests = raw["h"].to_numpy(), raw["model"].to_numpy(), raw["r"].to_numpy()
+    hour, requests = raw["h"].to_numpy(), raw["r"].to_numpy()
+    model = raw["model"].cat.codes.to_numpy()
     in_window = np.zeros(len(raw), dtype=bool)
     on_new = np.zeros(len(raw), dtype=bool)
     for name, start in new.items():
         inside = (hour >= start) & (hour < start + window)
         in_window |= inside
-        on_new |= inside & (model == name)
+        on_new |= inside & (model == raw["model"].cat.categories.get_loc(name))
     account = raw["a"].to_numpy()
     total = np.bincount(account, weights=np.where(in_window, requests, 0.0),
                         minlength=usage.n_accounts)
@@ -476,69 +532,52 @@ def _model_pivot(usage: _Usage, per_account: pd.DataFrame, options: FeatureOptio
     return ", ".join(sorted(new.index.astype(str)))
 
 
-def _template_attributes(platform: Platform) -> tuple[pd.Series, pd.Series]:
-    """Per fingerprint: elicits reasoning (bool) and category (string)."""
-    attrs = platform.prompt_fingerprints
-    reasoning, category = pd.Series(dtype=bool), pd.Series(dtype="string")
-    if attrs is not None:
-        keyed = attrs.set_index(attrs["fingerprint"].astype(str))
-        if "elicits_reasoning" in keyed:
-            reasoning = keyed["elicits_reasoning"].fillna(False).astype(bool)
-        if "category" in keyed:
-            category = keyed["category"].astype("string")
-    return reasoning, category
-
-
-def _prompt_links(platform: Platform, index: pd.Index) -> pd.DataFrame:
-    prompts = _links(platform, "prompt_fingerprint", index)
-    return prompts.assign(count=prompts["count"].fillna(1).astype(float))
-
-
-def _reasoning(platform: Platform, index: pd.Index, per_account: pd.DataFrame) -> None:
-    prompts = _prompt_links(platform, index)
-    reasoning, _ = _template_attributes(platform)
-    is_reasoning = prompts["value"].map(reasoning).fillna(False).to_numpy(dtype=bool)
-    n = len(index)
-    total = np.bincount(prompts["_a"], weights=prompts["count"], minlength=n)
-    on = np.bincount(prompts["_a"], weights=prompts["count"] * is_reasoning, minlength=n)
+def _reasoning(
+    platform: Platform, links: dict[str, _KindLinks], per_account: pd.DataFrame
+) -> None:
+    prompts = links["prompt_fingerprint"]
+    rows = prompts.rows
+    reasoning = prompts.flag
+    if reasoning is None:
+        return
+    n = len(per_account)
+    total = np.bincount(rows["_a"], weights=rows["count"], minlength=n)
+    on = np.bincount(rows["_a"], weights=rows["count"] * reasoning[rows["_v"]], minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_account["reasoning_share"] = np.where(total > 0, on / total, np.nan)
 
 
 def _ring_cards(
     platform: Platform,
-    index: pd.Index,
+    links: dict[str, _KindLinks],
     ring_of: np.ndarray,
     member_code: np.ndarray,
     values: pd.DataFrame,
 ) -> None:
-    cards = _links(platform, "payment_method", index)
-    member = pd.DataFrame({"_ring": ring_of, "_a": member_code})
-    used = member.merge(cards[["_a", "value"]], on="_a").drop_duplicates(["_ring", "value"])
+    used = _ring_values(links["payment_method"], ring_of, member_code)
     n_rings = len(values)
     values["cards"] = np.bincount(used["_ring"], minlength=n_rings)
-    prepaid = np.zeros(len(used), dtype=float)
-    if platform.payment_methods is not None and "prepaid" in platform.payment_methods:
-        methods = platform.payment_methods
-        flag = pd.Series(
-            methods["prepaid"].fillna(False).astype(bool).to_numpy(),
-            index=methods["fingerprint"].astype(str),
-        )
-        prepaid = used["value"].map(flag).fillna(False).to_numpy(dtype=float)
-    values["prepaid_cards"] = np.bincount(used["_ring"], weights=prepaid, minlength=n_rings)
+    prepaid = links["payment_method"].flag
+    weight = prepaid[used["_v"]] if prepaid is not None else np.zeros(len(used))
+    values["prepaid_cards"] = np.bincount(used["_ring"], weights=weight, minlength=n_rings)
 
 
 def _ring_ips(
-    platform: Platform,
-    index: pd.Index,
+    links: dict[str, _KindLinks],
     ring_of: np.ndarray,
     member_code: np.ndarray,
     values: pd.DataFrame,
 ) -> None:
-    ips = _links(platform, "ip", index)
-    member = pd.DataFrame({"_ring": ring_of, "_a": member_code})
-    used = member.merge(ips[["_a", "value"]], on="_a").drop_duplicates(["_ring", "value"])
+    used = _ring_values(links["ip"], ring_of, member_code)
     values["ips"] = np.bincount(used["_ring"], minlength=len(values))
+
+
+def _ring_values(kind: _KindLinks, ring_of: np.ndarray, member_code: np.ndarray
+                 ) -> pd.DataFrame:
+    """Distinct (ring, value code) pairs with the summed ``count`` of the ring's members."""
+    member = pd.DataFrame({"_ring": ring_of, "_a": member_code})
+    rows = member.merge(kind.rows, on="_a")
+    return rows.groupby(["_ring", "_v"], as_index=False, sort=False)["count"].sum()
 
 
 def _ring_burst(
@@ -663,7 +702,7 @@ def _load_balancing(ring: np.ndarray, account: np.ndarray, hour: np.ndarray, n: 
 
 def _ring_content(
     platform: Platform,
-    index: pd.Index,
+    links: dict[str, _KindLinks],
     ring_of: np.ndarray,
     member_code: np.ndarray,
     values: pd.DataFrame,
@@ -672,28 +711,29 @@ def _ring_content(
     options: FeatureOptions,
 ) -> None:
     n_rings = len(values)
-    prompts = _prompt_links(platform, index)
-    reasoning, category = _template_attributes(platform)
+    prompts = links["prompt_fingerprint"]
+    rows = prompts.rows
+    reasoning = np.zeros(len(prompts.values), bool) if prompts.flag is None else prompts.flag
+    category = (np.full(len(prompts.values), None, dtype=object) if prompts.category is None
+                else prompts.category)
     targets = set(options.target_categories)
+    is_target = pd.Series(category).isin(targets).to_numpy()
 
     # The platform as one big group: its accounts per template is what a group of
     # accounts that merely share popular public templates reaches.
-    senders, templates = prompts["_a"].nunique(), prompts["value"].nunique()
+    senders, templates = rows["_a"].nunique(), len(prompts.values)
     baseline["template_concentration"] = senders / templates if templates else np.nan
     reference["template_concentration"] = (
         baseline["template_concentration"] * _FULL_CONCENTRATION_FOLD)
-    per_template = prompts.groupby("value")["count"].sum()
+    per_template = np.bincount(rows["_v"], weights=rows["count"], minlength=templates)
     total = per_template.sum()
-    main = per_template[per_template / total >= options.main_template_share] if total else (
-        per_template.iloc[:0])
-    covered = set(main.index.map(category).dropna()) & targets
-    baseline["capability_sweep"] = len(covered) / max(len(targets), 1)
+    main = per_template >= options.main_template_share * total if total else per_template > 0
+    baseline["capability_sweep"] = len(set(category[main & is_target])) / max(len(targets), 1)
 
     member = pd.DataFrame({"_ring": ring_of, "_a": member_code})
-    rows = member.merge(prompts[["_a", "value", "count"]], on="_a")
-    ring_senders = rows.drop_duplicates(["_ring", "_a"])["_ring"].to_numpy()
-    used = rows.groupby(["_ring", "value"], as_index=False)["count"].sum()
-    ring = used["_ring"].to_numpy()
+    ring_senders = member.merge(rows[["_a"]].drop_duplicates(), on="_a")["_ring"].to_numpy()
+    used = _ring_values(prompts, ring_of, member_code)
+    ring, code = used["_ring"].to_numpy(), used["_v"].to_numpy()
     n_senders = np.bincount(ring_senders, minlength=n_rings)
     n_templates = np.bincount(ring, minlength=n_rings)
     values["senders"] = n_senders
@@ -703,13 +743,13 @@ def _ring_content(
             n_templates > 0, n_senders / n_templates, np.nan)
     totals = np.bincount(ring, weights=used["count"], minlength=n_rings)
     share = used["count"].to_numpy() / totals[ring]
-    used["category"] = used["value"].map(category)
-    sweep = used.loc[(share >= options.main_template_share) & used["category"].isin(targets)]
-    sweep = sweep.drop_duplicates(["_ring", "category"])
-    names = sweep.groupby("_ring")["category"].agg(lambda c: ", ".join(sorted(c)))
+    sweep = pd.DataFrame({"_ring": ring, "category": category[code]}).loc[
+        (share >= options.main_template_share) & is_target[code]].drop_duplicates()
+    sweep = sweep.sort_values(["_ring", "category"])
+    names = sweep.groupby("_ring", sort=False)["category"].agg(", ".join) if len(sweep) else (
+        pd.Series(dtype=object))
     values["categories"] = names.reindex(np.arange(n_rings)).fillna("").to_numpy()
     coverage = np.bincount(sweep["_ring"], minlength=n_rings) / max(len(targets), 1)
     values["capability_sweep"] = np.where(totals > 0, coverage, np.nan)
     values["reasoning_templates"] = np.bincount(
-        ring, weights=used["value"].map(reasoning).fillna(False).to_numpy(dtype=float),
-        minlength=n_rings)
+        ring, weights=reasoning[code].astype(float), minlength=n_rings)

@@ -89,7 +89,7 @@ class ProjectionOptions:
         Weight of a lockstep edge per unit of Jaccard similarity of active hours;
         ``0`` turns lockstep off. Default ``1.0``.
     lockstep_min_hours : int
-        Accounts active in fewer distinct hours are not compared. Default ``24``.
+        Accounts active in fewer distinct hours are not compared. Default ``8``.
     lockstep_max_share : float
         Accounts active in more than this share of all observed hours (always-on
         services) are not compared: every such schedule looks like every other.
@@ -113,7 +113,7 @@ class ProjectionOptions:
     co_activity_window: str = "1D"
     co_activity_weight: float = 1.0
     lockstep_weight: float = 1.0
-    lockstep_min_hours: int = 24
+    lockstep_min_hours: int = 8
     lockstep_max_share: float = 0.8
     lockstep_threshold: float = 0.6
     lockstep_bands: int = 16

@@ -243,24 +243,23 @@ def suspicion(
     return np.nan_to_num(np.clip(level, 0.0, 1.0), nan=0.0)
 
 
-def _texts(contributions: pd.DataFrame, values: pd.DataFrame) -> np.ndarray:
+def _texts(contributions: pd.DataFrame, values: pd.DataFrame) -> list[str]:
     """One plain sentence per ring and feature, quoting value and baseline."""
     specs = {spec.name: spec for spec in FEATURES}
-    detail = values.reindex(contributions["ring_id"])
-    out = np.empty(len(contributions), dtype=object)
-    for i, (feature, value, base) in enumerate(
-        zip(contributions["feature"], contributions["value"], contributions["baseline"],
-            strict=True)
-    ):
-        out[i] = _sentence(specs[feature], value, base, detail.iloc[i])
-    return out
+    detail = values.to_dict("index")
+    return [
+        _sentence(specs[feature], value, base, detail[ring])
+        for ring, feature, value, base in zip(
+            contributions["ring_id"], contributions["feature"], contributions["value"],
+            contributions["baseline"], strict=True)
+    ]
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def _sentence(spec: FeatureSpec, value: float, base: float, row: pd.Series) -> str:
+def _sentence(spec: FeatureSpec, value: float, base: float, row: dict) -> str:
     if not np.isfinite(value):
         return f"{spec.label}: not measurable for this ring"
     name = spec.name
@@ -307,8 +306,10 @@ def _sentence(spec: FeatureSpec, value: float, base: float, row: pd.Series) -> s
         return (f"{_pct(value)} of members' traffic went to newly released model(s) "
                 f"{row['new_models']} in their first days (platform {_pct(base)})")
     if name == "template_concentration":
-        return (f"{int(row['senders'])} accounts send {int(row['templates'])} prompt "
-                f"templates ({value:.1f} accounts per template, platform {base:.1f})")
+        templates = int(row["templates"])
+        return (f"{int(row['senders'])} accounts send {templates} prompt "
+                f"template{'s' if templates != 1 else ''} ({value:.1f} accounts per template, "
+                f"platform {base:.1f})")
     if name == "reasoning_share":
         return (f"{_pct(value)} of members' prompts on reasoning-eliciting templates "
                 f"({int(row['reasoning_templates'])} such templates; platform {_pct(base)})")

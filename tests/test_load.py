@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,8 +191,7 @@ def test_unreadable_file_is_refused_whole_and_nothing_loads(
         (folder / "ips.parquet").write_bytes(b"PAR1 this is not parquet")
     if case == "missing table":
         (folder / "usage.csv").unlink()
-    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(InputError, match=re.escape(message)):
         load_dir(folder, store, extra_kinds=KINDS, progress=False, quarantine_dir=tmp_path / "q")
     assert counts(store)["accounts"] == 0
 
@@ -199,7 +199,7 @@ def test_unreadable_file_is_refused_whole_and_nothing_loads(
 def test_two_files_for_one_table_are_refused(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "in", BASE)
     (folder / "ips.csv.gz").write_bytes(gzip.compress(BASE["ips"].encode()))
-    with pytest.raises(InputError, match="both ips.csv and ips.csv.gz"):
+    with pytest.raises(InputError, match=re.escape("both ips.csv and ips.csv.gz")):
         read_dir(folder)
 
 
@@ -207,7 +207,7 @@ def test_broken_gzip_is_refused(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "in", BASE)
     (folder / "usage.csv").unlink()
     (folder / "usage.csv.gz").write_bytes(b"\x1f\x8b\x08 truncated")
-    with pytest.raises(InputError, match="usage.csv.gz: cannot be read"):
+    with pytest.raises(InputError, match=re.escape("usage.csv.gz: cannot be read")):
         read_dir(folder, extra_kinds=KINDS)
 
 
@@ -310,11 +310,10 @@ def test_hostile_values_are_stored_as_text_and_delete_nothing(
     assert HOSTILE in set(platform.accounts["account_id"])
     assert HOSTILE_SQL in set(platform.accounts["country"])
     assert {HOSTILE, HOSTILE_SQL} <= set(platform.links["value"])
-    param = "$v" if store.kind == "embedded" else "$v"
     text = (
-        f"SELECT count(*) AS n FROM accounts WHERE account_id = {param}"
+        "SELECT count(*) AS n FROM accounts WHERE account_id = $v"
         if store.kind == "embedded"
-        else f"MATCH (a:Account {{id: {param}}}) RETURN count(a) AS n"
+        else "MATCH (a:Account {id: $v}) RETURN count(a) AS n"
     )
     assert store.query(text, {"v": HOSTILE})["n"].item() == 1
 

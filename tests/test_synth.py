@@ -94,9 +94,7 @@ def test_rate_limits_respected(plat: Platform) -> None:
     assert near[kinds == "benign"].mean() < 0.1
 
 
-def test_shared_ip_hubs_and_popular_templates(
-    plat: Platform, labelled_links: pd.DataFrame
-) -> None:
+def test_shared_ip_hubs_and_popular_templates(plat: Platform, labelled_links: pd.DataFrame) -> None:
     ips = labelled_links[labelled_links["kind_x"] == "ip"]
     degree = ips.groupby("value")["account_id"].nunique()
     for trait in ("cgnat", "vpn"):

@@ -120,6 +120,10 @@ class Store(Protocol):
         """``ring_id, account_id`` of one ring; RingNotFound when the sweep lacks it."""
         ...
 
+    def read_members(self, *, sweep_id: str | None = None) -> pd.DataFrame:
+        """``ring_id, account_id`` of every ring of a sweep (the latest by default)."""
+        ...
+
     def query(self, text: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run a read query (SQL for embedded, Cypher for Neo4j) into a frame."""
         ...

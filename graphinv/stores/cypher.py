@@ -278,7 +278,7 @@ def attribute_read_query(table: str) -> str:
 
 
 LABELS_READ = (
-    "MATCH (a:Account) WHERE a.label_ring_id IS NOT NULL\n"
+    "MATCH (a:Account) WHERE a.label_kind IS NOT NULL\n"
     "RETURN a.id AS account_id, a.label_ring_id AS ring_id, a.label_kind AS kind,\n"
     "       a.label_campaign_id AS campaign_id, a.label_traits AS traits"
 )
@@ -321,6 +321,10 @@ RING_EXISTS = "MATCH (g:Ring {sweep_id: $sweep_id, id: $ring_id}) RETURN count(g
 MEMBERS_READ = (
     "MATCH (a:Account)-[:IN_RING]->(g:Ring {sweep_id: $sweep_id, id: $ring_id})\n"
     "RETURN g.id AS ring_id, a.id AS account_id\nORDER BY account_id"
+)
+SWEEP_MEMBERS_READ = (
+    "MATCH (a:Account)-[:IN_RING]->(g:Ring {sweep_id: $sweep_id})\n"
+    "RETURN g.id AS ring_id, a.id AS account_id\nORDER BY ring_id, account_id"
 )
 
 # -- inspection -------------------------------------------------------------------------

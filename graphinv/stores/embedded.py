@@ -251,6 +251,13 @@ class EmbeddedStore:
             params,
         ).df()
 
+    def read_members(self, *, sweep_id: str | None = None) -> pd.DataFrame:
+        return self._con.execute(
+            "SELECT ring_id, account_id FROM ring_members WHERE sweep_id = $id "
+            "ORDER BY ring_id, account_id",
+            {"id": sweep_id or self._latest_sweep()},
+        ).df()
+
     def _latest_sweep(self) -> str | None:
         rows = self._con.execute(
             'SELECT sweep_id FROM sweeps ORDER BY "at" DESC, sweep_id DESC LIMIT 1'

@@ -361,6 +361,11 @@ class Neo4jStore:
         rows = self._read(cypher.MEMBERS_READ, sweep_id=sweep_id, ring_id=ring_id)
         return pd.DataFrame(rows, columns=["ring_id", "account_id"])
 
+    def read_members(self, *, sweep_id: str | None = None) -> pd.DataFrame:
+        sweep_id = sweep_id or self._latest_sweep()
+        rows = self._read(cypher.SWEEP_MEMBERS_READ, sweep_id=sweep_id)
+        return pd.DataFrame(rows, columns=["ring_id", "account_id"])
+
     def _latest_sweep(self) -> str | None:
         rows = self._read(cypher.LATEST_SWEEP)
         return rows[0]["sweep_id"] if rows else None

@@ -2,7 +2,9 @@
 
 The generator runs in stages, one module each: ``population`` (accounts and the
 structures they belong to), ``infra`` (IPs, cards, templates), ``traffic`` (hourly usage)
-and ``assemble`` (the input-contract tables). See docs/synth.md.
+and ``assemble`` (the input-contract tables). ``next_day`` moves a platform on by a day
+(bans, respawns, growth, a split) and ``delta`` cuts out what a later platform adds, for
+incremental loads. See docs/synth.md.
 
 Examples
 --------
@@ -13,16 +15,23 @@ Examples
 """
 
 from graphinv.synth.assemble import build_platform, generate
+from graphinv.synth.delta import next_day_delta
+from graphinv.synth.next_day import NEXT_DAY_TRAITS, NextDayParams, next_day, true_rings
 from graphinv.synth.output import FORMATS, write_platform
 from graphinv.synth.params import PRESETS, CampaignParams, SynthParams, resolve_params
 
 __all__ = [
     "FORMATS",
+    "NEXT_DAY_TRAITS",
     "PRESETS",
     "CampaignParams",
+    "NextDayParams",
     "SynthParams",
     "build_platform",
     "generate",
+    "next_day",
+    "next_day_delta",
     "resolve_params",
+    "true_rings",
     "write_platform",
 ]

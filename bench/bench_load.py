@@ -1,0 +1,196 @@
+"""Load rate into each store for a synthetic platform (a benchmark, not a test).
+
+Builds a platform with numpy (about 10 links and 4 usage hours per account; identifier
+pools sized so cards are shared by a few accounts and IPs by many), then times:
+
+* the embedded store (DuckDB file),
+* Neo4j over Bolt (batched ``UNWIND $rows``, first load into an empty graph, then a
+  reload of the same frames, which MERGEs every row and changes nothing),
+* the offline ``neo4j-admin database import full`` path.
+
+Neo4j runs in a throw-away local server (ports 17688/17475) so the shared one is untouched.
+
+Run::
+
+    .venv/bin/python bench/bench_load.py --accounts 100000 --batch-size 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform as host
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from graphinv.neo4j_local import LocalNeo4j
+from graphinv.schema import TABLES, Platform, conform
+from graphinv.stores.embedded import EmbeddedStore
+from graphinv.stores.neo4j import Neo4jStore
+from graphinv.stores.neo4j_bulk import bulk_import
+
+JARS = Path(__file__).resolve().parents[1] / ".neo4j" / "lib"
+START = np.datetime64("2024-01-01T00:00:00", "s")
+
+
+def synthetic(n_accounts: int, seed: int = 0) -> Platform:
+    """A platform of ``n_accounts`` with ~10 links and ~4 usage rows per account."""
+    rng = np.random.default_rng(seed)
+    ids = np.char.add("acct-", np.arange(n_accounts).astype(str)).astype(object)
+    created = START + rng.integers(0, 300 * 86400, n_accounts).astype("timedelta64[s]")
+    accounts = pd.DataFrame(
+        {
+            "account_id": ids,
+            "created_at": pd.to_datetime(created, utc=True),
+            "country": rng.choice(["US", "DE", "IN", "BR", "GB"], n_accounts),
+            "signup_path": rng.choice(["self_serve", "education", "startup_program"], n_accounts),
+        }
+    )
+    parts = []
+    # (kind, links per account, pool size): cards are shared by ~2, IPs by ~5, templates by many.
+    for kind, per, pool in (
+        ("payment_method", 1, n_accounts // 2),
+        ("ip", 5, n_accounts),
+        ("prompt_fingerprint", 3, max(1000, n_accounts // 50)),
+        ("device", 1, n_accounts // 2),
+    ):
+        account = np.repeat(np.arange(n_accounts), per)
+        value = rng.integers(0, pool, len(account))
+        first = START + rng.integers(0, 300 * 86400, len(account)).astype("timedelta64[s]")
+        last = first + rng.integers(0, 30 * 86400, len(account)).astype("timedelta64[s]")
+        part = pd.DataFrame(
+            {
+                "account_id": ids[account],
+                "kind": kind,
+                "value": np.char.add(f"{kind[:3]}-", value.astype(str)).astype(object),
+                "first_seen": pd.to_datetime(first, utc=True),
+                "last_seen": pd.to_datetime(last, utc=True),
+                "count": rng.integers(1, 500, len(account)),
+            }
+        )
+        parts.append(part.drop_duplicates(["account_id", "kind", "value"]))
+    links = pd.concat(parts, ignore_index=True)
+    hours = 4
+    account = np.repeat(np.arange(n_accounts), hours)
+    offset = np.tile(np.arange(hours), n_accounts) + rng.integers(0, 5000, n_accounts).repeat(hours)
+    usage = pd.DataFrame(
+        {
+            "account_id": ids[account],
+            "hour": pd.to_datetime(START + (offset * 3600).astype("timedelta64[s]"), utc=True),
+            "model": "model-a",
+            "requests": rng.integers(1, 100, len(account)),
+            "input_tokens": rng.integers(10, 10_000, len(account)),
+            "output_tokens": rng.integers(10, 10_000, len(account)),
+        }
+    )
+    return Platform(
+        conform(accounts, TABLES["accounts"]),
+        conform(links, TABLES["links"]),
+        conform(usage, TABLES["usage"]),
+    )
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        host.processor(),
+    )
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {ram:.0f} GiB RAM, {cpu}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument("--skip-bulk", action="store_true")
+    args = parser.parse_args()
+    console = Console(width=140)
+    table = Table(title=f"graphinv load benchmark — {machine()}, batch {args.batch_size:,}")
+    for column in ("accounts", "store", "rows", "relationships", "seconds", "rows/s", "rels/s"):
+        table.add_column(column, justify="left" if column == "store" else "right")
+
+    def add(n: int, name: str, rows: int, rels: int, seconds: float) -> None:
+        table.add_row(
+            f"{n:,}",
+            name,
+            f"{rows:,}",
+            f"{rels:,}",
+            f"{seconds:.1f}",
+            f"{rows / seconds:,.0f}",
+            f"{rels / seconds:,.0f}",
+        )
+        console.print(f"{name}: {rows:,} rows, {rels:,} rels in {seconds:.1f} s")
+
+    for n in args.accounts:
+        started = time.perf_counter()
+        platform = synthetic(n)
+        rows = sum(len(f) for f in platform.tables().values())
+        console.print(
+            f"{n:,} accounts: {rows:,} rows built in {time.perf_counter() - started:.1f} s"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            with EmbeddedStore(Path(tmp) / "bench.duckdb") as store:
+                stats = store.load(platform, progress=False)
+                add(n, "embedded (DuckDB)", stats.total_rows, stats.relationships, stats.seconds)
+                stats = store.load(platform, progress=False)
+                add(
+                    n,
+                    "embedded reload (merge)",
+                    stats.total_rows,
+                    stats.relationships,
+                    stats.seconds,
+                )
+            server = LocalNeo4j(
+                home=Path(tmp) / "neo4j",
+                jars=JARS,
+                bolt_port=17688,
+                http_port=17475,
+                heap="2g",
+                pagecache="2g",
+            )
+            try:
+                server.start()
+                with Neo4jStore.connect(server.bolt_uri, batch_size=args.batch_size) as store:
+                    stats = store.load(platform, progress=True)
+                    add(
+                        n,
+                        "neo4j Bolt, first load",
+                        stats.total_rows,
+                        stats.relationships,
+                        stats.seconds,
+                    )
+                    links_only = Platform(
+                        platform.accounts.iloc[:0], platform.links, platform.usage.iloc[:0]
+                    )
+                    stats = store.load(links_only, progress=True)
+                    add(
+                        n,
+                        "neo4j Bolt, links reload (MERGE)",
+                        stats.total_rows,
+                        stats.relationships,
+                        stats.seconds,
+                    )
+            finally:
+                server.stop()
+            if not args.skip_bulk:
+                bulk = LocalNeo4j(
+                    home=Path(tmp) / "neo4j-bulk", jars=JARS, bolt_port=17688, http_port=17475
+                )
+                result = bulk_import(platform, server=bulk, heap="2g")
+                add(n, "neo4j-admin import (offline)", rows, result.relationships, result.seconds)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

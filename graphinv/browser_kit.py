@@ -1,0 +1,278 @@
+"""The Neo4j Browser kit: a style (``.grass``) and a guide (HTML slides of clickable queries).
+
+How the guide reaches Neo4j Browser: Browser fetches ``:play URL`` and ``:style URL`` over
+HTTP, and only from hosts in ``browser.remote_content_hostname_whitelist`` (default
+``guides.neo4j.com,localhost``). A Neo4j 5.26 server serves Browser from
+``NEO4J_HOME/web/neo4j-browser*.zip`` when such a file exists, in preference to the
+Browser jar on its classpath. :func:`browser_zip` writes that zip: the Browser's own files
+plus ``graphinv/guide.html`` and ``graphinv/graphinv.grass``, so the server itself serves
+the kit at ``/browser/graphinv/…`` with no extra web server and no config change beyond
+``browser.post_connect_cmd``. The URL names ``localhost`` because that host is on the
+default whitelist; the server answers with ``Access-Control-Allow-Origin: *``, so a
+Browser opened at 127.0.0.1 may fetch it too.
+
+Examples
+--------
+>>> html = guide_html()
+>>> html.count("<slide") >= 6, "runnable" in html
+(True, True)
+>>> post_connect_command(http_port=7474)
+'style http://localhost:7474/browser/graphinv/graphinv.grass; play http://localhost:7474/browser/graphinv/guide.html'
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from graphinv.errors import GraphinvError
+from graphinv.querylib import SavedQuery, load_queries
+
+DATA_DIR = Path(__file__).parent / "data"
+STYLE_PATH = DATA_DIR / "graphinv.grass"
+KIT_FOLDER = "graphinv"  # under the Browser's root, so served at /browser/graphinv/
+ZIP_NAME = "neo4j-browser.zip"  # the name Neo4j 5.26 looks for in NEO4J_HOME/web
+
+# `:param x => expression` makes Browser evaluate the expression on the server, so a slide
+# can pick "the top ring" or "its most shared card" without a value pasted into the text.
+_PICK_TOP_RING = (
+    ":param ring_id => COLLECT { MATCH (s:Sweep) WITH s ORDER BY s.at DESC, s.id DESC "
+    "LIMIT 1 MATCH (g:Ring {rank: 1})-[:FOUND_IN]->(s) RETURN g.id }[0]"
+)
+_PICK_MEMBER = (
+    ":param account_id => COLLECT { MATCH (a:Account)-[:IN_RING]->(:Ring {id: $ring_id}) "
+    "RETURN a.id ORDER BY a.id LIMIT 1 }[0]"
+)
+
+
+def _pick_shared(param: str, rel_type: str) -> str:
+    return (
+        f":param {param} => COLLECT {{ MATCH (:Ring {{id: $ring_id}})<-[:IN_RING]-(:Account)"
+        f"-[:{rel_type}]->(x) WITH x, count(*) AS n ORDER BY n DESC, x.id "
+        "RETURN x.id LIMIT 1 }[0]"
+    )
+
+
+@dataclass(frozen=True)
+class Slide:
+    """One guide slide: a title, a lead sentence, and blocks (text, commands, query ids)."""
+
+    title: str
+    lead: str
+    blocks: tuple[tuple[str, str], ...]
+
+
+SLIDES: tuple[Slide, ...] = (
+    Slide(
+        "graphinv: start here",
+        "Coordinated account rings that distil AI models, found by graphinv sweeps.",
+        (
+            ("text", "Rings are nodes: <b>(:Account)-[:IN_RING]-&gt;(:Ring)</b>, with score, "
+                     "rank and an explanation; rings that share infrastructure form a "
+                     "<b>(:Campaign)</b>. Accounts link to the cards "
+                     "<b>(:PaymentMethod)</b>, <b>(:IP)</b>s and prompt templates "
+                     "<b>(:PromptFingerprint)</b> they use."),
+            ("text", "1. Apply the graphinv style (rings red and large with their rank, "
+                     "accounts blue, cards gold, IPs cyan, templates coral):"),
+            ("style", ""),
+            ("text", "2. See what the last sweep found:"),
+            ("query", "top-rings"),
+        ),
+    ),
+    Slide(
+        "Top rings and campaigns",
+        "Best rank first; the explanation quotes each signal against the platform baseline.",
+        (("query", "top-rings"), ("text", "Rings sharing infrastructure, grouped:"),
+         ("query", "campaigns")),
+    ),
+    Slide(
+        "Open a ring",
+        "Pick a ring, then draw it with the identifiers its members share.",
+        (
+            ("text", "Pick the top ring (or type <code>:param ring_id =&gt; 'R-…'</code>):"),
+            ("command", _PICK_TOP_RING),
+            ("query", "ring-graph"),
+            ("text", "Its members as a table:"),
+            ("query", "ring-members"),
+        ),
+    ),
+    Slide(
+        "Why this score?",
+        "The strongest reasons first, then every feature value of the ring.",
+        (("query", "ring-score-explained"),
+         ("text", "The full breakdown with baselines and weights is in the case file: "
+                  "<code>graphinv case RING_ID --html case.html</code>.")),
+    ),
+    Slide(
+        "What a card, IP or template links to",
+        "Follow one identifier of the ring out to every account that uses it.",
+        (
+            ("text", "The ring's most shared card, IP and template:"),
+            ("command", _pick_shared("card", "PAID_WITH")),
+            ("query", "card-links"),
+            ("command", _pick_shared("ip", "CONNECTED_FROM")),
+            ("query", "ip-links"),
+            ("command", _pick_shared("fingerprint", "SENT")),
+            ("query", "template-links"),
+            ("text", "Accounts sharing a card with one member:"),
+            ("command", _PICK_MEMBER),
+            ("query", "card-sharers"),
+            ("query", "account-overview"),
+        ),
+    ),
+    Slide(
+        "What changed since the last sweep",
+        "Ring ids stay stable across sweeps; compare each ring with its previous self.",
+        (("query", "ring-growth"),
+         ("text", "Every saved query is also on the command line: "
+                  "<code>graphinv queries list</code>, <code>graphinv queries run ID "
+                  "--param k=v</code>.")),
+    ),
+)
+
+
+def style_text() -> str:
+    """The graphinv ``.grass`` style."""
+    return STYLE_PATH.read_text(encoding="utf-8")
+
+
+def browser_cypher(query: SavedQuery) -> str:
+    """A saved query as the guide shows it: optional parameters written as their defaults.
+
+    Parameters without a default (``ring_id``, ``ip``, …) stay ``$name`` and are set by the
+    slide's ``:param`` command. Defaults come from the validated YAML (numbers, booleans
+    or null), never from data.
+    """
+    defaults = {p.name: p.default for p in query.parameters if not p.required}
+
+    def literal(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in defaults:
+            return match.group(0)
+        value = defaults[name]
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, int | float):
+            return repr(value)
+        return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", literal, query.query)
+
+
+def guide_html() -> str:
+    """The Browser guide (``:play`` format) built from :data:`SLIDES` and the query library."""
+    queries = load_queries()
+    slide_template = Template((DATA_DIR / "guide_slide.html").read_text(encoding="utf-8"))
+    slides = []
+    for slide in SLIDES:
+        body = [_block(kind, value, queries) for kind, value in slide.blocks]
+        slides.append(
+            slide_template.substitute(
+                title=html.escape(slide.title), lead=html.escape(slide.lead), body="\n".join(body)
+            )
+        )
+    page = Template((DATA_DIR / "guide.html").read_text(encoding="utf-8"))
+    return page.substitute(slides="\n".join(slides))
+
+
+def _block(kind: str, value: str, queries: dict[str, SavedQuery]) -> str:
+    if kind == "text":
+        return f"        <p>{value}</p>"
+    if kind == "style":
+        return _runnable(":style\n" + style_text(), "style")
+    if kind == "command":
+        return _runnable(value, "command")
+    query = queries[value]
+    header = f"        <h5>{html.escape(query.name)}</h5><p>{html.escape(query.description)}</p>"
+    return header + "\n" + _runnable(browser_cypher(query), "cypher")
+
+
+def _runnable(text: str, mode: str) -> str:
+    return (
+        f'        <pre mode="{mode}" class="pre-scrollable code runnable">'
+        f"{html.escape(text.strip())}</pre>"
+    )
+
+
+def kit_url(*, http_port: int = 7474, host: str = "localhost") -> str:
+    """Where a server with the kit installed serves it."""
+    return f"http://{host}:{http_port}/browser/{KIT_FOLDER}"
+
+
+def post_connect_command(*, http_port: int = 7474, host: str = "localhost") -> str:
+    """The ``browser.post_connect_cmd`` value: apply the style, then open the guide."""
+    base = kit_url(http_port=http_port, host=host)
+    return f"style {base}/graphinv.grass; play {base}/guide.html"
+
+
+def write_kit(out_dir: Path) -> dict[str, Path]:
+    """Write ``guide.html`` and ``graphinv.grass`` to ``out_dir`` (to serve them elsewhere)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    guide = out_dir / "guide.html"
+    guide.write_text(guide_html(), encoding="utf-8")
+    style = out_dir / "graphinv.grass"
+    shutil.copyfile(STYLE_PATH, style)
+    return {"guide": guide, "style": style}
+
+
+def browser_zip(browser_jar: Path, out: Path) -> Path:
+    """Write a Browser zip for ``NEO4J_HOME/web/``: the jar's Browser files plus the kit.
+
+    Neo4j unpacks the zip in entry order, creating folders only from folder entries and
+    serving the first entry's folder, so folders come first and the root entry leads.
+
+    Raises
+    ------
+    GraphinvError
+        The jar holds no ``browser/`` folder (not a Neo4j Browser jar).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    with zipfile.ZipFile(browser_jar) as jar:
+        entries = [e for e in jar.infolist() if e.filename.startswith("browser/")]
+        if not entries:
+            raise GraphinvError(f"{browser_jar} is not a Neo4j Browser jar (no browser/ folder)")
+        folders = sorted({e.filename for e in entries if e.is_dir()} | {"browser/"})
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for folder in [*folders, f"browser/{KIT_FOLDER}/"]:
+                zipped.writestr(folder, b"")
+            for entry in entries:
+                if not entry.is_dir():
+                    zipped.writestr(entry.filename, jar.read(entry))
+            zipped.writestr(f"browser/{KIT_FOLDER}/guide.html", guide_html())
+            zipped.writestr(f"browser/{KIT_FOLDER}/graphinv.grass", style_text())
+    partial.replace(out)
+    return out
+
+
+def install_local(home: Path, lib: Path) -> Path:
+    """Put the kit into a local server's ``home/web`` (effective at the next start).
+
+    Parameters
+    ----------
+    home
+        The server's home folder (``LocalNeo4j.home``).
+    lib
+        Its jar folder, which holds ``neo4j-browser-*.jar``.
+
+    Raises
+    ------
+    GraphinvError
+        No Browser jar in ``lib`` (install the server first: ``graphinv neo4j start``).
+    """
+    jars = sorted(Path(lib).glob("neo4j-browser-*.jar"))
+    if not jars:
+        raise GraphinvError(
+            f"no neo4j-browser-*.jar in {lib}; install the local server first "
+            "(graphinv neo4j start)"
+        )
+    return browser_zip(jars[-1], Path(home) / "web" / ZIP_NAME)
