@@ -20,7 +20,7 @@ from rich.table import Table
 
 from graphinv.config import load_settings
 from graphinv.context import Context
-from graphinv.errors import GraphinvError
+from graphinv.errors import GraphinvError, InputError
 from graphinv.neo4j_local import LocalNeo4j
 
 console = Console(soft_wrap=True)
@@ -146,15 +146,41 @@ def neo4j_status() -> None:
     "--format", "fmt", type=click.Choice(["parquet", "csv", "csv.gz"]), default="parquet",
     show_default=True,
 )
-def synth(out: Path, preset: str, seed: int, n_accounts: int | None, fmt: str) -> None:
+@click.option(
+    "--next-day", "previous_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Instead: the platform in this folder one day later (bans, respawns, growth, a split).",
+)
+@click.option("--delta", is_flag=True,
+              help="With --next-day: write only the new or changed rows (an incremental load).")
+@pass_context
+def synth(lazy: _LazyContext, out: Path, preset: str, seed: int, n_accounts: int | None,
+          fmt: str, previous_dir: Path | None, delta: bool) -> None:
     """Write a synthetic platform with planted rings and ground truth (labels) to OUT."""
-    from graphinv.synth import generate, write_platform
+    from graphinv.load import read_dir
+    from graphinv.synth import generate, next_day, next_day_delta, write_platform
 
     started = time.perf_counter()
-    with console.status(f"Generating the {preset} platform (seed {seed})…"):
-        platform = generate(preset=preset, seed=seed, n_accounts=n_accounts)
-        written = write_platform(platform, out, fmt=fmt)
-    table = Table(title=f"Synthetic platform '{preset}' (seed {seed}) in {out}")
+    if previous_dir is None:
+        if delta:
+            raise click.UsageError("--delta needs --next-day")
+        with console.status(f"Generating the {preset} platform (seed {seed})…"):
+            platform = generate(preset=preset, seed=seed, n_accounts=n_accounts)
+        title = f"Synthetic platform '{preset}' (seed {seed}) in {out}"
+    else:
+        with console.status(f"Moving {previous_dir} on by a day (seed {seed})…"):
+            kinds = lazy.get().settings.load.extra_kinds
+            previous, quarantine = read_dir(previous_dir, extra_kinds=kinds)
+            if quarantine.count():
+                raise InputError(
+                    f"{previous_dir} has {quarantine.count():,} invalid rows; "
+                    "`graphinv load` it to see them in quarantine"
+                )
+            platform = next_day(previous, seed=seed)
+            if delta:
+                platform = next_day_delta(previous, platform)
+        title = f"{previous_dir} one day later{' (new rows only)' if delta else ''} in {out}"
+    written = write_platform(platform, out, fmt=fmt)
+    table = Table(title=title)
     table.add_column("table")
     table.add_column("rows", justify="right")
     table.add_column("MB", justify="right")
@@ -285,6 +311,35 @@ def evaluate_command(lazy: _LazyContext, labels_dir: Path, top_k: int, fmt: str)
         click.echo(json.dumps(evaluation.to_dict(), indent=2))
     else:
         console.print(evaluation.table())
+
+
+@cli.command("fit-weights")
+@click.option("--labels", "labels_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder holding labels (past enforcement or synthetic ground truth).")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Write the fitted [scoring] settings to this TOML file (else print them).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@pass_context
+def fit_weights_command(lazy: _LazyContext, labels_dir: Path, out: Path | None,
+                        seed: int) -> None:
+    """Fit scoring weights to labelled rings (logistic regression, cross-validated)."""
+    context = lazy.get()
+    result = context.fit_weights(labels_dir, seed=seed)
+    console.print(
+        f"Fitted on {result.n_rings:,} rings ({result.n_positive:,} extraction); weights in "
+        f"use were from {context.settings.source}."
+    )
+    console.print(result.metrics.describe().loc[["mean", "min", "max"]].round(3).to_string())
+    config = result.config()
+    text = f"[scoring]\nthreshold = {config['threshold']}\n\n[scoring.weights]\n" + "".join(
+        f"{name} = {weight}\n" for name, weight in config["weights"].items()
+    )
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        console.print(f"Wrote {out}; use it with --config {out} or as ./graphinv.toml.")
 
 
 def _rings_table(frame: pd.DataFrame, *, title: str) -> Table:

@@ -25,11 +25,13 @@ from types import TracebackType
 import pandas as pd
 
 from graphinv.config import Settings, load_settings
-from graphinv.evaluate import Evaluation, evaluate
 from graphinv.errors import InputError
+from graphinv.evaluate import Evaluation, evaluate
+from graphinv.fit_weights import FitResult, fit_weights
 from graphinv.load import SUFFIXES, LoadReport, load_dir, read_table
 from graphinv.pseudonymise import key_from_env
 from graphinv.schema import TABLES, conform
+from graphinv.scoring import score_rings
 from graphinv.stores.base import Store, open_store
 from graphinv.sweep import SweepReport, run_sweep
 
@@ -124,6 +126,14 @@ class Context:
             threshold=self.settings.scoring.threshold,
             top_k=top_k,
         )
+
+    def fit_weights(self, labels_dir: Path, *, seed: int = 0) -> FitResult:
+        """Learn scoring weights from the latest sweep's rings and labelled past cases."""
+        members = self.members()
+        if members.empty:
+            raise InputError("no rings in the store yet: run a sweep before fitting weights")
+        scores = score_rings(members, self.store.read_platform(), options=self.settings.scoring)
+        return fit_weights(scores, members, read_labels(Path(labels_dir)), seed=seed)
 
     def close(self) -> None:
         if self._store is not None:

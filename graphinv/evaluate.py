@@ -156,7 +156,7 @@ def evaluate(
         ``ring_id, account_id`` of found rings (``Detection.members``).
     labels : pandas.DataFrame
         ``account_id, ring_id, kind`` and optionally ``traits`` (semicolon-separated).
-        Accounts with no ``ring_id`` belong to no true ring.
+        Accounts with an empty or missing ``ring_id`` belong to no true ring.
     scores : pandas.DataFrame, optional
         ``ring_id, score`` of found rings.
     threshold : float, optional
@@ -171,6 +171,8 @@ def evaluate(
     if scores is not None and threshold is None:
         threshold = 0.5
     truth = labels.drop_duplicates("account_id").set_index("account_id")
+    no_ring = truth["ring_id"].isna() | (truth["ring_id"].astype(str) == "")
+    truth = truth.assign(ring_id=truth["ring_id"].astype(object).mask(no_ring, None))
     kind = truth["kind"].astype(str)
     found = members.drop_duplicates("account_id").set_index("account_id")["ring_id"]
     found_kind = kind.reindex(found.index).fillna("unlabelled")

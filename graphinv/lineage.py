@@ -8,8 +8,9 @@ The rings of a new sweep are matched with those of the previous sweep in two way
   continued, grew, shrank, split or merged.
 * **Infrastructure.** A banned ring that comes back with fresh accounts shares no
   members, but it shares cards, proxies and prompt templates. Current rings with no
-  member link are matched with previous rings that no ring continues, on the Jaccard
-  index of the identifiers they use (:func:`ring_identifiers`): that is a respawn.
+  member link are matched with previous rings that no ring continues, on the share of
+  the current ring's identifiers (:func:`ring_identifiers`) that the previous ring used:
+  that is a respawn.
 
 Stable ids pass along links (largest overlap first), so a ring keeps its id for as long
 as it exists. The rules, thresholds and tie-breaks are in ``docs/lineage.md``.
@@ -32,7 +33,7 @@ Examples
             0     R-a     grown       (R-a,)
             1     R-b respawned       (R-b,)
 >>> print(lin.rings.loc[1, "evidence"])
-shares 1 of 1 payment methods and 2 of 2 IPs with R-b; 0 members in common (identifier Jaccard 1.00)
+1 of its 1 payment methods and 2 of its 2 IPs were used by R-b; 0 members in common (identifier overlap 1.00)
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ _KIND_NOUNS = {
 }
 
 _RING_COLUMNS = ["new_ring_key", "ring_id", "status", "size", "predecessors", "shared_members",
-                 "member_jaccard", "shared_identifiers", "infra_jaccard", "evidence"]
+                 "member_jaccard", "shared_identifiers", "infra_overlap", "evidence"]
 _EDGE_COLUMNS = ["ring_id", "previous_ring_id", "kind", "shared_members", "member_jaccard",
-                 "shared_identifiers", "infra_jaccard"]
+                 "shared_identifiers", "infra_overlap"]
 
 
 @dataclass(frozen=True)
@@ -82,29 +83,37 @@ class LineageOptions:
     growth_ratio : float
         A ring continued one-to-one has ``grown`` when ``new size / old size`` is at least
         this, ``shrunk`` when ``old size / new size`` is. Default ``1.25``.
-    infra_jaccard_min : float
-        Identifier Jaccard (the mean over ``infra_kinds`` used by either ring of the
-        per-kind Jaccard index) a ring without member links needs with a previous ring
-        that nothing continues to be called its respawn. Default ``0.4``.
+    infra_overlap_min : float
+        Identifier overlap a ring without member links needs with a previous ring that
+        nothing continues to be called its respawn: per kind of ``infra_kinds`` the
+        current ring uses, the share of its identifiers the previous ring used, averaged
+        over those kinds. Default ``0.6``.
     min_shared_identifiers : int
         Fewer shared identifiers never make a respawn. Default ``2``.
     infra_kinds : tuple of str
         Identifier kinds compared for respawns. Default
         ``("payment_method", "ip", "prompt_fingerprint")``.
+    inactive_statuses : tuple of str
+        Account statuses (``accounts.status``) that take an account out of a sweep's
+        rings: ``run_sweep`` detects rings over the other accounts only, and builds the
+        current rings' identifiers from their links only. Default
+        ``("banned", "suspended", "closed")``.
     """
 
     member_jaccard_min: float = 0.3
     member_share_min: float = 0.5
     min_shared_members: int = 2
     growth_ratio: float = 1.25
-    infra_jaccard_min: float = 0.4
+    infra_overlap_min: float = 0.6
     min_shared_identifiers: int = 2
     infra_kinds: tuple[str, ...] = CORE_LINK_KINDS
+    inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
 
     def __post_init__(self) -> None:
         # Config files hand over lists; a tuple keeps the options hashable.
         object.__setattr__(self, "infra_kinds", tuple(self.infra_kinds))
-        for name in ("member_jaccard_min", "member_share_min", "infra_jaccard_min"):
+        object.__setattr__(self, "inactive_statuses", tuple(self.inactive_statuses))
+        for name in ("member_jaccard_min", "member_share_min", "infra_overlap_min"):
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise ConfigError(f"lineage option {name} must be in (0, 1], got {value}")
@@ -129,14 +138,14 @@ class Lineage:
         ``status`` (one of :data:`STATUSES`), ``size``, ``predecessors`` (tuple of
         previous stable ids, most shared members first), and against the main
         predecessor (the one whose id it inherits, else the one sharing most members)
-        ``shared_members``, ``member_jaccard``, ``shared_identifiers``, ``infra_jaccard``
-        (NaN jaccards and 0 counts for new rings); ``evidence`` says it in words.
+        ``shared_members``, ``member_jaccard``, ``shared_identifiers``, ``infra_overlap``
+        (NaN ratios and 0 counts for new rings); ``evidence`` says it in words.
     dissolved : pandas.DataFrame
         Previous rings with no successor: ``ring_id``, ``size``, ``evidence``.
     edges : pandas.DataFrame
         One ``CONTINUES`` edge per (current ring, predecessor): ``ring_id`` (current
         stable id), ``previous_ring_id``, ``kind`` (the current ring's status),
-        ``shared_members``, ``member_jaccard``, ``shared_identifiers``, ``infra_jaccard``.
+        ``shared_members``, ``member_jaccard``, ``shared_identifiers``, ``infra_overlap``.
     """
 
     rings: pd.DataFrame
@@ -296,13 +305,13 @@ def match_rings(
 
     overlap = (cur_m @ prev_m.T).tocoo()
     pairs = pd.DataFrame({"c": overlap.row, "p": overlap.col, "shared": overlap.data})
-    infra, cur_kind_size, prev_kind_size = _identifier_overlap(
+    infra, cur_kind_size = _identifier_overlap(
         previous_identifiers, current_identifiers, prev_keys, cur_keys, opt.infra_kinds
     )
     kinds = list(opt.infra_kinds)
     pairs = pairs.merge(infra, on=["c", "p"], how="outer").fillna(0)
     pairs = pairs.astype(dict.fromkeys(["c", "p", "shared", *_shared(kinds)], "int64"))
-    pairs = _score_pairs(pairs, cur_size, prev_size, cur_kind_size, prev_kind_size, kinds)
+    pairs = _score_pairs(pairs, cur_size, prev_size, cur_kind_size, kinds)
     pairs["pid"] = prev_keys.to_numpy(dtype=object)[pairs["p"].to_numpy()]
 
     smaller = np.minimum(pairs["size_c"], pairs["size_p"])
@@ -320,9 +329,9 @@ def match_rings(
     respawns = pairs[
         (n_pred[pairs["c"]] == 0)
         & (n_succ[pairs["p"]] == 0)
-        & (pairs["infra_jaccard"] >= opt.infra_jaccard_min)
+        & (pairs["infra_overlap"] >= opt.infra_overlap_min)
         & (pairs["shared_identifiers"] >= opt.min_shared_identifiers)
-    ].sort_values(["infra_jaccard", "shared_identifiers", "p", "c"],
+    ].sort_values(["infra_overlap", "shared_identifiers", "p", "c"],
                   ascending=[False, False, True, True])
     respawns = respawns[_greedy(respawns["c"], respawns["p"])].assign(inherits=True)
     related = pd.concat([links, respawns])
@@ -344,7 +353,7 @@ def match_rings(
     rings["shared_members"] = aligned["shared"].fillna(0).astype("int64").to_numpy()
     rings["member_jaccard"] = aligned["member_jaccard"].to_numpy(dtype=float)
     rings["shared_identifiers"] = aligned["shared_identifiers"].fillna(0).astype("int64").to_numpy()
-    rings["infra_jaccard"] = aligned["infra_jaccard"].to_numpy(dtype=float)
+    rings["infra_overlap"] = aligned["infra_overlap"].to_numpy(dtype=float)
     rings["evidence"] = _ring_evidence(rings, main, links, pairs, n_succ, kinds)
 
     c = related["c"].to_numpy()
@@ -355,7 +364,7 @@ def match_rings(
         "shared_members": related["shared"].to_numpy(),
         "member_jaccard": related["member_jaccard"].to_numpy(),
         "shared_identifiers": related["shared_identifiers"].to_numpy(),
-        "infra_jaccard": related["infra_jaccard"].to_numpy(),
+        "infra_overlap": related["infra_overlap"].to_numpy(),
     }, columns=_EDGE_COLUMNS).sort_values(["ring_id", "previous_ring_id"], ignore_index=True)
 
     gone = np.flatnonzero((n_succ == 0) & ~np.isin(np.arange(n_prev), respawns["p"]))
@@ -396,8 +405,9 @@ def _identifier_overlap(
     prev_keys: pd.Index,
     cur_keys: pd.Index,
     kinds: tuple[str, ...],
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Shared identifiers per kind for ring pairs sharing any, and per-ring counts per kind."""
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Shared identifiers per kind for ring pairs sharing any, and per current ring the
+    number of identifiers of each kind it uses."""
     columns = ["ring_id", "kind", "value"]
     sides = []
     for side, (frame, keys, name) in enumerate(
@@ -414,18 +424,17 @@ def _identifier_overlap(
     ident = pd.factorize(both["value"])[0] * len(kinds) + kind
     side, ring = both["side"].to_numpy(), both["ring"].to_numpy()
     n_ident = int(ident.max()) + 1 if len(ident) else 0
-    size = [np.zeros((len(keys), len(kinds)), dtype=np.int64) for keys in (prev_keys, cur_keys)]
+    size = np.zeros((len(cur_keys), len(kinds)), dtype=np.int64)
     found = []
     for k, column in enumerate(_shared(kinds)):
         on = [(side == s) & (kind == k) for s in (0, 1)]
         prev_m = _incidence(ring[on[0]], ident[on[0]], (len(prev_keys), n_ident))
         cur_m = _incidence(ring[on[1]], ident[on[1]], (len(cur_keys), n_ident))
-        size[0][:, k] = np.asarray(prev_m.sum(axis=1)).ravel()
-        size[1][:, k] = np.asarray(cur_m.sum(axis=1)).ravel()
+        size[:, k] = np.asarray(cur_m.sum(axis=1)).ravel()
         shared = (cur_m @ prev_m.T).tocoo()
         found.append(pd.DataFrame({"c": shared.row, "p": shared.col, column: shared.data}))
     infra = pd.concat(found).groupby(["c", "p"], as_index=False).sum()
-    return infra.reindex(columns=["c", "p", *_shared(kinds)]), size[1], size[0]
+    return infra.reindex(columns=["c", "p", *_shared(kinds)]), size
 
 
 def _shared(kinds: Iterable[str]) -> list[str]:
@@ -438,24 +447,26 @@ def _score_pairs(
     cur_size: np.ndarray,
     prev_size: np.ndarray,
     cur_kind_size: np.ndarray,
-    prev_kind_size: np.ndarray,
     kinds: list[str],
 ) -> pd.DataFrame:
     c, p, shared = pairs["c"].to_numpy(), pairs["p"].to_numpy(), pairs["shared"].to_numpy()
     size_c, size_p = cur_size[c], prev_size[p]
     common = pairs[_shared(kinds)].to_numpy()
-    union = cur_kind_size[c] + prev_kind_size[p] - common
-    used = union > 0
-    per_kind = np.divide(common, union, out=np.zeros(common.shape), where=used)
+    own = cur_kind_size[c]
+    # Directional on purpose: the previous ring's identifiers span its whole history (every
+    # template it ever sent, its camouflage members' home IPs), a respawn's span a day or
+    # so; what matters is whether the new ring's infrastructure was the old ring's.
+    used = own > 0
+    per_kind = np.divide(common, own, out=np.zeros(common.shape), where=used)
     n_used = used.sum(axis=1)
-    unions = pd.DataFrame(union, columns=[f"union:{k}" for k in kinds], index=pairs.index)
-    return pd.concat([pairs, unions], axis=1).assign(
+    owns = pd.DataFrame(own, columns=[f"own:{k}" for k in kinds], index=pairs.index)
+    return pd.concat([pairs, owns], axis=1).assign(
         size_c=size_c,
         size_p=size_p,
         member_jaccard=shared / (size_c + size_p - shared),
         shared_identifiers=common.sum(axis=1),
-        # Kinds neither ring uses say nothing; a kind only one uses counts as 0.
-        infra_jaccard=np.divide(per_kind.sum(axis=1), n_used, out=np.zeros(len(pairs)),
+        # A kind the current ring does not use says nothing about where it came from.
+        infra_overlap=np.divide(per_kind.sum(axis=1), n_used, out=np.zeros(len(pairs)),
                                 where=n_used > 0),
     )
 
@@ -567,13 +578,14 @@ def _ring_evidence(
         pid = m["pid"]
         if status == "respawned":
             shared = [
-                f"{m['shared:' + k]} of {m['union:' + k]} "
+                f"{m['shared:' + k]} of its {m['own:' + k]} "
                 + _KIND_NOUNS.get(k, k.replace("_", " ") + "s")
                 for k in kinds
                 if m["shared:" + k]
             ]
-            text = (f"shares {_listing(shared)} with {pid}; {_plural(m['shared'], 'member')} "
-                    f"in common (identifier Jaccard {m['infra_jaccard']:.2f})")
+            text = (f"{_listing(shared)} were used by {pid}; "
+                    f"{_plural(m['shared'], 'member')} in common "
+                    f"(identifier overlap {m['infra_overlap']:.2f})")
         elif status == "merged":
             kept = (f"keeps the id of {pid}" if m["inherits"] else
                     "new id: each earlier id went to a ring holding at least as many of "

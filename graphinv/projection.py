@@ -257,7 +257,7 @@ def _account_index(platform: Platform) -> np.ndarray:
     # the row order the store returned.
     frames = (platform.accounts, platform.links, platform.usage)
     ids = [np.asarray(pd.unique(f["account_id"]), dtype=object).astype(str) for f in frames]
-    return np.unique(np.concatenate(ids)).astype(object)
+    return np.sort(pd.unique(np.concatenate(ids))).astype(object)
 
 
 def _rows(account_id: pd.Series, index: pd.Index) -> np.ndarray:

@@ -15,7 +15,7 @@ LINK_COLUMNS = ["account_id", "kind", "value", "first_seen", "last_seen", "count
 
 
 def planted(groups: list[int], p_in: float, noise: int, seed: int, w_in: float = 1.0):
-    """Weighted graph of dense groups plus ``noise`` random weak edges; ids ``a0000``…"""
+    """Dense groups of weight-1 edges plus ``noise`` random edges of weight 0.25."""
     rng = np.random.default_rng(seed)
     n = sum(groups)
     group = np.repeat(np.arange(len(groups)), groups)
@@ -26,7 +26,7 @@ def planted(groups: list[int], p_in: float, noise: int, seed: int, w_in: float =
     a, b = rng.integers(n, size=noise), rng.integers(n, size=noise)
     rows += list(np.minimum(a, b)[a != b])
     cols += list(np.maximum(a, b)[a != b])
-    data += [0.05] * int(np.sum(a != b))
+    data += [0.25] * int(np.sum(a != b))
     upper = sp.coo_matrix((data, (rows, cols)), shape=(n, n)).tocsr()
     ids = np.array([f"a{k:04d}" for k in range(n)], dtype=object)
     return _projection(ids, upper + upper.T), group
@@ -49,7 +49,8 @@ def rings_as_sets(det) -> set[frozenset]:
 
 def test_planted_groups_are_recovered_exactly():
     proj, group = planted([30, 20, 12, 3], p_in=0.6, noise=60, seed=1)
-    det = detect_rings(proj, platform=empty_platform(proj.account_ids))
+    options = DetectionOptions(resolution=0.2)
+    det = detect_rings(proj, platform=empty_platform(proj.account_ids), options=options)
     truth = {frozenset(proj.account_ids[group == g]) for g in range(3)}
     assert rings_as_sets(det) == truth  # the 3-account group is below min_ring_size
     assert det.rings["size"].tolist() == [30, 20, 12]

@@ -18,7 +18,7 @@ def labels_frame() -> pd.DataFrame:
         [(f"e{i}", "R1", "extraction", "camouflage" if i == 0 else "") for i in range(6)]
         + [(f"f{i}", "R2", "extraction", "") for i in range(4)]
         + [(f"o{i}", "O1", "office", "office_nat") for i in range(5)]
-        + [(f"b{i}", None, "benign", "cgnat;vpn" if i < 2 else "") for i in range(5)]
+        + [(f"b{i}", None if i else "", "benign", "cgnat;vpn" if i < 2 else "") for i in range(5)]
     )
     return pd.DataFrame(rows, columns=["account_id", "ring_id", "kind", "traits"])
 
@@ -32,7 +32,8 @@ def members_frame(groups: dict[str, list[str]]) -> pd.DataFrame:
 
 def test_perfect_detection():
     labels = labels_frame()
-    groups = {r: list(g) for r, g in labels.dropna().groupby("ring_id")["account_id"]}
+    in_ring = labels[labels["ring_id"].fillna("") != ""]
+    groups = {r: list(g) for r, g in in_ring.groupby("ring_id")["account_id"]}
     ev = evaluate(members_frame(groups), labels)
     assert ev.extraction_mean_f1 == 1.0
     assert ev.extraction_share_f1_050 == 1.0

@@ -37,6 +37,7 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from graphinv.errors import InputError, StoreError
+from graphinv.lineage import STATUSES
 from graphinv.schema import TABLES, Platform
 
 MergeRule = Literal["min", "max", "new"]
@@ -48,9 +49,21 @@ MERGE_RULES: dict[str, dict[str, MergeRule]] = {
 }
 
 RING_COLUMNS = ("ring_id", "size", "score", "rank", "campaign_id", "explanation", "features")
+# Lineage columns a sweep adds to its rings; optional so callers without lineage still write.
+RING_LINEAGE_COLUMNS = ("flagged", "status", "predecessors", "lineage_evidence", "density")
+LINEAGE_COLUMNS = (
+    "ring_id",
+    "previous_ring_id",
+    "kind",
+    "shared_members",
+    "member_jaccard",
+    "shared_identifiers",
+    "infra_jaccard",
+)
 MEMBER_COLUMNS = ("ring_id", "account_id")
 CAMPAIGN_COLUMNS = ("campaign_id", "n_rings", "size")
 SWEEP_COLUMNS = ("sweep_id", "at", "params")
+LINEAGE_READ_COLUMNS = ("sweep_id", "previous_sweep_id", *LINEAGE_COLUMNS)
 
 # Feature names become Neo4j property names (``f_<name>``) and Browser captions.
 FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -104,8 +117,14 @@ class Store(Protocol):
         rings: pd.DataFrame,
         members: pd.DataFrame,
         campaigns: pd.DataFrame,
+        lineage: pd.DataFrame | None = None,
+        previous_sweep_id: str | None = None,
     ) -> None:
-        """Record a sweep and its rings; writing the same sweep id again replaces it."""
+        """Record a sweep, its rings and their lineage edges to ``previous_sweep_id``.
+
+        Writing the same sweep id again replaces its rings, campaigns and every lineage
+        edge that touches its rings (from this sweep or from a later one).
+        """
         ...
 
     def read_sweeps(self) -> pd.DataFrame:
@@ -113,11 +132,22 @@ class Store(Protocol):
         ...
 
     def read_rings(self, *, sweep_id: str | None = None) -> pd.DataFrame:
-        """Rings of one sweep (the latest by default), best rank first."""
+        """Rings of one sweep (the latest by default), best rank first.
+
+        Columns: ``sweep_id``, :data:`RING_COLUMNS`, :data:`RING_LINEAGE_COLUMNS`.
+        """
         ...
 
     def read_ring_members(self, ring_id: str, *, sweep_id: str | None = None) -> pd.DataFrame:
         """``ring_id, account_id`` of one ring; RingNotFound when the sweep lacks it."""
+        ...
+
+    def read_lineage(self, *, sweep_id: str | None = None) -> pd.DataFrame:
+        """``CONTINUES`` edges from a sweep's rings (the latest by default) to the sweep before.
+
+        Columns :data:`LINEAGE_READ_COLUMNS`: ``sweep_id``, ``previous_sweep_id``, then
+        :data:`LINEAGE_COLUMNS`; ordered by ``ring_id``, ``previous_ring_id``.
+        """
         ...
 
     def read_members(self, *, sweep_id: str | None = None) -> pd.DataFrame:
@@ -211,20 +241,22 @@ def sweep_frames(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Check and normalise result frames: columns present, ``features`` as dicts, NaN → None.
 
+    Rings keep :data:`RING_COLUMNS` then :data:`RING_LINEAGE_COLUMNS` (missing lineage
+    columns are added empty); ``predecessors`` becomes a list of ids per ring.
+
     Raises
     ------
     StoreError
-        A column is missing, a ring id repeats, or a feature name is not an identifier.
+        A column is missing, a ring id repeats, a feature name is not an identifier, or a
+        status is not one of :data:`graphinv.lineage.STATUSES`.
     """
     for name, frame, columns in (
         ("rings", rings, RING_COLUMNS),
         ("members", members, MEMBER_COLUMNS),
         ("campaigns", campaigns, CAMPAIGN_COLUMNS),
     ):
-        missing = [c for c in columns if c not in frame]
-        if missing:
-            raise StoreError(f"{name} frame lacks column(s) {missing}")
-    rings = rings.loc[:, list(RING_COLUMNS)].copy()
+        _require(name, frame, columns)
+    rings = rings.reindex(columns=[*RING_COLUMNS, *RING_LINEAGE_COLUMNS])
     if rings["ring_id"].duplicated().any():
         raise StoreError("ring ids must be unique within a sweep")
     rings["ring_id"] = rings["ring_id"].astype("str")
@@ -233,21 +265,76 @@ def sweep_frames(
         bad = [k for k in features if not FEATURE_NAME.fullmatch(k)]
         if bad:
             raise StoreError(f"feature names {bad} are not identifiers ([A-Za-z_][A-Za-z0-9_]*)")
+    _check_statuses("rings status", rings["status"])
+    rings["flagged"] = rings["flagged"].astype("boolean")
+    rings["predecessors"] = [_id_list(p) for p in rings["predecessors"]]
+    rings["density"] = pd.to_numeric(rings["density"]).astype("float64")
+    for column in ("status", "lineage_evidence"):
+        rings[column] = [optional(v) for v in rings[column]]
     members = members.loc[:, list(MEMBER_COLUMNS)].astype("str").drop_duplicates()
     campaigns = campaigns.loc[:, list(CAMPAIGN_COLUMNS)].copy()
     campaigns["campaign_id"] = campaigns["campaign_id"].astype("str")
     return rings, members, campaigns
 
 
+def lineage_frame(
+    lineage: pd.DataFrame | None, *, sweep_id: str, previous_sweep_id: str | None
+) -> pd.DataFrame:
+    """Check and normalise lineage edges (:data:`LINEAGE_COLUMNS`); None gives no edges.
+
+    Raises
+    ------
+    StoreError
+        A column is missing, an edge repeats, a kind is not a lineage status, or edges
+        come without the previous sweep they point into.
+    """
+    if lineage is None:
+        lineage = pd.DataFrame(columns=list(LINEAGE_COLUMNS))
+    _require("lineage", lineage, LINEAGE_COLUMNS)
+    edges = lineage.loc[:, list(LINEAGE_COLUMNS)].copy()
+    if len(edges) and previous_sweep_id is None:
+        raise StoreError("lineage edges need previous_sweep_id, the sweep they point into")
+    if previous_sweep_id == sweep_id:
+        raise StoreError(f"sweep {sweep_id}: previous_sweep_id must name an earlier sweep")
+    for column in ("ring_id", "previous_ring_id"):
+        edges[column] = edges[column].astype("str")
+    if edges.duplicated(subset=["ring_id", "previous_ring_id"]).any():
+        raise StoreError("lineage edges must be unique per (ring_id, previous_ring_id)")
+    _check_statuses("lineage kind", edges["kind"])
+    for column in ("shared_members", "shared_identifiers"):
+        edges[column] = pd.to_numeric(edges[column]).astype("Int64")
+    for column in ("member_jaccard", "infra_jaccard"):
+        edges[column] = pd.to_numeric(edges[column]).astype("float64")
+    return edges.reset_index(drop=True)
+
+
 def rings_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """The frame :meth:`Store.read_rings` returns, from backend rows (``features`` as JSON)."""
-    frame = pd.DataFrame(records, columns=["sweep_id", *RING_COLUMNS])
+    """The frame :meth:`Store.read_rings` returns, from backend rows (``features`` as JSON).
+
+    Lineage columns a backend lacks (rings written before they existed) come back empty.
+    """
+    frame = pd.DataFrame(records).reindex(
+        columns=["sweep_id", *RING_COLUMNS, *RING_LINEAGE_COLUMNS]
+    )
     frame["features"] = [_features(f) for f in frame["features"]]
-    frame["score"] = pd.to_numeric(frame["score"]).astype("float64")
+    for column in ("score", "density"):
+        frame[column] = pd.to_numeric(frame[column]).astype("float64")
     for column in ("size", "rank"):
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     frame["campaign_id"] = frame["campaign_id"].astype("str")
+    frame["flagged"] = frame["flagged"].astype("boolean")
+    frame["predecessors"] = [_id_list(p) for p in frame["predecessors"]]
     return frame.sort_values(["rank", "ring_id"], na_position="last").reset_index(drop=True)
+
+
+def lineage_read_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The frame :meth:`Store.read_lineage` returns, ordered by ring then previous ring."""
+    frame = pd.DataFrame(records).reindex(columns=list(LINEAGE_READ_COLUMNS))
+    for column in ("shared_members", "shared_identifiers"):
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+    for column in ("member_jaccard", "infra_jaccard"):
+        frame[column] = pd.to_numeric(frame[column]).astype("float64")
+    return frame.sort_values(["ring_id", "previous_ring_id"]).reset_index(drop=True)
 
 
 def sweeps_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -270,6 +357,27 @@ def optional(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def _require(name: str, frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in frame]
+    if missing:
+        raise StoreError(f"{name} frame lacks column(s) {missing}")
+
+
+def _check_statuses(what: str, values: pd.Series) -> None:
+    unknown = sorted({str(v) for v in values if optional(v) is not None} - set(STATUSES))
+    if unknown:
+        raise StoreError(f"{what} {unknown} not among {list(STATUSES)}")
+
+
+def _id_list(value: Any) -> list[str]:
+    """Predecessor ids as a list of text (empty for a new ring or a missing value)."""
+    if isinstance(value, str):
+        return [value]
+    if value is None or (not hasattr(value, "__iter__") and optional(value) is None):
+        return []
+    return [str(v) for v in value]
 
 
 def _features(value: Any) -> dict[str, Any]:

@@ -22,7 +22,9 @@ def next_day_delta(previous: Platform, current: Platform) -> Platform:
     Rows are whole (links carry their cumulative ``count`` and first ``first_seen``), so
     loading the delta over ``previous`` with the store's merge rule (links: first_seen min,
     last_seen and count max; accounts: created_at min; everything else: the newer value)
-    gives ``current``. Tables with nothing new come back empty, with their columns.
+    gives ``current``. Tables with nothing new come back empty, with their columns. The
+    accounts table also repeats, unchanged, every account that the new links, usage and
+    labels name, so the delta is a folder that loads on its own.
 
     Parameters
     ----------
@@ -40,9 +42,9 @@ def next_day_delta(previous: Platform, current: Platform) -> Platform:
     >>> day0 = generate(preset="small", seed=2, n_accounts=1_000)
     >>> day1 = next_day(day0, seed=2)
     >>> delta = next_day_delta(day0, day1)
-    >>> banned = (day1.accounts["status"] == "banned").sum() - (
-    ...     day0.accounts["status"] == "banned").sum()
-    >>> bool(len(delta.accounts) == banned + len(day1.accounts) - len(day0.accounts))
+    >>> set(delta.links["account_id"]) <= set(delta.accounts["account_id"])
+    True
+    >>> bool(len(delta.usage) < len(day1.usage))
     True
     """
     tables: dict[str, pd.DataFrame | None] = {}
@@ -61,4 +63,15 @@ def next_day_delta(previous: Platform, current: Platform) -> Platform:
             same = (a == b).fillna(False).astype(bool) | (a.isna() & b.isna())
             changed |= ~same.to_numpy()
         tables[name] = now[changed].reset_index(drop=True)
+    # A folder is loaded on its own (links and usage must name accounts of its own
+    # accounts file), so the delta carries, unchanged, every account its rows mention;
+    # loading an unchanged row again is a no-op under the merge rule.
+    mentioned = pd.concat(
+        [tables[name]["account_id"] for name in ("links", "usage", "labels")
+         if tables.get(name) is not None]
+    )
+    tables["accounts"] = current.accounts[
+        current.accounts["account_id"].isin(tables["accounts"]["account_id"])
+        | current.accounts["account_id"].isin(mentioned)
+    ].reset_index(drop=True)
     return Platform(**tables)
