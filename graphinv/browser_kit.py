@@ -17,7 +17,7 @@ Examples
 >>> html.count("<slide") >= 6, "runnable" in html
 (True, True)
 >>> post_connect_command(http_port=7474)
-'style http://localhost:7474/browser/graphinv/graphinv.grass; play http://localhost:7474/browser/graphinv/guide.html'
+'play http://localhost:7474/browser/graphinv/guide.html; style http://localhost:7474/browser/graphinv/graphinv.grass'
 """
 
 from __future__ import annotations
@@ -207,9 +207,9 @@ def kit_url(*, http_port: int = 7474, host: str = "localhost") -> str:
 
 
 def post_connect_command(*, http_port: int = 7474, host: str = "localhost") -> str:
-    """The ``browser.post_connect_cmd`` value: apply the style, then open the guide."""
+    """The ``browser.post_connect_cmd`` value: open the guide and apply the style."""
     base = kit_url(http_port=http_port, host=host)
-    return f"style {base}/graphinv.grass; play {base}/guide.html"
+    return f"play {base}/guide.html; style {base}/graphinv.grass"
 
 
 def write_kit(out_dir: Path) -> dict[str, Path]:

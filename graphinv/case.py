@@ -128,7 +128,9 @@ class Case:
         ]
         member_ids = store.read_ring_members(str(ring_id), sweep_id=self.ring["sweep_id"])
         platform = store.read_platform()
-        ring_members = pd.DataFrame({"ring_id": str(ring_id), "account_id": member_ids["account_id"]})
+        ring_members = pd.DataFrame(
+            {"ring_id": str(ring_id), "account_id": member_ids["account_id"]}
+        )
         self.identifiers = _identifiers(ring_members, platform)
         self.timeline = _timeline(ring_members, platform)
         self.members = _members(ring_members, platform, self.timeline)
@@ -138,7 +140,8 @@ class Case:
             .sort_values("contribution", ascending=False, kind="stable")
             .reset_index(drop=True)
         )
-        self._links = platform.links.loc[platform.links["account_id"].isin(ring_members["account_id"])]
+        links = platform.links
+        self._links = links.loc[links["account_id"].isin(ring_members["account_id"])]
 
     @classmethod
     def open(
@@ -245,7 +248,8 @@ class Case:
         for kind, value in shared[["kind", "value"]].itertuples(index=False):
             graph.add_node((kind, value), kind=kind)
         graph.add_edges_from(
-            (("account", a), (k, v)) for a, k, v in edges[["account_id", "kind", "value"]].itertuples(index=False)
+            (("account", a), (k, v))
+            for a, k, v in edges[["account_id", "kind", "value"]].itertuples(index=False)
         )
         position = nx.spring_layout(graph, seed=0, k=1.5 / np.sqrt(max(graph.number_of_nodes(), 1)))
         colours = [KIND_COLOURS.get(graph.nodes[n]["kind"], OTHER_KIND_COLOUR) for n in graph]

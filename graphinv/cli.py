@@ -18,6 +18,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from graphinv.cli_investigate import browser_kit_command, case, queries, ring
 from graphinv.config import load_settings
 from graphinv.context import Context
 from graphinv.errors import GraphinvError, InputError
@@ -364,6 +365,10 @@ def _rings_table(frame: pd.DataFrame, *, title: str) -> Table:
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+for command in (queries, ring, case, browser_kit_command):
+    cli.add_command(command)
 
 
 def main() -> None:

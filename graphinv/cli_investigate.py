@@ -117,8 +117,9 @@ def ring(ring_id: str, sweep_id: str | None, limit: int) -> None:
     shared = case.shared_identifiers[
         ["kind", "value", "members", "outside_ring", "concentration", "first_seen", "last_seen"]
     ]
+    shown = min(limit, len(shared))
     console.print(_table(shared.head(limit),
-                         title=f"Shared identifiers ({len(shared)}; top {min(limit, len(shared))})"))
+                         title=f"Shared identifiers ({len(shared)}; top {shown})"))
     members = case.members[[c for c in case.members.columns
                             if c in ("account_id", "created_at", "signup_path", "country",
                                      "cards", "IPs", "prompt_templates", "requests")]]
@@ -169,7 +170,8 @@ def browser_kit_command(out_dir: Path, local: bool) -> None:
         console.print(
             f"Installed into the local server: {zipped}\n"
             "Restart it to serve the kit (graphinv neo4j stop && graphinv neo4j start); on "
-            f"connect, Browser then runs: {browser_kit.post_connect_command(http_port=server.http_port)}"
+            "connect, Browser then runs: "
+            + browser_kit.post_connect_command(http_port=server.http_port)
         )
     elif local:
         console.print("No local server installed here (graphinv neo4j start installs one).")

@@ -21,19 +21,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from graphinv.config import Settings, load_settings
 from graphinv.errors import InputError
 from graphinv.evaluate import Evaluation, evaluate
-from graphinv.fit_weights import FitResult, fit_weights
 from graphinv.load import SUFFIXES, LoadReport, load_dir, read_table
 from graphinv.pseudonymise import key_from_env
 from graphinv.schema import TABLES, conform
 from graphinv.scoring import score_rings
 from graphinv.stores.base import Store, open_store
 from graphinv.sweep import SweepReport, run_sweep
+
+if TYPE_CHECKING:
+    from graphinv.fit_weights import FitResult
 
 
 @dataclass
@@ -129,6 +132,9 @@ class Context:
 
     def fit_weights(self, labels_dir: Path, *, seed: int = 0) -> FitResult:
         """Learn scoring weights from the latest sweep's rings and labelled past cases."""
+        # scikit-learn takes seconds to import; only this command needs it.
+        from graphinv.fit_weights import fit_weights
+
         members = self.members()
         if members.empty:
             raise InputError("no rings in the store yet: run a sweep before fitting weights")

@@ -32,8 +32,9 @@ Examples
  new_ring_key ring_id    status predecessors
             0     R-a     grown       (R-a,)
             1     R-b respawned       (R-b,)
->>> print(lin.rings.loc[1, "evidence"])
-1 of its 1 payment methods and 2 of its 2 IPs were used by R-b; 0 members in common (identifier overlap 1.00)
+>>> print(lin.rings.loc[1, "evidence"])  # doctest: +NORMALIZE_WHITESPACE
+1 of its 1 payment methods and 2 of its 2 IPs were used by R-b; 0 members in common
+(identifier overlap 1.00)
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class LineageOptions:
         Identifier overlap a ring without member links needs with a previous ring that
         nothing continues to be called its respawn: per kind of ``infra_kinds`` the
         current ring uses, the share of its identifiers the previous ring used, averaged
-        over those kinds. Default ``0.6``.
+        over those kinds. Default ``0.5``.
     min_shared_identifiers : int
         Fewer shared identifiers never make a respawn. Default ``2``.
     infra_kinds : tuple of str
@@ -104,7 +105,7 @@ class LineageOptions:
     member_share_min: float = 0.5
     min_shared_members: int = 2
     growth_ratio: float = 1.25
-    infra_overlap_min: float = 0.6
+    infra_overlap_min: float = 0.5
     min_shared_identifiers: int = 2
     infra_kinds: tuple[str, ...] = CORE_LINK_KINDS
     inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
@@ -333,11 +334,20 @@ def match_rings(
         & (pairs["shared_identifiers"] >= opt.min_shared_identifiers)
     ].sort_values(["infra_overlap", "shared_identifiers", "p", "c"],
                   ascending=[False, False, True, True])
-    respawns = respawns[_greedy(respawns["c"], respawns["p"])].assign(inherits=True)
+    # Each current ring is the respawn of the ring whose infrastructure it matches best. A
+    # banned ring may come back as several rings (its fresh accounts are young and only
+    # loosely tied yet): like split pieces, all are its respawns, and the one sharing most
+    # of its identifiers keeps its id.
+    respawns = respawns.drop_duplicates("c").sort_values(
+        ["shared_identifiers", "infra_overlap", "p", "c"], ascending=[False, False, True, True]
+    )
+    respawns = respawns.assign(inherits=~respawns["p"].duplicated())
+    n_respawns = np.bincount(respawns["p"], minlength=n_prev)
     related = pd.concat([links, respawns])
 
-    # The main predecessor: the inherited one, else the one sharing most members.
-    main = pd.concat([related[related["inherits"]], links[~links["inherits"]]])
+    # The main predecessor: the inherited one, else the one sharing most members (for a
+    # respawn that inherits nothing, its one predecessor).
+    main = pd.concat([related[related["inherits"]], related[~related["inherits"]]])
     main = main.drop_duplicates("c").set_index("c")
     aligned = main.reindex(range(n_cur))
     inherited = aligned["inherits"].eq(True).to_numpy()
@@ -354,7 +364,7 @@ def match_rings(
     rings["member_jaccard"] = aligned["member_jaccard"].to_numpy(dtype=float)
     rings["shared_identifiers"] = aligned["shared_identifiers"].fillna(0).astype("int64").to_numpy()
     rings["infra_overlap"] = aligned["infra_overlap"].to_numpy(dtype=float)
-    rings["evidence"] = _ring_evidence(rings, main, links, pairs, n_succ, kinds)
+    rings["evidence"] = _ring_evidence(rings, main, links, pairs, n_succ, n_respawns, kinds)
 
     c = related["c"].to_numpy()
     edges = pd.DataFrame({
@@ -367,7 +377,7 @@ def match_rings(
         "infra_overlap": related["infra_overlap"].to_numpy(),
     }, columns=_EDGE_COLUMNS).sort_values(["ring_id", "previous_ring_id"], ignore_index=True)
 
-    gone = np.flatnonzero((n_succ == 0) & ~np.isin(np.arange(n_prev), respawns["p"]))
+    gone = np.flatnonzero((n_succ == 0) & (n_respawns == 0))
     dissolved = pd.DataFrame({
         "ring_id": prev_keys.to_numpy(dtype=object)[gone],
         "size": prev_size[gone],
@@ -552,6 +562,7 @@ def _ring_evidence(
     links: pd.DataFrame,
     pairs: pd.DataFrame,
     n_succ: np.ndarray,
+    n_respawns: np.ndarray,
     kinds: list[str],
 ) -> list[str]:
     sources = (
@@ -586,6 +597,10 @@ def _ring_evidence(
             text = (f"{_listing(shared)} were used by {pid}; "
                     f"{_plural(m['shared'], 'member')} in common "
                     f"(identifier overlap {m['infra_overlap']:.2f})")
+            if n_respawns[m["p"]] > 1:
+                kept = ("keeps its id" if m["inherits"] else
+                        f"{pid} stays with one sharing at least as many of its identifiers")
+                text += f"; one of {n_respawns[m['p']]} rings respawned from it; {kept}"
         elif status == "merged":
             kept = (f"keeps the id of {pid}" if m["inherits"] else
                     "new id: each earlier id went to a ring holding at least as many of "

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from graphinv.browser_kit import install_local
 from graphinv.errors import LocalNeo4jError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -204,6 +205,11 @@ class LocalNeo4j:
             "dbms.security.auth_enabled": "false",
             "dbms.usage_report.enabled": "false",
             "db.tx_log.rotation.retention_policy": "1 files",
+            # Style and guide of `graphinv browser-kit`, served from home/web/ by this server.
+            "browser.post_connect_cmd": (
+                f"play http://localhost:{self.http_port}/browser/graphinv/guide.html; "
+                f"style http://localhost:{self.http_port}/browser/graphinv/graphinv.grass"
+            ),
         }
         for folder in ("data", "logs", "plugins", "import", "run", "licenses"):
             (self.home / folder).mkdir(parents=True, exist_ok=True)
@@ -249,6 +255,8 @@ class LocalNeo4j:
                 )
         self.install()
         self.write_conf()
+        # The guide and style that post_connect_cmd opens are served from home/web.
+        install_local(self.home, self.lib)
         java = find_java()
         home = self.home.resolve()
         heap_flags = (f"-Xms{self.heap}", f"-Xmx{self.heap}")

@@ -59,6 +59,8 @@ _NS_PER_HOUR = 3_600_000_000_000
 # Large prime for universal hashing of band keys; products stay inside uint64 wrap-around,
 # which only has to be deterministic, not collision-free.
 _BAND_MIX = np.uint64(0x9E3779B97F4A7C15)
+# Candidate pairs compared per step, bounding the temporary signature copies.
+_CHUNK = 1 << 18
 
 
 def _default_kind_weights() -> Mapping[str, float]:
@@ -296,7 +298,7 @@ def _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, n, options):
 
 def _distinct(token: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Distinct ``(token, row)`` pairs, sorted by token."""
-    return np.divmod(np.unique(token.astype(np.int64) * n + rows), n)
+    return np.divmod(_unique(token.astype(np.int64) * n + rows), n)
 
 
 def _token_matrix(rows, token, weight, n, cap):
@@ -311,14 +313,20 @@ def _token_matrix(rows, token, weight, n, cap):
     tok_weight = np.zeros(len(degree))
     tok_weight[token] = weight
     sel = ((degree >= 2) & (degree <= cap))[tok_u]
-    cols, col = np.unique(tok_u[sel], return_inverse=True)
+    kept = tok_u[sel]  # sorted
+    new = np.r_[True, kept[1:] != kept[:-1]] if len(kept) else np.zeros(0, dtype=bool)
+    cols, col = kept[new], np.cumsum(new) - 1
     w = tok_weight[cols] / np.log1p(degree[cols])
     b = sp.csr_matrix((np.ones(len(col)), (rows_u[sel], col)), shape=(n, len(cols)))
     return (b @ sp.diags(w) @ b.T).tocsr(), degree, len(cols)
 
 
 def _lockstep(usage, index, options):
-    """Edges between accounts with near-identical sets of active hours, via MinHash LSH."""
+    """Edges between accounts with near-identical sets of active hours, via MinHash LSH.
+
+    The similarity of a candidate pair is the MinHash estimate of the Jaccard index of
+    their active-hour sets (standard error about ``0.5 / sqrt(bands·rows)``).
+    """
     n = len(index)
     empty = sp.csr_matrix((n, n))
     if usage.empty:
@@ -327,70 +335,77 @@ def _lockstep(usage, index, options):
     hour = _epoch_ns(usage["hour"]) // _NS_PER_HOUR
     hour = hour - hour.min()
     n_hours = int(hour.max()) + 1
-    pairs = np.unique(acc.astype(np.int64) * n_hours + hour)
-    acc, hour = np.divmod(pairs, n_hours)
+    acc, hour = np.divmod(_unique(acc.astype(np.int64) * n_hours + hour), n_hours)
     active = np.bincount(acc, minlength=n)
     eligible = (active >= options.lockstep_min_hours) & (
         active <= options.lockstep_max_share * n_hours
     )
     sel = eligible[acc]
     acc, hour = acc[sel], hour[sel]
-    n_eligible = int(eligible.sum())
-    if n_eligible < 2:
-        return empty, n_eligible, 0, 0
-    hours = sp.csr_matrix((np.ones(len(acc)), (acc, hour)), shape=(n, n_hours))
-    sig = _minhash(acc, hour, n, n_hours, options)
-    cand = _lsh_candidates(sig, np.flatnonzero(eligible), options)
-    if len(cand) == 0:
-        return empty, n_eligible, 0, 0
-    left, right = cand[:, 0], cand[:, 1]
-    inter = np.asarray(hours[left].multiply(hours[right]).sum(axis=1)).ravel()
-    jaccard = inter / (active[left] + active[right] - inter)
-    ok = jaccard >= options.lockstep_threshold
-    w = options.lockstep_weight * jaccard[ok]
-    upper = sp.coo_matrix((w, (left[ok], right[ok])), shape=(n, n))
-    return (upper + upper.T).tocsr(), n_eligible, len(cand), int(ok.sum())
+    accounts = np.flatnonzero(eligible)
+    if len(accounts) < 2:
+        return empty, len(accounts), 0, 0
+    sig = _minhash(np.searchsorted(accounts, acc), hour, n_hours, options)
+    left, right = _lsh_candidates(sig, options)
+    similarity = np.concatenate(
+        [
+            (sig[left[c : c + _CHUNK]] == sig[right[c : c + _CHUNK]]).mean(axis=1)
+            for c in range(0, len(left), _CHUNK)
+        ]
+        or [np.zeros(0)]
+    )
+    ok = similarity >= options.lockstep_threshold
+    w = options.lockstep_weight * similarity[ok]
+    upper = sp.coo_matrix((w, (accounts[left[ok]], accounts[right[ok]])), shape=(n, n))
+    return (upper + upper.T).tocsr(), len(accounts), len(left), int(ok.sum())
 
 
-def _minhash(acc, hour, n, n_hours, options):
-    """MinHash signatures (``n × bands·rows``) of each account's set of active hours."""
+def _unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values; sorting beats numpy's hash-based unique on large int arrays."""
+    values = np.sort(values)
+    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
+
+
+def _minhash(acc, hour, n_hours, options):
+    """MinHash signatures (accounts × bands·rows) of each account's active hours.
+
+    ``acc`` must be sorted and cover ``0 … max(acc)``.
+    """
     k = options.lockstep_bands * options.lockstep_rows
     rng = np.random.default_rng(options.seed)
-    order = np.argsort(acc, kind="stable")
-    acc, hour = acc[order], hour[order]
     starts = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]])
-    sig = np.full((n, k), -1, dtype=np.int32)
+    sig = np.empty((len(starts), k), dtype=np.int32)
     for j in range(k):
         perm = rng.permutation(n_hours).astype(np.int32)
-        sig[acc[starts], j] = np.minimum.reduceat(perm[hour], starts)
+        sig[:, j] = np.minimum.reduceat(perm[hour], starts)
     return sig
 
 
-def _lsh_candidates(sig, eligible, options):
-    """Distinct pairs ``(i < j)`` of eligible accounts that share an LSH bucket."""
+def _lsh_candidates(sig, options):
+    """Distinct pairs ``(i < j)`` of signature rows that share an LSH bucket."""
     r = options.lockstep_rows
-    sig = sig[eligible].astype(np.uint64)
+    m = len(sig)
+    members = np.arange(m, dtype=np.int64)
     found = []
     for band in range(options.lockstep_bands):
-        key = np.zeros(len(eligible), dtype=np.uint64)
-        for col in sig[:, band * r : (band + 1) * r].T:
+        key = np.zeros(m, dtype=np.uint64)
+        for col in sig[:, band * r : (band + 1) * r].T.astype(np.uint64):
             key = key * _BAND_MIX + col
         order = np.argsort(key, kind="stable")
-        found.append(_pairs_in_runs(eligible[order], key[order], options.lockstep_bucket_cap))
-    pairs = np.concatenate(found)
-    return np.unique(pairs, axis=0) if len(pairs) else pairs
+        found.append(_pairs_in_runs(members[order], key[order], options.lockstep_bucket_cap, m))
+    return np.divmod(_unique(np.concatenate(found)), m)
 
 
-def _pairs_in_runs(members, key, cap):
-    """All pairs of ``members`` inside runs of equal ``key`` of size 2 to ``cap``."""
+def _pairs_in_runs(members, key, cap, m):
+    """Codes ``i·m + j`` (``i < j``) of pairs in runs of equal ``key`` of size 2 to ``cap``."""
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     sizes = np.diff(np.r_[starts, len(key)])
     ok = (sizes >= 2) & (sizes <= cap)
     end = np.repeat(starts + sizes, sizes)
     pos = np.flatnonzero(np.repeat(ok, sizes))
-    out = []
+    out = [np.zeros(0, dtype=np.int64)]
     for d in range(1, int(sizes[ok].max(initial=1))):
         pos = pos[pos + d < end[pos]]
         a, b = members[pos], members[pos + d]
-        out.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
-    return np.concatenate(out) if out else np.empty((0, 2), dtype=np.int64)
+        out.append(np.minimum(a, b) * m + np.maximum(a, b))
+    return np.concatenate(out)

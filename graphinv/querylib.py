@@ -144,8 +144,9 @@ def parse_query(path: Path) -> SavedQuery:
 def _parameter(item: Any, fail: Any) -> QueryParameter:
     if not isinstance(item, dict) or not {"name", "type", "description"} <= set(item):
         raise fail(f"parameter {item!r} needs name, type and description")
-    if set(item) - _PARAMETER_KEYS:
-        raise fail(f"parameter {item['name']!r} has unknown keys {sorted(set(item) - _PARAMETER_KEYS)}")
+    extra = sorted(set(item) - _PARAMETER_KEYS)
+    if extra:
+        raise fail(f"parameter {item['name']!r} has unknown keys {extra}")
     name, kind = item["name"], item["type"]
     if not isinstance(name, str) or not _PARAM_NAME.fullmatch(name):
         raise fail(f"parameter name {name!r} must be snake_case")

@@ -1,6 +1,11 @@
 """One sweep: load the platform from a store, find rings, score them, keep their ids
 stable across sweeps, write the result back and report.
 
+Rings are detected among live accounts only (:func:`live_platform`): a banned account is
+already enforced, and left in it would glue its replacement, which reuses its cards, to
+the old ring. Its links stay in the store, so the previous sweep's rings keep their
+identifiers and a respawn can still be traced to them (``docs/lineage.md``).
+
 Examples
 --------
 >>> import tempfile
@@ -12,16 +17,17 @@ Examples
 ...     _ = store.load(generate(preset="small", seed=3), progress=False)
 ...     report = run_sweep(store, progress=False)
 ...     store.close()
->>> report.rings["rank"].min()
+>>> int(report.rings["rank"].min())
 1
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,15 +151,16 @@ def run_sweep(
     timer = _StageTimer(progress)
     with timer("reading the platform"):
         platform = store.read_platform()
+        live = live_platform(platform, settings.lineage.inactive_statuses)
     with timer("projection"):
-        projection = project(platform, options=settings.projection)
+        projection = project(live, options=settings.projection)
     with timer("leiden"):
-        detection = detect_rings(projection, platform=platform, options=settings.detection)
+        detection = detect_rings(projection, platform=live, options=settings.detection)
     with timer("scoring"):
         scores = score_rings(detection.members, platform, options=settings.scoring)
     with timer("lineage"):
         previous = store.read_sweeps()
-        lineage = _lineage(store, previous, detection.members, platform, settings)
+        lineage = _lineage(store, previous, detection.members, platform, live, settings)
     sweep_id = f"S{len(previous) + 1:04d}-{at:%Y%m%dT%H%M%S}"
     rings, members = _stable_results(detection, scores.rings, lineage)
     with timer("writing results"):
@@ -179,6 +186,7 @@ def run_sweep(
         data_window=_data_window(platform),
         counts={
             "accounts": len(platform.accounts),
+            "inactive_accounts": len(platform.accounts) - len(live.accounts),
             "links": len(platform.links),
             "usage_rows": len(platform.usage),
             "rings": len(rings),
@@ -201,27 +209,64 @@ def run_sweep(
     )
 
 
+def live_platform(platform: Platform, inactive_statuses: Iterable[str]) -> Platform:
+    """The platform without accounts whose ``status`` is one of ``inactive_statuses``.
+
+    Their links and usage go too; identifier tables (IPs, cards, templates) and labels
+    stay. Accounts without a status count as live.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> accounts = pd.DataFrame({"account_id": ["a", "b", "c"],
+    ...                          "status": ["active", "banned", None]})
+    >>> links = pd.DataFrame({"account_id": ["a", "b"], "kind": "ip", "value": "10.0.0.1"})
+    >>> usage = pd.DataFrame({"account_id": pd.Series(dtype=str)})
+    >>> live = live_platform(Platform(accounts, links, usage), ["banned"])
+    >>> live.accounts["account_id"].tolist(), live.links["account_id"].tolist()
+    (['a', 'c'], ['a'])
+    """
+    accounts = platform.accounts
+    if "status" not in accounts.columns:
+        return platform
+    gone = accounts["status"].isin(list(inactive_statuses))
+    if not gone.any():
+        return platform
+    kept = accounts.loc[~gone].reset_index(drop=True)
+    ids = kept["account_id"]
+    return dataclasses.replace(
+        platform,
+        accounts=kept,
+        links=platform.links[platform.links["account_id"].isin(ids)].reset_index(drop=True),
+        usage=platform.usage[platform.usage["account_id"].isin(ids)].reset_index(drop=True),
+    )
+
+
 def _lineage(
     store: Store,
     previous: pd.DataFrame,
     members: pd.DataFrame,
     platform: Platform,
+    live: Platform,
     settings: Settings,
 ) -> Lineage:
     kinds = settings.lineage.infra_kinds
     if len(previous):
         last = str(previous["sweep_id"].iloc[-1])
         previous_members = store.read_members(sweep_id=last)
-        # The previous rings' identifiers come from today's links: the store keeps every
-        # link ever loaded, so a banned ring's cards and proxies are still there.
+        # All links: the store keeps every link ever loaded, so a banned ring's cards and
+        # proxies are still there, and its members' links are its history.
         previous_identifiers = ring_identifiers(previous_members, platform.links, kinds=kinds)
     else:
         previous_members = previous_identifiers = None
+    # Live links only: a respawn's reused proxies were used by the banned accounts it
+    # replaces, and counted as outsiders those would make every reused identifier a hub.
+    current_identifiers = ring_identifiers(members, live.links, kinds=kinds)
     return match_rings(
         previous_members=previous_members,
         previous_identifiers=previous_identifiers,
         current_members=members,
-        current_identifiers=ring_identifiers(members, platform.links, kinds=kinds),
+        current_identifiers=current_identifiers,
         options=settings.lineage,
     )
 

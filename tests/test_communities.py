@@ -167,3 +167,20 @@ def test_no_rings():
     det = detect_rings(proj, platform=empty_platform(proj.account_ids))
     assert det.members.empty and det.rings.empty and det.campaigns.empty
     assert det.stats.rings == 0
+
+
+def test_both_leiden_implementations_find_the_planted_rings():
+    proj, _ = planted([25, 15, 10], p_in=0.7, noise=40, seed=12)
+    platform = empty_platform(proj.account_ids)
+    found = [
+        rings_as_sets(
+            detect_rings(
+                proj,
+                platform=platform,
+                options=DetectionOptions(resolution=0.2, implementation=impl, seed=3),
+            )
+        )
+        for impl in ("igraph", "leidenalg")
+    ]
+    assert found[0] == found[1]
+    assert sorted(len(r) for r in found[0]) == [10, 15, 25]

@@ -164,13 +164,71 @@ def test_respawn_with_new_accounts_and_same_cards_and_ips():
     assert (ring["status"], ring["ring_id"], ring["predecessors"]) == (
         "respawned", "R-old", ("R-old",))
     assert ring["shared_members"] == 0 and ring["shared_identifiers"] == 5
-    # Cards 2/2, IPs 3/4, templates 0/2: mean of the three kinds.
-    assert ring["infra_jaccard"] == pytest.approx((1 + 0.75 + 0) / 3)
+    # Of its own: cards 2/2, IPs 3/4, templates 0/1; mean of the three kinds.
+    assert ring["infra_overlap"] == pytest.approx((1 + 0.75 + 0) / 3)
     assert ring["evidence"].startswith(
-        "shares 2 of 2 payment methods and 3 of 4 IPs with R-old; 0 members in common")
+        "2 of its 2 payment methods and 3 of its 4 IPs were used by R-old; 0 members in common")
     assert lineage.dissolved.empty
     edge = lineage.edges[lineage.edges["previous_ring_id"] == "R-old"].iloc[0]
     assert (edge["ring_id"], edge["kind"]) == ("R-old", "respawned")
+
+
+def test_respawn_of_a_long_history_with_one_day_of_its_own():
+    # Two weeks of the old ring: 30 templates, its camouflage members' home IPs. The
+    # respawn's day: 2 of the templates and most of the ring's cards and proxies. Jaccard
+    # (2/30, 4/12, 3/4) would average 0.33; what counts is that its own are the old ones.
+    history = {"payment_method": ["c1", "c2", "c3", "c4"],
+               "ip": [f"proxy{i}" for i in range(4)] + [f"home{i}" for i in range(8)],
+               "prompt_fingerprint": [f"t{i}" for i in range(30)]}
+    day = {"payment_method": ["c1", "c2", "c3", "fresh"],
+           "ip": ["proxy0", "proxy1", "proxy2", "proxy3", "proxy9"],
+           "prompt_fingerprint": ["t0", "t1"]}
+    lineage = match({"R-old": accounts("a", 12)}, {0: accounts("n", 6)},
+                    prev_ids={"R-old": history}, cur_ids={0: day})
+    ring = row(lineage, 0)
+    assert (ring["status"], ring["ring_id"]) == ("respawned", "R-old")
+    assert ring["infra_overlap"] == pytest.approx((3 / 4 + 4 / 5 + 1) / 3)
+    assert ring["evidence"] == (
+        "3 of its 4 payment methods, 4 of its 5 IPs and 2 of its 2 prompt templates were "
+        "used by R-old; 0 members in common (identifier overlap 0.85)")
+
+
+def test_templates_alone_make_no_respawn():
+    # Rings of one lab send the same templates; on their own cards and proxies a new ring
+    # of that lab is no respawn of a dissolved sibling (overlap (0 + 0 + 1) / 3).
+    lineage = match({"R-sib": accounts("a", 6)}, {0: accounts("n", 6)},
+                    prev_ids={"R-sib": {"payment_method": ["c1"], "ip": IPS,
+                                        "prompt_fingerprint": ["t1", "t2"]}},
+                    cur_ids={0: {"payment_method": ["c9"], "ip": ["198.51.100.1"],
+                                 "prompt_fingerprint": ["t1", "t2"]}})
+    assert row(lineage, 0)["status"] == "new"
+    assert lineage.dissolved["ring_id"].tolist() == ["R-sib"]
+
+
+def test_respawn_in_two_pieces():
+    # The fresh accounts of a banned ring are only loosely tied yet; detection finds two
+    # rings on its infrastructure. Both are its respawns; the one using more of it keeps
+    # the id, like the bigger piece of a split.
+    old = {"payment_method": ["c1", "c2", "c3", "c4"], "ip": IPS}
+    lineage = match(
+        {"R-old": accounts("a", 10)},
+        {0: accounts("n", 4), 1: accounts("m", 6)},
+        prev_ids={"R-old": old},
+        cur_ids={0: {"payment_method": ["c1"], "ip": IPS[:2]},
+                 1: {"payment_method": ["c2", "c3", "c4"], "ip": IPS[1:]}},
+    )
+    small, big = row(lineage, 0), row(lineage, 1)
+    assert (big["status"], big["ring_id"], big["predecessors"]) == (
+        "respawned", "R-old", ("R-old",))
+    assert small["status"] == "respawned" and small["predecessors"] == ("R-old",)
+    assert small["ring_id"] != "R-old"
+    assert big["evidence"].endswith("; one of 2 rings respawned from it; keeps its id")
+    assert small["evidence"].endswith(
+        "; one of 2 rings respawned from it; R-old stays with one sharing at least as many "
+        "of its identifiers")
+    assert lineage.dissolved.empty
+    assert lineage.edges["previous_ring_id"].tolist() == ["R-old", "R-old"]
+    assert lineage.summary()["respawned"] == 2
 
 
 def test_no_respawn_from_a_ring_that_lives_on():
@@ -268,6 +326,9 @@ def test_missing_column_and_bad_options():
     with pytest.raises(ConfigError):
         LineageOptions(member_jaccard_min=0)
     assert LineageOptions(infra_kinds=["ip"]).infra_kinds == ("ip",)
+    assert LineageOptions(inactive_statuses=["banned"]).inactive_statuses == ("banned",)
+    with pytest.raises(ConfigError):
+        LineageOptions(infra_overlap_min=1.5)
 
 
 def random_sweeps(seed: int, n_rings: int = 1000, n_accounts: int = 25_000):

@@ -43,7 +43,7 @@ if "queries" not in cli.commands:
 
 def test_library_holds_the_queries_investigators_need() -> None:
     library = load_queries()
-    assert REQUIRED_IDS <= set(library)
+    assert set(library) >= REQUIRED_IDS
     for query in library.values():
         assert query.path.stem == query.id
         assert query.description and query.name

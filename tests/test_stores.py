@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import neo4j
 import pandas as pd
 import pytest
@@ -55,6 +56,31 @@ def results(score: float = 0.9) -> dict[str, pd.DataFrame]:
     }
 
 
+def lineage_results(score: float = 0.9) -> dict[str, pd.DataFrame]:
+    """The rings of ``results`` as a sweep's runner writes them: with lineage columns."""
+    out = results(score)
+    out["rings"] = out["rings"].assign(
+        flagged=[True, False],
+        status=["grown", "new"],
+        predecessors=[("r1", "r0"), ()],
+        lineage_evidence=["3 of 3 members kept", None],
+        density=[0.667, float("nan")],
+    )
+    return out
+
+
+def edges(shared: int = 2) -> pd.DataFrame:
+    return pd.DataFrame({
+        "ring_id": ["r1", "r1"],
+        "previous_ring_id": ["r1", "r2"],
+        "kind": ["merged", "merged"],
+        "shared_members": [shared, 1],
+        "member_jaccard": [0.5, float("nan")],
+        "shared_identifiers": [4, 0],
+        "infra_jaccard": [0.8, 0.0],
+    })
+
+
 def sweep(sweep_id: str, day: int) -> SweepRecord:
     return SweepRecord(sweep_id, datetime(2024, 2, day, tzinfo=UTC), {"resolution": 0.05})
 
@@ -92,6 +118,129 @@ def test_members_must_name_loaded_accounts(store: Store) -> None:
     bad["members"] = pd.DataFrame({"ring_id": ["r1"], "account_id": ["ghost"]})
     with pytest.raises(StoreError, match="not in the"):
         store.write_sweep(sweep("s1", 1), **bad)
+
+
+def test_ring_lineage_columns_round_trip(store: Store) -> None:
+    store.load(platform(), progress=False)
+    store.write_sweep(sweep("s1", 1), **lineage_results())
+    rings = store.read_rings()
+    assert rings["flagged"].tolist() == [True, False]
+    assert rings["status"].tolist() == ["grown", "new"]
+    assert rings["predecessors"].tolist() == [["r1", "r0"], []]
+    assert rings["lineage_evidence"].tolist() == ["3 of 3 members kept", None]
+    assert rings.loc[0, "density"] == pytest.approx(0.667)
+    assert pd.isna(rings.loc[1, "density"])
+
+
+def test_rings_without_lineage_columns_read_back_empty(store: Store) -> None:
+    store.load(platform(), progress=False)
+    store.write_sweep(sweep("s1", 1), **results())
+    rings = store.read_rings()
+    assert rings["predecessors"].tolist() == [[], []]
+    assert rings["status"].tolist() == [None, None]
+    assert rings["flagged"].isna().all()
+    assert store.read_lineage().empty
+
+
+def test_continues_edges_are_written_and_read(store: Store) -> None:
+    store.load(platform(), progress=False)
+    store.write_sweep(sweep("s1", 1), **results())
+    store.write_sweep(
+        sweep("s2", 2), **lineage_results(), lineage=edges(), previous_sweep_id="s1"
+    )
+    read = store.read_lineage()
+    assert read.columns.tolist() == [
+        "sweep_id", "previous_sweep_id", "ring_id", "previous_ring_id", "kind",
+        "shared_members", "member_jaccard", "shared_identifiers", "infra_jaccard",
+    ]
+    assert read[["sweep_id", "previous_sweep_id", "ring_id", "previous_ring_id"]].to_dict(
+        "records"
+    ) == [
+        {"sweep_id": "s2", "previous_sweep_id": "s1", "ring_id": "r1", "previous_ring_id": p}
+        for p in ("r1", "r2")
+    ]
+    assert read["shared_members"].tolist() == [2, 1]
+    assert read.loc[0, "member_jaccard"] == pytest.approx(0.5)
+    assert pd.isna(read.loc[1, "member_jaccard"])
+    assert read["kind"].tolist() == ["merged", "merged"]
+    assert store.read_lineage(sweep_id="s1").empty
+
+
+def test_rewriting_a_sweep_replaces_its_rings_and_edges(store: Store) -> None:
+    store.load(platform(), progress=False)
+    store.write_sweep(sweep("s1", 1), **results())
+    store.write_sweep(
+        sweep("s2", 2), **lineage_results(), lineage=edges(2), previous_sweep_id="s1"
+    )
+    store.write_sweep(
+        sweep("s2", 2), **lineage_results(0.5), lineage=edges(3).iloc[:1],
+        previous_sweep_id="s1",
+    )
+    read = store.read_lineage(sweep_id="s2")
+    assert read[["previous_ring_id", "shared_members"]].values.tolist() == [["r1", 3]]
+    assert store.read_rings(sweep_id="s2")["score"].iloc[0] == pytest.approx(0.5)
+    assert len(store.read_rings(sweep_id="s2")) == 2
+    # Rewriting the earlier sweep replaces the rings the edges pointed into: edges go too.
+    store.write_sweep(sweep("s1", 1), **results())
+    assert store.read_lineage(sweep_id="s2").empty
+
+
+def test_a_lineage_edge_to_an_unknown_ring_writes_nothing(store: Store) -> None:
+    store.load(platform(), progress=False)
+    store.write_sweep(sweep("s1", 1), **results())
+    bad = edges().assign(previous_ring_id=["r1", "ghost"])
+    with pytest.raises(StoreError, match="lineage edge"):
+        store.write_sweep(sweep("s2", 2), **lineage_results(), lineage=bad,
+                          previous_sweep_id="s1")
+    assert store.read_sweeps()["sweep_id"].tolist() == ["s1"]
+    with pytest.raises(StoreError, match="previous_sweep_id"):
+        store.write_sweep(sweep("s2", 2), **lineage_results(), lineage=edges())
+
+
+def test_an_unknown_lineage_status_is_refused(store: Store) -> None:
+    store.load(platform(), progress=False)
+    bad = lineage_results()
+    bad["rings"]["status"] = ["grown", "teleported"]
+    with pytest.raises(StoreError, match="teleported"):
+        store.write_sweep(sweep("s1", 1), **bad)
+
+
+def test_an_embedded_file_from_before_lineage_gains_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE rings (sweep_id VARCHAR, ring_id VARCHAR, size BIGINT, score DOUBLE, "
+        "rank BIGINT, campaign_id VARCHAR, explanation VARCHAR, features VARCHAR)"
+    )
+    con.execute("INSERT INTO rings VALUES ('s0', 'r0', 3, 0.5, 1, NULL, 'old', '{}')")
+    con.close()
+    with EmbeddedStore(path) as store:
+        store.load(platform(), progress=False)
+        old = store.read_rings(sweep_id="s0")
+        assert old["ring_id"].tolist() == ["r0"]
+        assert old["predecessors"].tolist() == [[]]
+        store.write_sweep(sweep("s1", 1), **lineage_results())
+        assert store.read_rings()["status"].tolist() == ["grown", "new"]
+
+
+@pytest.mark.neo4j
+def test_continues_edges_join_the_rings_of_two_sweeps(neo4j_driver: neo4j.Driver) -> None:
+    store = Neo4jStore(neo4j_driver)
+    store.load(platform(), progress=False)
+    store.write_sweep(sweep("s1", 1), **results())
+    store.write_sweep(
+        sweep("s2", 2), **lineage_results(), lineage=edges(), previous_sweep_id="s1"
+    )
+    found = store.query(
+        "MATCH (:Sweep {id: 's2'})<-[:FOUND_IN]-(g:Ring)-[c:CONTINUES]->(p:Ring)"
+        "-[:FOUND_IN]->(:Sweep {id: 's1'}) "
+        "RETURN g.id AS ring, p.id AS previous, c.kind AS kind, g.predecessors AS preds, "
+        "g.flagged AS flagged ORDER BY previous"
+    )
+    assert found.to_dict("records") == [
+        {"ring": "r1", "previous": p, "kind": "merged", "preds": ["r1", "r0"], "flagged": True}
+        for p in ("r1", "r2")
+    ]
 
 
 @pytest.mark.neo4j

@@ -270,7 +270,7 @@ def sweep_frames(
     rings["predecessors"] = [_id_list(p) for p in rings["predecessors"]]
     rings["density"] = pd.to_numeric(rings["density"]).astype("float64")
     for column in ("status", "lineage_evidence"):
-        rings[column] = [optional(v) for v in rings[column]]
+        rings[column] = _texts(rings[column])
     members = members.loc[:, list(MEMBER_COLUMNS)].astype("str").drop_duplicates()
     campaigns = campaigns.loc[:, list(CAMPAIGN_COLUMNS)].copy()
     campaigns["campaign_id"] = campaigns["campaign_id"].astype("str")
@@ -324,6 +324,8 @@ def rings_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     frame["campaign_id"] = frame["campaign_id"].astype("str")
     frame["flagged"] = frame["flagged"].astype("boolean")
     frame["predecessors"] = [_id_list(p) for p in frame["predecessors"]]
+    for column in ("status", "lineage_evidence"):
+        frame[column] = _texts(frame[column])
     return frame.sort_values(["rank", "ring_id"], na_position="last").reset_index(drop=True)
 
 
@@ -369,6 +371,11 @@ def _check_statuses(what: str, values: pd.Series) -> None:
     unknown = sorted({str(v) for v in values if optional(v) is not None} - set(STATUSES))
     if unknown:
         raise StoreError(f"{what} {unknown} not among {list(STATUSES)}")
+
+
+def _texts(values: pd.Series) -> pd.Series:
+    # object dtype: pandas' string dtype would turn None back into NaN.
+    return pd.Series([optional(v) for v in values], index=values.index, dtype=object)
 
 
 def _id_list(value: Any) -> list[str]:

@@ -17,8 +17,11 @@ Graph model (DESIGN §4)::
     (:Account)-[:HAS_USAGE]->(:Usage {account_id, model, hours[], requests[],
         input_tokens[], output_tokens[]})
     (:Account)-[:IN_RING]->(:Ring {sweep_id, id, size, score, rank, explanation,
-        campaign_id, features (JSON), f_<name>…})-[:FOUND_IN]->(:Sweep {id, at, params})
+        campaign_id, features (JSON), f_<name>…, flagged, status, predecessors[],
+        lineage_evidence, density})-[:FOUND_IN]->(:Sweep {id, at, params})
     (:Ring)-[:PART_OF]->(:Campaign {sweep_id, id, n_rings, size})
+    (:Ring {sweep_id: now})-[:CONTINUES {kind, shared_members, member_jaccard,
+        shared_identifiers, infra_jaccard}]->(:Ring {sweep_id: the sweep before})
 
 Ring and Campaign nodes are keyed on ``(sweep_id, id)``, so lineage can keep a ring id
 across sweeps while each sweep keeps its own node.
@@ -315,7 +318,26 @@ RINGS_READ = (
     "MATCH (g:Ring {sweep_id: $sweep_id})\n"
     "RETURN g.sweep_id AS sweep_id, g.id AS ring_id, g.size AS size, g.score AS score,\n"
     "       g.rank AS rank, g.campaign_id AS campaign_id, g.explanation AS explanation,\n"
-    "       g.features AS features"
+    "       g.features AS features, g.flagged AS flagged, g.status AS status,\n"
+    "       g.predecessors AS predecessors, g.lineage_evidence AS lineage_evidence,\n"
+    "       g.density AS density"
+)
+# Rows: [ring_id, previous_ring_id, kind, shared_members, member_jaccard,
+# shared_identifiers, infra_jaccard]; runs in the transaction that creates the rings.
+LINEAGE_CREATE = (
+    "UNWIND $rows AS r\n"
+    "MATCH (g:Ring {sweep_id: $sweep_id, id: r[0]})\n"
+    "MATCH (p:Ring {sweep_id: $previous_sweep_id, id: r[1]})\n"
+    "CREATE (g)-[:CONTINUES {kind: r[2], shared_members: r[3], member_jaccard: r[4],\n"
+    "    shared_identifiers: r[5], infra_jaccard: r[6]}]->(p)\n"
+    "RETURN count(*) AS written"
+)
+LINEAGE_READ = (
+    "MATCH (g:Ring {sweep_id: $sweep_id})-[c:CONTINUES]->(p:Ring)\n"
+    "RETURN g.sweep_id AS sweep_id, p.sweep_id AS previous_sweep_id, g.id AS ring_id,\n"
+    "       p.id AS previous_ring_id, c.kind AS kind, c.shared_members AS shared_members,\n"
+    "       c.member_jaccard AS member_jaccard, c.shared_identifiers AS shared_identifiers,\n"
+    "       c.infra_jaccard AS infra_jaccard"
 )
 RING_EXISTS = "MATCH (g:Ring {sweep_id: $sweep_id, id: $ring_id}) RETURN count(g) AS n"
 MEMBERS_READ = (

@@ -2,10 +2,11 @@
 
 Tables mirror ``TABLES`` column for column (no key indexes: DuckDB joins faster than it
 maintains ART indexes on millions of rows), plus ``sweeps``, ``rings`` (``features`` as JSON
-text), ``ring_members`` and ``campaigns``, all keyed by ``sweep_id`` so ring ids recur freely
-across sweeps. A load into an empty table is a plain insert; into a filled one, a full outer
-join on the key that applies :data:`~graphinv.stores.base.MERGE_RULES` and swaps the table
-in one transaction.
+text, ``predecessors`` as a list), ``ring_members``, ``campaigns`` and ``ring_lineage`` (the
+``CONTINUES`` edges: ``sweep_id, previous_sweep_id, ring_id, previous_ring_id, kind, …``),
+all keyed by ``sweep_id`` so ring ids recur freely across sweeps. A load into an empty
+table is a plain insert; into a filled one, a full outer join on the key that applies
+:data:`~graphinv.stores.base.MERGE_RULES` and swaps the table in one transaction.
 
 Examples
 --------
@@ -32,9 +33,13 @@ import pandas as pd
 from graphinv.errors import RingNotFound, StoreError
 from graphinv.schema import TABLES, ColumnType, Platform, TableSpec, conform
 from graphinv.stores.base import (
+    LINEAGE_READ_COLUMNS,
+    RING_LINEAGE_COLUMNS,
     LoadStats,
     SweepRecord,
     check_unique_keys,
+    lineage_frame,
+    lineage_read_frame,
     merge_rule,
     params_json,
     progress_bar,
@@ -51,14 +56,31 @@ _SQL_TYPES: dict[ColumnType, str] = {
     "bool": "BOOLEAN",
 }
 
+# Ring columns added with lineage; files written before them get them by ALTER TABLE.
+_RING_LINEAGE_SQL = {
+    "flagged": "BOOLEAN",
+    "status": "VARCHAR",
+    "predecessors": "VARCHAR[]",
+    "lineage_evidence": "VARCHAR",
+    "density": "DOUBLE",
+}
+assert tuple(_RING_LINEAGE_SQL) == RING_LINEAGE_COLUMNS
+
 _RESULT_DDL = (
     'CREATE TABLE IF NOT EXISTS sweeps (sweep_id VARCHAR, "at" TIMESTAMPTZ, params VARCHAR)',
     "CREATE TABLE IF NOT EXISTS rings (sweep_id VARCHAR, ring_id VARCHAR, size BIGINT, "
     "score DOUBLE, rank BIGINT, campaign_id VARCHAR, explanation VARCHAR, features VARCHAR)",
+    *(
+        f"ALTER TABLE rings ADD COLUMN IF NOT EXISTS {name} {sql}"
+        for name, sql in _RING_LINEAGE_SQL.items()
+    ),
     "CREATE TABLE IF NOT EXISTS ring_members (sweep_id VARCHAR, ring_id VARCHAR, "
     "account_id VARCHAR)",
     "CREATE TABLE IF NOT EXISTS campaigns (sweep_id VARCHAR, campaign_id VARCHAR, "
     "n_rings BIGINT, size BIGINT)",
+    "CREATE TABLE IF NOT EXISTS ring_lineage (sweep_id VARCHAR, previous_sweep_id VARCHAR, "
+    "ring_id VARCHAR, previous_ring_id VARCHAR, kind VARCHAR, shared_members BIGINT, "
+    "member_jaccard DOUBLE, shared_identifiers BIGINT, infra_jaccard DOUBLE)",
 )
 _SWEEP_TABLES = ("sweeps", "rings", "ring_members", "campaigns")
 
@@ -173,38 +195,48 @@ class EmbeddedStore:
         rings: pd.DataFrame,
         members: pd.DataFrame,
         campaigns: pd.DataFrame,
+        lineage: pd.DataFrame | None = None,
+        previous_sweep_id: str | None = None,
     ) -> None:
-        """Record a sweep and its rings in one transaction (replacing an earlier write).
+        """Record a sweep, its rings and their lineage in one transaction.
+
+        Writing a sweep id again replaces its rows, and drops the lineage edges that point
+        into its rings from a later sweep (their rings are gone), as Neo4j's DETACH DELETE
+        does.
+
+        Parameters
+        ----------
+        sweep
+            Id, time and parameters of the run.
+        rings, members, campaigns
+            Result frames (see :func:`~graphinv.stores.base.sweep_frames`).
+        lineage
+            ``CONTINUES`` edges (:data:`~graphinv.stores.base.LINEAGE_COLUMNS`) from this
+            sweep's rings to rings of ``previous_sweep_id``; None writes none.
+        previous_sweep_id
+            The sweep the lineage edges point into (the latest one before this).
 
         Raises
         ------
         StoreError
-            A member names an account that is not loaded, or a ring not in ``rings``.
+            A member names an account that is not loaded or a ring not in ``rings``, or an
+            edge names a ring missing from this sweep or from ``previous_sweep_id``.
         """
         rings, members, campaigns = sweep_frames(rings, members, campaigns)
+        edges = lineage_frame(
+            lineage, sweep_id=sweep.sweep_id, previous_sweep_id=previous_sweep_id
+        )
         rings = rings.assign(
             features=[params_json(f) for f in rings["features"]], sweep_id=sweep.sweep_id
         )
         members = members.assign(sweep_id=sweep.sweep_id)
         campaigns = campaigns.assign(sweep_id=sweep.sweep_id)
-        self._con.register("incoming", members)
-        (unknown,) = self._con.execute(
-            "SELECT count(*) FROM incoming m WHERE m.account_id NOT IN "
-            "(SELECT account_id FROM accounts) OR NOT list_contains($rings, m.ring_id)",
-            {"rings": rings["ring_id"].tolist()},
-        ).fetchall()[0]
-        self._con.unregister("incoming")
-        if unknown:
-            raise StoreError(
-                f"sweep {sweep.sweep_id}: {unknown} member(s) name accounts or rings that are "
-                "not in the store"
-            )
+        edges = edges.assign(sweep_id=sweep.sweep_id, previous_sweep_id=previous_sweep_id)
+        self._check_members(sweep.sweep_id, members, rings)
+        self._check_edges(sweep.sweep_id, edges, rings, previous_sweep_id)
         try:
             self._con.execute("BEGIN TRANSACTION")
-            for table in _SWEEP_TABLES:
-                self._con.execute(
-                    f"DELETE FROM {table} WHERE sweep_id = $id", {"id": sweep.sweep_id}
-                )
+            self._clear_sweep(sweep.sweep_id)
             self._con.execute(
                 "INSERT INTO sweeps VALUES ($id, $at, $params)",
                 {"id": sweep.sweep_id, "at": sweep.at, "params": params_json(sweep.params)},
@@ -213,29 +245,93 @@ class EmbeddedStore:
                 ("rings", rings),
                 ("ring_members", members),
                 ("campaigns", campaigns),
+                ("ring_lineage", edges),
             ):
-                self._con.register("incoming", frame)
-                columns = [r[0] for r in self._con.execute(f"DESCRIBE {table}").fetchall()]
-                listed = ", ".join(_quote(c) for c in columns)
-                self._con.execute(f"INSERT INTO {table} SELECT {listed} FROM incoming")
-                self._con.unregister("incoming")
+                self._insert(table, frame)
             self._con.execute("COMMIT")
         except duckdb.Error as exc:
             self._con.execute("ROLLBACK")
             raise StoreError(f"DuckDB refused sweep {sweep.sweep_id}: {exc}") from exc
+
+    def _check_members(self, sweep_id: str, members: pd.DataFrame, rings: pd.DataFrame) -> None:
+        self._con.register("incoming", members)
+        try:
+            (unknown,) = self._con.execute(
+                "SELECT count(*) FROM incoming m WHERE m.account_id NOT IN "
+                "(SELECT account_id FROM accounts) OR NOT list_contains($rings, m.ring_id)",
+                {"rings": rings["ring_id"].tolist()},
+            ).fetchall()[0]
+        finally:
+            self._con.unregister("incoming")
+        if unknown:
+            raise StoreError(
+                f"sweep {sweep_id}: {unknown} member(s) name accounts or rings that are "
+                "not in the store"
+            )
+
+    def _check_edges(
+        self,
+        sweep_id: str,
+        edges: pd.DataFrame,
+        rings: pd.DataFrame,
+        previous_sweep_id: str | None,
+    ) -> None:
+        if edges.empty:
+            return
+        self._con.register("incoming", edges)
+        try:
+            (unknown,) = self._con.execute(
+                "SELECT count(*) FROM incoming e WHERE NOT list_contains($rings, e.ring_id) "
+                "OR e.previous_ring_id NOT IN "
+                "(SELECT ring_id FROM rings WHERE sweep_id = $previous)",
+                {"rings": rings["ring_id"].tolist(), "previous": previous_sweep_id},
+            ).fetchall()[0]
+        finally:
+            self._con.unregister("incoming")
+        if unknown:
+            raise StoreError(
+                f"sweep {sweep_id}: {unknown} lineage edge(s) name rings that are not in this "
+                f"sweep or in sweep {previous_sweep_id}"
+            )
+
+    def _clear_sweep(self, sweep_id: str) -> None:
+        for table in _SWEEP_TABLES:
+            self._con.execute(f"DELETE FROM {table} WHERE sweep_id = $id", {"id": sweep_id})
+        self._con.execute(
+            "DELETE FROM ring_lineage WHERE sweep_id = $id OR previous_sweep_id = $id",
+            {"id": sweep_id},
+        )
+
+    def _insert(self, table: str, frame: pd.DataFrame) -> None:
+        """Append a frame to a result table, matching columns by name."""
+        self._con.register("incoming", frame)
+        try:
+            columns = [r[0] for r in self._con.execute(f"DESCRIBE {table}").fetchall()]
+            listed = ", ".join(_quote(c) for c in columns)
+            self._con.execute(f"INSERT INTO {table} SELECT {listed} FROM incoming")
+        finally:
+            self._con.unregister("incoming")
 
     def read_sweeps(self) -> pd.DataFrame:
         rows = self._con.execute('SELECT sweep_id, "at", params FROM sweeps').df()
         return sweeps_frame(rows.to_dict("records"))
 
     def read_rings(self, *, sweep_id: str | None = None) -> pd.DataFrame:
-        sweep_id = sweep_id or self._latest_sweep()
+        # SELECT * so a read-only file from before the lineage columns still reads.
         rows = self._con.execute(
-            "SELECT sweep_id, ring_id, size, score, rank, campaign_id, explanation, features "
-            "FROM rings WHERE sweep_id = $id",
-            {"id": sweep_id},
+            "SELECT * FROM rings WHERE sweep_id = $id", {"id": sweep_id or self._latest_sweep()}
         ).df()
         return rings_frame(rows.to_dict("records"))
+
+    def read_lineage(self, *, sweep_id: str | None = None) -> pd.DataFrame:
+        if not self._has_table("ring_lineage"):  # a read-only file from before lineage
+            return lineage_read_frame([])
+        columns = ", ".join(_quote(c) for c in LINEAGE_READ_COLUMNS)
+        rows = self._con.execute(
+            f"SELECT {columns} FROM ring_lineage WHERE sweep_id = $id",
+            {"id": sweep_id or self._latest_sweep()},
+        ).df()
+        return lineage_read_frame(rows.to_dict("records"))
 
     def read_ring_members(self, ring_id: str, *, sweep_id: str | None = None) -> pd.DataFrame:
         sweep_id = sweep_id or self._latest_sweep()
@@ -257,6 +353,12 @@ class EmbeddedStore:
             "ORDER BY ring_id, account_id",
             {"id": sweep_id or self._latest_sweep()},
         ).df()
+
+    def _has_table(self, name: str) -> bool:
+        found = self._con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = $name", {"name": name}
+        ).fetchall()
+        return bool(found[0][0])
 
     def _latest_sweep(self) -> str | None:
         rows = self._con.execute(

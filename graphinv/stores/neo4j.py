@@ -44,6 +44,8 @@ from graphinv.stores.base import (
     LoadStats,
     SweepRecord,
     check_unique_keys,
+    lineage_frame,
+    lineage_read_frame,
     optional,
     params_json,
     progress_bar,
@@ -302,17 +304,37 @@ class Neo4jStore:
         rings: pd.DataFrame,
         members: pd.DataFrame,
         campaigns: pd.DataFrame,
+        lineage: pd.DataFrame | None = None,
+        previous_sweep_id: str | None = None,
     ) -> None:
-        """Write a sweep, its campaigns and rings in one transaction, then members in batches.
+        """Write a sweep, its campaigns, rings and lineage in one transaction, then members.
 
-        Writing a sweep id again first deletes that sweep's rings and campaigns.
+        Writing a sweep id again first DETACH DELETEs that sweep's rings and campaigns, which
+        also removes the ``CONTINUES`` edges from and into those rings.
+
+        Parameters
+        ----------
+        sweep
+            Id, time and parameters of the run.
+        rings, members, campaigns
+            Result frames (see :func:`~graphinv.stores.base.sweep_frames`).
+        lineage
+            ``CONTINUES`` edges (:data:`~graphinv.stores.base.LINEAGE_COLUMNS`) from this
+            sweep's rings to rings of ``previous_sweep_id``; None writes none.
+        previous_sweep_id
+            The sweep the lineage edges point into (the latest one before this).
 
         Raises
         ------
         StoreError
-            A member account is not in the graph (load the platform first).
+            A member account is not in the graph (load the platform first), or a lineage
+            edge names a ring missing from this sweep or from ``previous_sweep_id`` (then
+            nothing of the sweep is written).
         """
         rings, members, campaigns = sweep_frames(rings, members, campaigns)
+        edges = lineage_frame(
+            lineage, sweep_id=sweep.sweep_id, previous_sweep_id=previous_sweep_id
+        )
         self.ensure_schema()
         at = pd.Timestamp(sweep.at)
         at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
@@ -320,6 +342,7 @@ class Neo4jStore:
         campaign_rows = [
             {k: optional(v) for k, v in r.items()} for r in campaigns.to_dict("records")
         ]
+        edge_rows = [[_native(optional(v)) for v in row] for row in edges.itertuples(index=False)]
         key = {"sweep_id": sweep.sweep_id}
 
         def head(tx: neo4j.ManagedTransaction) -> None:
@@ -331,6 +354,18 @@ class Neo4jStore:
             ).consume()
             tx.run(cypher.CAMPAIGNS_CREATE, {**key, "rows": campaign_rows}).consume()
             tx.run(cypher.RINGS_CREATE, {**key, "rows": ring_rows}).consume()
+            if not edge_rows:
+                return
+            linked = tx.run(
+                cypher.LINEAGE_CREATE,
+                {**key, "previous_sweep_id": previous_sweep_id, "rows": edge_rows},
+            ).single(strict=True)["written"]
+            if linked != len(edge_rows):
+                # Raising inside the transaction function rolls the whole head back.
+                raise StoreError(
+                    f"sweep {sweep.sweep_id}: {len(edge_rows) - linked} lineage edge(s) name "
+                    f"rings that are not in this sweep or in sweep {previous_sweep_id}"
+                )
 
         written = 0
         with self._session() as session:
@@ -352,6 +387,10 @@ class Neo4jStore:
     def read_rings(self, *, sweep_id: str | None = None) -> pd.DataFrame:
         sweep_id = sweep_id or self._latest_sweep()
         return rings_frame(self._read(cypher.RINGS_READ, sweep_id=sweep_id))
+
+    def read_lineage(self, *, sweep_id: str | None = None) -> pd.DataFrame:
+        sweep_id = sweep_id or self._latest_sweep()
+        return lineage_read_frame(self._read(cypher.LINEAGE_READ, sweep_id=sweep_id))
 
     def read_ring_members(self, ring_id: str, *, sweep_id: str | None = None) -> pd.DataFrame:
         sweep_id = sweep_id or self._latest_sweep()
@@ -499,6 +538,11 @@ def _ring_row(ring: Mapping[str, Any]) -> dict[str, Any]:
         "campaign_id": optional(ring["campaign_id"]),
         "explanation": optional(ring["explanation"]),
         "features": json.dumps(features, sort_keys=True, default=str),
+        "flagged": optional(ring["flagged"]),
+        "status": ring["status"],
+        "predecessors": ring["predecessors"],
+        "lineage_evidence": ring["lineage_evidence"],
+        "density": optional(ring["density"]),
     }
     # Only scalar features become properties; lists and maps stay in the JSON text.
     props.update({f"f_{k}": _scalar(v) for k, v in features.items() if _scalar(v) is not None})

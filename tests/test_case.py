@@ -1,0 +1,125 @@
+"""graphinv.Case on both stores, its exports, and the `ring` and `case` commands."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import neo4j
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from graphinv.case import Case
+from graphinv.cli import cli
+from graphinv.cli_investigate import case, ring
+from graphinv.context import Context
+from graphinv.errors import RingNotFound
+from graphinv.stores import open_store
+from graphinv.sweep import run_sweep
+from graphinv.synth import generate
+
+for command in (ring, case):
+    if command.name not in cli.commands:
+        cli.add_command(command)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A swept embedded store (path) and its top ring."""
+    db = tmp_path_factory.mktemp("case") / "g.duckdb"
+    with Context(db_path=db, use_env=False, progress=False) as ctx:
+        ctx.store.load(generate(preset="small", seed=7, n_accounts=1500), progress=False)
+        ctx.sweep()
+        yield db, str(ctx.rings()["ring_id"].iloc[0])
+
+
+def test_case_frames_tell_the_story_of_the_ring(embedded: tuple[Path, str]) -> None:
+    db, ring_id = embedded
+    with Context(db_path=db, use_env=False, progress=False) as ctx:
+        opened = Case(ring_id, context=ctx)
+    assert opened.ring["ring_id"] == ring_id and opened.ring["rank"] == 1
+    assert len(opened.members) == opened.ring["size"]
+    assert opened.members["account_id"].is_unique
+    assert {"created_at", "requests", "first_active", "last_active"} <= set(opened.members)
+    shared = opened.shared_identifiers
+    assert len(shared) and (shared["members"] >= 2).all()
+    assert (shared["platform_accounts"] >= shared["members"]).all()
+    assert set(opened.timeline["account_id"]) <= set(opened.members["account_id"])
+    assert opened.timeline["hour"].is_monotonic_increasing
+    assert opened.breakdown["contribution"].sum() == pytest.approx(opened.ring["score"], abs=1e-9)
+    assert list(opened.breakdown["contribution"]) == sorted(opened.breakdown["contribution"],
+                                                            reverse=True)
+
+
+def test_exports_are_self_contained(embedded: tuple[Path, str], tmp_path: Path) -> None:
+    db, ring_id = embedded
+    with Context(db_path=db, use_env=False, progress=False) as ctx:
+        opened = Case(ring_id, context=ctx)
+    page = opened.to_html(tmp_path / "case.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert not re.search(r"""(src|href)=["']?https?:""", page), "no external resources"
+    assert ring_id in page and "Accounts to action" in page
+    accounts = pd.read_csv(opened.to_csv(tmp_path / "accounts.csv"))
+    assert list(accounts.columns) == ["account_id", "ring_id", "sweep_id", "ring_rank",
+                                      "ring_score", "reason"]
+    assert sorted(accounts["account_id"]) == sorted(opened.members["account_id"])
+    assert accounts["reason"].str.startswith(f"member of ring {ring_id}").all()
+    assert accounts["reason"].str.contains(" with ").any(), "what each account shares"
+
+
+def test_unknown_ring_is_a_clear_error(embedded: tuple[Path, str]) -> None:
+    db, _ = embedded
+    store = open_store(path=db, use_env=False)
+    try:
+        with pytest.raises(RingNotFound, match="R-nope"):
+            Case.open("R-nope", store=store)
+    finally:
+        store.close()
+
+
+def test_ring_and_case_commands_on_the_embedded_store(
+    embedded: tuple[Path, str], tmp_path: Path
+) -> None:
+    db, ring_id = embedded
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["--db", str(db), "--quiet", "ring", ring_id, "--limit", "3"])
+    assert shown.exit_code == 0, shown.output
+    assert "Why this score" in shown.output and "Shared identifiers" in shown.output
+    exported = runner.invoke(cli, ["--db", str(db), "--quiet", "case", ring_id,
+                                   "--html", str(tmp_path / "c.html"),
+                                   "--csv", str(tmp_path / "c.csv")])
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "c.html").is_file() and (tmp_path / "c.csv").is_file()
+    neither = runner.invoke(cli, ["--db", str(db), "case", ring_id])
+    assert neither.exit_code == 2 and "--html" in neither.output
+    missing = runner.invoke(cli, ["--db", str(db), "ring", "R-nope"])
+    assert missing.exit_code == 1 and "R-nope" in missing.output
+
+
+@pytest.mark.neo4j
+def test_case_and_commands_on_neo4j(
+    neo4j_uri: str, neo4j_driver: neo4j.Driver, tmp_path: Path
+) -> None:
+    store = open_store(neo4j_uri=neo4j_uri, use_env=False)
+    try:
+        store.load(generate(preset="small", seed=7, n_accounts=1500), progress=False)
+        run_sweep(store, progress=False)
+        ring_id = str(store.read_rings()["ring_id"].iloc[0])
+        opened = Case.open(ring_id, store=store)
+        members = store.read_ring_members(ring_id)
+    finally:
+        store.close()
+    assert sorted(opened.members["account_id"]) == sorted(members["account_id"])
+    assert opened.breakdown["contribution"].sum() == pytest.approx(opened.ring["score"], abs=1e-9)
+    assert len(opened.timeline) and len(opened.shared_identifiers)
+
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["--neo4j", neo4j_uri, "--quiet", "ring", ring_id])
+    assert shown.exit_code == 0, shown.output
+    assert ring_id in shown.output
+    exported = runner.invoke(cli, ["--neo4j", neo4j_uri, "--quiet", "case", ring_id,
+                                   "--csv", str(tmp_path / "c.csv")])
+    assert exported.exit_code == 0, exported.output
+    assert len(pd.read_csv(tmp_path / "c.csv")) == len(members)
