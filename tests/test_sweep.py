@@ -1,0 +1,66 @@
+"""Sweeps over incremental loads, and the report pipelines read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from graphinv.stores import open_store
+from graphinv.sweep import EXIT_ALERT, run_sweep
+from graphinv.synth import generate, next_day, next_day_delta
+
+
+def _rings(members: pd.DataFrame) -> set[frozenset[str]]:
+    return {frozenset(group) for _, group in members.groupby("ring_id")["account_id"]}
+
+
+@pytest.fixture(scope="module")
+def days() -> tuple:
+    day0 = generate(preset="small", seed=31)
+    day1 = next_day(day0, seed=31)
+    return day0, day1, next_day_delta(day0, day1)
+
+
+def test_incremental_load_gives_the_same_rings_as_a_full_reload(days, tmp_path: Path) -> None:
+    day0, day1, delta = days
+    incremental = open_store(path=tmp_path / "incremental.duckdb", use_env=False)
+    full = open_store(path=tmp_path / "full.duckdb", use_env=False)
+    try:
+        incremental.load(day0, progress=False)
+        incremental.load(delta, progress=False)
+        full.load(day1, progress=False)
+        a = run_sweep(incremental, progress=False)
+        b = run_sweep(full, progress=False)
+        assert _rings(incremental.read_members()) == _rings(full.read_members())
+        assert len(_rings(full.read_members())) == a.counts["rings"] > 0
+        pd.testing.assert_frame_equal(
+            a.rings[["ring_id", "score", "rank", "size"]],
+            b.rings[["ring_id", "score", "rank", "size"]],
+        )
+    finally:
+        incremental.close()
+        full.close()
+
+
+def test_report_is_json_and_exit_code_follows_alerts(days, tmp_path: Path) -> None:
+    day0, _, _ = days
+    store = open_store(path=tmp_path / "g.duckdb", use_env=False)
+    try:
+        store.load(day0, progress=False)
+        report = run_sweep(store, progress=False)
+        quiet = run_sweep(store, progress=False, alert_threshold=1.01)
+    finally:
+        store.close()
+    plain = json.loads(json.dumps(report.to_dict()))
+    assert plain["sweep_id"] == report.sweep_id
+    assert plain["counts"]["rings"] == len(plain["rings"])
+    fresh = report.rings["status"].isin(["new", "respawned"])
+    expected = bool((fresh & (report.rings["score"] >= report.alert_threshold)).any())
+    assert report.exit_code == (EXIT_ALERT if expected else 0)
+    # The second sweep over the same data: every ring continues, nothing is new, no alert.
+    assert set(quiet.rings["status"]) == {"continuing"}
+    assert quiet.exit_code == 0
+    assert quiet.sweep_id != report.sweep_id
