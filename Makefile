@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := data/demo
 
-.PHONY: demo test lint bench neo4j-start neo4j-stop clean
+.PHONY: demo test bench neo4j-start neo4j-stop clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,11 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
+# Benchmarks print tables (sizes, times, peak memory, machine); see README "Performance".
 bench: $(VENV)/.installed
-	$(BIN)/python -m bench
+	$(BIN)/python bench/bench_synth.py
+	$(BIN)/python bench/bench_detect.py
+	$(BIN)/python bench/bench_load.py --accounts 100000
 
 neo4j-start: $(VENV)/.installed
 	$(BIN)/graphinv neo4j start

@@ -156,9 +156,11 @@ class Case:
 
         Examples
         --------
-        >>> from graphinv.stores import open_store
-        >>> store = open_store(neo4j_uri="bolt://127.0.0.1:7687")   # doctest: +SKIP
-        >>> Case.open("R-78380aa0741d", store=store).breakdown.head(3)  # doctest: +SKIP
+        With a running Neo4j server::
+
+            from graphinv.stores import open_store
+            store = open_store(neo4j_uri="bolt://127.0.0.1:7687")
+            Case.open("R-78380aa0741d", store=store).breakdown.head(3)
         """
         return cls(ring_id, store=store, sweep_id=sweep_id, settings=settings)
 

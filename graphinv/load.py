@@ -10,9 +10,15 @@ rest loads (see :func:`graphinv.schema.validate`).
 
 Examples
 --------
->>> from graphinv.stores import open_store                          # doctest: +SKIP
->>> report = load_dir(Path("export/"), open_store())                 # doctest: +SKIP
->>> report.exit_code                                                 # doctest: +SKIP
+>>> import tempfile
+>>> from graphinv.stores import open_store
+>>> from graphinv.synth import generate, write_platform
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     _ = write_platform(generate(preset="small", seed=1, n_accounts=500), Path(tmp) / "in")
+...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
+...     report = load_dir(Path(tmp) / "in", store, extra_kinds=["api_client"], progress=False)
+...     store.close()
+>>> report.exit_code
 0
 """
 

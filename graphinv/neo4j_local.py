@@ -8,10 +8,15 @@ and Neo4j Browser; Maven copies every jar into ``HOME/lib`` once. The server the
 Examples
 --------
 >>> from graphinv.neo4j_local import LocalNeo4j
->>> server = LocalNeo4j(home=".neo4j")          # doctest: +SKIP
->>> server.start()                               # doctest: +SKIP
->>> server.status().running                      # doctest: +SKIP
-True
+>>> LocalNeo4j(bolt_port=7688).bolt_uri
+'bolt://127.0.0.1:7688'
+
+Starting and stopping it (Java 17 and Maven needed)::
+
+    server = LocalNeo4j(home=Path(".neo4j"))
+    server.start()
+    server.status().running     # -> True
+    server.stop()
 """
 
 from __future__ import annotations

@@ -237,9 +237,11 @@ def run_query(
 
     Examples
     --------
-    >>> from graphinv.stores import open_store
-    >>> store = open_store(neo4j_uri="bolt://127.0.0.1:7687")      # doctest: +SKIP
-    >>> run_query(store, "top-rings", params={"limit": 3})          # doctest: +SKIP
+    With a running Neo4j server::
+
+        from graphinv.stores import open_store
+        store = open_store(neo4j_uri="bolt://127.0.0.1:7687")
+        run_query(store, "top-rings", params={"limit": 3})
     """
     saved = get_query(query) if isinstance(query, str) else query
     if store.kind != "neo4j":

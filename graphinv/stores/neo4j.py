@@ -20,9 +20,11 @@ Labels (ground truth) sit on accounts as ``label_ring_id``, ``label_kind``,
 
 Examples
 --------
->>> store = Neo4jStore.connect("bolt://127.0.0.1:7687")   # doctest: +SKIP
->>> store.load(platform).relationships                      # doctest: +SKIP
-1250000
+With a running Neo4j server::
+
+    store = Neo4jStore.connect("bolt://127.0.0.1:7687")
+    store.load(platform).relationships
+    # -> 1250000
 """
 
 from __future__ import annotations

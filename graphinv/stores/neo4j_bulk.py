@@ -12,10 +12,12 @@ cannot create constraints (``--schema`` is refused for the record format), so
 
 Examples
 --------
->>> from graphinv.neo4j_local import LocalNeo4j                      # doctest: +SKIP
->>> server = LocalNeo4j(home=Path("/data/neo4j-bulk"))                # doctest: +SKIP
->>> bulk_import(platform, server=server).relationships               # doctest: +SKIP
-10250000
+Into a stopped, empty local server::
+
+    from graphinv.neo4j_local import LocalNeo4j
+    server = LocalNeo4j(home=Path("/data/neo4j-bulk"))
+    bulk_import(platform, server=server).relationships
+    # -> 10250000
 """
 
 from __future__ import annotations
