@@ -77,6 +77,7 @@ def run_graphinv(n: int, seed: int) -> dict:
         "hubs": sum(proj.stats.hubs.values()),
         "rings": det.stats.rings,
         "leiden_runs": det.stats.leiden_runs,
+        "merged_pieces": det.stats.merged_pieces,
         "campaigns": det.stats.campaigns,
         **quality(ev),
     }

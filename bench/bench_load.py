@@ -9,10 +9,14 @@ pools sized so cards are shared by a few accounts and IPs by many), then times:
 * the offline ``neo4j-admin database import full`` path.
 
 Neo4j runs in a throw-away local server (ports 17688/17475) so the shared one is untouched.
+Besides the whole load's rate, the table gives the rate of the relationship step alone
+(``links s``, ``link rels/s``: links written once both ends exist), and the 1-minute load
+average right after each step: on a shared machine it says how much CPU the server had.
 
 Run::
 
     .venv/bin/python bench/bench_load.py --accounts 100000 --batch-size 20000
+    .venv/bin/python bench/bench_load.py --preset case-24k --skip-bulk --skip-reload
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import argparse
 import os
 import platform as host
 import tempfile
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +36,7 @@ from rich.table import Table
 from graphinv.neo4j_local import LocalNeo4j
 from graphinv.schema import TABLES, Platform, conform
 from graphinv.stores.embedded import EmbeddedStore
-from graphinv.stores.neo4j import Neo4jStore
+from graphinv.stores.neo4j import DEFAULT_WRITERS, Neo4jStore
 from graphinv.stores.neo4j_bulk import bulk_import
 
 JARS = Path(__file__).resolve().parents[1] / ".neo4j" / "lib"
@@ -109,18 +113,43 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {ram:.0f} GiB RAM, {cpu}"
 
 
+def platforms(args: argparse.Namespace) -> Iterator[tuple[int, Platform]]:
+    """The platforms to load: a synth preset when asked, else numpy-built ones per size."""
+    if args.preset:
+        from graphinv.synth import generate
+
+        platform = generate(preset=args.preset, seed=0)
+        yield len(platform.accounts), platform
+        return
+    for n in args.accounts:
+        yield n, synthetic(n)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--preset", help="load graphinv.synth.generate(preset=…) instead")
     parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument("--writers", type=int, default=DEFAULT_WRITERS)
     parser.add_argument("--skip-bulk", action="store_true")
+    parser.add_argument("--skip-reload", action="store_true")
     args = parser.parse_args()
-    console = Console(width=140)
-    table = Table(title=f"graphinv load benchmark — {machine()}, batch {args.batch_size:,}")
-    for column in ("accounts", "store", "rows", "relationships", "seconds", "rows/s", "rels/s"):
+    console = Console(width=160)
+    table = Table(
+        title=f"graphinv load benchmark — {machine()}, batch {args.batch_size:,}, "
+        f"{args.writers} writer session(s)"
+    )
+    columns = ("accounts", "store", "rows", "relationships", "seconds", "rows/s", "rels/s",
+               "links s", "link rels/s", "load avg")
+    for column in columns:
         table.add_column(column, justify="left" if column == "store" else "right")
 
-    def add(n: int, name: str, rows: int, rels: int, seconds: float) -> None:
+    def add(
+        n: int, name: str, rows: int, rels: int, seconds: float, links: tuple[int, float] = (0, 0)
+    ) -> None:
+        load = os.getloadavg()[0]
+        written, link_seconds = links
+        link_rate = f"{written / link_seconds:,.0f}" if link_seconds else ""
         table.add_row(
             f"{n:,}",
             name,
@@ -129,16 +158,16 @@ def main() -> None:
             f"{seconds:.1f}",
             f"{rows / seconds:,.0f}",
             f"{rels / seconds:,.0f}",
+            f"{link_seconds:.1f}" if link_seconds else "",
+            link_rate,
+            f"{load:.1f}",
         )
-        console.print(f"{name}: {rows:,} rows, {rels:,} rels in {seconds:.1f} s")
+        console.print(f"{name}: {rows:,} rows, {rels:,} rels in {seconds:.1f} s (load {load:.1f})")
 
-    for n in args.accounts:
-        started = time.perf_counter()
-        platform = synthetic(n)
+    for n, platform in platforms(args):
         rows = sum(len(f) for f in platform.tables().values())
-        console.print(
-            f"{n:,} accounts: {rows:,} rows built in {time.perf_counter() - started:.1f} s"
-        )
+        n_links = len(platform.links)
+        console.print(f"{n:,} accounts: {rows:,} rows, {n_links:,} links")
         with tempfile.TemporaryDirectory() as tmp:
             with EmbeddedStore(Path(tmp) / "bench.duckdb") as store:
                 stats = store.load(platform, progress=False)
@@ -161,7 +190,9 @@ def main() -> None:
             )
             try:
                 server.start()
-                with Neo4jStore.connect(server.bolt_uri, batch_size=args.batch_size) as store:
+                with Neo4jStore.connect(
+                    server.bolt_uri, batch_size=args.batch_size, writers=args.writers
+                ) as store:
                     stats = store.load(platform, progress=True)
                     add(
                         n,
@@ -169,18 +200,21 @@ def main() -> None:
                         stats.total_rows,
                         stats.relationships,
                         stats.seconds,
+                        (n_links, stats.steps["links"]),
                     )
-                    links_only = Platform(
-                        platform.accounts.iloc[:0], platform.links, platform.usage.iloc[:0]
-                    )
-                    stats = store.load(links_only, progress=True)
-                    add(
-                        n,
-                        "neo4j Bolt, links reload (MERGE)",
-                        stats.total_rows,
-                        stats.relationships,
-                        stats.seconds,
-                    )
+                    if not args.skip_reload:
+                        links_only = Platform(
+                            platform.accounts.iloc[:0], platform.links, platform.usage.iloc[:0]
+                        )
+                        stats = store.load(links_only, progress=True)
+                        add(
+                            n,
+                            "neo4j Bolt, links reload (MERGE)",
+                            stats.total_rows,
+                            stats.relationships,
+                            stats.seconds,
+                            (n_links, stats.steps["links"]),
+                        )
             finally:
                 server.stop()
             if not args.skip_bulk:

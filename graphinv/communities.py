@@ -13,6 +13,15 @@ rings do not depend on the rest of the platform. A component whose every pair of
 is linked with weight at least ``γ`` is one ring without running Leiden (no split can
 raise CPM quality); this covers most households and small rings.
 
+A ring whose members each did little (few hours, few shared IPs) has a low mean pairwise
+weight and comes out of Leiden in pieces. A second pass joins pieces, never splits them:
+each piece becomes one node, pieces are linked by the per-ring evidence of the projection
+(cards and IPs, not templates or lockstep, which whole campaigns share), and CPM at
+``merge_resolution`` ``γ₂`` runs on that piece graph, so two pieces join only while the
+card and IP evidence between them has a mean pairwise weight of at least ``γ₂``. Only
+pieces of at least ``merge_min_piece`` accounts take part: a lone account sharing a proxy
+IP with a ring is not pulled in.
+
 Campaigns group rings that share infrastructure: a card, a prompt template, or the ASN
 of proxy IPs that a good share of each ring's members use, and that is concentrated in
 rings rather than spread over the platform (a popular public template is not).
@@ -29,7 +38,7 @@ Examples
 ...         w[i, j] = w[j, i] = 1.0
 >>> w[5, 6] = w[6, 5] = 1.0
 >>> stats = ProjectionStats(7, {}, {}, {}, 0, 0, 0, 0, 11)
->>> proj = Projection(ids, w.tocsr(), stats)
+>>> proj = Projection(ids, w.tocsr(), stats, ring_evidence=sp.csr_matrix((7, 7)))
 >>> empty = pd.DataFrame(columns=["account_id", "kind", "value", "first_seen",
 ...                               "last_seen", "count"])
 >>> platform = Platform(accounts=pd.DataFrame({"account_id": ids}), links=empty, usage=None)
@@ -97,6 +106,14 @@ class DetectionOptions:
     campaign_min_concentration : float
         An identifier is campaign infrastructure only when at least this share of all
         accounts using it sit in the rings that use it. Default ``0.5``.
+    merge_resolution : float or None
+        CPM resolution ``γ₂`` of the pass that joins Leiden's pieces: the minimum mean
+        pairwise weight of per-ring evidence (``Projection.ring_evidence``) between two
+        pieces for them to join. ``None`` turns the pass off. Default ``0.1``.
+    merge_min_piece : int
+        Pieces with fewer accounts (accounts of components smaller than
+        ``min_ring_size`` count as pieces of one) neither join nor are joined.
+        Default ``2``.
     """
 
     resolution: float = 0.4
@@ -110,6 +127,8 @@ class DetectionOptions:
     campaign_proxy_asn: bool = True
     campaign_min_share: float = 0.3
     campaign_min_concentration: float = 0.5
+    merge_resolution: float | None = 0.1
+    merge_min_piece: int = 2
 
 
 @dataclass(frozen=True)
@@ -122,6 +141,8 @@ class DetectionStats:
         Connected components of the projection with at least ``min_ring_size`` accounts.
     leiden_runs : int
         Components Leiden ran on; the rest were complete enough to be one ring as is.
+    merged_pieces : int
+        Leiden communities that the merge pass joined with at least one other.
     rings, accounts_in_rings, campaigns : int
     seconds : float
         Wall time of the detection (projection excluded).
@@ -129,6 +150,7 @@ class DetectionStats:
 
     components: int
     leiden_runs: int
+    merged_pieces: int
     rings: int
     accounts_in_rings: int
     campaigns: int
@@ -196,6 +218,9 @@ def detect_rings(
         weights = weights.multiply(weights >= options.min_edge_weight).tocsr()
     _, comp = connected_components(weights, directed=False)
     label, components, runs = _leiden(weights, comp, options)
+    merged = 0
+    if options.merge_resolution is not None:
+        label, merged = _merge_pieces(label, projection.ring_evidence, options)
     ring_of = _number_rings(label, projection.account_ids, options.min_ring_size)
     rings = _ring_table(projection.weights, ring_of, comp)
     members = pd.DataFrame(
@@ -215,6 +240,7 @@ def detect_rings(
     stats = DetectionStats(
         components=components,
         leiden_runs=runs,
+        merged_pieces=merged,
         rings=len(rings),
         accounts_in_rings=int(np.sum(ring_of >= 0)),
         campaigns=len(campaigns),
@@ -265,6 +291,51 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
         next_label += int(membership.max()) + 1
         runs += 1
     return label, len(comp_start), runs
+
+
+def _merge_pieces(label: np.ndarray, evidence: sp.csr_matrix, options: DetectionOptions):
+    """Join Leiden communities by CPM at ``merge_resolution`` on the graph of communities.
+
+    Returns the new label per account (``-1`` still for accounts outside searched
+    components that joined nothing) and the number of communities joined with another.
+    """
+    gamma = options.merge_resolution
+    piece = label.copy()
+    alone = piece < 0
+    piece[alone] = piece.max(initial=-1) + 1 + np.arange(int(alone.sum()))
+    n, m = len(piece), int(piece.max(initial=-1)) + 1
+    member = sp.csr_matrix((np.ones(n), (np.arange(n), piece)), shape=(n, m))
+    between = sp.triu(member.T @ evidence @ member, k=1).tocoo()
+    size = np.bincount(piece, minlength=m)
+    a, b, w = between.row, between.col, between.data
+    keep = (w / (size[a] * size[b]) >= gamma) & (
+        np.minimum(size[a], size[b]) >= options.merge_min_piece
+    )
+    a, b, w = a[keep], b[keep], w[keep]
+    nodes = np.unique(np.r_[a, b])
+    if len(nodes) == 0:
+        return label, 0
+    # Each node is a whole piece with its size, so Leiden can only group pieces, and
+    # CPM's penalty γ₂·n_a·n_b for joining two pieces makes γ₂ a density between them.
+    graph = ig.Graph(
+        n=len(nodes), edges=np.column_stack([np.searchsorted(nodes, a), np.searchsorted(nodes, b)])
+    )
+    part = leidenalg.find_partition(
+        graph,
+        leidenalg.CPMVertexPartition,
+        weights=w,
+        node_sizes=size[nodes].tolist(),
+        resolution_parameter=gamma,
+        n_iterations=options.n_iterations,
+        seed=options.seed,
+    )
+    group = np.asarray(part.membership, dtype=np.int64)
+    joined = np.bincount(group)[group] >= 2
+    target = np.arange(m)
+    target[nodes[joined]] = m + group[joined]
+    new = np.unique(target[piece], return_inverse=True)[1].astype(np.int64)
+    new[alone & ~np.isin(piece, nodes[joined])] = -1
+    return new, int(joined.sum())
 
 
 def _partition(graph: ig.Graph, weights: np.ndarray, options: DetectionOptions) -> np.ndarray:

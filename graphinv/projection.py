@@ -20,6 +20,11 @@ linked by the sum of the weights of everything they share. Three terms add up:
   (round-robin load balancing) without comparing all pairs, and pairs whose exact
   Jaccard similarity passes a threshold are linked even if they share no identifier.
 
+The same pass also keeps the part of ``A`` that is *per-ring evidence* apart: the rarity
+and co-activity terms of the kinds in ``ring_evidence_kinds`` (cards and IPs by default),
+without templates, other kinds or lockstep, which campaigns of many rings share too. Ring
+detection uses it to join pieces of one sparse ring that Leiden cut apart.
+
 Examples
 --------
 >>> import pandas as pd
@@ -38,6 +43,8 @@ Examples
 >>> list(proj.account_ids)
 ['a', 'b', 'c']
 >>> bool(proj.weights[0, 1] > proj.weights[0, 2] > 0)
+True
+>>> bool(proj.ring_evidence[0, 1] == proj.weights[0, 1])  # only cards and IPs here
 True
 """
 
@@ -107,6 +114,11 @@ class ProjectionOptions:
         evidence (business hours, nightly jobs) and are skipped. Default ``200``.
     seed : int
         Seed of the MinHash permutation. Default ``0``.
+    ring_evidence_kinds : tuple[str, ...]
+        Kinds whose rarity and co-activity terms also go into
+        :attr:`Projection.ring_evidence`: identifiers a single ring holds, unlike prompt
+        templates or client versions that a whole campaign shares. Default
+        ``("payment_method", "ip")``.
     """
 
     kind_weights: Mapping[str, float] = field(default_factory=_default_kind_weights)
@@ -122,6 +134,7 @@ class ProjectionOptions:
     lockstep_rows: int = 4
     lockstep_bucket_cap: int = 200
     seed: int = 0
+    ring_evidence_kinds: tuple[str, ...] = ("payment_method", "ip")
 
     def kind_weight(self, kind: str) -> float:
         """Weight of a link kind before rarity scaling."""
@@ -180,11 +193,16 @@ class Projection:
     weights : scipy.sparse.csr_matrix
         Symmetric, zero diagonal, float64.
     stats : ProjectionStats
+    ring_evidence : scipy.sparse.csr_matrix
+        The part of ``weights`` from identifiers (and their co-activity tokens) of the
+        kinds in ``ProjectionOptions.ring_evidence_kinds``; same shape, symmetric, zero
+        diagonal, at most ``weights`` entrywise.
     """
 
     account_ids: np.ndarray
     weights: sp.csr_matrix
     stats: ProjectionStats
+    ring_evidence: sp.csr_matrix
 
 
 def project(platform: Platform, *, options: ProjectionOptions | None = None) -> Projection:
@@ -220,26 +238,28 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
     keep = kind_w[kind_codes] > 0
     rows, kind_codes = rows[keep], kind_codes[keep]
     ident = _pair_codes(kind_codes, pd.factorize(links["value"])[0][keep])
+    evidence = np.isin(np.asarray(kinds, dtype=str), options.ring_evidence_kinds)[kind_codes]
 
-    shared, hub_stats = _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, n, options)
-    weights = shared
+    (other, ring_evidence), hub_stats = _identifier_matrix(
+        rows, ident, kind_codes, kinds, kind_w, evidence, n, options
+    )
+    weights = other + ring_evidence
     co_tokens = 0
     if options.co_activity_window and options.co_activity_weight > 0:
         window = pd.Timedelta(options.co_activity_window).value
         first = _epoch_ns(links["first_seen"])[keep]
         token = _pair_codes(ident, first // window)
-        co, _, co_tokens = _token_matrix(
-            rows, token, kind_w[kind_codes] * options.co_activity_weight, n, options.hub_cap
+        co_weight = kind_w[kind_codes] * options.co_activity_weight
+        (co, co_evidence), _, co_tokens = _token_matrix(
+            rows, token, co_weight, evidence, n, options.hub_cap
         )
-        weights = weights + co
+        weights = weights + co + co_evidence
+        ring_evidence = ring_evidence + co_evidence
     lock_accounts = lock_candidates = lock_pairs = 0
     if options.lockstep_weight > 0:
         lock, lock_accounts, lock_candidates, lock_pairs = _lockstep(platform.usage, index, options)
         weights = weights + lock
-    weights = sp.csr_matrix(weights)
-    weights.setdiag(0)
-    weights.eliminate_zeros()
-    weights.sort_indices()
+    weights, ring_evidence = _tidy(weights), _tidy(ring_evidence)
     stats = ProjectionStats(
         accounts=n,
         identifiers=hub_stats[0],
@@ -251,7 +271,18 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
         lockstep_pairs=lock_pairs,
         edges=int(weights.nnz // 2),
     )
-    return Projection(account_ids=account_ids, weights=weights, stats=stats)
+    return Projection(
+        account_ids=account_ids, weights=weights, stats=stats, ring_evidence=ring_evidence
+    )
+
+
+def _tidy(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """CSR with a zero diagonal (an account's own identifiers are no link), no stored zeros."""
+    matrix = sp.csr_matrix(matrix)
+    matrix.setdiag(0)
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    return matrix
 
 
 def _account_index(platform: Platform) -> np.ndarray:
@@ -280,9 +311,10 @@ def _pair_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return pd.factorize(key)[0]
 
 
-def _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, n, options):
-    """Rarity-weighted projection over whole identifiers, and per-kind hub counts."""
-    matrix, degree, _ = _token_matrix(rows, ident, kind_w[kind_codes], n, options.hub_cap)
+def _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, evidence, n, options):
+    """Rarity-weighted projection over whole identifiers (split as in :func:`_token_matrix`),
+    and per-kind hub counts."""
+    matrix, degree, _ = _token_matrix(rows, ident, kind_w[kind_codes], evidence, n, options.hub_cap)
     ident_kind = np.empty(len(degree), dtype=np.int64)
     ident_kind[ident] = kind_codes
     hub = degree > options.hub_cap
@@ -301,24 +333,34 @@ def _distinct(token: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, 
     return np.divmod(_unique(token.astype(np.int64) * n + rows), n)
 
 
-def _token_matrix(rows, token, weight, n, cap):
-    """``B · W · Bᵀ`` over tokens shared by 2 to ``cap`` accounts.
+def _token_matrix(rows, token, weight, evidence, n, cap):
+    """``B · W · Bᵀ`` over tokens shared by 2 to ``cap`` accounts, in two parts.
 
     ``weight`` is the kind weight of each link; a token's weight is that over
-    ``log(1 + degree)``. Returns the matrix, the number of accounts of every token, and
-    the number of tokens used in the product.
+    ``log(1 + degree)``. ``evidence`` flags links of ring-evidence kinds (a token has one
+    kind). Returns the products over the other tokens and over the evidence tokens (their
+    sum is the projection; splitting the columns costs no more than one product), the
+    number of accounts of every token, and the number of tokens used.
     """
     tok_u, rows_u = _distinct(token, rows, n)
     degree = np.bincount(tok_u)
     tok_weight = np.zeros(len(degree))
     tok_weight[token] = weight
+    tok_evidence = np.zeros(len(degree), dtype=bool)
+    tok_evidence[token] = evidence
     sel = ((degree >= 2) & (degree <= cap))[tok_u]
     kept = tok_u[sel]  # sorted
     new = np.r_[True, kept[1:] != kept[:-1]] if len(kept) else np.zeros(0, dtype=bool)
     cols, col = kept[new], np.cumsum(new) - 1
     w = tok_weight[cols] / np.log1p(degree[cols])
-    b = sp.csr_matrix((np.ones(len(col)), (rows_u[sel], col)), shape=(n, len(cols)))
-    return (b @ sp.diags(w) @ b.T).tocsr(), degree, len(cols)
+    rows_kept = rows_u[sel]
+    parts = []
+    for part in (~tok_evidence[kept], tok_evidence[kept]):
+        b = sp.csr_matrix(
+            (np.ones(int(part.sum())), (rows_kept[part], col[part])), shape=(n, len(cols))
+        )
+        parts.append((b @ sp.diags(w) @ b.T).tocsr())
+    return tuple(parts), degree, len(cols)
 
 
 def _lockstep(usage, index, options):

@@ -178,6 +178,8 @@ def run_sweep(
             rings=rings,
             members=members,
             campaigns=detection.campaigns,
+            lineage=lineage.edges,
+            previous_sweep_id=str(previous["sweep_id"].iloc[-1]) if len(previous) else None,
         )
     return SweepReport(
         sweep_id=sweep_id,

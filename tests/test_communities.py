@@ -7,7 +7,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from graphinv.communities import DetectionOptions, detect_rings
-from graphinv.projection import Projection, ProjectionStats, project
+from graphinv.projection import Projection, ProjectionOptions, ProjectionStats, project
 from graphinv.schema import Platform
 
 T0 = pd.Timestamp("2025-03-01", tz="UTC")
@@ -32,10 +32,13 @@ def planted(groups: list[int], p_in: float, noise: int, seed: int, w_in: float =
     return _projection(ids, upper + upper.T), group
 
 
-def _projection(ids, weights) -> Projection:
+def _projection(ids, weights, ring_evidence=None) -> Projection:
+    """Projection with the given weights; no per-ring evidence unless given."""
     weights = sp.csr_matrix(weights)
     stats = ProjectionStats(len(ids), {}, {}, {}, 0, 0, 0, 0, weights.nnz // 2)
-    return Projection(ids, weights, stats)
+    if ring_evidence is None:
+        ring_evidence = sp.csr_matrix(weights.shape)
+    return Projection(ids, weights, stats, sp.csr_matrix(ring_evidence))
 
 
 def empty_platform(ids, links=None, labels=None) -> Platform:
@@ -184,3 +187,73 @@ def test_both_leiden_implementations_find_the_planted_rings():
     ]
     assert found[0] == found[1]
     assert sorted(len(r) for r in found[0]) == [10, 15, 25]
+
+
+def two_pieces(cross_kind: str, extra: list[tuple] = ()) -> Platform:
+    """Two 6-account card groups; four identifiers of ``cross_kind``, each used by two
+    members of each group on different days, give the pair of groups a mean cross weight
+    of about 0.14: below γ = 0.4, above γ₂ = 0.1."""
+    links = [(f"{g}{i}", "payment_method", f"card-{g}", T0, T0, 1) for g in "ab" for i in range(6)]
+    for k, accounts in enumerate((("0", "1"), ("2", "3"), ("4", "5"), ("0", "2"))):
+        users = [f"a{accounts[0]}", f"a{accounts[1]}", f"b{accounts[0]}", f"b{accounts[1]}"]
+        for day, account in enumerate(users):
+            seen = T0 + pd.Timedelta(days=day)
+            links.append((account, cross_kind, f"{cross_kind}-{k}", seen, seen, 1))
+    links += extra
+    frame = pd.DataFrame(links, columns=LINK_COLUMNS)
+    accounts = pd.DataFrame({"account_id": sorted(frame["account_id"].unique())})
+    return Platform(accounts, frame, pd.DataFrame(columns=["account_id", "hour"]))
+
+
+def test_pieces_linked_by_sparse_card_or_ip_evidence_merge():
+    platform = two_pieces("ip")
+    proj = project(platform)
+    off = detect_rings(proj, platform=platform, options=DetectionOptions(merge_resolution=None))
+    assert off.rings["size"].tolist() == [6, 6]
+    det = detect_rings(proj, platform=platform)
+    assert det.rings["size"].tolist() == [12]
+    assert det.stats.merged_pieces == 2
+    # γ₂ is a density: above the ~0.14 of card/IP evidence between the pieces, no merge.
+    tight = detect_rings(proj, platform=platform, options=DetectionOptions(merge_resolution=0.2))
+    assert tight.rings["size"].tolist() == [6, 6]
+
+
+def test_lone_account_sharing_an_ip_with_a_piece_does_not_join():
+    lone = [(a, "ip", "proxy", T0, T0, 1) for a in ("a0", "a1", "lone")]
+    platform = two_pieces("ip", lone)
+    proj = project(platform)
+    det = detect_rings(proj, platform=platform)
+    assert "lone" not in set(det.members["account_id"])
+    assert det.rings["size"].tolist() == [12]
+    # The piece-size floor is what keeps it out: its IP alone is dense enough evidence.
+    loose = detect_rings(proj, platform=platform, options=DetectionOptions(merge_min_piece=1))
+    assert "lone" in set(loose.members["account_id"])
+
+
+def test_pieces_linked_only_by_templates_do_not_merge():
+    platform = two_pieces("prompt_fingerprint")
+    det = detect_rings(project(platform), platform=platform)
+    assert det.rings["size"].tolist() == [6, 6]
+    assert det.stats.merged_pieces == 0
+    # The same links as ring evidence would join them: it is the kind that keeps them apart.
+    kinds = ProjectionOptions(ring_evidence_kinds=("payment_method", "prompt_fingerprint"))
+    joined = detect_rings(project(platform, options=kinds), platform=platform)
+    assert joined.rings["size"].tolist() == [12]
+
+
+def test_merge_pass_is_deterministic_for_a_seed():
+    proj, group = planted([8] * 12, p_in=0.9, noise=0, seed=13)
+    rng = np.random.default_rng(14)
+    n = len(group)
+    i, j = np.triu_indices(n, 1)
+    cross = (group[i] // 3 == group[j] // 3) & (group[i] != group[j]) & (rng.random(len(i)) < 0.3)
+    upper = sp.coo_matrix((np.full(int(cross.sum()), 0.5), (i[cross], j[cross])), shape=(n, n))
+    evidence = proj.weights + upper + upper.T
+    proj = _projection(proj.account_ids, evidence, evidence)
+    platform = empty_platform(proj.account_ids)
+    runs = [
+        detect_rings(proj, platform=platform, options=DetectionOptions(seed=7)) for _ in range(2)
+    ]
+    pd.testing.assert_frame_equal(runs[0].members, runs[1].members)
+    assert runs[0].stats.merged_pieces == runs[1].stats.merged_pieces > 0
+    assert runs[0].stats.rings < 12

@@ -132,6 +132,7 @@ def test_input_row_order_and_labels_do_not_matter():
     a, b = project(base), project(shuffled)
     assert list(a.account_ids) == list(b.account_ids)
     assert abs(a.weights - b.weights).max() < 1e-12
+    assert abs(a.ring_evidence - b.ring_evidence).max() < 1e-12
     assert a.stats == b.stats
 
 
@@ -139,3 +140,20 @@ def test_empty_platform():
     proj = project(platform([]))
     assert proj.weights.shape == (0, 0)
     assert proj.stats.edges == 0
+
+
+def test_ring_evidence_is_the_card_and_ip_part_of_the_projection():
+    links = star("x", 4, "ip", "1.1.1.1") + star("x", 3, "payment_method", "c1")
+    links += star("x", 5, "prompt_fingerprint", "tpl") + star("x", 2, "device", "d1")
+    usage = [(f"x{i:04d}", h) for i in range(4) for h in range(30, 60)]
+    proj = project(platform(links, usage))
+    alone = ProjectionOptions(
+        kind_weights={"payment_method": 1.0, "ip": 0.5}, default_kind_weight=0, lockstep_weight=0
+    )
+    expected = project(platform(links, usage), options=alone).weights
+    assert abs(proj.ring_evidence - expected).max() < 1e-12
+    assert (proj.ring_evidence != proj.ring_evidence.T).nnz == 0
+    assert np.all(proj.ring_evidence.diagonal() == 0)
+    # Templates, devices and lockstep are in the weights but not in the ring evidence.
+    assert (proj.weights - proj.ring_evidence).min() >= 0
+    assert weight(proj, "x0003", "x0004") > 0 == proj.ring_evidence[3, 4]

@@ -77,7 +77,7 @@ def edges(shared: int = 2) -> pd.DataFrame:
         "shared_members": [shared, 1],
         "member_jaccard": [0.5, float("nan")],
         "shared_identifiers": [4, 0],
-        "infra_jaccard": [0.8, 0.0],
+        "infra_overlap": [0.8, 0.0],
     })
 
 
@@ -151,7 +151,7 @@ def test_continues_edges_are_written_and_read(store: Store) -> None:
     read = store.read_lineage()
     assert read.columns.tolist() == [
         "sweep_id", "previous_sweep_id", "ring_id", "previous_ring_id", "kind",
-        "shared_members", "member_jaccard", "shared_identifiers", "infra_jaccard",
+        "shared_members", "member_jaccard", "shared_identifiers", "infra_overlap",
     ]
     assert read[["sweep_id", "previous_sweep_id", "ring_id", "previous_ring_id"]].to_dict(
         "records"

@@ -58,7 +58,7 @@ LINEAGE_COLUMNS = (
     "shared_members",
     "member_jaccard",
     "shared_identifiers",
-    "infra_jaccard",
+    "infra_overlap",
 )
 MEMBER_COLUMNS = ("ring_id", "account_id")
 CAMPAIGN_COLUMNS = ("campaign_id", "n_rings", "size")
@@ -85,11 +85,16 @@ class SweepRecord:
 
 @dataclass(frozen=True)
 class LoadStats:
-    """What one :meth:`Store.load` wrote: rows per table, relationships, wall time."""
+    """What one :meth:`Store.load` wrote: rows per table, relationships, wall time.
+
+    ``steps`` holds wall seconds per step where a backend times them (Neo4j: ``nodes``,
+    ``links``, ``usage``, ``labels``), so a relationship rate can leave node writes out.
+    """
 
     rows: Mapping[str, int]
     relationships: int
     seconds: float
+    steps: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -303,7 +308,7 @@ def lineage_frame(
     _check_statuses("lineage kind", edges["kind"])
     for column in ("shared_members", "shared_identifiers"):
         edges[column] = pd.to_numeric(edges[column]).astype("Int64")
-    for column in ("member_jaccard", "infra_jaccard"):
+    for column in ("member_jaccard", "infra_overlap"):
         edges[column] = pd.to_numeric(edges[column]).astype("float64")
     return edges.reset_index(drop=True)
 
@@ -334,7 +339,7 @@ def lineage_read_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(records).reindex(columns=list(LINEAGE_READ_COLUMNS))
     for column in ("shared_members", "shared_identifiers"):
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
-    for column in ("member_jaccard", "infra_jaccard"):
+    for column in ("member_jaccard", "infra_overlap"):
         frame[column] = pd.to_numeric(frame[column]).astype("float64")
     return frame.sort_values(["ring_id", "previous_ring_id"]).reset_index(drop=True)
 

@@ -4,7 +4,9 @@ Values always travel as parameters (``$rows``, ``$sweep_id``, …), never in the
 Labels and relationship types cannot be parameters in Cypher, so the few statements that
 vary by link kind are built from the allow-lists below, and :func:`graph_of` refuses any
 label or type not on them. Batches are ``UNWIND $rows AS r`` over lists (not maps):
-positional rows pack smaller over Bolt than repeating every key in every row.
+positional rows pack smaller over Bolt than repeating every key in every row. Node writes
+return each node's element id, so relationship batches find both ends by id
+(``NodeByElementIdSeek``) instead of a unique-index seek per row.
 
 Timestamps travel as integer microseconds since the Unix epoch and are stored as Neo4j
 ``DATETIME`` values (UTC); usage hours are stored as integer hours since the epoch.
@@ -21,7 +23,7 @@ Graph model (DESIGN §4)::
         lineage_evidence, density})-[:FOUND_IN]->(:Sweep {id, at, params})
     (:Ring)-[:PART_OF]->(:Campaign {sweep_id, id, n_rings, size})
     (:Ring {sweep_id: now})-[:CONTINUES {kind, shared_members, member_jaccard,
-        shared_identifiers, infra_jaccard}]->(:Ring {sweep_id: the sweep before})
+        shared_identifiers, infra_overlap}]->(:Ring {sweep_id: the sweep before})
 
 Ring and Campaign nodes are keyed on ``(sweep_id, id)``, so lineage can keep a ring id
 across sweeps while each sweep keeps its own node.
@@ -30,8 +32,8 @@ Examples
 --------
 >>> graph_of("ip"), graph_of("device")
 (('IP', 'CONNECTED_FROM'), ('Identifier', 'USES'))
->>> print(link_query("ip", create=False).splitlines()[0])
-UNWIND $rows AS r
+>>> print(link_query("ip", create=False).splitlines()[2])
+MATCH (t:IP) WHERE elementId(t) = r[1]
 """
 
 from __future__ import annotations
@@ -140,71 +142,102 @@ def schema_script() -> str:
 
 
 def _datetime(expr: str) -> str:
-    return f"datetime({{epochSeconds: {expr} / 1000000, nanosecond: {expr} % 1000000 * 1000}})"
+    # datetime.fromepoch is cheaper per row than building datetime({…}) from a map.
+    return f"datetime.fromepoch({expr} / 1000000, {expr} % 1000000 * 1000)"
 
 
 def _micros(expr: str) -> str:
     return f"{expr}.epochSeconds * 1000000 + {expr}.microsecond"
 
 
-def _account_query() -> str:
-    spec = TABLES["accounts"]
-    sets = []
-    for i, column in enumerate(spec.columns[1:], start=1):
-        name = column.name
-        if name == "created_at":
-            sets.append(
-                "a.created_at = CASE WHEN a.created_at IS NULL OR created < a.created_at "
-                "THEN created ELSE a.created_at END"
-            )
-        else:
-            sets.append(f"a.{name} = coalesce(r[{i}], a.{name})")
+# Node writes return their keys and element ids (one row of two aligned lists per batch, far
+# cheaper to receive than a record per node): relationship batches then find both ends with
+# NodeByElementIdSeek, cheaper than a locking unique-index seek per row.
+_NODE_KEYS = "RETURN collect({key}) AS keys, collect(elementId({var})) AS nodes"
+
+
+def accounts_query(*, create: bool) -> str:
+    """Write ``$rows`` = [account_id, created_us, email_domain, …] (``TABLES`` order).
+
+    ``create`` is the first-load path (no Account node yet): one CREATE per row, missing
+    values simply not stored. Otherwise MERGE with the merge rule of ``stores.base``.
+    """
+    columns = TABLES["accounts"].column_names
+    if create:
+        values = ["r[0]", _datetime("r[1]"), *(f"r[{i}]" for i in range(2, len(columns)))]
+        properties = ", ".join(
+            f"{name}: {value}" for name, value in zip(("id", *columns[1:]), values, strict=True)
+        )
+        return f"UNWIND $rows AS r\nCREATE (a:Account {{{properties}}})\n" + _NODE_KEYS.format(
+            key="r[0]", var="a"
+        )
+    sets = [
+        "a.created_at = CASE WHEN a.created_at IS NULL OR created < a.created_at "
+        "THEN created ELSE a.created_at END",
+        *(f"a.{name} = coalesce(r[{i}], a.{name})" for i, name in enumerate(columns[2:], 2)),
+    ]
     return (
         f"UNWIND $rows AS r\nWITH r, {_datetime('r[1]')} AS created\n"
-        "MERGE (a:Account {id: r[0]})\nSET " + ",\n    ".join(sets)
+        "MERGE (a:Account {id: r[0]})\nSET "
+        + ",\n    ".join(sets)
+        + "\n"
+        + _NODE_KEYS.format(key="r[0]", var="a")
     )
 
 
-ACCOUNTS_MERGE = _account_query()
+ACCOUNT_NODES = "UNWIND $rows AS v\nMATCH (a:Account {id: v})\n" + _NODE_KEYS.format(
+    key="v", var="a"
+)
 
 
-def identifier_nodes_query(kind: str) -> str:
-    """MERGE the identifier nodes of one kind; ``$rows`` is a list of values."""
+def identifier_nodes_query(kind: str, *, create: bool) -> str:
+    """Write the identifier nodes of one kind; ``$rows`` = [value, …].
+
+    ``create`` is the first-load path, when no node of the label (of the kind, for
+    ``Identifier``) exists yet and the values are distinct.
+    """
     label, _ = graph_of(kind)
-    if label == GENERIC_GRAPH[0]:
-        return "UNWIND $rows AS v\nMERGE (:Identifier {kind: $kind, id: v})"
-    return f"UNWIND $rows AS v\nMERGE (:{label} {{id: v}})"
+    verb = "CREATE" if create else "MERGE"
+    keys = "{kind: $kind, id: v}" if label == GENERIC_GRAPH[0] else "{id: v}"
+    return f"UNWIND $rows AS v\n{verb} (n:{label} {keys})\n" + _NODE_KEYS.format(key="v", var="n")
 
 
 def link_query(kind: str, *, create: bool) -> str:
-    """Relationships of one kind from ``$rows`` = [account_id, value, first_us, last_us, count].
+    """Relationships of one kind from ``$rows`` = [account node, identifier node, first_us,
+    last_us, count], nodes as element ids from the node writes; returns ``written``.
 
     ``create`` is the first-load path: when no relationship of the type exists yet and the
     rows' keys are unique (validated), CREATE gives the same graph as MERGE without
     scanning each account's relationships.
     """
     label, rel_type = graph_of(kind)
-    target = (
-        "(t:Identifier {kind: $kind, id: r[1]})"
-        if label == GENERIC_GRAPH[0]
-        else f"(t:{label} {{id: r[1]}})"
-    )
     head = (
         "UNWIND $rows AS r\n"
-        "MATCH (a:Account {id: r[0]})\n"
-        f"MATCH {target}\n"
+        "MATCH (a:Account) WHERE elementId(a) = r[0]\n"
+        f"MATCH (t:{label}) WHERE elementId(t) = r[1]\n"
         f"WITH a, t, r, {_datetime('r[2]')} AS fs, {_datetime('r[3]')} AS ls\n"
     )
     if create:
         properties = "{first_seen: fs, last_seen: ls, count: r[4]}"
-        return head + f"CREATE (a)-[:{rel_type} {properties}]->(t)"
+        return head + f"CREATE (a)-[:{rel_type} {properties}]->(t)\nRETURN count(*) AS written"
     return head + (
         f"MERGE (a)-[l:{rel_type}]->(t)\n"
         "ON CREATE SET l.first_seen = fs, l.last_seen = ls, l.count = r[4]\n"
         "ON MATCH SET l.first_seen = CASE WHEN fs < l.first_seen THEN fs ELSE l.first_seen END,\n"
         "  l.last_seen = CASE WHEN ls > l.last_seen THEN ls ELSE l.last_seen END,\n"
-        "  l.count = CASE WHEN r[4] > l.count THEN r[4] ELSE l.count END"
+        "  l.count = CASE WHEN r[4] > l.count THEN r[4] ELSE l.count END\n"
+        "RETURN count(*) AS written"
     )
+
+
+def label_present_query(label: str) -> str:
+    """Whether any node of a label exists (answered from the count store)."""
+    return f"MATCH (n:{checked_label(label)}) RETURN count(n) > 0 AS present"
+
+
+IDENTIFIER_KIND_PRESENT = (
+    "MATCH (n:Identifier {kind: $kind}) WITH n LIMIT 1 RETURN count(n) > 0 AS present"
+)
 
 
 def relationship_exists_query(rel_type: str) -> str:
@@ -230,13 +263,21 @@ LABELS_SET = (
     "    a.label_traits = coalesce(r[4], a.label_traits)"
 )
 
-USAGE_PRESENT = "MATCH (u:Usage) RETURN count(u) > 0 AS present"
 USAGE_READ_KEYS = (
     "UNWIND $keys AS k\n"
     "MATCH (u:Usage {account_id: k[0], model: k[1]})\n"
     "RETURN u.account_id AS account_id, u.model AS model, u.hours AS hours,\n"
     "       u.requests AS requests, u.input_tokens AS input_tokens,\n"
     "       u.output_tokens AS output_tokens"
+)
+# First load (no Usage node yet): no stored arrays to merge, no MERGE on either side.
+USAGE_CREATE = (
+    "UNWIND $rows AS r\n"
+    "CREATE (u:Usage {account_id: r[0], model: r[1], hours: r[2], requests: r[3],\n"
+    "    input_tokens: r[4], output_tokens: r[5]})\n"
+    "WITH u, r\n"
+    "MATCH (a:Account {id: r[0]})\n"
+    "CREATE (a)-[:HAS_USAGE]->(u)"
 )
 USAGE_WRITE = (
     "UNWIND $rows AS r\n"
@@ -323,13 +364,13 @@ RINGS_READ = (
     "       g.density AS density"
 )
 # Rows: [ring_id, previous_ring_id, kind, shared_members, member_jaccard,
-# shared_identifiers, infra_jaccard]; runs in the transaction that creates the rings.
+# shared_identifiers, infra_overlap]; runs in the transaction that creates the rings.
 LINEAGE_CREATE = (
     "UNWIND $rows AS r\n"
     "MATCH (g:Ring {sweep_id: $sweep_id, id: r[0]})\n"
     "MATCH (p:Ring {sweep_id: $previous_sweep_id, id: r[1]})\n"
     "CREATE (g)-[:CONTINUES {kind: r[2], shared_members: r[3], member_jaccard: r[4],\n"
-    "    shared_identifiers: r[5], infra_jaccard: r[6]}]->(p)\n"
+    "    shared_identifiers: r[5], infra_overlap: r[6]}]->(p)\n"
     "RETURN count(*) AS written"
 )
 LINEAGE_READ = (
@@ -337,7 +378,7 @@ LINEAGE_READ = (
     "RETURN g.sweep_id AS sweep_id, p.sweep_id AS previous_sweep_id, g.id AS ring_id,\n"
     "       p.id AS previous_ring_id, c.kind AS kind, c.shared_members AS shared_members,\n"
     "       c.member_jaccard AS member_jaccard, c.shared_identifiers AS shared_identifiers,\n"
-    "       c.infra_jaccard AS infra_jaccard"
+    "       c.infra_overlap AS infra_overlap"
 )
 RING_EXISTS = "MATCH (g:Ring {sweep_id: $sweep_id, id: $ring_id}) RETURN count(g) AS n"
 MEMBERS_READ = (

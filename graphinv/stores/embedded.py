@@ -80,7 +80,7 @@ _RESULT_DDL = (
     "n_rings BIGINT, size BIGINT)",
     "CREATE TABLE IF NOT EXISTS ring_lineage (sweep_id VARCHAR, previous_sweep_id VARCHAR, "
     "ring_id VARCHAR, previous_ring_id VARCHAR, kind VARCHAR, shared_members BIGINT, "
-    "member_jaccard DOUBLE, shared_identifiers BIGINT, infra_jaccard DOUBLE)",
+    "member_jaccard DOUBLE, shared_identifiers BIGINT, infra_overlap DOUBLE)",
 )
 _SWEEP_TABLES = ("sweeps", "rings", "ring_members", "campaigns")
 

@@ -2,11 +2,14 @@
 
 Writes create the constraints first, then send batches of ``batch_size`` rows per managed
 write transaction (``execute_write``, which retries transient errors such as deadlocks and
-leader switches). Identifier nodes are MERGEd before the relationships that point at them,
-so relationship batches only MATCH both ends through the uniqueness indexes. Into a graph
-that has no relationship of a type yet, relationships are CREATEd (same result as MERGE
-for validated, key-unique rows, without checking each account's existing relationships);
-afterwards they are MERGEd with the merge rule of :mod:`graphinv.stores.base`.
+leader switches). Nodes are written before the relationships that join them, and each node
+write returns the nodes' element ids, so relationship batches find both ends by id
+(``NodeByElementIdSeek``) rather than by a locking unique-index seek per row. Into a graph
+without nodes of a label (or relationships of a type) yet, they are CREATEd: the same result
+as MERGE for validated, key-unique rows, without looking each one up first; afterwards they
+are MERGEd with the merge rule of :mod:`graphinv.stores.base`. Batches whose rows touch
+distinct keys (nodes, relationships) go out on ``writers`` sessions at once. Measured rates
+and what limits them: ``docs/stores.md``.
 
 Usage is stored compactly: one ``(:Usage {account_id, model})`` node per account and model,
 holding parallel arrays ``hours`` (hours since the epoch), ``requests``, ``input_tokens``
@@ -31,13 +34,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import neo4j
 import numpy as np
 import pandas as pd
+from rich.progress import Progress, TaskID
 
 from graphinv.errors import Neo4jUnavailable, RingNotFound, StoreError
 from graphinv.schema import TABLES, Platform, conform
@@ -57,6 +63,7 @@ from graphinv.stores.base import (
 )
 
 DEFAULT_BATCH_SIZE = 20_000
+DEFAULT_WRITERS = 2
 _MICROS_PER_HOUR = 3_600_000_000
 _KIND_OF_TYPE = {rel: kind for kind, (_, rel) in cypher.KIND_GRAPH.items()}
 _USAGE_ARRAYS = ("hours", "requests", "input_tokens", "output_tokens")
@@ -74,6 +81,8 @@ class Neo4jStore:
         Database name; None uses the server's default.
     batch_size
         Rows per write transaction (10–50k suits a 2–4 GB heap).
+    writers
+        Sessions writing relationship batches at once (see ``docs/stores.md``).
     """
 
     kind = "neo4j"
@@ -84,11 +93,13 @@ class Neo4jStore:
         *,
         database: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        writers: int = DEFAULT_WRITERS,
         owns_driver: bool = False,
     ) -> None:
         self.driver = driver
         self.database = database
         self.batch_size = batch_size
+        self.writers = writers
         self._owns_driver = owns_driver
         self._schema_ready = False
 
@@ -100,6 +111,7 @@ class Neo4jStore:
         auth: tuple[str, str] | None = None,
         database: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        writers: int = DEFAULT_WRITERS,
     ) -> Neo4jStore:
         """Open a driver on ``uri`` and check that the server answers.
 
@@ -113,7 +125,9 @@ class Neo4jStore:
             driver.verify_connectivity()
         except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError) as exc:
             raise Neo4jUnavailable(f"no Neo4j answers at {uri}: {exc}") from exc
-        return cls(driver, database=database, batch_size=batch_size, owns_driver=True)
+        return cls(
+            driver, database=database, batch_size=batch_size, writers=writers, owns_driver=True
+        )
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -161,98 +175,165 @@ class Neo4jStore:
         """MERGE validated frames into the graph; loading the same frames twice changes nothing.
 
         Order: constraints, accounts, identifier nodes, attribute tables, relationships,
-        usage, labels (each kind of node exists before relationships MATCH it).
+        usage, labels (each kind of node exists before relationships MATCH it). Node writes
+        return element ids, so relationship batches find both ends without an index seek.
+        ``LoadStats.steps`` times ``nodes``, ``links``, ``usage`` and ``labels``.
+
+        Raises
+        ------
+        StoreError
+            A link names an account that is neither in ``platform`` nor in the graph.
         """
         check_unique_keys(platform)
         started = time.perf_counter()
         self.ensure_schema()
         tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
-        rows: dict[str, int] = {}
-        relationships = 0
+        steps: dict[str, float] = {}
         with progress_bar(progress) as bar, self._session() as session:
-
-            def send(description: str, query: str, batches: Iterator[list], **params: Any) -> int:
-                total = params.pop("total")
-                task = bar.add_task(description, total=total)
-                for batch in batches:
-                    session.execute_write(_run, query, {"rows": batch, **params})
-                    bar.advance(task, len(batch))
-                return total
-
-            rows["accounts"] = send(
-                "accounts",
-                cypher.ACCOUNTS_MERGE,
-                _batches(tables["accounts"], self.batch_size),
-                total=len(tables["accounts"]),
+            writer = _BatchWriter(
+                session, self._session, bar, batch_size=self.batch_size, writers=self.writers
             )
-            links = tables["links"]
-            creating = {
-                rel: not session.execute_read(_single, cypher.relationship_exists_query(rel), {})[
-                    "present"
-                ]
-                for rel in cypher.LINK_TYPES
-            }
-            by_kind = dict(tuple(links.groupby("kind", sort=True))) if len(links) else {}
-            for kind, group in by_kind.items():
-                values = pd.DataFrame({"value": group["value"].drop_duplicates()})
-                send(
-                    f"{kind} nodes",
-                    cypher.identifier_nodes_query(kind),
-                    (list(b) for b in _batches(values, self.batch_size, flat=True)),
-                    kind=kind,
-                    total=len(values),
-                )
-            for table in cypher.ATTRIBUTE_LABELS:
-                if table in tables:
-                    rows[table] = send(
-                        table,
-                        cypher.attribute_query(table),
-                        _batches(tables[table], self.batch_size),
-                        total=len(tables[table]),
-                    )
-            for kind, group in by_kind.items():
-                _, rel = cypher.graph_of(kind)
-                frame = group[["account_id", "value", "first_seen", "last_seen", "count"]]
-                send(
-                    f"{kind} links",
-                    cypher.link_query(kind, create=creating[rel]),
-                    _batches(frame, self.batch_size),
-                    kind=kind,
-                    total=len(frame),
-                )
-            rows["links"] = len(links)
-            relationships += len(links)
-            rows["usage"], usage_nodes = self._load_usage(session, tables["usage"], bar)
-            relationships += usage_nodes
+            with _timed(steps, "nodes"):
+                accounts, targets = self._write_nodes(writer, tables)
+            with _timed(steps, "links"):
+                self._write_all_links(writer, tables["links"], accounts, targets)
+            with _timed(steps, "usage"):
+                usage_nodes = self._load_usage(writer, tables["usage"])
             if "labels" in tables:
-                rows["labels"] = send(
-                    "labels",
-                    cypher.LABELS_SET,
-                    _batches(tables["labels"], self.batch_size),
-                    total=len(tables["labels"]),
-                )
+                with _timed(steps, "labels"):
+                    writer.send("labels", cypher.LABELS_SET, tables["labels"])
         return LoadStats(
-            rows=rows, relationships=relationships, seconds=time.perf_counter() - started
+            rows={name: len(frame) for name, frame in tables.items()},
+            relationships=len(tables["links"]) + usage_nodes,
+            seconds=time.perf_counter() - started,
+            steps=steps,
         )
 
-    def _load_usage(self, session: neo4j.Session, usage: pd.DataFrame, bar: Any) -> tuple[int, int]:
-        """Write usage as per-(account, model) arrays; returns (rows, Usage nodes)."""
+    def _write_nodes(
+        self, writer: _BatchWriter, tables: Mapping[str, pd.DataFrame]
+    ) -> tuple[pd.Series, dict[str, pd.Series]]:
+        """Accounts, identifier nodes per kind and attribute tables; element ids by key.
+
+        Returns the element ids of every account the links name (loaded now or before) and
+        of each kind's identifier nodes.
+        """
+        links = tables["links"]
+        accounts = self._write_accounts(writer, tables["accounts"])
+        targets = {
+            str(kind): self._write_identifiers(writer, str(kind), group["value"])
+            for kind, group in links.groupby("kind", sort=True)
+        }
+        for table in cypher.ATTRIBUTE_LABELS:
+            if table in tables:
+                writer.send(table, cypher.attribute_query(table), tables[table])
+        return self._add_link_accounts(writer, accounts, links), targets
+
+    def _write_all_links(
+        self,
+        writer: _BatchWriter,
+        links: pd.DataFrame,
+        accounts: pd.Series,
+        targets: Mapping[str, pd.Series],
+    ) -> None:
+        # Decided before any link is written: a type without relationships yet is CREATEd.
+        creating = {
+            rel: not writer.present(cypher.relationship_exists_query(rel))
+            for rel in cypher.LINK_TYPES
+        }
+        for kind, group in links.groupby("kind", sort=True):
+            rel_type = cypher.graph_of(str(kind))[1]
+            self._write_links(
+                writer, str(kind), group, accounts, targets[str(kind)], creating[rel_type]
+            )
+
+    @staticmethod
+    def _write_accounts(writer: _BatchWriter, accounts: pd.DataFrame) -> pd.Series:
+        """Write accounts (CREATE into a graph without any); element id by account id."""
+        create = not writer.present(cypher.label_present_query("Account"))
+        return writer.nodes("accounts", cypher.accounts_query(create=create), accounts)
+
+    @staticmethod
+    def _write_identifiers(writer: _BatchWriter, kind: str, values: pd.Series) -> pd.Series:
+        """Write one kind's identifier nodes; element id by value."""
+        label, _ = cypher.graph_of(kind)
+        if label == cypher.GENERIC_GRAPH[0]:
+            present = writer.present(cypher.IDENTIFIER_KIND_PRESENT, kind=kind)
+        else:
+            present = writer.present(cypher.label_present_query(label))
+        query = cypher.identifier_nodes_query(kind, create=not present)
+        frame = pd.DataFrame({"value": values.drop_duplicates()})
+        return writer.nodes(f"{kind} nodes", query, frame, flat=True, kind=kind)
+
+    @staticmethod
+    def _add_link_accounts(
+        writer: _BatchWriter, accounts: pd.Series, links: pd.DataFrame
+    ) -> pd.Series:
+        """Element ids of accounts that links name but this load does not carry (loaded before).
+
+        Raises
+        ------
+        StoreError
+            Some are not in the graph either.
+        """
+        named = pd.Index(links["account_id"].unique())
+        missing = named.difference(accounts.index)
+        if missing.empty:
+            return accounts
+        frame = pd.DataFrame({"account_id": missing})
+        found = writer.nodes("earlier accounts", cypher.ACCOUNT_NODES, frame, flat=True)
+        if len(found) < len(missing):
+            raise StoreError(
+                f"{len(missing) - len(found)} account(s) named in links are neither in the "
+                "accounts table nor in the graph"
+            )
+        return pd.concat([accounts, found])
+
+    @staticmethod
+    def _write_links(
+        writer: _BatchWriter,
+        kind: str,
+        links: pd.DataFrame,
+        accounts: pd.Series,
+        targets: pd.Series,
+        create: bool,
+    ) -> None:
+        frame = pd.DataFrame(
+            {
+                "account": links["account_id"].map(accounts),
+                "target": links["value"].map(targets),
+                "first_seen": links["first_seen"],
+                "last_seen": links["last_seen"],
+                "count": links["count"],
+            }
+        )
+        written = writer.count(
+            f"{kind} links", cypher.link_query(kind, create=create), frame, kind=kind
+        )
+        if written != len(frame):
+            # Both ends were written or found moments ago: only a concurrent delete loses one.
+            raise StoreError(
+                f"{len(frame) - written} {kind} link(s) lost an end node during the load; "
+                "is another process deleting from the graph?"
+            )
+
+    def _load_usage(self, writer: _BatchWriter, usage: pd.DataFrame) -> int:
+        """Write usage as per-(account, model) arrays; returns the number of Usage nodes."""
         groups = usage_groups(usage)
-        task = bar.add_task("usage", total=len(usage))
-        existing = session.execute_read(_single, cypher.USAGE_PRESENT, {})["present"]
+        existing = writer.present(cypher.label_present_query("Usage"))
+        task = writer.bar.add_task("usage", total=len(usage))
         batch: list[list[Any]] = []
         filled = 0
         for group in groups:
             batch.append(group)
             filled += len(group[2])
             if filled >= self.batch_size:
-                session.execute_write(_write_usage, batch, existing)
-                bar.advance(task, filled)
+                writer.session.execute_write(_write_usage, batch, existing)
+                writer.bar.advance(task, filled)
                 batch, filled = [], 0
         if batch:
-            session.execute_write(_write_usage, batch, existing)
-            bar.advance(task, filled)
-        return len(usage), len(groups)
+            writer.session.execute_write(_write_usage, batch, existing)
+            writer.bar.advance(task, filled)
+        return len(groups)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -431,24 +512,136 @@ class Neo4jStore:
         self.close()
 
 
+@contextmanager
+def _timed(steps: dict[str, float], step: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    steps[step] = time.perf_counter() - started
+
+
 # -- transaction functions (module level so execute_write can retry them) ----------------
-
-
-def _run(tx: neo4j.ManagedTransaction, query: str, params: dict[str, Any]) -> None:
-    tx.run(query, params).consume()
 
 
 def _single(tx: neo4j.ManagedTransaction, query: str, params: dict[str, Any]) -> dict[str, Any]:
     return tx.run(query, params).single(strict=True).data()
 
 
+def _values(tx: neo4j.ManagedTransaction, query: str, params: dict[str, Any]) -> list[list[Any]]:
+    return tx.run(query, params).values()
+
+
+
+
 def _write_usage(tx: neo4j.ManagedTransaction, batch: list[list[Any]], existing: bool) -> None:
-    if existing:
-        keys = [[row[0], row[1]] for row in batch]
-        stored = tx.run(cypher.USAGE_READ_KEYS, {"keys": keys}).data()
-        if stored:
-            batch = _merge_usage(batch, stored)
+    if not existing:
+        tx.run(cypher.USAGE_CREATE, {"rows": batch}).consume()
+        return
+    keys = [[row[0], row[1]] for row in batch]
+    stored = tx.run(cypher.USAGE_READ_KEYS, {"keys": keys}).data()
+    if stored:
+        batch = _merge_usage(batch, stored)
     tx.run(cypher.USAGE_WRITE, {"rows": batch}).consume()
+
+
+class _BatchWriter:
+    """Sends frames in batches of write transactions, with a progress bar.
+
+    Parameters
+    ----------
+    session
+        The load's session, for existence checks and statements that must run in order.
+    open_session
+        Opens another session: batches of statements whose rows touch distinct keys go out
+        on ``writers`` sessions at once, so the server works on one batch while the next
+        crosses the wire, and uses a second core when it has one.
+    """
+
+    def __init__(
+        self,
+        session: neo4j.Session,
+        open_session: Callable[[], AbstractContextManager[neo4j.Session]],
+        bar: Progress,
+        *,
+        batch_size: int,
+        writers: int,
+    ) -> None:
+        self.session = session
+        self.open_session = open_session
+        self.bar = bar
+        self.batch_size = batch_size
+        self.writers = writers
+
+    def present(self, query: str, **params: Any) -> bool:
+        """Answer a ``… AS present`` existence query."""
+        return bool(self.session.execute_read(_single, query, params)["present"])
+
+    def send(self, description: str, query: str, frame: pd.DataFrame, **params: Any) -> None:
+        """Write every row, one batch after the other on the load's session."""
+        task = self.bar.add_task(description, total=len(frame))
+        for batch in _batches(frame, self.batch_size):
+            self.session.execute_write(_values, query, {"rows": batch, **params})
+            self.bar.advance(task, len(batch))
+
+    def count(self, description: str, query: str, frame: pd.DataFrame, **params: Any) -> int:
+        """Write key-distinct rows in parallel; the sum of the query's ``written``."""
+        batches = self._parallel(description, query, frame, flat=False, params=params)
+        return sum(record[0] for records in batches for record in records)
+
+    def nodes(
+        self,
+        description: str,
+        query: str,
+        frame: pd.DataFrame,
+        *,
+        flat: bool = False,
+        **params: Any,
+    ) -> pd.Series:
+        """Write (or find) distinct nodes in parallel; element ids indexed by key."""
+        keys: list[Any] = []
+        nodes: list[str] = []
+        for records in self._parallel(description, query, frame, flat=flat, params=params):
+            for batch_keys, batch_nodes in records:
+                keys.extend(batch_keys)
+                nodes.extend(batch_nodes)
+        return pd.Series(nodes, index=pd.Index(keys, dtype=object), dtype=object)
+
+    def _parallel(
+        self,
+        description: str,
+        query: str,
+        frame: pd.DataFrame,
+        *,
+        flat: bool,
+        params: dict[str, Any],
+    ) -> Iterator[list[list[Any]]]:
+        """Records of each batch, in order, with at most ``writers`` batches in flight.
+
+        Only for statements whose batches touch distinct keys: concurrent batches then
+        never write the same node or relationship (a deadlock on a shared end node is a
+        transient error the driver retries).
+        """
+        task = self.bar.add_task(description, total=len(frame))
+
+        def write(batch: list[Any]) -> list[list[Any]]:
+            with self.open_session() as session:
+                return session.execute_write(_values, query, {"rows": batch, **params})
+
+        with ThreadPoolExecutor(self.writers) as pool:
+            pending: deque[tuple[Future[list[list[Any]]], int]] = deque()
+            for batch in _batches(frame, self.batch_size, flat=flat):
+                if len(pending) == self.writers:
+                    yield self._collect(pending, task)
+                pending.append((pool.submit(write, batch), len(batch)))
+            while pending:
+                yield self._collect(pending, task)
+
+    def _collect(
+        self, pending: deque[tuple[Future[list[list[Any]]], int]], task: TaskID
+    ) -> list[list[Any]]:
+        future, size = pending.popleft()
+        records = future.result()
+        self.bar.advance(task, size)
+        return records
 
 
 # -- frames to rows and back ------------------------------------------------------------
