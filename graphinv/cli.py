@@ -24,6 +24,9 @@ from graphinv.context import Context
 from graphinv.errors import GraphinvError, InputError
 from graphinv.neo4j_local import LocalNeo4j
 
+# The ranked table quotes the start of each explanation; `graphinv ring` gives all of it.
+WHY_WIDTH = 110
+
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -344,21 +347,23 @@ def fit_weights_command(lazy: _LazyContext, labels_dir: Path, out: Path | None,
 
 
 def _rings_table(frame: pd.DataFrame, *, title: str) -> Table:
-    table = Table(title=title, show_lines=False)
-    for name, justify in (("rank", "right"), ("ring", "left"), ("score", "right"),
-                          ("size", "right"), ("campaign", "left"), ("status", "left"),
-                          ("why", "left")):
-        table.add_column(name, justify=justify, overflow="fold")
+    table = Table(title=title, caption="`graphinv ring RING_ID` explains one ring in full")
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column("ring", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("why (strongest signals)", min_width=30, overflow="fold")
     for row in frame.itertuples(index=False):
         score = getattr(row, "score", float("nan"))
+        why = str(getattr(row, "explanation", "") or "")
         table.add_row(
             str(row.rank),
             str(row.ring_id),
             "" if pd.isna(score) else f"{score:.2f}",
             str(row.size),
-            str(getattr(row, "campaign_id", "") or ""),
             str(getattr(row, "status", "") or ""),
-            str(getattr(row, "explanation", "") or ""),
+            why if len(why) <= WHY_WIDTH else why[: WHY_WIDTH - 1] + "…",
         )
     return table
 
