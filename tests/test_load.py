@@ -12,9 +12,9 @@ import neo4j
 import pandas as pd
 import pytest
 
-from graphinv.errors import InputError
+from graphinv.errors import InputError, StoreError
 from graphinv.load import EXIT_CLEAN, EXIT_QUARANTINED, load_dir, read_dir
-from graphinv.schema import TABLES
+from graphinv.schema import TABLES, Platform
 from graphinv.stores.base import Store
 from graphinv.stores.embedded import EmbeddedStore
 from graphinv.stores.neo4j import Neo4jStore
@@ -334,3 +334,42 @@ def test_pseudonymised_values_never_reach_the_store(store: Store, tmp_path: Path
     ip_link = platform.links.loc[platform.links["kind"] == "ip", "value"].item()
     assert platform.ips["ip"].item() == ip_link  # same pseudonym in links and attributes
     assert platform.links.loc[platform.links["kind"] == "payment_method", "value"].nunique() == 1
+
+
+# -- the Neo4j load path -----------------------------------------------------------------
+
+
+@pytest.mark.neo4j
+def test_links_of_accounts_loaded_earlier_find_them_and_unknown_ones_are_refused(
+    neo4j_driver: neo4j.Driver, tmp_path: Path
+) -> None:
+    store = Neo4jStore(neo4j_driver, batch_size=2, writers=2)
+    load_dir(write_folder(tmp_path / "old", BASE), store, extra_kinds=KINDS, progress=False,
+             quarantine_dir=tmp_path / "q")
+    platform = store.read_platform()
+    later = platform.links.iloc[:1].assign(value="card-2")
+    no_accounts = platform.accounts.iloc[:0]
+    stats = store.load(Platform(no_accounts, later, platform.usage.iloc[:0]), progress=False)
+    assert stats.relationships == 1
+    assert len(store.read_platform().links) == len(platform.links) + 1
+    ghost = later.assign(account_id="ghost")
+    with pytest.raises(StoreError, match="neither in the accounts table nor in the graph"):
+        store.load(Platform(no_accounts, ghost, platform.usage.iloc[:0]), progress=False)
+
+
+@pytest.mark.neo4j
+def test_parallel_first_load_and_reload_match_the_embedded_store(
+    neo4j_driver: neo4j.Driver, tmp_path: Path
+) -> None:
+    # One-row batches on two sessions exercise the parallel CREATE path, then the MERGE one.
+    folder = write_folder(tmp_path / "in", BASE)
+    quarantine = tmp_path / "q"
+    with EmbeddedStore(tmp_path / "reference.duckdb") as reference:
+        load_dir(folder, reference, extra_kinds=KINDS, progress=False, quarantine_dir=quarantine)
+        expected = content_hash(reference)
+    store = Neo4jStore(neo4j_driver, batch_size=1, writers=2)
+    load_dir(folder, store, extra_kinds=KINDS, progress=False, quarantine_dir=quarantine)
+    shape = graph_shape(store)
+    assert content_hash(store) == expected
+    load_dir(folder, store, extra_kinds=KINDS, progress=False, quarantine_dir=quarantine)
+    assert (graph_shape(store), content_hash(store)) == (shape, expected)

@@ -188,15 +188,17 @@ class Neo4jStore:
         started = time.perf_counter()
         self.ensure_schema()
         tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
+        links = tables["links"]
+        by_kind = {str(kind): group for kind, group in links.groupby("kind", sort=True)}
         steps: dict[str, float] = {}
         with progress_bar(progress) as bar, self._session() as session:
             writer = _BatchWriter(
                 session, self._session, bar, batch_size=self.batch_size, writers=self.writers
             )
             with _timed(steps, "nodes"):
-                accounts, targets = self._write_nodes(writer, tables)
+                accounts, targets = self._write_nodes(writer, tables, by_kind)
             with _timed(steps, "links"):
-                self._write_all_links(writer, tables["links"], accounts, targets)
+                self._write_all_links(writer, by_kind, accounts, targets)
             with _timed(steps, "usage"):
                 usage_nodes = self._load_usage(writer, tables["usage"])
             if "labels" in tables:
@@ -204,34 +206,36 @@ class Neo4jStore:
                     writer.send("labels", cypher.LABELS_SET, tables["labels"])
         return LoadStats(
             rows={name: len(frame) for name, frame in tables.items()},
-            relationships=len(tables["links"]) + usage_nodes,
+            relationships=len(links) + usage_nodes,
             seconds=time.perf_counter() - started,
             steps=steps,
         )
 
     def _write_nodes(
-        self, writer: _BatchWriter, tables: Mapping[str, pd.DataFrame]
+        self,
+        writer: _BatchWriter,
+        tables: Mapping[str, pd.DataFrame],
+        by_kind: Mapping[str, pd.DataFrame],
     ) -> tuple[pd.Series, dict[str, pd.Series]]:
         """Accounts, identifier nodes per kind and attribute tables; element ids by key.
 
         Returns the element ids of every account the links name (loaded now or before) and
         of each kind's identifier nodes.
         """
-        links = tables["links"]
         accounts = self._write_accounts(writer, tables["accounts"])
         targets = {
-            str(kind): self._write_identifiers(writer, str(kind), group["value"])
-            for kind, group in links.groupby("kind", sort=True)
+            kind: self._write_identifiers(writer, kind, group["value"])
+            for kind, group in by_kind.items()
         }
         for table in cypher.ATTRIBUTE_LABELS:
             if table in tables:
                 writer.send(table, cypher.attribute_query(table), tables[table])
-        return self._add_link_accounts(writer, accounts, links), targets
+        return self._add_link_accounts(writer, accounts, tables["links"]), targets
 
     def _write_all_links(
         self,
         writer: _BatchWriter,
-        links: pd.DataFrame,
+        by_kind: Mapping[str, pd.DataFrame],
         accounts: pd.Series,
         targets: Mapping[str, pd.Series],
     ) -> None:
@@ -240,11 +244,9 @@ class Neo4jStore:
             rel: not writer.present(cypher.relationship_exists_query(rel))
             for rel in cypher.LINK_TYPES
         }
-        for kind, group in links.groupby("kind", sort=True):
-            rel_type = cypher.graph_of(str(kind))[1]
-            self._write_links(
-                writer, str(kind), group, accounts, targets[str(kind)], creating[rel_type]
-            )
+        for kind, group in by_kind.items():
+            create = creating[cypher.graph_of(kind)[1]]
+            self._write_links(writer, kind, group, accounts, targets[kind], create)
 
     @staticmethod
     def _write_accounts(writer: _BatchWriter, accounts: pd.DataFrame) -> pd.Series:
@@ -306,9 +308,7 @@ class Neo4jStore:
                 "count": links["count"],
             }
         )
-        written = writer.count(
-            f"{kind} links", cypher.link_query(kind, create=create), frame, kind=kind
-        )
+        written = writer.count(f"{kind} links", cypher.link_query(kind, create=create), frame)
         if written != len(frame):
             # Both ends were written or found moments ago: only a concurrent delete loses one.
             raise StoreError(
