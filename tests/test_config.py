@@ -67,3 +67,15 @@ def test_settings_serialise_for_the_sweep_record() -> None:
     plain = Settings().to_dict()
     assert plain["detection"]["resolution"] == Settings().detection.resolution
     assert isinstance(plain["projection"]["kind_weights"], dict)
+
+
+def test_readme_settings_example_loads_and_shows_the_defaults(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.toml"
+    path.write_text(block)
+    shown = load_settings(path=path, environ={}).to_dict()
+    defaults = Settings().to_dict()
+    shown.pop("source")
+    defaults.pop("source")
+    assert shown == defaults
