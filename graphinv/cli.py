@@ -205,6 +205,11 @@ def synth(lazy: _LazyContext, out: Path, preset: str, seed: int, n_accounts: int
     "--pseudonymise", is_flag=True,
     help="Replace identifier values by keyed HMACs (key in GRAPHINV_PSEUDONYMISE_KEY).",
 )
+@click.option(
+    "--bulk", is_flag=True,
+    help="First load into the local Neo4j offline (neo4j-admin import; server stopped, "
+    "database empty); starts the server after.",
+)
 @pass_context
 def load(
     lazy: _LazyContext,
@@ -212,17 +217,20 @@ def load(
     quarantine_dir: Path | None,
     extra_kinds: tuple[str, ...],
     pseudonymise: bool,
+    bulk: bool,
 ) -> None:
     """Validate the input tables in FOLDER and load them into the store.
 
     Exit status 0 when every row loaded, 3 when some rows went to quarantine.
     """
-    report = lazy.get().load(
-        folder,
-        quarantine_dir=quarantine_dir,
-        pseudonymise=pseudonymise,
-        extra_kinds=extra_kinds,
-    )
+    context = lazy.get()
+    options = {"quarantine_dir": quarantine_dir, "pseudonymise": pseudonymise,
+               "extra_kinds": extra_kinds}
+    if bulk:
+        with console.status("Importing offline with neo4j-admin, then starting Neo4j…"):
+            report = context.bulk_load(folder, LocalNeo4j.from_env(), **options)
+    else:
+        report = context.load(folder, **options)
     console.print(report.summary_table())
     sys.exit(report.exit_code)
 

@@ -28,7 +28,8 @@ import pandas as pd
 from graphinv.config import Settings, load_settings
 from graphinv.errors import InputError
 from graphinv.evaluate import Evaluation, evaluate
-from graphinv.load import SUFFIXES, LoadReport, load_dir, read_table
+from graphinv.load import SUFFIXES, LoadReport, bulk_load_dir, load_dir, read_table
+from graphinv.neo4j_local import LocalNeo4j
 from graphinv.pseudonymise import key_from_env
 from graphinv.schema import TABLES, conform
 from graphinv.scoring import score_rings
@@ -92,15 +93,37 @@ class Context:
         extra_kinds`` and the keys of ``[projection] kind_weights``), and ``extra_kinds``;
         rows of any other kind go to quarantine.
         """
-        declared = self.settings.load.extra_kinds + tuple(self.settings.projection.kind_weights)
         return load_dir(
             Path(folder),
             self.store,
-            extra_kinds=tuple(dict.fromkeys(declared + tuple(extra_kinds))),
+            extra_kinds=self._kinds(extra_kinds),
             quarantine_dir=quarantine_dir,
             pseudonymise_key=key_from_env() if pseudonymise else None,
             progress=self.progress,
         )
+
+    def bulk_load(
+        self,
+        folder: Path,
+        server: LocalNeo4j,
+        *,
+        quarantine_dir: Path | None = None,
+        pseudonymise: bool = False,
+        extra_kinds: tuple[str, ...] = (),
+    ) -> LoadReport:
+        """First load of a large folder into the stopped, empty local Neo4j, offline with
+        ``neo4j-admin database import`` (see :func:`bulk_load_dir`); starts it afterwards."""
+        return bulk_load_dir(
+            Path(folder),
+            server,
+            extra_kinds=self._kinds(extra_kinds),
+            quarantine_dir=quarantine_dir,
+            pseudonymise_key=key_from_env() if pseudonymise else None,
+        )
+
+    def _kinds(self, extra_kinds: tuple[str, ...]) -> tuple[str, ...]:
+        declared = self.settings.load.extra_kinds + tuple(self.settings.projection.kind_weights)
+        return tuple(dict.fromkeys(declared + tuple(extra_kinds)))
 
     def sweep(self, *, alert_threshold: float | None = None) -> SweepReport:
         """Detect, score and record rings over the loaded platform (see :func:`run_sweep`)."""

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from graphinv.cli import cli
+from graphinv.neo4j_local import LocalNeo4j
 from graphinv.sweep import EXIT_ALERT
 
 
@@ -69,3 +70,29 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.startswith("Error: ")
     assert "Traceback" not in result.output
+
+
+@pytest.mark.neo4j
+def test_bulk_first_load_into_a_stopped_local_server(
+    platform_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, neo4j_uri: str
+) -> None:
+    shared = LocalNeo4j.from_env()
+    home = tmp_path / "bulk-home"
+    home.mkdir()
+    (home / "lib").symlink_to(shared.lib.resolve())  # reuse the downloaded jars
+    monkeypatch.setenv("GRAPHINV_NEO4J_HOME", str(home))
+    monkeypatch.setenv("GRAPHINV_NEO4J_BOLT_PORT", "17693")
+    monkeypatch.setenv("GRAPHINV_NEO4J_HTTP_PORT", "17493")
+    monkeypatch.setenv("GRAPHINV_NEO4J_HEAP", "512m")
+    monkeypatch.setenv("GRAPHINV_NEO4J_PAGECACHE", "256m")
+    monkeypatch.chdir(tmp_path)
+    server = LocalNeo4j.from_env()
+    try:
+        code, output = run(["--quiet", "load", str(platform_dir), "--bulk"])
+        assert code == 0, output
+        assert server.status().running
+        code, output = run(["--quiet", "--neo4j", server.bolt_uri, "sweep", "--json", "-"])
+        assert code in (0, EXIT_ALERT), output
+        assert json.loads(output)["counts"]["accounts"] == 6000
+    finally:
+        server.stop()
