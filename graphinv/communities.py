@@ -113,7 +113,8 @@ class DetectionOptions:
     merge_min_piece : int
         Pieces with fewer accounts (accounts of components smaller than
         ``min_ring_size`` count as pieces of one) neither join nor are joined.
-        Default ``2``.
+        Default ``3``: two benign users behind one residential proxy IP form a piece of
+        two that the card/IP evidence would otherwise join to the ring using that proxy.
     """
 
     resolution: float = 0.4
@@ -128,7 +129,7 @@ class DetectionOptions:
     campaign_min_share: float = 0.3
     campaign_min_concentration: float = 0.5
     merge_resolution: float | None = 0.1
-    merge_min_piece: int = 2
+    merge_min_piece: int = 3
 
 
 @dataclass(frozen=True)

@@ -104,15 +104,16 @@ def test_fit_weights_learns_a_separating_config_on_one_seed(scored) -> None:
     assert metrics["recall"] >= 0.9 and metrics["precision"] >= 0.95
 
 
-def test_with_detected_rings_extraction_accounts_are_found() -> None:
-    platform = generate(preset="small", seed=1)
+@pytest.mark.parametrize("seed", [1, 4])
+def test_with_detected_rings_extraction_accounts_are_found(seed: int) -> None:
+    platform = generate(preset="small", seed=seed)
     members = detect_rings(project(platform), platform=platform).members
     rings = score_rings(members, platform).rings.set_index("ring_id")
     metrics = account_metrics(members, rings.index[rings["flagged"]], platform.labels)
     assert metrics["precision"] >= 0.95
     assert metrics["recall"] >= 0.9
-    # Benign accounts a detected ring absorbed share its score (a detection merge, reported
-    # separately); scoring itself must flag no ring that is mostly benign.
+    assert metrics["benign_flagged_share"] <= 0.001
+    # Scoring itself must flag no ring that is mostly benign.
     kind = members["account_id"].map(platform.labels.set_index("account_id")["kind"])
     extraction_share = (kind == "extraction").groupby(members["ring_id"]).mean()
     assert (extraction_share.reindex(rings.index[rings["flagged"]]) > 0.5).all()
