@@ -28,7 +28,7 @@ import csv
 import gzip
 import io
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,11 +249,63 @@ def read_dir(
     (1, [2])
     """
     files, _ = find_files(path)
+    return _read_files(files, extra_kinds=extra_kinds, now=now)
+
+
+def _read_files(
+    files: Mapping[str, Path], *, extra_kinds: Sequence[str], now: pd.Timestamp | None = None
+) -> tuple[Platform, Quarantine]:
     raw = {name: read_table(file, name) for name, file in files.items()}
     if raw["accounts"].empty:
         raise InputError(f"{files['accounts']}: no accounts (header only)")
     sources = {name: file.name for name, file in files.items()}
     return validate(raw, sources=sources, extra_kinds=extra_kinds, now=now)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A folder found, read, validated and (optionally) pseudonymised, ready to load."""
+
+    files: dict[str, Path]
+    ignored: list[Path]
+    platform: Platform
+    quarantine: Quarantine
+
+    def report(
+        self,
+        *,
+        source: Path,
+        store: str,
+        relationships: int,
+        started: float,
+        quarantine_files: list[Path],
+        pseudonymised: bool,
+    ) -> LoadReport:
+        loaded = {name: len(frame) for name, frame in self.platform.tables().items()}
+        counts = {name: self.quarantine.count(name) for name in self.files}
+        return LoadReport(
+            source=source,
+            store=store,
+            files=self.files,
+            rows_read={name: loaded.get(name, 0) + counts[name] for name in self.files},
+            rows_loaded={name: loaded.get(name, 0) for name in self.files},
+            rows_quarantined=counts,
+            relationships=relationships,
+            seconds=time.perf_counter() - started,
+            quarantine_files=quarantine_files,
+            ignored_files=self.ignored,
+            pseudonymised=pseudonymised,
+        )
+
+
+def _prepare(
+    path: Path, *, extra_kinds: Sequence[str], pseudonymise_key: bytes | None
+) -> _Prepared:
+    files, ignored = find_files(path)
+    platform, quarantine = _read_files(files, extra_kinds=extra_kinds)
+    if pseudonymise_key is not None:
+        platform = pseudonymise(platform, key=pseudonymise_key)
+    return _Prepared(files, ignored, platform, quarantine)
 
 
 def load_dir(
@@ -297,28 +349,18 @@ def load_dir(
         A file cannot be read at all; nothing is loaded then.
     """
     started = time.perf_counter()
-    files, ignored = find_files(path)
-    platform, quarantine = read_dir(path, extra_kinds=extra_kinds)
-    if pseudonymise_key is not None:
-        platform = pseudonymise(platform, key=pseudonymise_key)
+    prepared = _prepare(path, extra_kinds=extra_kinds, pseudonymise_key=pseudonymise_key)
     if quarantine_dir is None:
         home = getattr(store, "path", None)
         quarantine_dir = (Path(home).parent if home is not None else Path.cwd()) / "quarantine"
-    quarantine_files = quarantine.write(quarantine_dir)
-    stats = store.load(platform, progress=progress)
-    loaded = {name: len(frame) for name, frame in platform.tables().items()}
-    counts = {name: quarantine.count(name) for name in files}
-    return LoadReport(
+    quarantine_files = prepared.quarantine.write(quarantine_dir)
+    stats = store.load(prepared.platform, progress=progress)
+    return prepared.report(
         source=path,
         store=store.kind,
-        files=files,
-        rows_read={name: loaded.get(name, 0) + counts[name] for name in files},
-        rows_loaded={name: loaded.get(name, 0) for name in files},
-        rows_quarantined=counts,
         relationships=stats.relationships,
-        seconds=time.perf_counter() - started,
+        started=started,
         quarantine_files=quarantine_files,
-        ignored_files=ignored,
         pseudonymised=pseudonymise_key is not None,
     )
 
@@ -347,28 +389,18 @@ def bulk_load_dir(
         The server is running, its database is not empty, or the importer failed.
     """
     started = time.perf_counter()
-    files, ignored = find_files(path)
-    platform, quarantine = read_dir(path, extra_kinds=extra_kinds)
-    if pseudonymise_key is not None:
-        platform = pseudonymise(platform, key=pseudonymise_key)
-    quarantine_files = quarantine.write(quarantine_dir or Path.cwd() / "quarantine")
-    stats = bulk_import(platform, server=server)
+    prepared = _prepare(path, extra_kinds=extra_kinds, pseudonymise_key=pseudonymise_key)
+    quarantine_files = prepared.quarantine.write(quarantine_dir or Path.cwd() / "quarantine")
+    stats = bulk_import(prepared.platform, server=server)
     if start:
         server.start()
         with Neo4jStore.connect(server.bolt_uri) as store:
             store.ensure_schema()
-    loaded = {name: len(frame) for name, frame in platform.tables().items()}
-    counts = {name: quarantine.count(name) for name in files}
-    return LoadReport(
+    return prepared.report(
         source=path,
         store="neo4j-admin import",
-        files=files,
-        rows_read={name: loaded.get(name, 0) + counts[name] for name in files},
-        rows_loaded={name: loaded.get(name, 0) for name in files},
-        rows_quarantined=counts,
         relationships=stats.relationships,
-        seconds=time.perf_counter() - started,
+        started=started,
         quarantine_files=quarantine_files,
-        ignored_files=ignored,
         pseudonymised=pseudonymise_key is not None,
     )
