@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := data/demo
+# The local Neo4j of a checkout lives in the checkout (an installed wheel uses a per-user folder).
+export GRAPHINV_NEO4J_HOME ?= $(CURDIR)/.neo4j
 
 .PHONY: demo test bench neo4j-start neo4j-stop clean
 

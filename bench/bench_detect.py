@@ -46,9 +46,9 @@ def peak_rss_gib() -> float:
 
 
 def run_graphinv(n: int, seed: int) -> dict:
-    from graphinv.communities import detect_rings
+    from graphinv.detect.communities import detect_rings
+    from graphinv.detect.projection import project
     from graphinv.evaluate import evaluate
-    from graphinv.projection import project
     from graphinv.synth import generate
 
     t = time.perf_counter()

@@ -33,11 +33,11 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from graphinv.neo4j_local import LocalNeo4j
 from graphinv.schema import TABLES, Platform, conform
 from graphinv.stores.embedded import EmbeddedStore
-from graphinv.stores.neo4j import DEFAULT_WRITERS, Neo4jStore
-from graphinv.stores.neo4j_bulk import bulk_import
+from graphinv.stores.neo4j.bulk import bulk_import
+from graphinv.stores.neo4j.local import LocalNeo4j
+from graphinv.stores.neo4j.store import DEFAULT_WRITERS, Neo4jStore
 
 JARS = Path(__file__).resolve().parents[1] / ".neo4j" / "lib"
 START = np.datetime64("2024-01-01T00:00:00", "s")

@@ -13,7 +13,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "Case": "graphinv.case",
+    "Case": "graphinv.investigate.case",
     "Context": "graphinv.context",
     "Settings": "graphinv.config",
     "load_settings": "graphinv.config",

@@ -38,11 +38,11 @@ from typing import Any
 
 import pydantic
 
-from graphinv.communities import DetectionOptions
+from graphinv.detect.communities import DetectionOptions
+from graphinv.detect.projection import ProjectionOptions
 from graphinv.errors import ConfigError
 from graphinv.lineage import LineageOptions
-from graphinv.projection import ProjectionOptions
-from graphinv.scoring import ScoringOptions
+from graphinv.score.scoring import ScoringOptions
 
 DEFAULT_FILE = Path("graphinv.toml")
 

@@ -28,16 +28,16 @@ import pandas as pd
 from graphinv.config import Settings, load_settings
 from graphinv.errors import InputError
 from graphinv.evaluate import Evaluation, evaluate
-from graphinv.load import SUFFIXES, LoadReport, bulk_load_dir, load_dir, read_table
-from graphinv.neo4j_local import LocalNeo4j
-from graphinv.pseudonymise import key_from_env
+from graphinv.ingest.load import SUFFIXES, LoadReport, load_dir, read_table
+from graphinv.ingest.pseudonymise import key_from_env
 from graphinv.schema import TABLES, conform
-from graphinv.scoring import score_rings
-from graphinv.stores.base import Store, open_store
+from graphinv.score.scoring import score_rings
+from graphinv.stores import Store, open_store
 from graphinv.sweep import SweepReport, run_sweep
 
 if TYPE_CHECKING:
-    from graphinv.fit_weights import FitResult
+    from graphinv.score.fit_weights import FitResult
+    from graphinv.stores.neo4j.local import LocalNeo4j
 
 
 @dataclass
@@ -112,13 +112,16 @@ class Context:
         extra_kinds: tuple[str, ...] = (),
     ) -> LoadReport:
         """First load of a large folder into the stopped, empty local Neo4j, offline with
-        ``neo4j-admin database import`` (see :func:`bulk_load_dir`); starts it afterwards."""
-        return bulk_load_dir(
+        ``neo4j-admin database import`` (:class:`OfflineImport`); starts it afterwards."""
+        from graphinv.stores.neo4j.bulk import OfflineImport
+
+        return load_dir(
             Path(folder),
-            server,
+            OfflineImport(server),
             extra_kinds=self._kinds(extra_kinds),
             quarantine_dir=quarantine_dir,
             pseudonymise_key=key_from_env() if pseudonymise else None,
+            progress=self.progress,
         )
 
     def _kinds(self, extra_kinds: tuple[str, ...]) -> tuple[str, ...]:
@@ -156,7 +159,7 @@ class Context:
     def fit_weights(self, labels_dir: Path, *, seed: int = 0) -> FitResult:
         """Learn scoring weights from the latest sweep's rings and labelled past cases."""
         # scikit-learn takes seconds to import; only this command needs it.
-        from graphinv.fit_weights import fit_weights
+        from graphinv.score.fit_weights import fit_weights
 
         members = self.members()
         if members.empty:

@@ -48,11 +48,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from graphinv.errors import ConfigError
-from graphinv.schema import CORE_LINK_KINDS
+from graphinv.schema import CORE_LINK_KINDS, STATUSES
 
 __all__ = ["STATUSES", "Lineage", "LineageOptions", "match_rings", "ring_identifiers"]
 
-STATUSES = ("new", "continuing", "grown", "shrunk", "split", "merged", "respawned")
 
 _KIND_NOUNS = {
     "payment_method": "payment methods",

@@ -31,6 +31,9 @@ ColumnType = Literal["string", "timestamp", "int", "float", "bool"]
 # in config becomes (:Identifier {kind}) through -[:USES]->.
 CORE_LINK_KINDS = ("payment_method", "ip", "prompt_fingerprint")
 
+# How a ring of one sweep relates to the sweep before (lineage; stored with every ring).
+STATUSES = ("new", "continuing", "grown", "shrunk", "split", "merged", "respawned")
+
 
 @dataclass(frozen=True)
 class Column:

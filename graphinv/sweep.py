@@ -37,13 +37,13 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 
-from graphinv.communities import detect_rings
 from graphinv.config import Settings
-from graphinv.features import FEATURES
+from graphinv.detect.communities import detect_rings
+from graphinv.detect.projection import project
 from graphinv.lineage import Lineage, match_rings, ring_identifiers
-from graphinv.projection import project
 from graphinv.schema import Platform
-from graphinv.scoring import score_rings
+from graphinv.score.features import FEATURES
+from graphinv.score.scoring import score_rings
 from graphinv.stores.base import Store, SweepRecord
 
 # Exit status of `graphinv sweep` when a ring that was not there before (new or

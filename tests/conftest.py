@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import neo4j
 import pytest
 
-from graphinv.neo4j_local import LocalNeo4j
+from graphinv.stores.neo4j.local import LocalNeo4j
 
 
 def _answers(uri: str) -> bool:

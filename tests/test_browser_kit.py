@@ -13,11 +13,11 @@ import neo4j
 import pytest
 from click.testing import CliRunner
 
-from graphinv import browser_kit
 from graphinv.cli import cli
-from graphinv.cli_investigate import browser_kit_command
-from graphinv.neo4j_local import LocalNeo4j
-from graphinv.querylib import load_queries
+from graphinv.cli.investigate import browser_kit_command
+from graphinv.investigate import browser_kit
+from graphinv.investigate.querylib import load_queries
+from graphinv.stores.neo4j.local import LocalNeo4j
 
 if "browser-kit" not in cli.commands:
     cli.add_command(browser_kit_command)

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from graphinv.case import Case
 from graphinv.cli import cli
-from graphinv.cli_investigate import case, ring
+from graphinv.cli.investigate import case, ring
 from graphinv.context import Context
 from graphinv.errors import RingNotFound
+from graphinv.investigate.case import Case
 from graphinv.stores import open_store
 from graphinv.sweep import run_sweep
 from graphinv.synth import generate

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from graphinv.cli import cli
-from graphinv.neo4j_local import LocalNeo4j
+from graphinv.stores.neo4j.local import LocalNeo4j
 from graphinv.sweep import EXIT_ALERT
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from graphinv.communities import DetectionOptions, detect_rings
-from graphinv.projection import Projection, ProjectionOptions, ProjectionStats, project
+from graphinv.detect.communities import DetectionOptions, detect_rings
+from graphinv.detect.projection import Projection, ProjectionOptions, ProjectionStats, project
 from graphinv.schema import Platform
 
 T0 = pd.Timestamp("2025-03-01", tz="UTC")

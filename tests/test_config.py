@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from graphinv.config import Settings, load_settings
+from graphinv.detect.projection import ProjectionOptions
 from graphinv.errors import ConfigError
-from graphinv.projection import ProjectionOptions
 
 
 def test_defaults_without_file_or_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from graphinv.communities import detect_rings
+from graphinv.detect.communities import detect_rings
+from graphinv.detect.projection import project
 from graphinv.evaluate import evaluate
-from graphinv.projection import project
 
 synth = pytest.importorskip("graphinv.synth")
 

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from graphinv.errors import InputError, StoreError
-from graphinv.load import EXIT_CLEAN, EXIT_QUARANTINED, load_dir, read_dir
+from graphinv.ingest.load import EXIT_CLEAN, EXIT_QUARANTINED, load_dir, read_dir
 from graphinv.schema import TABLES, Platform
 from graphinv.stores.base import Store
 from graphinv.stores.embedded import EmbeddedStore
-from graphinv.stores.neo4j import Neo4jStore
+from graphinv.stores.neo4j.store import Neo4jStore
 
 KINDS = ("device",)
 

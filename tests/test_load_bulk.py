@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 
 from graphinv.errors import StoreError
-from graphinv.load import bulk_load_dir, load_dir, read_dir
-from graphinv.neo4j_local import LocalNeo4j
+from graphinv.ingest.load import load_dir, read_dir
 from graphinv.schema import TABLES
-from graphinv.stores.neo4j import Neo4jStore
-from graphinv.stores.neo4j_bulk import bulk_import
+from graphinv.stores.neo4j.bulk import OfflineImport, bulk_import
+from graphinv.stores.neo4j.local import LocalNeo4j
+from graphinv.stores.neo4j.store import Neo4jStore
 
-JARS = Path(__file__).resolve().parents[1] / ".neo4j" / "lib"
+# The suite server's download, wherever GRAPHINV_NEO4J_HOME puts it.
+JARS = LocalNeo4j.from_env().lib
 FOLDER = {
     "accounts.csv": (
         "account_id,created_at,country\n"
@@ -60,7 +61,7 @@ def test_bulk_import_builds_the_graph_bolt_loading_builds(
     folder.mkdir()
     for name, text in FOLDER.items():
         (folder / name).write_text(text)
-    report = bulk_load_dir(folder, server, extra_kinds=["device"],
+    report = load_dir(folder, OfflineImport(server), extra_kinds=["device"],
                            quarantine_dir=tmp_path / "q")
     assert report.exit_code == 3 and report.rows_quarantined["links"] == 1
     # 4 links + 2 HAS_USAGE

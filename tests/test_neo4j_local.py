@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from graphinv.cli import cli
 from graphinv.errors import LocalNeo4jError
-from graphinv.neo4j_local import LocalNeo4j
+from graphinv.stores.neo4j.local import LocalNeo4j
 
 pytestmark = pytest.mark.neo4j
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graphinv.projection import ProjectionOptions, project
+from graphinv.detect.projection import ProjectionOptions, project
 from graphinv.schema import Platform
 
 T0 = pd.Timestamp("2025-03-01", tz="UTC")

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from graphinv.cli import cli
-from graphinv.cli_investigate import queries
-from graphinv.querylib import QueryError, bind, load_queries, parse_query, run_query
+from graphinv.cli.investigate import queries
+from graphinv.investigate.querylib import QueryError, bind, load_queries, parse_query, run_query
 from graphinv.stores import open_store
 from graphinv.stores.base import Store, SweepRecord
 from graphinv.sweep import run_sweep

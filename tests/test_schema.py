@@ -21,7 +21,7 @@ from graphinv.schema import (
     known_kinds,
     validate,
 )
-from graphinv.stores.cypher import schema_script
+from graphinv.stores.neo4j.cypher import schema_script
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 NOW = pd.Timestamp("2025-01-01", tz="UTC")

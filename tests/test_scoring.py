@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graphinv.features import FEATURES, FeatureOptions, ring_features
 from graphinv.schema import Platform
-from graphinv.scoring import ScoringOptions, ScoringWeights, score_rings, suspicion
+from graphinv.score.features import FEATURES, FeatureOptions, ring_features
+from graphinv.score.scoring import ScoringOptions, ScoringWeights, score_rings, suspicion
 
 T0 = pd.Timestamp("2025-03-03", tz="UTC")  # a Monday
 LINK_COLUMNS = ["account_id", "kind", "value", "first_seen", "last_seen", "count"]

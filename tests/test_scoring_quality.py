@@ -11,11 +11,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from graphinv.communities import detect_rings
-from graphinv.fit_weights import fit_weights
-from graphinv.projection import project
+from graphinv.detect.communities import detect_rings
+from graphinv.detect.projection import project
 from graphinv.schema import Platform
-from graphinv.scoring import ScoringOptions, score_rings
+from graphinv.score.fit_weights import fit_weights
+from graphinv.score.scoring import ScoringOptions, score_rings
 from graphinv.synth import generate
 
 ABUSE = ("card_testing", "free_tier_farming")

@@ -13,7 +13,9 @@ import pytest
 
 from graphinv.errors import Neo4jUnavailable, RingNotFound, StoreError
 from graphinv.schema import TABLES, Platform, conform
-from graphinv.stores import EmbeddedStore, Neo4jStore, Store, SweepRecord, open_store
+from graphinv.stores import Store, SweepRecord, open_store
+from graphinv.stores.embedded import EmbeddedStore
+from graphinv.stores.neo4j.store import Neo4jStore
 
 
 @pytest.fixture(params=["embedded", pytest.param("neo4j", marks=pytest.mark.neo4j)])

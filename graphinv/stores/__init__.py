@@ -1,7 +1,10 @@
-"""Stores: the embedded DuckDB file (default) and Neo4j, behind one :class:`Store` protocol."""
+"""Stores: the embedded DuckDB file (default) and Neo4j, behind one :class:`Store` interface.
 
-from graphinv.stores.base import LoadStats, Store, SweepRecord, open_store
-from graphinv.stores.embedded import EmbeddedStore
-from graphinv.stores.neo4j import Neo4jStore
+Backends are imported by :func:`open_store` when chosen, so the Neo4j driver is not
+loaded for embedded work.
+"""
 
-__all__ = ["EmbeddedStore", "LoadStats", "Neo4jStore", "Store", "SweepRecord", "open_store"]
+from graphinv.stores.base import LoadStats, Store, SweepRecord
+from graphinv.stores.factory import open_store
+
+__all__ = ["LoadStats", "Store", "SweepRecord", "open_store"]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,8 +36,7 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from graphinv.errors import InputError, StoreError
-from graphinv.lineage import STATUSES
-from graphinv.schema import TABLES, Platform
+from graphinv.schema import STATUSES, TABLES, Platform
 
 MergeRule = Literal["min", "max", "new"]
 
@@ -163,66 +161,11 @@ class Store(Protocol):
         """Run a read query (SQL for embedded, Cypher for Neo4j) into a frame."""
         ...
 
+    def default_quarantine_dir(self) -> Path:
+        """Where a load puts refused rows unless told otherwise."""
+        ...
+
     def close(self) -> None: ...
-
-
-def open_store(
-    *,
-    neo4j_uri: str | None = None,
-    path: Path = Path("graphinv.duckdb"),
-    database: str | None = None,
-    use_env: bool = True,
-    read_only: bool = False,
-) -> Store:
-    """Open the Neo4j store when a URI is given (or ``NEO4J_URI`` is set), else the DuckDB file.
-
-    Credentials come from ``NEO4J_USER`` / ``NEO4J_PASSWORD`` only, never from arguments,
-    so they stay off command lines; ``NEO4J_DATABASE`` picks the database.
-
-    Parameters
-    ----------
-    neo4j_uri
-        Bolt URI; None falls back to ``NEO4J_URI`` when ``use_env`` and it is set.
-    path
-        The DuckDB file of the embedded store.
-    database
-        Neo4j database name (default ``NEO4J_DATABASE`` or the server's default).
-    use_env
-        Read ``NEO4J_*`` variables; False forces the embedded store when no URI is given.
-    read_only
-        Open the DuckDB file read-only (several readers may share it).
-
-    Raises
-    ------
-    Neo4jUnavailable
-        No Neo4j answers at the URI.
-    StoreError
-        The DuckDB file cannot be opened (locked by another writer, not a DuckDB file).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
-    ...     kind = store.kind
-    ...     store.close()
-    >>> kind
-    'embedded'
-    """
-    env = os.environ if use_env else {}
-    uri = neo4j_uri or env.get("NEO4J_URI")
-    if uri:
-        from graphinv.stores.neo4j import Neo4jStore
-
-        user, password = env.get("NEO4J_USER"), env.get("NEO4J_PASSWORD")
-        return Neo4jStore.connect(
-            uri,
-            auth=(user, password) if user and password else None,
-            database=database or env.get("NEO4J_DATABASE"),
-        )
-    from graphinv.stores.embedded import EmbeddedStore
-
-    return EmbeddedStore(path, read_only=read_only)
 
 
 # -- helpers the backends share ---------------------------------------------------------
@@ -253,7 +196,7 @@ def sweep_frames(
     ------
     StoreError
         A column is missing, a ring id repeats, a feature name is not an identifier, or a
-        status is not one of :data:`graphinv.lineage.STATUSES`.
+        status is not one of :data:`graphinv.schema.STATUSES`.
     """
     for name, frame, columns in (
         ("rings", rings, RING_COLUMNS),

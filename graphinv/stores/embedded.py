@@ -368,6 +368,10 @@ class EmbeddedStore:
 
     # -- generic -------------------------------------------------------------------------
 
+    def default_quarantine_dir(self) -> Path:
+        """``quarantine/`` beside the DuckDB file."""
+        return self.path.parent / "quarantine"
+
     def query(self, text: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run SQL with ``$name`` parameters into a frame.
 

@@ -7,7 +7,7 @@ and Neo4j Browser; Maven copies every jar into ``HOME/lib`` once. The server the
 
 Examples
 --------
->>> from graphinv.neo4j_local import LocalNeo4j
+>>> from graphinv.stores.neo4j.local import LocalNeo4j
 >>> LocalNeo4j(bolt_port=7688).bolt_uri
 'bolt://127.0.0.1:7688'
 
@@ -28,15 +28,15 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from graphinv.browser_kit import install_local
 from graphinv.errors import LocalNeo4jError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-POM = REPO_ROOT / "neo4j" / "pom.xml"
-VERSION_PROBE = REPO_ROOT / "neo4j" / "newest-5.26.pom.xml"
+# The poms ship inside the package, so an installed wheel can assemble the server too.
+POM = Path(__file__).with_name("pom.xml")
+VERSION_PROBE = Path(__file__).with_name("newest-5.26.pom.xml")
 SUPPORTED_JAVA = (17, 21)
 ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
 
@@ -58,6 +58,15 @@ JVM_FLAGS = (
     "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
     "--add-opens=java.base/java.lang=ALL-UNNAMED",
 )
+
+
+def default_home() -> Path:
+    """Where the local server lives unless ``GRAPHINV_NEO4J_HOME`` says otherwise.
+
+    A per-user data folder, so an installed wheel never writes into site-packages.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "graphinv" / "neo4j"
 
 
 @dataclass(frozen=True)
@@ -100,10 +109,10 @@ class LocalNeo4j:
     @classmethod
     def from_env(cls) -> LocalNeo4j:
         """Build from ``GRAPHINV_NEO4J_HOME``, ``…_BOLT_PORT``, ``…_HTTP_PORT``, ``…_HEAP``,
-        ``…_PAGECACHE``; unset ones keep their defaults (home defaults to ``REPO/.neo4j``)."""
+        ``…_PAGECACHE``; unset ones keep their defaults (home: :func:`default_home`)."""
         env = os.environ
         return cls(
-            home=Path(env.get("GRAPHINV_NEO4J_HOME", REPO_ROOT / ".neo4j")),
+            home=Path(env.get("GRAPHINV_NEO4J_HOME") or default_home()),
             bolt_port=int(env.get("GRAPHINV_NEO4J_BOLT_PORT", 7687)),
             http_port=int(env.get("GRAPHINV_NEO4J_HTTP_PORT", 7474)),
             heap=env.get("GRAPHINV_NEO4J_HEAP", "2g"),
@@ -146,11 +155,6 @@ class LocalNeo4j:
         """
         if self.version() is not None:
             return self.lib
-        if not POM.is_file():
-            raise LocalNeo4jError(
-                f"{POM} not found: the local Neo4j needs the source checkout "
-                "(install graphinv with `pip install -e .`)"
-            )
         mvn = shutil.which("mvn")
         if mvn is None:
             raise LocalNeo4jError("Maven (`mvn`) is not on PATH; it fetches the Neo4j jars")
@@ -236,8 +240,16 @@ class LocalNeo4j:
             home=self.home,
         )
 
-    def start(self, *, timeout: float = 180.0) -> Neo4jStatus:
+    def start(
+        self,
+        *,
+        timeout: float = 180.0,
+        web_kit: Callable[[Path, Path], object] | None = None,
+    ) -> Neo4jStatus:
         """Install if needed, start in the background and wait until Bolt answers ``RETURN 1``.
+
+        ``web_kit(home, lib)`` runs before the JVM starts, so files it puts in ``home/web``
+        (the Browser guide and style) are served from the first connect.
 
         Raises
         ------
@@ -260,8 +272,8 @@ class LocalNeo4j:
                 )
         self.install()
         self.write_conf()
-        # The guide and style that post_connect_cmd opens are served from home/web.
-        install_local(self.home, self.lib)
+        if web_kit is not None:
+            web_kit(self.home, self.lib)
         java = find_java()
         home = self.home.resolve()
         heap_flags = (f"-Xms{self.heap}", f"-Xmx{self.heap}")

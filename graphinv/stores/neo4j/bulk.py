@@ -14,7 +14,7 @@ Examples
 --------
 Into a stopped, empty local server::
 
-    from graphinv.neo4j_local import LocalNeo4j
+    from graphinv.stores.neo4j.local import LocalNeo4j
     server = LocalNeo4j(home=Path("/data/neo4j-bulk"))
     bulk_import(platform, server=server).relationships
     # -> 10250000
@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 
 from graphinv.errors import StoreError
-from graphinv.neo4j_local import JVM_FLAGS, LocalNeo4j, find_java
 from graphinv.schema import TABLES, Platform, conform
-from graphinv.stores import cypher
-from graphinv.stores.base import check_unique_keys
-from graphinv.stores.neo4j import usage_groups
+from graphinv.stores.base import LoadStats, check_unique_keys
+from graphinv.stores.neo4j import cypher
+from graphinv.stores.neo4j.local import JVM_FLAGS, LocalNeo4j, find_java
+from graphinv.stores.neo4j.store import usage_groups
 
 ADMIN_ENTRY_POINT = "org.neo4j.cli.AdminTool"
 ARRAY_DELIMITER = ";"
@@ -75,7 +75,7 @@ def bulk_import(
     Parameters
     ----------
     platform
-        Validated frames (``graphinv.load.read_dir``); keys must be unique.
+        Validated frames (``graphinv.ingest.load.read_dir``); keys must be unique.
     server
         The local server whose ``home`` holds the database; it must not be running.
     database
@@ -276,3 +276,32 @@ def _usage_arrays(usage: pd.DataFrame) -> pd.DataFrame:
 def _reported(log: str, what: str) -> int:
     match = re.search(rf"^\s*(\d+) {what}\s*$", log, flags=re.MULTILINE)
     return int(match.group(1)) if match else 0
+
+
+class OfflineImport:
+    """The local server's offline importer as a load target: the loader sees just a store.
+
+    ``load`` imports into the stopped, empty database; with ``start`` the server starts
+    afterwards and the constraints and indexes are created (the importer cannot make them).
+    Later loads go over Bolt to :class:`~graphinv.stores.neo4j.store.Neo4jStore`.
+    """
+
+    kind = "neo4j-admin import"
+
+    def __init__(self, server: LocalNeo4j, *, start: bool = True) -> None:
+        self.server = server
+        self.start = start
+
+    def default_quarantine_dir(self) -> Path:
+        return Path.cwd() / "quarantine"
+
+    def load(self, platform: Platform, *, progress: bool = True) -> LoadStats:
+        stats = bulk_import(platform, server=self.server)
+        if self.start:
+            from graphinv.stores.neo4j.store import Neo4jStore
+
+            self.server.start()
+            with Neo4jStore.connect(self.server.bolt_uri) as store:
+                store.ensure_schema()
+        rows = {name: len(frame) for name, frame in platform.tables().items()}
+        return LoadStats(rows=rows, relationships=stats.relationships, seconds=stats.seconds)

@@ -31,7 +31,7 @@ from pathlib import Path
 from string import Template
 
 from graphinv.errors import GraphinvError
-from graphinv.querylib import SavedQuery, load_queries
+from graphinv.investigate.querylib import SavedQuery, load_queries
 
 DATA_DIR = Path(__file__).parent / "data"
 STYLE_PATH = DATA_DIR / "graphinv.grass"

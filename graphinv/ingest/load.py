@@ -38,12 +38,9 @@ import pyarrow.parquet as pq
 from rich.table import Table
 
 from graphinv.errors import InputError
-from graphinv.neo4j_local import LocalNeo4j
-from graphinv.pseudonymise import pseudonymise
+from graphinv.ingest.pseudonymise import pseudonymise
 from graphinv.schema import TABLES, Platform, Quarantine, check_columns, validate
 from graphinv.stores.base import Store
-from graphinv.stores.neo4j import Neo4jStore
-from graphinv.stores.neo4j_bulk import bulk_import
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 EXIT_CLEAN = 0
@@ -328,12 +325,12 @@ def load_dir(
     extra_kinds
         Link kinds accepted beside ``payment_method``, ``ip``, ``prompt_fingerprint``.
     quarantine_dir
-        Where refused rows go; default ``quarantine/`` beside the DuckDB file for the
-        embedded store, else ``./quarantine``. Written on every load (stale files of
-        now-clean tables are removed).
+        Where refused rows go; default the store's own (``quarantine/`` beside the DuckDB
+        file, else ``./quarantine``). Written on every load (stale files of now-clean
+        tables are removed).
     pseudonymise_key
         When given, identifier values are replaced by keyed HMAC-SHA256 pseudonyms before
-        they reach the store (see :mod:`graphinv.pseudonymise`; the CLI reads the key
+        they reach the store (see :mod:`graphinv.ingest.pseudonymise`; the CLI reads the key
         from ``GRAPHINV_PSEUDONYMISE_KEY``).
     progress
         Show progress bars.
@@ -350,55 +347,12 @@ def load_dir(
     """
     started = time.perf_counter()
     prepared = _prepare(path, extra_kinds=extra_kinds, pseudonymise_key=pseudonymise_key)
-    if quarantine_dir is None:
-        home = getattr(store, "path", None)
-        quarantine_dir = (Path(home).parent if home is not None else Path.cwd()) / "quarantine"
+    quarantine_dir = quarantine_dir or store.default_quarantine_dir()
     quarantine_files = prepared.quarantine.write(quarantine_dir)
     stats = store.load(prepared.platform, progress=progress)
     return prepared.report(
         source=path,
         store=store.kind,
-        relationships=stats.relationships,
-        started=started,
-        quarantine_files=quarantine_files,
-        pseudonymised=pseudonymise_key is not None,
-    )
-
-
-def bulk_load_dir(
-    path: Path,
-    server: LocalNeo4j,
-    *,
-    extra_kinds: Sequence[str] = (),
-    quarantine_dir: Path | None = None,
-    pseudonymise_key: bytes | None = None,
-    start: bool = True,
-) -> LoadReport:
-    """First load of a large folder into a stopped, empty local Neo4j with ``neo4j-admin``.
-
-    Validation, quarantine and pseudonymisation are those of :func:`load_dir`. With
-    ``start`` the server is started afterwards and the constraints and indexes created
-    (the offline importer cannot create them); later loads go over Bolt with
-    :func:`load_dir`.
-
-    Raises
-    ------
-    InputError
-        A file cannot be read at all.
-    StoreError
-        The server is running, its database is not empty, or the importer failed.
-    """
-    started = time.perf_counter()
-    prepared = _prepare(path, extra_kinds=extra_kinds, pseudonymise_key=pseudonymise_key)
-    quarantine_files = prepared.quarantine.write(quarantine_dir or Path.cwd() / "quarantine")
-    stats = bulk_import(prepared.platform, server=server)
-    if start:
-        server.start()
-        with Neo4jStore.connect(server.bolt_uri) as store:
-            store.ensure_schema()
-    return prepared.report(
-        source=path,
-        store="neo4j-admin import",
         relationships=stats.relationships,
         started=started,
         quarantine_files=quarantine_files,

@@ -1,6 +1,6 @@
 """Score rings by extraction behaviour, with an explanation a person can check.
 
-Each feature of :data:`graphinv.features.FEATURES` is turned into a *suspicion* in [0, 1]
+Each feature of :data:`graphinv.score.features.FEATURES` is turned into a *suspicion* in [0, 1]
 by comparing the ring's value with the platform baseline:
 
 * ``share`` features: the excess over the baseline as a part of what is left above it,
@@ -14,7 +14,7 @@ by comparing the ring's value with the platform baseline:
 All are clipped to [0, 1]; a feature that cannot be measured (no IP attributes, no
 prompt links) has suspicion 0. The score is the weighted mean of the suspicions, so each
 feature's *contribution* ``weight × suspicion / Σ weights`` adds up exactly to the score.
-Labels are never read here (only :func:`graphinv.fit_weights.fit_weights` reads them).
+Labels are never read here (only :func:`graphinv.score.fit_weights.fit_weights` reads them).
 
 Examples
 --------
@@ -43,8 +43,8 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from graphinv.features import FEATURES, FeatureOptions, FeatureSpec, ring_features
 from graphinv.schema import Platform
+from graphinv.score.features import FEATURES, FeatureOptions, FeatureSpec, ring_features
 
 __all__ = ["RingScores", "ScoringOptions", "ScoringWeights", "score_rings", "suspicion"]
 

@@ -29,7 +29,7 @@ rings rather than spread over the platform (a popular public template is not).
 Examples
 --------
 >>> import numpy as np, pandas as pd, scipy.sparse as sp
->>> from graphinv.projection import Projection, ProjectionStats
+>>> from graphinv.detect.projection import Projection, ProjectionStats
 >>> from graphinv.schema import Platform
 >>> ids = np.array([f"a{i}" for i in range(7)], dtype=object)
 >>> w = sp.lil_matrix((7, 7))
@@ -60,7 +60,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from graphinv.projection import Projection
+from graphinv.detect.projection import Projection
 from graphinv.schema import Platform
 
 __all__ = ["Detection", "DetectionOptions", "DetectionStats", "detect_rings"]
@@ -197,7 +197,7 @@ def detect_rings(
     Parameters
     ----------
     projection : Projection
-        From :func:`graphinv.projection.project`.
+        From :func:`graphinv.detect.projection.project`.
     platform : Platform
         The platform the projection came from.
     options : DetectionOptions, optional

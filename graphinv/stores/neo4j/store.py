@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import neo4j
@@ -47,7 +48,6 @@ from rich.progress import Progress, TaskID
 
 from graphinv.errors import Neo4jUnavailable, RingNotFound, StoreError
 from graphinv.schema import TABLES, Platform, conform
-from graphinv.stores import cypher
 from graphinv.stores.base import (
     LoadStats,
     SweepRecord,
@@ -61,6 +61,7 @@ from graphinv.stores.base import (
     sweep_frames,
     sweeps_frame,
 )
+from graphinv.stores.neo4j import cypher
 
 DEFAULT_BATCH_SIZE = 20_000
 DEFAULT_WRITERS = 2
@@ -493,6 +494,10 @@ class Neo4jStore:
         return rows[0]["sweep_id"] if rows else None
 
     # -- generic -------------------------------------------------------------------------
+
+    def default_quarantine_dir(self) -> Path:
+        """``./quarantine``: the server's files are not the investigator's."""
+        return Path.cwd() / "quarantine"
 
     def query(self, text: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run Cypher with ``$name`` parameters into a frame (one column per returned key)."""

@@ -12,17 +12,19 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from graphinv.cli_investigate import browser_kit_command, case, queries, ring
-from graphinv.config import load_settings
-from graphinv.context import Context
+from graphinv.cli.investigate import browser_kit_command, case, queries, ring
 from graphinv.errors import GraphinvError, InputError
-from graphinv.neo4j_local import LocalNeo4j
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from graphinv.context import Context
 
 # The ranked table quotes the start of each explanation; `graphinv ring` gives all of it.
 WHY_WIDTH = 110
@@ -86,6 +88,9 @@ class _LazyContext:
 
     def get(self) -> Context:
         if self._context is None:
+            from graphinv.config import load_settings
+            from graphinv.context import Context
+
             neo4j_uri, db_path, config_path = self._args
             self._context = Context(
                 settings=load_settings(path=config_path),
@@ -112,9 +117,13 @@ def neo4j() -> None:
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for Bolt.")
 def neo4j_start(timeout: float) -> None:
     """Install (first time) and start the local server; waits until Bolt answers."""
+    from graphinv.stores.neo4j.local import LocalNeo4j
+
     server = LocalNeo4j.from_env()
+    from graphinv.investigate.browser_kit import install_local
+
     with console.status("Starting Neo4j (the first start downloads ~140 MB of jars)…"):
-        status = server.start(timeout=timeout)
+        status = server.start(timeout=timeout, web_kit=install_local)
     console.print(
         f"Neo4j {status.version} running (pid {status.pid})\n"
         f"  Bolt     {status.bolt_uri}\n  Browser  {status.browser_url}\n  Home     {status.home}"
@@ -124,6 +133,8 @@ def neo4j_start(timeout: float) -> None:
 @neo4j.command("stop")
 def neo4j_stop() -> None:
     """Stop the local server."""
+    from graphinv.stores.neo4j.local import LocalNeo4j
+
     server = LocalNeo4j.from_env()
     console.print("Neo4j stopped." if server.stop() else "Neo4j was not running.")
 
@@ -131,6 +142,8 @@ def neo4j_stop() -> None:
 @neo4j.command("status")
 def neo4j_status() -> None:
     """Say whether the local server runs; exit status 0 when it does, 3 when it does not."""
+    from graphinv.stores.neo4j.local import LocalNeo4j
+
     status = LocalNeo4j.from_env().status()
     if status.running:
         console.print(
@@ -160,7 +173,7 @@ def neo4j_status() -> None:
 def synth(lazy: _LazyContext, out: Path, preset: str, seed: int, n_accounts: int | None,
           fmt: str, previous_dir: Path | None, delta: bool) -> None:
     """Write a synthetic platform with planted rings and ground truth (labels) to OUT."""
-    from graphinv.load import read_dir
+    from graphinv.ingest.load import read_dir
     from graphinv.synth import generate, next_day, next_day_delta, write_platform
 
     started = time.perf_counter()
@@ -223,12 +236,19 @@ def load(
 
     Exit status 0 when every row loaded, 3 when some rows went to quarantine.
     """
+    from graphinv.stores.neo4j.local import LocalNeo4j
+
     context = lazy.get()
     options = {"quarantine_dir": quarantine_dir, "pseudonymise": pseudonymise,
                "extra_kinds": extra_kinds}
     if bulk:
+        from graphinv.investigate.browser_kit import install_local
+
+        server = LocalNeo4j.from_env()
         with console.status("Importing offline with neo4j-admin, then starting Neo4j…"):
-            report = context.bulk_load(folder, LocalNeo4j.from_env(), **options)
+            # The kit goes in first: the import starts the server, which serves it from then.
+            install_local(server.home, server.install())
+            report = context.bulk_load(folder, server, **options)
     else:
         report = context.load(folder, **options)
     console.print(report.summary_table())
@@ -355,6 +375,8 @@ def fit_weights_command(lazy: _LazyContext, labels_dir: Path, out: Path | None,
 
 
 def _rings_table(frame: pd.DataFrame, *, title: str) -> Table:
+    import pandas as pd
+
     table = Table(title=title, caption="`graphinv ring RING_ID` explains one ring in full")
     table.add_column("rank", justify="right", no_wrap=True)
     table.add_column("ring", no_wrap=True)

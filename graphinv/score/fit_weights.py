@@ -1,6 +1,6 @@
 """Learn scoring weights from labelled past cases (``graphinv fit-weights``).
 
-The score is a weighted mean of per-feature suspicions (:mod:`graphinv.scoring`). A
+The score is a weighted mean of per-feature suspicions (:mod:`graphinv.score.scoring`). A
 logistic regression on those suspicions, ``P(extraction) = σ(Σ cᵢ sᵢ + b)``, is the same
 model up to a monotone map: with ``C = Σ cᵢ`` and weights ``wᵢ = cᵢ / C`` the score is
 ``Σ wᵢ sᵢ``, ``P = σ(C · score + b)``, and ``P = ½`` exactly at ``score = −b / C``. So the
@@ -15,7 +15,7 @@ cross-validation of that whole procedure. This is the only module that reads lab
 Examples
 --------
 >>> import numpy as np, pandas as pd
->>> from graphinv.scoring import RingScores
+>>> from graphinv.score.scoring import RingScores
 >>> rng = np.random.default_rng(0)
 >>> rings = [f"r{i}" for i in range(40)]
 >>> bad = rng.random(40) < 0.5
@@ -46,7 +46,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from graphinv.scoring import RingScores, ScoringWeights
+from graphinv.score.scoring import RingScores, ScoringWeights
 
 __all__ = ["FitResult", "fit_weights", "ring_labels"]
 

@@ -5,7 +5,7 @@ pandas frames (members, shared identifiers, activity timeline, score breakdown),
 with matplotlib, and exports a self-contained HTML case file and a CSV of the accounts to
 action, each with its reason.
 
-The score breakdown is recomputed with :func:`graphinv.scoring.score_rings` over the
+The score breakdown is recomputed with :func:`graphinv.score.scoring.score_rings` over the
 store's platform, because stores keep each ring's feature values and explanation but not
 the per-feature baselines and weights; features are measured against the whole platform,
 so opening a case reads the whole platform once (seconds on a small platform, minutes on a
@@ -47,7 +47,7 @@ import pandas as pd
 from graphinv.config import Settings
 from graphinv.errors import RingNotFound
 from graphinv.schema import Platform
-from graphinv.scoring import score_rings
+from graphinv.score.scoring import score_rings
 from graphinv.stores.base import Store
 
 if TYPE_CHECKING:

@@ -2,27 +2,28 @@
 
 Standalone click commands; the main group registers them (``cli.add_command``) and puts an
 object with ``.get() -> Context`` in ``ctx.obj``. They only parse options and print; the
-work is in :mod:`graphinv.querylib`, :mod:`graphinv.case` and :mod:`graphinv.browser_kit`.
+work is in :mod:`graphinv.investigate.querylib`, :mod:`graphinv.investigate.case` and
+:mod:`graphinv.investigate.browser_kit`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import neo4j.graph
-import pandas as pd
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from graphinv import browser_kit
-from graphinv.case import Case
-from graphinv.context import Context
-from graphinv.neo4j_local import LocalNeo4j
-from graphinv.querylib import QueryError, bind, get_query, load_queries, run_query
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from graphinv.context import Context
+
+# Heavy modules (pandas, the Neo4j driver, plotting) are imported inside the commands that
+# use them, so `graphinv --help` and unrelated commands start fast.
 
 console = Console(soft_wrap=True)
 
@@ -45,6 +46,8 @@ def queries(ctx: click.Context) -> None:
 @queries.command("list")
 def list_queries() -> None:
     """List saved queries by category."""
+    from graphinv.investigate.querylib import load_queries
+
     table = Table(title="Saved queries (graphinv queries show ID / run ID --param k=v)")
     for column in ("category", "id", "name", "parameters"):
         table.add_column(column, overflow="fold")
@@ -60,6 +63,8 @@ def list_queries() -> None:
 @click.argument("query_id")
 def show_query(query_id: str) -> None:
     """Print one saved query: description, parameters and Cypher."""
+    from graphinv.investigate.querylib import get_query
+
     query = get_query(query_id)
     console.print(f"[bold]{query.name}[/] ({query.id}, {query.category})\n{query.description}\n")
     for p in query.parameters:
@@ -77,6 +82,8 @@ def show_query(query_id: str) -> None:
               show_default=True)
 def run_saved_query(query_id: str, pairs: tuple[str, ...], fmt: str) -> None:
     """Run a saved query on the Neo4j store (--neo4j URI or NEO4J_URI)."""
+    from graphinv.investigate.querylib import QueryError, bind, get_query, run_query
+
     query = get_query(query_id)
     values = {}
     for pair in pairs:
@@ -104,6 +111,8 @@ def run_saved_query(query_id: str, pairs: tuple[str, ...], fmt: str) -> None:
 @click.option("--limit", default=25, show_default=True, help="Members and identifiers listed.")
 def ring(ring_id: str, sweep_id: str | None, limit: int) -> None:
     """Show one ring: why it scored, what its members share, who they are."""
+    from graphinv.investigate.case import Case
+
     case = Case(ring_id, context=_context(), sweep_id=sweep_id)
     info = case.ring
     console.print(Panel(
@@ -143,6 +152,8 @@ def case(ring_id: str, html_path: Path | None, csv_path: Path | None,
     """Export a case file on one ring for the enforcement team."""
     if html_path is None and csv_path is None:
         raise click.UsageError("give --html PATH, --csv PATH or both")
+    from graphinv.investigate.case import Case
+
     opened = Case(ring_id, context=_context(), sweep_id=sweep_id)
     if html_path is not None:
         console.print(f"Case file: {opened.to_html(html_path)}")
@@ -162,6 +173,9 @@ def case(ring_id: str, html_path: Path | None, csv_path: Path | None,
               help="Also install the kit into the local server (graphinv neo4j start).")
 def browser_kit_command(out_dir: Path, local: bool) -> None:
     """Install the Neo4j Browser style and guide (local server), or write them for another."""
+    from graphinv.investigate import browser_kit
+    from graphinv.stores.neo4j.local import LocalNeo4j
+
     written = browser_kit.write_kit(out_dir)
     console.print(f"Wrote {written['guide']} and {written['style']}.")
     server = LocalNeo4j.from_env()
@@ -177,7 +191,8 @@ def browser_kit_command(out_dir: Path, local: bool) -> None:
         console.print("No local server installed here (graphinv neo4j start installs one).")
     console.print(
         "Another Neo4j 5.26 server (HOST): copy the Browser zip to $NEO4J_HOME/web/"
-        "neo4j-browser.zip (graphinv.browser_kit.browser_zip builds it from the server's "
+        "neo4j-browser.zip (graphinv.investigate.browser_kit.browser_zip builds it from the "
+        "server's "
         "lib/neo4j-browser-*.jar), then in neo4j.conf set\n"
         "  browser.remote_content_hostname_whitelist=guides.neo4j.com,localhost,HOST\n"
         "  browser.post_connect_cmd="
@@ -202,6 +217,9 @@ def _table(frame: pd.DataFrame, *, title: str) -> Table:
 
 def _text(value: Any) -> str:
     """A readable cell: graph values by label and id, numbers short, missing as empty."""
+    import neo4j.graph
+    import pandas as pd
+
     if isinstance(value, neo4j.graph.Path):
         return " ".join(_text(n) for n in value.nodes)
     if isinstance(value, neo4j.graph.Node):

@@ -223,7 +223,7 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
 
     Examples
     --------
-    >>> from graphinv.projection import ProjectionOptions
+    >>> from graphinv.detect.projection import ProjectionOptions
     >>> ProjectionOptions().hub_cap
     200
     """

@@ -1,0 +1,1 @@
+"""Detection: the rarity-weighted account projection and Leiden rings."""

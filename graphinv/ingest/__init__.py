@@ -1,0 +1,1 @@
+"""Ingest: read and validate input folders, quarantine bad rows, pseudonymise, load into a store."""

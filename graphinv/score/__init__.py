@@ -1,0 +1,1 @@
+"""Scoring: ring features against the platform baseline, scores, explanations, fitted weights."""

@@ -1,0 +1,70 @@
+"""Which store a command works on: Neo4j when a URI is given, else the embedded DuckDB file.
+
+The one place that names the backends, so nothing above the stores layer has to.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from graphinv.stores.base import Store
+
+
+def open_store(
+    *,
+    neo4j_uri: str | None = None,
+    path: Path = Path("graphinv.duckdb"),
+    database: str | None = None,
+    use_env: bool = True,
+    read_only: bool = False,
+) -> Store:
+    """Open the Neo4j store when a URI is given (or ``NEO4J_URI`` is set), else the DuckDB file.
+
+    Credentials come from ``NEO4J_USER`` / ``NEO4J_PASSWORD`` only, never from arguments,
+    so they stay off command lines; ``NEO4J_DATABASE`` picks the database.
+
+    Parameters
+    ----------
+    neo4j_uri
+        Bolt URI; None falls back to ``NEO4J_URI`` when ``use_env`` and it is set.
+    path
+        The DuckDB file of the embedded store.
+    database
+        Neo4j database name (default ``NEO4J_DATABASE`` or the server's default).
+    use_env
+        Read ``NEO4J_*`` variables; False forces the embedded store when no URI is given.
+    read_only
+        Open the DuckDB file read-only (several readers may share it).
+
+    Raises
+    ------
+    Neo4jUnavailable
+        No Neo4j answers at the URI.
+    StoreError
+        The DuckDB file cannot be opened (locked by another writer, not a DuckDB file).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
+    ...     kind = store.kind
+    ...     store.close()
+    >>> kind
+    'embedded'
+    """
+    env = os.environ if use_env else {}
+    uri = neo4j_uri or env.get("NEO4J_URI")
+    if uri:
+        from graphinv.stores.neo4j.store import Neo4jStore
+
+        user, password = env.get("NEO4J_USER"), env.get("NEO4J_PASSWORD")
+        return Neo4jStore.connect(
+            uri,
+            auth=(user, password) if user and password else None,
+            database=database or env.get("NEO4J_DATABASE"),
+        )
+    from graphinv.stores.embedded import EmbeddedStore
+
+    return EmbeddedStore(path, read_only=read_only)
