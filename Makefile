@@ -6,7 +6,7 @@ DEMO := data/demo
 # The local Neo4j of a checkout lives in the checkout (an installed wheel uses a per-user folder).
 export GRAPHINV_NEO4J_HOME ?= $(CURDIR)/.neo4j
 
-.PHONY: demo test bench neo4j-start neo4j-stop clean
+.PHONY: demo check test bench neo4j-start neo4j-stop clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ demo: $(VENV)/.installed
 	$(BIN)/graphinv --db $(DEMO)/graphinv.duckdb sweep --json $(DEMO)/sweep.json || [ $$? -eq 10 ]
 	$(BIN)/graphinv --db $(DEMO)/graphinv.duckdb rings --limit 15
 	$(BIN)/graphinv --db $(DEMO)/graphinv.duckdb evaluate --labels $(DEMO)/input
+
+# The fast loop: lint, types and every test that needs neither Neo4j nor a large preset.
+check: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy graphinv
+	$(BIN)/pytest -q -m "not neo4j and not slow"
 
 # The whole suite; the test session starts the local Neo4j itself (and stops it after).
 test: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""Metrics of found rings against ground-truth labels (DESIGN §10).
+"""Metrics of found rings against ground-truth labels (docs/evaluation.md).
 
 Ring recovery
     Per true ring, the best-match F1 with any found ring (``2·|T ∩ F| / (|T| + |F|)``),

@@ -337,7 +337,7 @@ def rings(lazy: _LazyContext, sweep_id: str | None, limit: int, members: bool, f
               show_default=True)
 @pass_context
 def evaluate_command(lazy: _LazyContext, labels_dir: Path, top_k: int, fmt: str) -> None:
-    """Score the latest sweep's rings against ground truth (DESIGN §10 metrics)."""
+    """Score the latest sweep's rings against ground truth (best-match F1, ARI, top-k, benign)."""
     evaluation = lazy.get().evaluate(labels_dir, top_k=top_k)
     if fmt == "json":
         click.echo(json.dumps(evaluation.to_dict(), indent=2))

@@ -11,7 +11,7 @@ return each node's element id, so relationship batches find both ends by id
 Timestamps travel as integer microseconds since the Unix epoch and are stored as Neo4j
 ``DATETIME`` values (UTC); usage hours are stored as integer hours since the epoch.
 
-Graph model (DESIGN §4)::
+Graph model (docs/stores.md)::
 
     (:Account {id, created_at, email_domain, …, label_ring_id, label_kind, …})
     (:Account)-[:PAID_WITH|CONNECTED_FROM|SENT|USES {first_seen, last_seen, count}]->
