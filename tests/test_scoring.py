@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from graphinv.schema import Platform
 from graphinv.score.features import FEATURES, FeatureOptions, ring_features
-from graphinv.score.scoring import ScoringOptions, ScoringWeights, score_rings, suspicion
+from graphinv.score.scoring import ScoringOptions, score_rings, suspicion
 
 T0 = pd.Timestamp("2025-03-03", tz="UTC")  # a Monday
 LINK_COLUMNS = ["account_id", "kind", "value", "first_seen", "last_seen", "count"]
@@ -282,17 +282,17 @@ def test_more_shared_cards_never_lower_the_card_feature(cards, extra) -> None:
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=20), st.floats(0, 0.99))
 def test_share_suspicion_is_monotone_and_bounded(values, baseline) -> None:
     ordered = np.sort(np.array(values))
-    level = suspicion(ordered, baseline=baseline, kind="share")
+    level = suspicion(ordered, baseline=baseline, unit="share")
     assert np.all(np.diff(level) >= 0)
     assert np.all((level >= 0) & (level <= 1))
 
 
 def test_suspicion_of_ratios_uses_the_log_scale_to_the_platform_extreme() -> None:
-    assert suspicion(np.array([3.0]), baseline=1.0, reference=9.0, kind="ratio")[0] == (
+    assert suspicion(np.array([3.0]), baseline=1.0, reference=9.0, unit="ratio")[0] == (
         pytest.approx(0.5))
-    young = suspicion(np.array([10.0]), baseline=100.0, reference=1.0, kind="inverse_ratio")
+    young = suspicion(np.array([10.0]), baseline=100.0, reference=1.0, unit="inverse_ratio")
     assert young[0] == pytest.approx(0.5)
-    assert suspicion(np.array([np.nan]), baseline=1.0, reference=9.0, kind="ratio")[0] == 0
+    assert suspicion(np.array([np.nan]), baseline=1.0, reference=9.0, unit="ratio")[0] == 0
 
 
 # --- score and explanation ---------------------------------------------------------------
@@ -363,7 +363,7 @@ def test_explanation_quotes_the_feature_values() -> None:
 
 def test_weights_change_the_score_but_not_the_features() -> None:
     platform, members = _two_rings()
-    only_cards = ScoringWeights(**{f.name: 0.0 for f in FEATURES} | {"accounts_per_card": 1.0})
+    only_cards = {f.name: 0.0 for f in FEATURES} | {"accounts_per_card": 1.0}
     scores = score_rings(members, platform, options=ScoringOptions(weights=only_cards))
     card = scores.contributions.query("feature == 'accounts_per_card'").set_index("ring_id")
     rings = scores.rings.set_index("ring_id")
