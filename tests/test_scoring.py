@@ -392,3 +392,90 @@ def test_unknown_accounts_and_missing_tables_do_not_break_scoring() -> None:
     assert scores.rings.loc[0, "score"] == 0.0
     assert "not measurable" in scores.contributions.set_index("feature").loc[
         "datacenter_proxy_share", "text"]
+
+
+# --- the feature registry ----------------------------------------------------------------
+
+
+@pytest.fixture
+def register_weekend_share():
+    """Registers the module docstring's example feature when called; removed afterwards."""
+    from graphinv.score.features import feature
+    from graphinv.score.registry import PerAccount, RingContext
+
+    def register() -> str:
+        @feature("weekend_share", group="traffic", unit="share", weight=9.0,
+                 label="traffic on weekends",
+                 sentence=lambda r: f"{100 * r.value:.0f}% of members' traffic on weekends "
+                                    f"(platform {100 * r.baseline:.0f}%)")
+        def weekend_share(ring: RingContext) -> PerAccount:
+            usage = ring.usage
+            weekend = (usage.hour // 24 + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+            on = usage.per_account(np.where(weekend, usage.requests, 0.0))
+            total = usage.per_account(usage.requests)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return PerAccount(np.where(total > 0, on / total, np.nan))
+
+        return "weekend_share"
+
+    yield register
+    if "weekend_share" in FEATURES:
+        FEATURES.unregister("weekend_share")
+
+
+def test_one_decorated_function_adds_a_scored_and_explained_feature(
+        register_weekend_share, tmp_path) -> None:
+    from graphinv.config import load_settings
+
+    name = register_weekend_share()
+    platform, members = _two_rings()
+    scores = score_rings(members, platform)
+    bots = scores.contributions.set_index(["ring_id", "feature"]).loc[("bots", name)]
+    # The bots run round the clock for a week from Monday: 2 of 7 days are a weekend;
+    # the family and the 20 others send on weekdays only: platform mean 4 × (2/7) / 26.
+    assert bots["value"] == pytest.approx(2 / 7)
+    assert bots["baseline"] == pytest.approx(4 * 2 / 7 / 26)
+    assert bots["group"] == "traffic" and bots["weight"] == 9.0
+    assert bots["text"] == "29% of members' traffic on weekends (platform 4%)"
+    # Its default weight puts it among the four contributions the explanation quotes.
+    explanation = scores.rings.set_index("ring_id").loc["bots", "explanation"]
+    assert "; 29% of members' traffic on weekends (platform 4%); " in explanation
+    summed = scores.contributions.groupby("ring_id")["contribution"].sum()
+    assert summed["bots"] == pytest.approx(scores.rings.set_index("ring_id").loc["bots", "score"])
+    assert name in ring_features(members, platform).values.columns
+    # Its weight is a setting like any other, from Python or from TOML.
+    assert ScoringOptions(weights={name: 2.0}).weights[name] == 2.0
+    path = tmp_path / "graphinv.toml"
+    path.write_text(f"[scoring.weights]\n{name} = 0.0\n")
+    silenced = score_rings(members, platform,
+                           options=load_settings(path=path, environ={}).scoring)
+    assert silenced.contributions.query("feature == @name")["contribution"].eq(0).all()
+
+
+def test_options_made_before_a_feature_was_registered_use_its_default_weight(
+        register_weekend_share) -> None:
+    platform, members = _two_rings()
+    before = ScoringOptions(threshold=0.3)
+    name = register_weekend_share()
+    assert name not in before.weights
+    rows = score_rings(members, platform, options=before).contributions
+    assert rows.query("feature == @name")["weight"].eq(9.0).all()
+
+
+@pytest.mark.parametrize(
+    ("declaration", "message"),
+    [
+        ({"name": "reasoning_share"}, "already registered"),
+        ({"name": "Weekend Share"}, "not a lower-case identifier"),
+        ({"group": "behaviour"}, "group 'behaviour'"),
+        ({"unit": "count"}, "unit 'count'"),
+        ({"weight": -1.0}, "weight -1.0"),
+    ],
+)
+def test_bad_feature_declarations_are_refused(declaration: dict, message: str) -> None:
+    from graphinv.score.features import feature
+
+    good = {"name": "toy", "group": "traffic", "unit": "share", "weight": 1.0}
+    with pytest.raises(ValueError, match=message):
+        feature(**(good | declaration), label="toy", sentence=str)
+    assert "toy" not in FEATURES

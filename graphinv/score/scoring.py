@@ -49,7 +49,8 @@ import pydantic
 
 from graphinv.errors import stage_options
 from graphinv.schema import Platform
-from graphinv.score.features import FEATURES, FeatureOptions, Unit, ring_features
+from graphinv.score.features import FEATURES, FeatureOptions, ring_features
+from graphinv.score.registry import Unit
 
 __all__ = ["RingScores", "ScoringOptions", "score_rings", "suspicion"]
 
