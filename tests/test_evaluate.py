@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from graphinv.config import Settings
+from graphinv.errors import ConfigError
 from graphinv.evaluate import EvaluationOptions, evaluate
 from graphinv.score.scoring import ScoringOptions
 
@@ -110,6 +111,11 @@ def test_scores_threshold_and_top_k():
     strict = evaluate(members_frame(groups), labels_frame(), scores=scores,
                       settings=Settings(scoring=ScoringOptions(threshold=0.8)))
     assert strict.benign_flagged == 0 and strict.extraction_precision == 1.0
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ConfigError, match=r"evaluation\.top_k = 0: must be ≥ 1"):
+        EvaluationOptions(top_k=0)
 
 
 def test_serialises_and_renders():
