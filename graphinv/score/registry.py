@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 import numpy as np
 import pandas as pd
@@ -294,7 +294,7 @@ class Usage:
         cls, usage: pd.DataFrame, accounts: pd.DataFrame, index: pd.Index,
         options: FeatureOptions,
     ) -> Usage:
-        code = index.get_indexer(usage["account_id"].astype(str))
+        code = index.get_indexer(pd.Index(usage["account_id"].astype(str)))
         keep = code >= 0
         raw = pd.DataFrame({
             "a": code[keep],
@@ -368,7 +368,7 @@ class RingContext:
         accounts = platform.accounts
         index = pd.Index(accounts["account_id"].astype(str))
         codes, uniques = pd.factorize(members["ring_id"], sort=True)
-        member_code = index.get_indexer(members["account_id"].astype(str))
+        member_code = index.get_indexer(pd.Index(members["account_id"].astype(str)))
         known = member_code >= 0
         return cls(
             platform=platform,
@@ -408,8 +408,8 @@ class RingContext:
         their summed ``count``."""
         member = pd.DataFrame({"_ring": self.ring_of, "_a": self.member_code})
         return {
-            kind: member.merge(links.rows, on="_a")
-            .groupby(["_ring", "_v"], as_index=False, sort=False)["count"].sum()
+            kind: cast(pd.DataFrame, member.merge(links.rows, on="_a")
+                       .groupby(["_ring", "_v"], as_index=False, sort=False)["count"].sum())
             for kind, links in self.links.items()
         }
 
@@ -491,7 +491,7 @@ def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, KindLinks]:
          ("elicits_reasoning",)),
     ):
         rows = links.loc[links["kind"] == kind, ["account_id", "value", "count"]]
-        account = index.get_indexer(rows["account_id"])
+        account = index.get_indexer(pd.Index(rows["account_id"]))
         keep = account >= 0
         value, uniques = pd.factorize(rows["value"].astype(str).to_numpy()[keep])
         values = pd.Index(uniques)
