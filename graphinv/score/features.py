@@ -75,9 +75,6 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -88,7 +85,7 @@ from graphinv.score.registry import (
     PerAccount,
     PerRing,
     RingContext,
-    Unit,
+    RingFeatures,
     epoch_hours,
 )
 
@@ -111,38 +108,6 @@ _FULL_CONCENTRATION_FOLD = 10.0
 FEATURES = FeatureRegistry()
 #: Registers a feature in :data:`FEATURES`; see the module docstring.
 feature = FEATURES.register
-
-
-# --- measuring all features ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RingFeatures:
-    """Feature values of rings and the platform's baseline for each.
-
-    Attributes
-    ----------
-    values : DataFrame
-        Indexed by ``ring_id``: ``size``, one column per feature of :data:`FEATURES`,
-        then the details the explanations quote (``card_members``, ``cards``,
-        ``prepaid_cards``, ``ips``, ``burst_members``, ``rate_limit``, ``new_models``,
-        ``senders``, ``templates``, ``reasoning_templates``, ``categories``). NaN where
-        the input has nothing to measure (no IP attributes, no prompt links, too few
-        active hours).
-    baseline : Series
-        Per feature, the platform-wide value.
-    reference : Series
-        Per ``ratio`` / ``inverse_ratio`` feature, the platform's extreme: the 99th (for
-        age the 1st) percentile of the per-account values.
-    rate_limits : Series
-        Per verification tier (``"*"`` for all tiers), the rate limit used, given or
-        inferred.
-    """
-
-    values: pd.DataFrame
-    baseline: pd.Series
-    reference: pd.Series
-    rate_limits: pd.Series
 
 
 def ring_features(
@@ -185,49 +150,7 @@ def ring_features(
     >>> float(found.values.loc["r", "farmable_signup_share"])
     0.5
     """
-    ring = RingContext.build(members, platform, options or FeatureOptions())
-    values = pd.DataFrame(index=pd.Index(ring.ring_ids, name="ring_id"))
-    values["size"] = ring.size
-    baseline: dict[str, float] = {}
-    reference: dict[str, float] = {}
-    details: dict[str, Any] = {}
-    for spec in FEATURES:
-        measured = spec.measure(ring)
-        expected = ring.n_accounts if isinstance(measured, PerAccount) else ring.n_rings
-        if len(measured.values) != expected:
-            raise ValueError(f"feature {spec.name} returned {len(measured.values)} values, "
-                             f"not {expected}")
-        if isinstance(measured, PerAccount):
-            values[spec.name], baseline[spec.name], ref = _aggregate(measured, spec.unit, ring)
-        else:
-            values[spec.name], baseline[spec.name], ref = (
-                measured.values, float(measured.baseline), float(measured.reference))
-        if spec.unit != "share":
-            reference[spec.name] = ref
-        clash = sorted(set(measured.details) & ({"size", *FEATURES.names()} | set(details)))
-        if clash:
-            raise ValueError(f"feature {spec.name} reports detail(s) {clash} that another "
-                             "column already holds")
-        details.update(measured.details)
-    for name, column in details.items():
-        values[name] = column
-    return RingFeatures(
-        values=values,
-        baseline=pd.Series(baseline, dtype=float),
-        reference=pd.Series(reference, dtype=float),
-        rate_limits=ring.usage.rate_limits,
-    )
-
-
-def _aggregate(measured: PerAccount, unit: Unit, ring: RingContext
-               ) -> tuple[np.ndarray, float, float]:
-    """Ring values, baseline and reference of a per-account feature."""
-    column = pd.Series(np.asarray(measured.values, dtype=float))
-    if unit == "share":
-        return ring.mean_by_ring(column.to_numpy()), float(column.mean()), np.nan
-    q = 0.01 if unit == "inverse_ratio" else 0.99
-    return (ring.median_by_ring(column.to_numpy()), float(column.median()),
-            float(column.quantile(q)))
+    return FEATURES.measure(members, platform, options=options or FeatureOptions())
 
 
 def _pct(x: float) -> str:

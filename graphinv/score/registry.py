@@ -32,6 +32,7 @@ __all__ = [
     "PerRing",
     "Reading",
     "RingContext",
+    "RingFeatures",
     "Unit",
     "Usage",
     "epoch_hours",
@@ -161,7 +162,7 @@ class Feature:
     name : str
         Column, config key (``[scoring.weights]``) and stored key.
     group : {"infrastructure", "traffic", "content"}
-        What it looks at; docs and case files group features by it.
+        What it looks at; contributions and case files carry it.
     unit : {"share", "ratio", "inverse_ratio"}
         How the score compares value with baseline: ``share`` is a fraction in [0, 1],
         suspicious above the baseline; ``ratio`` a positive amount, suspicious when many
@@ -218,16 +219,16 @@ class FeatureRegistry:
             ``name`` is taken or not a lower-case identifier, ``group`` or ``unit`` is
             not one of the known ones, or ``weight`` is negative.
         """
-        problems = [
-            f"name {name!r} is not a lower-case identifier" if not _NAME.fullmatch(name) else "",
-            f"feature {name!r} is already registered" if name in self._features else "",
-            f"group {group!r} is not one of {get_args(Group)}" if group not in get_args(Group)
-            else "",
-            f"unit {unit!r} is not one of {get_args(Unit)}" if unit not in get_args(Unit) else "",
-            f"weight {weight!r} is not a number ≥ 0" if not weight >= 0 else "",
-        ]
-        if any(problems):
-            raise ValueError("; ".join(p for p in problems if p))
+        refused = {
+            f"name {name!r} is not a lower-case identifier": not _NAME.fullmatch(name),
+            f"feature {name!r} is already registered": name in self._features,
+            f"group {group!r} is not one of {get_args(Group)}": group not in get_args(Group),
+            f"unit {unit!r} is not one of {get_args(Unit)}": unit not in get_args(Unit),
+            f"weight {weight!r} is not a finite number ≥ 0": not 0 <= weight < np.inf,
+        }
+        problems = [message for message, failed in refused.items() if failed]
+        if problems:
+            raise ValueError("; ".join(problems))
 
         def add(measure: Measure) -> Measure:
             self._features[name] = Feature(name=name, group=group, unit=unit,
@@ -236,6 +237,49 @@ class FeatureRegistry:
             return measure
 
         return add
+
+    def measure(self, members: pd.DataFrame, platform: Platform, *, options: FeatureOptions
+                ) -> RingFeatures:
+        """Measure every registered feature for each ring, and the platform baseline.
+
+        Raises
+        ------
+        ValueError
+            A feature returned the wrong number of values, or a detail that clashes with
+            a column.
+        """
+        ring = RingContext.build(members, platform, options)
+        values = pd.DataFrame(index=pd.Index(ring.ring_ids, name="ring_id"))
+        values["size"] = ring.size
+        baseline: dict[str, float] = {}
+        reference: dict[str, float] = {}
+        details: dict[str, Any] = {}
+        for spec in self:
+            measured = spec.measure(ring)
+            expected = ring.n_accounts if isinstance(measured, PerAccount) else ring.n_rings
+            if len(measured.values) != expected:
+                raise ValueError(f"feature {spec.name} returned {len(measured.values)} values, "
+                                 f"not {expected}")
+            if isinstance(measured, PerAccount):
+                values[spec.name], baseline[spec.name], ref = _aggregate(measured, spec.unit, ring)
+            else:
+                values[spec.name], baseline[spec.name], ref = (
+                    measured.values, float(measured.baseline), float(measured.reference))
+            if spec.unit != "share":
+                reference[spec.name] = ref
+            clash = sorted(set(measured.details) & ({"size", *self.names()} | set(details)))
+            if clash:
+                raise ValueError(f"feature {spec.name} reports detail(s) {clash} that another "
+                                 "column already holds")
+            details.update(measured.details)
+        for name, column in details.items():
+            values[name] = column
+        return RingFeatures(
+            values=values,
+            baseline=pd.Series(baseline, dtype=float),
+            reference=pd.Series(reference, dtype=float),
+            rate_limits=ring.usage.rate_limits,
+        )
 
     def unregister(self, name: str) -> None:
         """Remove feature ``name`` (a feature tried out in a notebook or a test)."""
@@ -259,6 +303,46 @@ class FeatureRegistry:
 
     def __len__(self) -> int:
         return len(self._features)
+
+
+@dataclass(frozen=True)
+class RingFeatures:
+    """Feature values of rings and the platform's baseline for each.
+
+    Attributes
+    ----------
+    values : DataFrame
+        Indexed by ``ring_id``: ``size``, one column per feature of the registry,
+        then the details the explanations quote (``card_members``, ``cards``,
+        ``prepaid_cards``, ``ips``, ``burst_members``, ``rate_limit``, ``new_models``,
+        ``senders``, ``templates``, ``reasoning_templates``, ``categories``). NaN where
+        the input has nothing to measure (no IP attributes, no prompt links, too few
+        active hours).
+    baseline : Series
+        Per feature, the platform-wide value.
+    reference : Series
+        Per ``ratio`` / ``inverse_ratio`` feature, the platform's extreme: the 99th (for
+        age the 1st) percentile of the per-account values.
+    rate_limits : Series
+        Per verification tier (``"*"`` for all tiers), the rate limit used, given or
+        inferred.
+    """
+
+    values: pd.DataFrame
+    baseline: pd.Series
+    reference: pd.Series
+    rate_limits: pd.Series
+
+
+def _aggregate(measured: PerAccount, unit: Unit, ring: RingContext
+               ) -> tuple[np.ndarray, float, float]:
+    """Ring values, baseline and reference of a per-account feature."""
+    column = pd.Series(np.asarray(measured.values, dtype=float))
+    if unit == "share":
+        return ring.mean_by_ring(column.to_numpy()), float(column.mean()), np.nan
+    q = 0.01 if unit == "inverse_ratio" else 0.99
+    return (ring.median_by_ring(column.to_numpy()), float(column.median()),
+            float(column.quantile(q)))
 
 
 # --- what features measure from --------------------------------------------------------
@@ -394,12 +478,15 @@ class RingContext:
         return np.bincount(self.ring_of, minlength=self.n_rings)
 
     def sum_by_ring(self, per_account: np.ndarray) -> np.ndarray:
+        """Per ring, the sum of a per-account array over the members (NaN: no members)."""
         return self._by_ring(self._members_of(per_account).sum())
 
     def mean_by_ring(self, per_account: np.ndarray) -> np.ndarray:
+        """Per ring, the members' mean of a per-account array, NaN values left out."""
         return self._by_ring(self._members_of(per_account).mean())
 
     def median_by_ring(self, per_account: np.ndarray) -> np.ndarray:
+        """Per ring, the members' median of a per-account array, NaN values left out."""
         return self._by_ring(self._members_of(per_account).median())
 
     @cached_property
@@ -423,6 +510,7 @@ class RingContext:
 
     @cached_property
     def ips_per_account(self) -> np.ndarray:
+        """Distinct IPs per account."""
         return np.bincount(self.links["ip"].rows["_a"], minlength=self.n_accounts).astype(float)
 
     @cached_property
