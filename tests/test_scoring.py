@@ -479,3 +479,20 @@ def test_bad_feature_declarations_are_refused(declaration: dict, message: str) -
     with pytest.raises(ValueError, match=message):
         feature(**(good | declaration), label="toy", sentence=str)
     assert "toy" not in FEATURES
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"folds": 1}, r"fit_weights folds = 1: must be ≥ 2"),
+    ({"regularisation": 0.0}, r"fit_weights regularisation = 0.0: must be > 0"),
+    ({"positive_kinds": ()}, r"fit_weights positive_kinds = \[\]: must name a label kind"),
+])
+def test_fit_weights_refuses_bad_options(options: dict, message: str) -> None:
+    from graphinv.errors import ConfigError
+    from graphinv.score.fit_weights import fit_weights
+
+    platform, members = _two_rings()
+    scores = score_rings(members, platform)
+    labels = pd.DataFrame({"account_id": members["account_id"],
+                           "kind": np.where(members["ring_id"] == "bots", "extraction", "benign")})
+    with pytest.raises(ConfigError, match=message):
+        fit_weights(scores, members, labels, **options)

@@ -46,6 +46,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from graphinv.errors import ConfigError
 from graphinv.score.features import FEATURES
 from graphinv.score.scoring import RingScores
 
@@ -136,9 +137,9 @@ def fit_weights(
     positive_kinds : sequence of str
         Label kinds that count as extraction. Default ``("extraction",)``; card testing
         and free-tier farming are negatives, so the weights learn to rank them below.
-    folds : int
+    folds : int ≥ 2
         Stratified cross-validation folds (fewer if a class has fewer rings). Default 5.
-    regularisation : float
+    regularisation : float > 0
         Inverse L2 strength ``C`` of the regression; synthetic cases are often separable,
         and without a penalty the coefficients would grow without bound. Default 1.0.
     seed : int
@@ -147,7 +148,22 @@ def fit_weights(
     Returns
     -------
     FitResult
+
+    Raises
+    ------
+    ConfigError
+        ``folds`` < 2, ``regularisation`` ≤ 0 or no ``positive_kinds``.
+    ValueError
+        The labelled rings are all of one class, or no feature separates them.
     """
+    refused = {"folds": (folds, "must be ≥ 2", folds < 2),
+               "regularisation": (regularisation, "must be > 0", not regularisation > 0),
+               "positive_kinds": (list(positive_kinds), "must name a label kind",
+                                  not positive_kinds)}
+    problems = [f"fit_weights {key} = {value}: {bound}"
+                for key, (value, bound, failed) in refused.items() if failed]
+    if problems:
+        raise ConfigError("; ".join(problems))
     names = list(FEATURES.names())
     matrix = (scores.contributions.pivot_table(index="ring_id", columns="feature",
                                                values="suspicion", aggfunc="first")
