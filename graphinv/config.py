@@ -1,8 +1,9 @@
 """Settings: every stage's options from one TOML file, with environment overrides.
 
-Each stage owns a frozen options dataclass with documented defaults (``LoadOptions`` here,
+Each stage owns a frozen pydantic options dataclass (``LoadOptions`` here,
 ``ProjectionOptions``, ``DetectionOptions``, ``ScoringOptions``, ``LineageOptions`` in their
-modules); this module only fills them.
+modules) that holds the only copy of its defaults and refuses out-of-range values; this
+module only fills them.
 A TOML file has one table per stage::
 
     [projection]
@@ -15,7 +16,9 @@ A TOML file has one table per stage::
 An environment variable ``GRAPHINV_<STAGE>__<KEY>`` (``__`` between the parts, nested
 tables too) overrides the file, its value read as a TOML value when it parses as one
 (``GRAPHINV_DETECTION__RESOLUTION=0.1``, ``GRAPHINV_PROJECTION__KIND_WEIGHTS__IP=0.3``).
-Unknown stages or keys are errors, so a typo never silently keeps a default.
+Unknown stages or keys are errors, so a typo never silently keeps a default, and a value
+out of range is a :class:`~graphinv.errors.ConfigError` naming stage, key and bound,
+wherever it came from.
 
 Examples
 --------
@@ -23,6 +26,10 @@ Examples
 >>> settings = load_settings(path=None, environ={"GRAPHINV_PROJECTION__HUB_CAP": "300"})
 >>> settings.projection.hub_cap
 300
+>>> load_settings(path=None, environ={"GRAPHINV_SCORING__THRESHOLD": "7"})
+Traceback (most recent call last):
+...
+graphinv.errors.ConfigError: scoring.threshold = 7: must be ≤ 1 (settings from environment)
 """
 
 from __future__ import annotations
@@ -34,34 +41,46 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
 
 from graphinv.detect.communities import DetectionOptions
 from graphinv.detect.projection import ProjectionOptions
-from graphinv.errors import ConfigError
+from graphinv.errors import ConfigError, invalid_settings, stage_options
 from graphinv.lineage import LineageOptions
+from graphinv.schema import KIND_PATTERN
 from graphinv.score.scoring import ScoringOptions
 
 DEFAULT_FILE = Path("graphinv.toml")
+ENV_PREFIX = "GRAPHINV_"
+
+_Kind = Annotated[str, pydantic.StringConstraints(pattern=f"^{KIND_PATTERN.pattern}$")]
 
 
-@dataclass(frozen=True)
+@stage_options("load")
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
 class LoadOptions:
     """What the loader accepts beyond the input contract's core.
 
     Parameters
     ----------
     extra_kinds : tuple of str
-        Link kinds accepted beside ``payment_method``, ``ip`` and ``prompt_fingerprint``;
-        rows of any other kind go to quarantine. A platform's new identifier (a device id,
-        a referral code) is added here, not in code. Their weight in the projection is
-        ``projection.kind_weights[kind]`` or ``projection.default_kind_weight``.
+        Link kinds accepted beside ``payment_method``, ``ip`` and ``prompt_fingerprint``,
+        each a lower-case word; rows of any other kind go to quarantine. A platform's new
+        identifier (a device id, a referral code) is added here, not in code. Their
+        weight in the projection is ``projection.kind_weights[kind]`` or
+        ``projection.default_kind_weight``.
+
+    Examples
+    --------
+    >>> LoadOptions(extra_kinds=("device", "Referral Code"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    graphinv.errors.ConfigError: load.extra_kinds.1 = 'Referral Code': must match ...
     """
 
-    extra_kinds: tuple[str, ...] = ("api_client", "device", "email", "referral")
-ENV_PREFIX = "GRAPHINV_"
+    extra_kinds: tuple[_Kind, ...] = ("api_client", "device", "email", "referral")
 
 
 @dataclass(frozen=True)
@@ -116,10 +135,12 @@ def load_settings(
         raise ConfigError(
             f"unknown settings section(s) {sorted(unknown)}; known: {sorted(stages)}"
         )
+    source = " + ".join(sources) or "defaults"
     built = {
-        name: _build(_option_class(name), values.get(name, {}), where=name) for name in stages
+        name: _build(_option_class(name), values.get(name, {}), where=name, source=source)
+        for name in stages
     }
-    return Settings(**built, source=" + ".join(sources) or "defaults")
+    return Settings(**built, source=source)
 
 
 def _option_class(stage: str) -> type:
@@ -132,7 +153,7 @@ def _option_class(stage: str) -> type:
     }[stage]
 
 
-def _build(cls: type, values: Mapping[str, Any], *, where: str) -> Any:
+def _build(cls: type, values: Mapping[str, Any], *, where: str, source: str) -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"[{where}] must be a table of settings, not {values!r}")
     _reject_unknown(cls, values, where)
@@ -148,10 +169,8 @@ def _build(cls: type, values: Mapping[str, Any], *, where: str) -> Any:
     try:
         return pydantic.TypeAdapter(cls).validate_python(merged)
     except pydantic.ValidationError as error:
-        problems = "; ".join(
-            f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from error
+        problem = invalid_settings(where, error.errors())
+        raise ConfigError(f"{problem} (settings from {source})") from None
 
 
 def _reject_unknown(cls: type, values: Mapping[str, Any], where: str) -> None:

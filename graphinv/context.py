@@ -27,7 +27,7 @@ import pandas as pd
 
 from graphinv.config import Settings, load_settings
 from graphinv.errors import InputError
-from graphinv.evaluate import Evaluation, evaluate
+from graphinv.evaluate import Evaluation, EvaluationOptions, evaluate
 from graphinv.ingest.load import SUFFIXES, LoadReport, load_dir, read_table
 from graphinv.ingest.pseudonymise import key_from_env
 from graphinv.schema import TABLES, conform
@@ -152,8 +152,8 @@ class Context:
             self.members(),
             read_labels(Path(labels_dir)),
             scores=rings[["ring_id", "score"]],
-            threshold=self.settings.scoring.threshold,
-            top_k=top_k,
+            settings=self.settings,
+            options=EvaluationOptions(top_k=top_k),
         )
 
     def fit_weights(self, labels_dir: Path, *, seed: int = 0) -> FitResult:

@@ -6,11 +6,13 @@ Ring recovery
     index compares the two partitions of all labelled accounts, with accounts outside
     any ring as singletons on both sides.
 Ranking
-    With ring ``scores``: precision of the ``top_k`` rings, where a found ring counts as
-    extraction when most of its members are labelled ``extraction``.
+    With ring ``scores``: precision of the ``top_k`` rings (:class:`EvaluationOptions`),
+    where a found ring counts as extraction when most of its members are labelled
+    ``extraction``.
 Accounts
-    An account is *flagged* when it sits in a found ring scored at or above
-    ``threshold`` (default 0.5), or, without scores, in any found ring. Precision and
+    An account is *flagged* when it sits in a found ring scored at or above the scoring
+    threshold of the settings in force (``settings.scoring.threshold``, the one that set
+    ``flagged`` on the rings), or, without scores, in any found ring. Precision and
     recall of extraction accounts follow, and the flagged counts per label kind and per
     trait (cgnat, vpn, office_nat, university_nat, camouflage, …) show
     where a weakness is. ``in_extraction_rings`` counts accounts inside found rings that
@@ -34,15 +36,41 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+import pydantic
 
-__all__ = ["ABUSE_KINDS", "Evaluation", "evaluate"]
+from graphinv.config import Settings
+from graphinv.errors import stage_options
+
+__all__ = ["ABUSE_KINDS", "Evaluation", "EvaluationOptions", "evaluate"]
 
 #: Label kinds that are coordinated abuse; every other kind is benign.
 ABUSE_KINDS = ("extraction", "card_testing", "free_tier_farming")
 _TRAITS = ("cgnat", "vpn", "office_nat", "university_nat", "camouflage")
+
+
+@stage_options("evaluation")
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
+class EvaluationOptions:
+    """Settings of :func:`evaluate`.
+
+    Parameters
+    ----------
+    top_k : int ≥ 1
+        Highest-scored rings counted in ``precision_at_k``. Default ``20``.
+
+    Examples
+    --------
+    >>> EvaluationOptions(top_k=0)
+    Traceback (most recent call last):
+    ...
+    graphinv.errors.ConfigError: evaluation.top_k = 0: must be ≥ 1
+    """
+
+    top_k: Annotated[int, pydantic.Field(ge=1)] = 20
 
 
 @dataclass(frozen=True)
@@ -67,7 +95,8 @@ class Evaluation:
         without scores.
     top_k : int
     threshold : float or None
-        Score threshold used for flagging; None when flagging is ring membership.
+        Score threshold used for flagging (the scoring threshold); None when flagging is
+        ring membership.
     extraction_precision, extraction_recall : float
         Of flagged accounts, the share labelled extraction; of extraction accounts,
         the share flagged.
@@ -145,8 +174,8 @@ def evaluate(
     labels: pd.DataFrame,
     *,
     scores: pd.DataFrame | None = None,
-    threshold: float | None = None,
-    top_k: int = 20,
+    settings: Settings | None = None,
+    options: EvaluationOptions | None = None,
 ) -> Evaluation:
     """Compare found rings with labels.
 
@@ -159,17 +188,18 @@ def evaluate(
         Accounts with an empty or missing ``ring_id`` belong to no true ring.
     scores : pandas.DataFrame, optional
         ``ring_id, score`` of found rings.
-    threshold : float, optional
-        Flag rings scored at or above this; default 0.5 when ``scores`` are given.
-    top_k : int
-        Rings counted in ``precision_at_k``.
+    settings : Settings, optional
+        The settings the rings were scored with (default: the documented defaults): rings
+        scored at or above ``settings.scoring.threshold`` are flagged.
+    options : EvaluationOptions, optional
+        How many top rings ``precision_at_k`` counts (default: the class's defaults).
 
     Returns
     -------
     Evaluation
     """
-    if scores is not None and threshold is None:
-        threshold = 0.5
+    threshold = (settings or Settings()).scoring.threshold if scores is not None else None
+    top_k = (options or EvaluationOptions()).top_k
     truth = labels.drop_duplicates("account_id").set_index("account_id")
     no_ring = truth["ring_id"].isna() | (truth["ring_id"].astype(str) == "")
     truth = truth.assign(ring_id=truth["ring_id"].astype(object).mask(no_ring, None))

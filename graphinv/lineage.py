@@ -42,12 +42,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+import pydantic
 import scipy.sparse as sp
 
-from graphinv.errors import ConfigError
+from graphinv.errors import stage_options
 from graphinv.schema import CORE_LINK_KINDS, STATUSES
 
 __all__ = ["STATUSES", "Lineage", "LineageOptions", "match_rings", "ring_identifiers"]
@@ -65,32 +67,37 @@ _EDGE_COLUMNS = ["ring_id", "previous_ring_id", "kind", "shared_members", "membe
                  "shared_identifiers", "infra_overlap"]
 
 
-@dataclass(frozen=True)
+_Share = Annotated[float, pydantic.Field(gt=0, le=1)]
+_Count = Annotated[int, pydantic.Field(ge=1)]
+
+
+@stage_options("lineage")
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
 class LineageOptions:
     """Thresholds that decide when two rings of consecutive sweeps are the same ring.
 
     Parameters
     ----------
-    member_jaccard_min : float
+    member_jaccard_min : float in (0, 1]
         A current and a previous ring are linked by members when their member Jaccard
         index is at least this (and they share ``min_shared_members``). Default ``0.3``.
-    member_share_min : float
+    member_share_min : float in (0, 1]
         They are also linked when the shared accounts are at least this share of the
         smaller ring: a small piece split off a big ring, or a small ring absorbed by a
         big one, has a low Jaccard index but lies mostly inside the other. Default ``0.5``.
-    min_shared_members : int
+    min_shared_members : int ≥ 1
         Fewer shared accounts never link two rings. Default ``2``.
-    growth_ratio : float
+    growth_ratio : float > 1
         A ring continued one-to-one has ``grown`` when ``new size / old size`` is at least
         this, ``shrunk`` when ``old size / new size`` is. Default ``1.25``.
-    infra_overlap_min : float
+    infra_overlap_min : float in (0, 1]
         Identifier overlap a ring without member links needs with a previous ring that
         nothing continues to be called its respawn: per kind of ``infra_kinds`` the
         current ring uses, the share of its identifiers the previous ring used, averaged
         over those kinds. Default ``0.5``.
-    min_shared_identifiers : int
+    min_shared_identifiers : int ≥ 1
         Fewer shared identifiers never make a respawn. Default ``2``.
-    infra_kinds : tuple of str
+    infra_kinds : tuple of str, at least one
         Identifier kinds compared for respawns. Default
         ``("payment_method", "ip", "prompt_fingerprint")``.
     inactive_statuses : tuple of str
@@ -98,32 +105,23 @@ class LineageOptions:
         rings: ``run_sweep`` detects rings over the other accounts only, and builds the
         current rings' identifiers from their links only. Default
         ``("banned", "suspended", "closed")``.
+
+    Examples
+    --------
+    >>> LineageOptions(growth_ratio=1.0)
+    Traceback (most recent call last):
+    ...
+    graphinv.errors.ConfigError: lineage.growth_ratio = 1: must be > 1
     """
 
-    member_jaccard_min: float = 0.3
-    member_share_min: float = 0.5
-    min_shared_members: int = 2
-    growth_ratio: float = 1.25
-    infra_overlap_min: float = 0.5
-    min_shared_identifiers: int = 2
-    infra_kinds: tuple[str, ...] = CORE_LINK_KINDS
+    member_jaccard_min: _Share = 0.3
+    member_share_min: _Share = 0.5
+    min_shared_members: _Count = 2
+    growth_ratio: Annotated[float, pydantic.Field(gt=1)] = 1.25
+    infra_overlap_min: _Share = 0.5
+    min_shared_identifiers: _Count = 2
+    infra_kinds: Annotated[tuple[str, ...], pydantic.Field(min_length=1)] = CORE_LINK_KINDS
     inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
-
-    def __post_init__(self) -> None:
-        # Config files hand over lists; a tuple keeps the options hashable.
-        object.__setattr__(self, "infra_kinds", tuple(self.infra_kinds))
-        object.__setattr__(self, "inactive_statuses", tuple(self.inactive_statuses))
-        for name in ("member_jaccard_min", "member_share_min", "infra_overlap_min"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise ConfigError(f"lineage option {name} must be in (0, 1], got {value}")
-        for name in ("min_shared_members", "min_shared_identifiers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"lineage option {name} must be at least 1")
-        if self.growth_ratio <= 1:
-            raise ConfigError(f"lineage option growth_ratio must be > 1, got {self.growth_ratio}")
-        if not self.infra_kinds:
-            raise ConfigError("lineage option infra_kinds must name at least one kind")
 
 
 @dataclass(frozen=True)
@@ -254,7 +252,7 @@ def match_rings(
     current_identifiers : pandas.DataFrame or None
         ``ring_id``, ``kind``, ``value`` of the current rings.
     options : LineageOptions, optional
-        Thresholds; defaults documented on the class.
+        Thresholds; default: the class's documented defaults.
     mint_id : callable, optional
         Names rings that inherit no id: called with ``0, 1, …`` in order of size
         (largest first, then ``new_ring_key``), e.g. ``lambda i: f"S42-{i:04d}"``. Its
@@ -286,7 +284,7 @@ def match_rings(
     >>> again.rings.loc[0, ["ring_id", "status"]].tolist()
     ['R-6b8b293cdfca', 'continuing']
     """
-    opt = options or LineageOptions()
+    options = options or LineageOptions()
     prev = _frame(previous_members, ["ring_id", "account_id"], "previous_members")
     prev["ring_id"] = prev["ring_id"].astype(str)
     cur = _frame(current_members, ["ring_id", "account_id"], "current_members")
@@ -306,9 +304,9 @@ def match_rings(
     overlap = (cur_m @ prev_m.T).tocoo()
     pairs = pd.DataFrame({"c": overlap.row, "p": overlap.col, "shared": overlap.data})
     infra, cur_kind_size = _identifier_overlap(
-        previous_identifiers, current_identifiers, prev_keys, cur_keys, opt.infra_kinds
+        previous_identifiers, current_identifiers, prev_keys, cur_keys, options.infra_kinds
     )
-    kinds = list(opt.infra_kinds)
+    kinds = list(options.infra_kinds)
     pairs = pairs.merge(infra, on=["c", "p"], how="outer").fillna(0)
     pairs = pairs.astype(dict.fromkeys(["c", "p", "shared", *_shared(kinds)], "int64"))
     pairs = _score_pairs(pairs, cur_size, prev_size, cur_kind_size, kinds)
@@ -316,10 +314,10 @@ def match_rings(
 
     smaller = np.minimum(pairs["size_c"], pairs["size_p"])
     links = pairs[
-        (pairs["shared"] >= opt.min_shared_members)
+        (pairs["shared"] >= options.min_shared_members)
         & (
-            (pairs["member_jaccard"] >= opt.member_jaccard_min)
-            | (pairs["shared"] >= opt.member_share_min * smaller)
+            (pairs["member_jaccard"] >= options.member_jaccard_min)
+            | (pairs["shared"] >= options.member_share_min * smaller)
         )
     ].sort_values(["shared", "member_jaccard", "p", "c"], ascending=[False, False, True, True])
     links = links.assign(inherits=_greedy(links["c"], links["p"]))
@@ -329,8 +327,8 @@ def match_rings(
     respawns = pairs[
         (n_pred[pairs["c"]] == 0)
         & (n_succ[pairs["p"]] == 0)
-        & (pairs["infra_overlap"] >= opt.infra_overlap_min)
-        & (pairs["shared_identifiers"] >= opt.min_shared_identifiers)
+        & (pairs["infra_overlap"] >= options.infra_overlap_min)
+        & (pairs["shared_identifiers"] >= options.min_shared_identifiers)
     ].sort_values(["infra_overlap", "shared_identifiers", "p", "c"],
                   ascending=[False, False, True, True])
     # Each current ring is the respawn of the ring whose infrastructure it matches best. A
@@ -351,7 +349,7 @@ def match_rings(
     aligned = main.reindex(range(n_cur))
     inherited = aligned["inherits"].eq(True).to_numpy()
     rings = pd.DataFrame({"new_ring_key": cur_keys, "size": cur_size})
-    rings["status"] = _statuses(aligned, n_pred, n_succ, opt.growth_ratio)
+    rings["status"] = _statuses(aligned, n_pred, n_succ, options.growth_ratio)
     rings.loc[respawns["c"], "status"] = "respawned"
     rings["ring_id"] = aligned["pid"].where(inherited).to_numpy()
     rings.loc[~inherited, "ring_id"] = _mint(

@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from graphinv.evaluate import evaluate
+from graphinv.config import Settings
+from graphinv.errors import ConfigError
+from graphinv.evaluate import EvaluationOptions, evaluate
+from graphinv.score.scoring import ScoringOptions
 
 
 def labels_frame() -> pd.DataFrame:
@@ -96,15 +99,23 @@ def test_scores_threshold_and_top_k():
         "y": [f"o{i}" for i in range(5)],
         "z": [f"f{i}" for i in range(4)],
     }
-    scores = pd.DataFrame({"ring_id": ["x", "y", "z"], "score": [0.9, 0.6, 0.4]})
-    ev = evaluate(members_frame(groups), labels_frame(), scores=scores, top_k=2)
-    assert ev.threshold == 0.5
+    scores = pd.DataFrame({"ring_id": ["x", "y", "z"], "score": [0.9, 0.6, 0.3]})
+    ev = evaluate(members_frame(groups), labels_frame(), scores=scores,
+                  options=EvaluationOptions(top_k=2))
+    # Flagging uses the scoring threshold (one source: ScoringOptions), 0.4 by default.
+    assert ev.threshold == ScoringOptions().threshold == 0.4
     assert ev.precision_at_k == 0.5
     assert ev.extraction_recall == 0.6
     assert ev.extraction_precision == 6 / 11
     assert ev.benign_flagged == 5
-    strict = evaluate(members_frame(groups), labels_frame(), scores=scores, threshold=0.8)
+    strict = evaluate(members_frame(groups), labels_frame(), scores=scores,
+                      settings=Settings(scoring=ScoringOptions(threshold=0.8)))
     assert strict.benign_flagged == 0 and strict.extraction_precision == 1.0
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ConfigError, match=r"evaluation\.top_k = 0: must be ≥ 1"):
+        EvaluationOptions(top_k=0)
 
 
 def test_serialises_and_renders():

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from graphinv.schema import Platform
 from graphinv.score.features import FEATURES, FeatureOptions, ring_features
-from graphinv.score.scoring import ScoringOptions, ScoringWeights, score_rings, suspicion
+from graphinv.score.scoring import ScoringOptions, score_rings, suspicion
 
 T0 = pd.Timestamp("2025-03-03", tz="UTC")  # a Monday
 LINK_COLUMNS = ["account_id", "kind", "value", "first_seen", "last_seen", "count"]
@@ -282,17 +282,17 @@ def test_more_shared_cards_never_lower_the_card_feature(cards, extra) -> None:
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=20), st.floats(0, 0.99))
 def test_share_suspicion_is_monotone_and_bounded(values, baseline) -> None:
     ordered = np.sort(np.array(values))
-    level = suspicion(ordered, baseline=baseline, kind="share")
+    level = suspicion(ordered, baseline=baseline, unit="share")
     assert np.all(np.diff(level) >= 0)
     assert np.all((level >= 0) & (level <= 1))
 
 
 def test_suspicion_of_ratios_uses_the_log_scale_to_the_platform_extreme() -> None:
-    assert suspicion(np.array([3.0]), baseline=1.0, reference=9.0, kind="ratio")[0] == (
+    assert suspicion(np.array([3.0]), baseline=1.0, reference=9.0, unit="ratio")[0] == (
         pytest.approx(0.5))
-    young = suspicion(np.array([10.0]), baseline=100.0, reference=1.0, kind="inverse_ratio")
+    young = suspicion(np.array([10.0]), baseline=100.0, reference=1.0, unit="inverse_ratio")
     assert young[0] == pytest.approx(0.5)
-    assert suspicion(np.array([np.nan]), baseline=1.0, reference=9.0, kind="ratio")[0] == 0
+    assert suspicion(np.array([np.nan]), baseline=1.0, reference=9.0, unit="ratio")[0] == 0
 
 
 # --- score and explanation ---------------------------------------------------------------
@@ -363,7 +363,7 @@ def test_explanation_quotes_the_feature_values() -> None:
 
 def test_weights_change_the_score_but_not_the_features() -> None:
     platform, members = _two_rings()
-    only_cards = ScoringWeights(**{f.name: 0.0 for f in FEATURES} | {"accounts_per_card": 1.0})
+    only_cards = {f.name: 0.0 for f in FEATURES} | {"accounts_per_card": 1.0}
     scores = score_rings(members, platform, options=ScoringOptions(weights=only_cards))
     card = scores.contributions.query("feature == 'accounts_per_card'").set_index("ring_id")
     rings = scores.rings.set_index("ring_id")
@@ -392,3 +392,107 @@ def test_unknown_accounts_and_missing_tables_do_not_break_scoring() -> None:
     assert scores.rings.loc[0, "score"] == 0.0
     assert "not measurable" in scores.contributions.set_index("feature").loc[
         "datacenter_proxy_share", "text"]
+
+
+# --- the feature registry ----------------------------------------------------------------
+
+
+@pytest.fixture
+def register_weekend_share():
+    """Registers the module docstring's example feature when called; removed afterwards."""
+    from graphinv.score.features import feature
+    from graphinv.score.registry import PerAccount, RingContext
+
+    def register() -> str:
+        @feature("weekend_share", group="traffic", unit="share", weight=9.0,
+                 label="traffic on weekends",
+                 sentence=lambda r: f"{100 * r.value:.0f}% of members' traffic on weekends "
+                                    f"(platform {100 * r.baseline:.0f}%)")
+        def weekend_share(ring: RingContext) -> PerAccount:
+            usage = ring.usage
+            weekend = (usage.hour // 24 + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+            on = usage.per_account(np.where(weekend, usage.requests, 0.0))
+            total = usage.per_account(usage.requests)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return PerAccount(np.where(total > 0, on / total, np.nan))
+
+        return "weekend_share"
+
+    yield register
+    if "weekend_share" in FEATURES:
+        FEATURES.unregister("weekend_share")
+
+
+def test_one_decorated_function_adds_a_scored_and_explained_feature(
+        register_weekend_share, tmp_path) -> None:
+    from graphinv.config import load_settings
+
+    name = register_weekend_share()
+    platform, members = _two_rings()
+    scores = score_rings(members, platform)
+    bots = scores.contributions.set_index(["ring_id", "feature"]).loc[("bots", name)]
+    # The bots run round the clock for a week from Monday: 2 of 7 days are a weekend;
+    # the family and the 20 others send on weekdays only: platform mean 4 × (2/7) / 26.
+    assert bots["value"] == pytest.approx(2 / 7)
+    assert bots["baseline"] == pytest.approx(4 * 2 / 7 / 26)
+    assert bots["group"] == "traffic" and bots["weight"] == 9.0
+    assert bots["text"] == "29% of members' traffic on weekends (platform 4%)"
+    # Its default weight puts it among the four contributions the explanation quotes.
+    explanation = scores.rings.set_index("ring_id").loc["bots", "explanation"]
+    assert "; 29% of members' traffic on weekends (platform 4%); " in explanation
+    summed = scores.contributions.groupby("ring_id")["contribution"].sum()
+    assert summed["bots"] == pytest.approx(scores.rings.set_index("ring_id").loc["bots", "score"])
+    assert name in ring_features(members, platform).values.columns
+    # Its weight is a setting like any other, from Python or from TOML.
+    assert ScoringOptions(weights={name: 2.0}).weights[name] == 2.0
+    path = tmp_path / "graphinv.toml"
+    path.write_text(f"[scoring.weights]\n{name} = 0.0\n")
+    silenced = score_rings(members, platform,
+                           options=load_settings(path=path, environ={}).scoring)
+    assert silenced.contributions.query("feature == @name")["contribution"].eq(0).all()
+
+
+def test_options_made_before_a_feature_was_registered_use_its_default_weight(
+        register_weekend_share) -> None:
+    platform, members = _two_rings()
+    before = ScoringOptions(threshold=0.3)
+    name = register_weekend_share()
+    assert name not in before.weights
+    rows = score_rings(members, platform, options=before).contributions
+    assert rows.query("feature == @name")["weight"].eq(9.0).all()
+
+
+@pytest.mark.parametrize(
+    ("declaration", "message"),
+    [
+        ({"name": "reasoning_share"}, "already registered"),
+        ({"name": "Weekend Share"}, "not a lower-case identifier"),
+        ({"group": "behaviour"}, "group 'behaviour'"),
+        ({"unit": "count"}, "unit 'count'"),
+        ({"weight": -1.0}, "weight -1.0"),
+    ],
+)
+def test_bad_feature_declarations_are_refused(declaration: dict, message: str) -> None:
+    from graphinv.score.features import feature
+
+    good = {"name": "toy", "group": "traffic", "unit": "share", "weight": 1.0}
+    with pytest.raises(ValueError, match=message):
+        feature(**(good | declaration), label="toy", sentence=str)
+    assert "toy" not in FEATURES
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"folds": 1}, r"fit_weights folds = 1: must be ≥ 2"),
+    ({"regularisation": 0.0}, r"fit_weights regularisation = 0.0: must be > 0"),
+    ({"positive_kinds": ()}, r"fit_weights positive_kinds = \[\]: must name a label kind"),
+])
+def test_fit_weights_refuses_bad_options(options: dict, message: str) -> None:
+    from graphinv.errors import ConfigError
+    from graphinv.score.fit_weights import fit_weights
+
+    platform, members = _two_rings()
+    scores = score_rings(members, platform)
+    labels = pd.DataFrame({"account_id": members["account_id"],
+                           "kind": np.where(members["ring_id"] == "bots", "extraction", "benign")})
+    with pytest.raises(ConfigError, match=message):
+        fit_weights(scores, members, labels, **options)

@@ -1,15 +1,51 @@
-"""Extraction features of rings, each next to the platform's own baseline.
+"""Extraction features of rings, each next to the platform's own baseline: one registry.
 
 A ring is a set of accounts (a ``members`` frame of ``ring_id, account_id``). Every feature
 is one number per ring in a unit a person can check (accounts per card, share of traffic,
 days), together with the same number for the platform as a whole (the *baseline*) and,
 for unbounded ratios, the platform's extreme (the *reference*, its 99th percentile). The
 score turns value, baseline and reference into a suspicion in [0, 1]; this module only
-measures.
+measures. Labels are never read.
 
-Per-account aggregates are computed once for the whole platform with vectorised
-group-bys (they are also what the baselines are made of); ring values are then
-group-bys of the members' rows. Labels are never read.
+Every feature lives in :data:`FEATURES`, registered by the :func:`feature` decorator on the
+function that measures it. The decorator declares, next to the computation, everything
+else graphinv needs: the ``group`` it belongs to (infrastructure, traffic, content), its
+``unit`` (how value and baseline compare, see :class:`~graphinv.score.registry.Feature`),
+its default ``weight`` in the score, a short ``label`` and the ``sentence`` that explains
+its contribution (a function of a :class:`~graphinv.score.registry.Reading`: ``value``,
+``baseline`` and the ring's row). The measuring function takes the
+:class:`~graphinv.score.registry.RingContext` (accounts, rings, links and usage indexed
+once per call) and returns either
+
+* ``PerAccount(values)``: one value per platform account; the ring value is the members'
+  mean (``share``) or median (``ratio``, ``inverse_ratio``), the baseline the platform's
+  mean or median, the reference its 99th (1st for ``inverse_ratio``) percentile; or
+* ``PerRing(values, baseline, reference)``: one value per ring, with the baseline (and
+  reference) it computed.
+
+Either may carry ``details``: per-ring counts the sentence quotes (cards, IPs, …), which
+become columns of :attr:`RingFeatures.values`. The machinery is in
+:mod:`graphinv.score.registry`; this module holds the features.
+
+**Adding a feature is one edit, here**: write one decorated function, for example::
+
+    @feature("weekend_share", group="traffic", unit="share", weight=1.0,
+             label="traffic on weekends",
+             sentence=lambda r: f"{_pct(r.value)} of members' traffic on weekends "
+                                f"(platform {_pct(r.baseline)})")
+    def weekend_share(ring: RingContext) -> PerAccount:
+        usage = ring.usage
+        weekend = (usage.hour // 24 + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+        on = usage.per_account(np.where(weekend, usage.requests, 0.0))
+        total = usage.per_account(usage.requests)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return PerAccount(np.where(total > 0, on / total, np.nan))
+
+The score, its explanation, ``[scoring.weights]`` in the config (with the new default),
+weight fitting and the stored feature values pick it up from the registry; document it
+in ``docs/scoring.md``. Return NaN where the input has nothing to measure (a table the
+platform does not export): the score counts it as no evidence and the sentence says
+"not measurable".
 
 Examples
 --------
@@ -33,18 +69,33 @@ Examples
 3.0
 >>> float(found.values.loc["r1", "output_input_ratio"]), float(found.baseline["output_input_ratio"])
 (4.0, 4.0)
+>>> FEATURES["output_input_ratio"].group, FEATURES["output_input_ratio"].weight
+('traffic', 2.0)
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from graphinv.schema import Platform
+from graphinv.score.registry import (
+    FeatureOptions,
+    FeatureRegistry,
+    PerAccount,
+    PerRing,
+    RingContext,
+    RingFeatures,
+    epoch_hours,
+)
 
-__all__ = ["FEATURES", "FeatureOptions", "FeatureSpec", "RingFeatures", "ring_features"]
+__all__ = [
+    "FEATURES",
+    "FeatureOptions",
+    "RingFeatures",
+    "feature",
+    "ring_features",
+]
 
 # Rhythm statistics need at least a day's worth of active hours to mean anything.
 _MIN_RHYTHM_HOURS = 24
@@ -53,129 +104,16 @@ _NIGHT_HOURS = 8
 # times the platform's value counts as fully suspicious.
 _FULL_CONCENTRATION_FOLD = 10.0
 
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """What one feature measures and which direction is suspicious.
-
-    ``kind`` tells the score how to compare value with baseline: ``share`` (a fraction in
-    [0, 1], suspicious above the baseline), ``ratio`` (a positive quantity, suspicious when
-    many times the baseline) or ``inverse_ratio`` (suspicious when many times smaller).
-    """
-
-    name: str
-    group: str
-    kind: str
-    label: str
-
-
-FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("accounts_per_card", "infrastructure", "ratio", "accounts per payment method"),
-    FeatureSpec("prepaid_share", "infrastructure", "share", "members paying by prepaid card"),
-    FeatureSpec("datacenter_proxy_share", "infrastructure", "share",
-                "IPs that are datacenter or proxy"),
-    FeatureSpec("ip_rotation", "infrastructure", "ratio", "distinct IPs per active day"),
-    FeatureSpec("signup_burst", "infrastructure", "share", "members created in one burst"),
-    FeatureSpec("account_age_days", "infrastructure", "inverse_ratio", "account age (days)"),
-    FeatureSpec("farmable_signup_share", "infrastructure", "share",
-                "members signed up through programs easy to farm"),
-    FeatureSpec("requests_per_account", "traffic", "ratio", "requests per account"),
-    FeatureSpec("tokens_per_account", "traffic", "ratio", "tokens per account"),
-    FeatureSpec("output_input_ratio", "traffic", "ratio", "output/input token ratio"),
-    FeatureSpec("near_rate_limit_share", "traffic", "share",
-                "traffic in hours just below the rate limit"),
-    FeatureSpec("around_the_clock", "traffic", "share",
-                "traffic in the quietest 8 hours of the day, against an even spread"),
-    FeatureSpec("load_balancing", "traffic", "share", "regularity of members taking turns"),
-    FeatureSpec("model_pivot", "traffic", "share", "traffic moved to newly released models"),
-    FeatureSpec("template_concentration", "content", "ratio", "accounts per prompt template"),
-    FeatureSpec("reasoning_share", "content", "share",
-                "prompt traffic on reasoning-eliciting templates"),
-    FeatureSpec("capability_sweep", "content", "share",
-                "target capabilities covered by the ring's main templates"),
-)
-
-
-@dataclass(frozen=True)
-class FeatureOptions:
-    """How features are measured. Every field has a documented default.
-
-    Parameters
-    ----------
-    rate_limit : float or None
-        Per-account requests per hour the platform allows. The input has no such column,
-        so by default (``None``) it is inferred per ``verification_tier`` (platforms set
-        limits per tier) as the ``rate_limit_quantile`` of that tier's account-hour
-        requests: a hard limit is the top of that distribution. Tiers with fewer than
-        ``min_tier_hours`` account-hours use the quantile over all tiers.
-    rate_limit_quantile : float
-        Quantile used to infer the rate limit. Default ``0.999``.
-    min_tier_hours : int
-        Account-hours a tier needs for its own inferred limit. Default ``1000``.
-    near_limit_fraction : float
-        An account-hour counts as "just below the limit" at ``>= near_limit_fraction ×
-        rate_limit`` requests. Default ``0.8``.
-    burst_window_hours : float
-        Sign-ups this close together form one burst. Default ``24``.
-    farmable_signup_paths : tuple of str
-        Sign-up paths that give free credit on weak verification. Default education,
-        startup_program, research_access.
-    main_template_share : float
-        A template is one of the ring's *main* templates (for ``capability_sweep``) when it
-        carries at least this share of the ring's prompt traffic. Default ``0.05``.
-    target_categories : tuple of str
-        Capability categories that distillation sweeps: what frontier models are best at
-        and a student model most wants. Default coding, math, agentic_tool_use, science,
-        reasoning_puzzles.
-    release_window_days : float
-        A model is *newly released* during its first days on the platform; traffic to it in
-        this window measures ``model_pivot``. Default ``7``.
-    """
-
-    rate_limit: float | None = None
-    rate_limit_quantile: float = 0.999
-    min_tier_hours: int = 1000
-    near_limit_fraction: float = 0.8
-    burst_window_hours: float = 24.0
-    farmable_signup_paths: tuple[str, ...] = ("education", "startup_program", "research_access")
-    main_template_share: float = 0.05
-    target_categories: tuple[str, ...] = (
-        "coding", "math", "agentic_tool_use", "science", "reasoning_puzzles")
-    release_window_days: float = 7.0
-
-
-@dataclass(frozen=True)
-class RingFeatures:
-    """Feature values of rings and the platform's baseline for each.
-
-    Attributes
-    ----------
-    values : DataFrame
-        Indexed by ``ring_id``: ``size`` and one column per feature of ``FEATURES``, plus
-        the counts the explanations quote (``card_members``, ``cards``, ``rate_limit``,
-        ``prepaid_cards``, ``ips``, ``burst_members``, ``senders``, ``templates``,
-        ``reasoning_templates``, ``categories``, ``new_models``). NaN where the input
-        has nothing to measure (no IP attributes, no prompt links, too few active hours).
-    baseline : Series
-        Per feature, the platform-wide value.
-    reference : Series
-        Per ``ratio`` / ``inverse_ratio`` feature, the platform's extreme: the 99th (for
-        age the 1st) percentile of the per-account values.
-    rate_limits : Series
-        Per verification tier (``"*"`` for all tiers), the rate limit used, given or
-        inferred.
-    """
-
-    values: pd.DataFrame
-    baseline: pd.Series
-    reference: pd.Series
-    rate_limits: pd.Series
+#: Every feature graphinv measures and scores.
+FEATURES = FeatureRegistry()
+#: Registers a feature in :data:`FEATURES`; see the module docstring.
+feature = FEATURES.register
 
 
 def ring_features(
-    members: pd.DataFrame, platform: Platform, *, options: FeatureOptions = FeatureOptions()
+    members: pd.DataFrame, platform: Platform, *, options: FeatureOptions | None = None
 ) -> RingFeatures:
-    """Measure every feature of ``FEATURES`` for each ring, and the platform baseline.
+    """Measure every feature of :data:`FEATURES` for each ring, and the platform baseline.
 
     Parameters
     ----------
@@ -183,12 +121,18 @@ def ring_features(
         ``ring_id, account_id``; an account may sit in several rings.
     platform : Platform
         The platform's tables; ``labels`` is never read.
-    options : FeatureOptions
-        Measurement settings.
+    options : FeatureOptions, optional
+        Measurement settings; default: the class's documented defaults.
 
     Returns
     -------
     RingFeatures
+
+    Raises
+    ------
+    ValueError
+        A feature returned the wrong number of values, or a detail that clashes with a
+        column.
 
     Examples
     --------
@@ -206,314 +150,309 @@ def ring_features(
     >>> float(found.values.loc["r", "farmable_signup_share"])
     0.5
     """
-    accounts = platform.accounts
-    index = pd.Index(accounts["account_id"].astype(str))
-    ring_ids, ring_of = _ring_codes(members)
-    member_code = index.get_indexer(members["account_id"].astype(str))
-    known = member_code >= 0
-    ring_of, member_code = ring_of[known], member_code[known]
-    n_rings = len(ring_ids)
-
-    usage = _Usage.build(platform.usage, accounts, index, options)
-    per_account = pd.DataFrame(index=np.arange(len(index)))
-    baseline: dict[str, float] = {}
-    reference: dict[str, float] = {}
-    values = pd.DataFrame(index=pd.Index(ring_ids, name="ring_id"))
-    values["size"] = np.bincount(ring_of, minlength=n_rings)
-
-    links = _links_by_kind(platform, index)
-    _infrastructure(platform, links, usage, per_account, options)
-    new_models = _traffic(usage, per_account, options)
-    _reasoning(platform, links, per_account)
-
-    # Per-account features: ring value = the members' mean (shares) or median (amounts, so
-    # a few camouflaged members cannot drag the ring to the platform's typical level).
-    # Baselines are over accounts, not over traffic: pooled traffic would be dominated by
-    # the heaviest senders, who are often the very rings being scored.
-    member_rows = per_account.iloc[member_code].assign(_ring=ring_of)
-    grouped = member_rows.groupby("_ring")
-    for spec in FEATURES:
-        if spec.name not in per_account:
-            continue
-        column = per_account[spec.name]
-        if spec.kind == "share":
-            values[spec.name] = _by_ring(grouped[spec.name].mean(), n_rings)
-            baseline[spec.name] = float(column.mean())
-        else:
-            values[spec.name] = _by_ring(grouped[spec.name].median(), n_rings)
-            baseline[spec.name] = float(column.median())
-            q = 0.01 if spec.kind == "inverse_ratio" else 0.99
-            reference[spec.name] = float(column.quantile(q))
-    values["card_members"] = _by_ring(grouped["_has_card"].sum(), n_rings)
-    values["rate_limit"] = _by_ring(
-        pd.Series(usage.limit[member_code]).groupby(ring_of).median(), n_rings)
-    values["new_models"] = new_models
-
-    _ring_cards(platform, links, ring_of, member_code, values)
-    _ring_ips(links, ring_of, member_code, values)
-    _ring_burst(accounts, ring_of, member_code, values, baseline, options)
-    _ring_timing(usage, ring_of, member_code, values, baseline)
-    _ring_content(platform, links, ring_of, member_code, values, baseline, reference, options)
-    # A table the platform does not export (ips, signup_path, …) leaves its feature
-    # unmeasured: NaN, which the score treats as no evidence.
-    for spec in FEATURES:
-        if spec.name not in values:
-            values[spec.name] = np.nan
-    return RingFeatures(
-        values=values,
-        baseline=pd.Series(baseline).reindex([f.name for f in FEATURES]),
-        reference=pd.Series(reference, dtype=float),
-        rate_limits=usage.rate_limits,
-    )
+    return FEATURES.measure(members, platform, options=options or FeatureOptions())
 
 
-def _ring_codes(members: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    codes, uniques = pd.factorize(members["ring_id"], sort=True)
-    return np.asarray(uniques), codes
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
 
 
-def _by_ring(series: pd.Series, n_rings: int) -> np.ndarray:
-    return series.reindex(np.arange(n_rings)).to_numpy(dtype=float)
+def _plural(n: float, noun: str) -> str:
+    return f"{int(n)} {noun}{'s' if int(n) != 1 else ''}"
 
 
-def _hours(stamps: pd.Series) -> np.ndarray:
-    naive = pd.to_datetime(stamps, utc=True).dt.tz_localize(None)
-    return naive.to_numpy().astype("datetime64[h]").astype(np.int64)
+# --- infrastructure --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _KindLinks:
-    """Links of one kind with integer codes: ``_a`` (account), ``_v`` (value), ``count``;
-    and per value code the attribute that kind's features need."""
+@feature(
+    "accounts_per_card", group="infrastructure", unit="ratio", weight=1.0,
+    label="accounts per payment method",
+    sentence=lambda r: (
+        f"{int(r.ring['card_members'])} accounts share {_plural(r.ring['cards'], 'payment method')}"
+        f" ({r.value:.1f} accounts per payment method, platform {r.baseline:.1f})"),
+)
+def accounts_per_card(ring: RingContext) -> PerAccount:
+    """Per account, the number of accounts on its most shared payment method (1 if none).
 
-    rows: pd.DataFrame
-    values: pd.Index  # value of each ``_v`` code
-    flag: np.ndarray | None = None  # prepaid card / datacenter-or-proxy IP / reasoning
-    category: np.ndarray | None = None  # template category
-
-
-def _positions(values: pd.Index, table: pd.DataFrame, key: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """The attribute table (first row per key) and, per value, its row there (−1 if none)."""
-    keys = pd.Index(table[key].astype(str))
-    if not keys.is_unique:
-        table = table.loc[~keys.duplicated()]
-        keys = keys[~keys.duplicated()]
-    return table, keys.get_indexer(values)
-
-
-def _flag(table: pd.DataFrame, position: np.ndarray, columns: tuple[str, ...]
-          ) -> np.ndarray | None:
-    """Per value, whether any of ``columns`` is true; None when all columns are missing."""
-    if not any(c in table for c in columns):
-        return None
-    flagged = np.zeros(len(table), dtype=bool)
-    for column in columns:
-        if column in table:
-            flagged |= table[column].fillna(False).astype(bool).to_numpy()
-    return np.where(position >= 0, flagged[np.maximum(position, 0)], False)
-
-
-def _category(table: pd.DataFrame, position: np.ndarray) -> np.ndarray | None:
-    if "category" not in table:
-        return None
-    out = np.full(len(position), None, dtype=object)
-    known = position >= 0
-    out[known] = table["category"].astype(object).to_numpy()[position[known]]
-    return out
-
-
-def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, _KindLinks]:
-    links = platform.links
-    out = {}
-    for kind, table, key, columns in (
-        ("payment_method", platform.payment_methods, "fingerprint", ("prepaid",)),
-        ("ip", platform.ips, "ip", ("is_datacenter", "is_proxy")),
-        ("prompt_fingerprint", platform.prompt_fingerprints, "fingerprint",
-         ("elicits_reasoning",)),
-    ):
-        rows = links.loc[links["kind"] == kind, ["account_id", "value", "count"]]
-        account = index.get_indexer(rows["account_id"])
-        keep = account >= 0
-        value, uniques = pd.factorize(rows["value"].astype(str).to_numpy()[keep])
-        values = pd.Index(uniques)
-        flag = category = None
-        if table is not None:
-            table, position = _positions(values, table, key)
-            flag = _flag(table, position, columns)
-            if kind == "prompt_fingerprint":
-                category = _category(table, position)
-        out[kind] = _KindLinks(
-            rows=pd.DataFrame({
-                "_a": account[keep], "_v": value,
-                "count": rows["count"].fillna(1).to_numpy(dtype=float)[keep],
-            }),
-            values=values,
-            flag=flag,
-            category=category,
-        )
-    return out
-
-
-@dataclass(frozen=True)
-class _Usage:
-    """Usage summed over models per account-hour, the unit rate limits apply to."""
-
-    account: np.ndarray
-    hour: np.ndarray
-    requests: np.ndarray
-    input_tokens: np.ndarray
-    output_tokens: np.ndarray
-    raw: pd.DataFrame  # per account-hour-model rows with integer codes, for model_pivot
-    limit: np.ndarray  # rate limit of each account, by its tier
-    rate_limits: pd.Series
-    n_accounts: int
-
-    @classmethod
-    def build(
-        cls, usage: pd.DataFrame, accounts: pd.DataFrame, index: pd.Index,
-        options: FeatureOptions,
-    ) -> _Usage:
-        code = index.get_indexer(usage["account_id"].astype(str))
-        keep = code >= 0
-        raw = pd.DataFrame({
-            "a": code[keep],
-            "h": _hours(usage["hour"])[keep] if len(usage) else np.zeros(0, np.int64),
-            "model": pd.Categorical(usage["model"].astype(str).to_numpy()[keep]),
-            "r": usage["requests"].to_numpy(dtype=float)[keep],
-            "i": usage["input_tokens"].to_numpy(dtype=float)[keep],
-            "o": usage["output_tokens"].to_numpy(dtype=float)[keep],
-        })
-        hourly = raw.groupby(["a", "h"], sort=False)[["r", "i", "o"]].sum().reset_index()
-        account = hourly["a"].to_numpy()
-        tier_codes, limits = _rate_limits(accounts, account, hourly["r"].to_numpy(), options)
-        return cls(
-            account=account,
-            hour=hourly["h"].to_numpy(),
-            requests=hourly["r"].to_numpy(),
-            input_tokens=hourly["i"].to_numpy(),
-            output_tokens=hourly["o"].to_numpy(),
-            raw=raw,
-            limit=limits.to_numpy()[tier_codes],
-            rate_limits=limits,
-            n_accounts=len(index),
-        )
-
-    def per_account(self, weights: np.ndarray) -> np.ndarray:
-        return np.bincount(self.account, weights=weights, minlength=self.n_accounts)
-
-
-def _rate_limits(
-    accounts: pd.DataFrame, account: np.ndarray, requests: np.ndarray, options: FeatureOptions
-) -> tuple[np.ndarray, pd.Series]:
-    """Each account's tier code and the limit of every tier; the last entry, ``"*"``, is
-    the limit over all tiers, used by accounts whose tier is unknown or too rare."""
-    if options.rate_limit is not None:
-        return np.zeros(len(accounts), dtype=np.int64), pd.Series({"*": options.rate_limit})
-    if "verification_tier" in accounts:
-        codes, names = pd.factorize(accounts["verification_tier"].astype("string"))
-    else:
-        codes, names = np.full(len(accounts), -1), pd.Index([])
-    n_tiers = len(names)
-    codes = np.where(codes < 0, n_tiers, codes)
-    overall = np.quantile(requests, options.rate_limit_quantile) if len(requests) else np.nan
-    limits = np.full(n_tiers + 1, float(overall))
-    hour_tier = codes[account]
-    for t in range(n_tiers):
-        tier_requests = requests[hour_tier == t]
-        if len(tier_requests) >= options.min_tier_hours:
-            limits[t] = np.quantile(tier_requests, options.rate_limit_quantile)
-    return codes, pd.Series(limits, index=[*map(str, names), "*"])
-
-
-def _infrastructure(
-    platform: Platform,
-    links: dict[str, _KindLinks],
-    usage: _Usage,
-    per_account: pd.DataFrame,
-    options: FeatureOptions,
-) -> None:
-    n = usage.n_accounts
-    accounts = platform.accounts
-
-    card_links = links["payment_method"]
-    cards = card_links.rows
+    An account without a card shares nothing: it counts as 1 account per card, so adding
+    any card link can only raise the value (never lower it).
+    """
+    cards = ring.links["payment_method"]
+    rows = cards.rows
     # The input contract keys links by (account, kind, value): one row per account and card.
-    card_degree = np.bincount(cards["_v"], minlength=len(card_links.values))[cards["_v"]]
-    # An account without a card shares nothing: it counts as 1 account per card, so
-    # adding any card link can only raise the value (never lower it).
-    most_shared = np.ones(n)
-    np.maximum.at(most_shared, cards["_a"].to_numpy(), card_degree.astype(float))
-    per_account["accounts_per_card"] = most_shared
-    has_card = np.zeros(n, dtype=bool)
-    has_card[cards["_a"].to_numpy()] = True
-    per_account["_has_card"] = has_card
+    card_degree = np.bincount(rows["_v"], minlength=len(cards.values))[rows["_v"]]
+    most_shared = np.ones(ring.n_accounts)
+    np.maximum.at(most_shared, rows["_a"].to_numpy(), card_degree.astype(float))
+    has_card = np.zeros(ring.n_accounts, dtype=bool)
+    has_card[rows["_a"].to_numpy()] = True
+    used = ring.ring_links["payment_method"]
+    return PerAccount(most_shared, details={
+        "card_members": ring.sum_by_ring(has_card),
+        "cards": np.bincount(used["_ring"], minlength=ring.n_rings),
+    })
 
-    prepaid = np.zeros(n)
-    is_prepaid = card_links.flag
+
+@feature(
+    "prepaid_share", group="infrastructure", unit="share", weight=1.0,
+    label="members paying by prepaid card",
+    sentence=lambda r: (
+        f"{_pct(r.value)} of members pay by prepaid card, {int(r.ring['prepaid_cards'])} "
+        f"prepaid card(s) (platform {_pct(r.baseline)})"),
+)
+def prepaid_share(ring: RingContext) -> PerAccount:
+    """1 for accounts paying with a prepaid card (``payment_methods.prepaid``), else 0."""
+    cards = ring.links["payment_method"]
+    rows, is_prepaid = cards.rows, cards.flag
+    prepaid = np.zeros(ring.n_accounts)
     if is_prepaid is not None:
-        prepaid[cards["_a"].to_numpy()[is_prepaid[cards["_v"]]]] = 1.0
-    per_account["prepaid_share"] = prepaid
+        prepaid[rows["_a"].to_numpy()[is_prepaid[rows["_v"]]]] = 1.0
+    used = ring.ring_links["payment_method"]
+    weight = is_prepaid[used["_v"]] if is_prepaid is not None else np.zeros(len(used))
+    return PerAccount(prepaid, details={
+        "prepaid_cards": np.bincount(used["_ring"], weights=weight, minlength=ring.n_rings),
+    })
 
-    ips = links["ip"].rows
-    n_ips = np.bincount(ips["_a"], minlength=n).astype(float)
-    flagged = links["ip"].flag
-    if flagged is not None:
-        n_flagged = np.bincount(ips["_a"], weights=flagged[ips["_v"]], minlength=n)
+
+@feature(
+    "datacenter_proxy_share", group="infrastructure", unit="share", weight=1.0,
+    label="IPs that are datacenter or proxy",
+    sentence=lambda r: (
+        f"{_pct(r.value)} of members' IPs are datacenter or proxy, {int(r.ring['ips'])} "
+        f"IPs in all (platform {_pct(r.baseline)})"),
+)
+def datacenter_proxy_share(ring: RingContext) -> PerAccount:
+    """Per account, the share of its IPs flagged datacenter or proxy (``ips`` table)."""
+    ips = ring.links["ip"]
+    n_ips = ring.ips_per_account
+    share = np.full(ring.n_accounts, np.nan)
+    if ips.flag is not None:
+        flagged = np.bincount(ips.rows["_a"], weights=ips.flag[ips.rows["_v"]],
+                              minlength=ring.n_accounts)
         with np.errstate(invalid="ignore", divide="ignore"):
-            per_account["datacenter_proxy_share"] = np.where(n_ips > 0, n_flagged / n_ips, 0.0)
+            share = np.where(n_ips > 0, flagged / n_ips, 0.0)
+    used = ring.ring_links["ip"]
+    return PerAccount(share, details={"ips": np.bincount(used["_ring"], minlength=ring.n_rings)})
 
-    active_days = _active_days(usage)
+
+@feature(
+    "ip_rotation", group="infrastructure", unit="ratio", weight=1.0,
+    label="distinct IPs per active day",
+    sentence=lambda r: (f"{r.value:.1f} distinct IPs per active day per account "
+                        f"(platform {r.baseline:.1f})"),
+)
+def ip_rotation(ring: RingContext) -> PerAccount:
+    """Per account with traffic, distinct IPs per active day."""
+    active_days = ring.usage.active_days
     with np.errstate(invalid="ignore", divide="ignore"):
-        rotation = np.where(active_days > 0, n_ips / np.maximum(active_days, 1), np.nan)
-    per_account["ip_rotation"] = rotation
+        return PerAccount(np.where(active_days > 0,
+                                   ring.ips_per_account / np.maximum(active_days, 1), np.nan))
 
-    created = _hours(accounts["created_at"]).astype(float)
-    end = max(usage.hour.max(initial=np.iinfo(np.int64).min), int(created.max(initial=0)))
+
+@feature(
+    "signup_burst", group="infrastructure", unit="share", weight=1.0,
+    label="members created in one burst",
+    sentence=lambda r: (
+        f"{int(r.ring['burst_members'])} of {int(r.ring['size'])} accounts created within one "
+        f"burst window (platform {_pct(r.baseline)} of sign-ups in its busiest window)"),
+)
+def signup_burst(ring: RingContext) -> PerRing:
+    """(Members created in the densest window − 1) / (size − 1).
+
+    Counting the *other* members in the window keeps small rings from scoring a burst
+    just by being small (a lone pair always sits inside its own window).
+    """
+    window = ring.options.burst_window_hours * 3600.0
+    created = pd.to_datetime(ring.platform.accounts["created_at"], utc=True)
+    seconds = (created - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+    densest = _densest_window(np.zeros(len(seconds), dtype=np.int64), seconds, window)
+    count = _densest_window(ring.ring_of, seconds[ring.member_code], window,
+                            n_groups=ring.n_rings)
+    size = ring.size.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.where(size > 1, (count - 1) / (size - 1), np.nan)
+    # A ring drawn at random from the platform would see about the platform's own busiest
+    # window's share of sign-ups: that is the baseline.
+    return PerRing(value, baseline=float(densest[0] / max(len(seconds), 1)),
+                   details={"burst_members": count})
+
+
+@feature(
+    "account_age_days", group="infrastructure", unit="inverse_ratio", weight=1.0,
+    label="account age (days)",
+    sentence=lambda r: f"median account age {r.value:.0f} days (platform {r.baseline:.0f})",
+)
+def account_age_days(ring: RingContext) -> PerAccount:
+    """Per account, days from creation to the end of the data, + 1."""
+    created = epoch_hours(ring.platform.accounts["created_at"]).astype(float)
+    end = max(ring.usage.hour.max(initial=np.iinfo(np.int64).min), int(created.max(initial=0)))
     # +1 day so that an account created in the last hour has a finite ratio to the median.
-    per_account["account_age_days"] = np.maximum(end - created, 0) / 24.0 + 1.0
-
-    if "signup_path" in accounts:
-        paths = accounts["signup_path"].astype("string").isin(options.farmable_signup_paths)
-        per_account["farmable_signup_share"] = paths.fillna(False).to_numpy(dtype=float)
+    return PerAccount(np.maximum(end - created, 0) / 24.0 + 1.0)
 
 
-def _active_days(usage: _Usage) -> np.ndarray:
-    if not len(usage.account):
-        return np.zeros(usage.n_accounts)
-    days = np.unique(usage.account * np.int64(1 << 32) + usage.hour // 24)
-    return np.bincount((days >> 32).astype(np.int64), minlength=usage.n_accounts).astype(float)
+@feature(
+    "farmable_signup_share", group="infrastructure", unit="share", weight=0.5,
+    label="members signed up through programs easy to farm",
+    sentence=lambda r: (f"{_pct(r.value)} signed up through education/startup/research "
+                        f"programs (platform {_pct(r.baseline)})"),
+)
+def farmable_signup_share(ring: RingContext) -> PerAccount:
+    """1 for accounts whose ``signup_path`` is one of ``farmable_signup_paths``."""
+    accounts = ring.platform.accounts
+    if "signup_path" not in accounts:
+        return PerAccount(np.full(ring.n_accounts, np.nan))
+    paths = accounts["signup_path"].astype("string").isin(ring.options.farmable_signup_paths)
+    return PerAccount(paths.fillna(False).to_numpy(dtype=float))
 
 
-def _traffic(usage: _Usage, per_account: pd.DataFrame, options: FeatureOptions) -> str:
-    """Volume, output ratio, near-limit and model-pivot shares per account; returns the
-    names of the models released during the data."""
-    requests = usage.per_account(usage.requests)
-    inputs = usage.per_account(usage.input_tokens)
-    outputs = usage.per_account(usage.output_tokens)
-    near = usage.requests >= options.near_limit_fraction * usage.limit[usage.account]
-    active = requests > 0
-    # Inactive accounts would pull every traffic median to zero; they are not the peer
-    # group a ring's traffic is compared with.
+# --- traffic ---------------------------------------------------------------------------
+# Inactive accounts would pull every traffic median to zero; they are not the peer group
+# a ring's traffic is compared with, so they are NaN.
+
+
+@feature(
+    "requests_per_account", group="traffic", unit="ratio", weight=0.25,
+    label="requests per account",
+    sentence=lambda r: f"{r.value:,.0f} requests per account (platform {r.baseline:,.0f})",
+)
+def requests_per_account(ring: RingContext) -> PerAccount:
+    requests = ring.traffic["requests"].to_numpy()
+    return PerAccount(np.where(requests > 0, requests, np.nan))
+
+
+@feature(
+    "tokens_per_account", group="traffic", unit="ratio", weight=0.25,
+    label="tokens per account",
+    sentence=lambda r: f"{r.value:,.0f} tokens per account (platform {r.baseline:,.0f})",
+)
+def tokens_per_account(ring: RingContext) -> PerAccount:
+    traffic = ring.traffic
+    tokens = (traffic["input_tokens"] + traffic["output_tokens"]).to_numpy()
+    return PerAccount(np.where(traffic["requests"].to_numpy() > 0, tokens, np.nan))
+
+
+@feature(
+    "output_input_ratio", group="traffic", unit="ratio", weight=2.0,
+    label="output/input token ratio",
+    sentence=lambda r: f"output/input token ratio {r.value:.2f} (platform {r.baseline:.2f})",
+)
+def output_input_ratio(ring: RingContext) -> PerAccount:
+    traffic = ring.traffic
+    inputs, outputs = traffic["input_tokens"].to_numpy(), traffic["output_tokens"].to_numpy()
+    active = traffic["requests"].to_numpy() > 0
+    return PerAccount(np.where(active & (inputs > 0), outputs / np.maximum(inputs, 1), np.nan))
+
+
+@feature(
+    "near_rate_limit_share", group="traffic", unit="share", weight=2.0,
+    label="traffic in hours just below the rate limit",
+    sentence=lambda r: (
+        f"{_pct(r.value)} of members' traffic in hours just below the rate limit of "
+        f"{r.ring['rate_limit']:,.0f} requests/hour (platform {_pct(r.baseline)})"),
+)
+def near_rate_limit_share(ring: RingContext) -> PerAccount:
+    """Per account, the share of its requests sent in hours at ≥ ``near_limit_fraction``
+    of its tier's rate limit."""
+    usage = ring.usage
+    requests = ring.traffic["requests"].to_numpy()
+    near = usage.requests >= ring.options.near_limit_fraction * usage.limit[usage.account]
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_account["requests_per_account"] = np.where(active, requests, np.nan)
-        per_account["tokens_per_account"] = np.where(active, inputs + outputs, np.nan)
-        per_account["output_input_ratio"] = np.where(
-            active & (inputs > 0), outputs / np.maximum(inputs, 1), np.nan)
-        per_account["near_rate_limit_share"] = np.where(
-            active, usage.per_account(np.where(near, usage.requests, 0.0)) / requests, np.nan)
-    return _model_pivot(usage, per_account, options)
+        share = np.where(requests > 0,
+                         usage.per_account(np.where(near, usage.requests, 0.0)) / requests,
+                         np.nan)
+    return PerAccount(share, details={"rate_limit": ring.median_by_ring(usage.limit)})
 
 
-def _model_pivot(usage: _Usage, per_account: pd.DataFrame, options: FeatureOptions) -> str:
-    raw = usage.raw
+@feature(
+    "around_the_clock", group="traffic", unit="share", weight=2.0,
+    label="traffic in the quietest 8 hours of the day, against an even spread",
+    sentence=lambda r: (
+        f"{'active 24/7' if r.value >= 0.7 else 'sleeps like a person or a team'}: its "
+        f"quietest 8 hours of the day carry {_pct(r.value)} of an even spread's traffic "
+        f"(platform {_pct(r.baseline)})"),
+)
+def around_the_clock(ring: RingContext) -> PerRing:
+    """The ring's traffic share in its quietest 8 hours of the day over an even spread's;
+    the baseline is the median over accounts with a day's worth of active hours."""
+    usage = ring.usage
+    # Accounts with a day's worth of active hours: fewer hours say little about a rhythm.
+    hours = np.bincount(usage.account, minlength=usage.n_accounts)
+    busy = np.flatnonzero(hours >= _MIN_RHYTHM_HOURS)
+    keep = np.isin(usage.account, busy)
+    per_busy = np.searchsorted(busy, usage.account[keep])
+    baseline = float(np.nanmedian(_night_share(
+        per_busy, usage.hour[keep], usage.requests[keep], len(busy)))) if len(busy) else 0.0
+    rows = ring.member_hours
+    member_ring, hour = rows["_ring"].to_numpy(), rows["h"].to_numpy()
+    night = _night_share(member_ring, hour, rows["r"].to_numpy(), ring.n_rings)
+    ring_hours = pd.DataFrame({"r": member_ring, "h": hour}).drop_duplicates()["r"].to_numpy()
+    enough = np.bincount(ring_hours, minlength=ring.n_rings) >= _MIN_RHYTHM_HOURS
+    return PerRing(np.where(enough, night, np.nan), baseline=baseline)
+
+
+@feature(
+    "load_balancing", group="traffic", unit="share", weight=2.0,
+    label="regularity of members taking turns",
+    sentence=lambda r: (
+        ("members take turns in round-robin order" if r.value >= 0.5
+         else "members active independently or together")
+        + f" (regularity {r.value:.2f}, independent accounts 0)"),
+)
+def load_balancing(ring: RingContext) -> PerRing:
+    """``1 − D``, D = variance of the number of active members per hour over its variance
+    if members were active independently (a Poisson-binomial), clipped to [0, 1].
+
+    Members taking turns (round-robin load balancing) keep the count of active members
+    nearly constant: D ≈ 0. Independent people give D ≈ 1, a shared daily rhythm D > 1, so
+    the platform-wide baseline is 0 by construction.
+    """
+    rows = ring.member_hours
+    member_ring, account, hour = (rows["_ring"].to_numpy(), rows["a"].to_numpy(),
+                                  rows["h"].to_numpy())
+    n = ring.n_rings
+    if not len(hour):
+        return PerRing(np.full(n, np.nan), baseline=0.0)
+    first = np.full(n, np.iinfo(np.int64).max)
+    last = np.full(n, np.iinfo(np.int64).min)
+    np.minimum.at(first, member_ring, hour)
+    np.maximum.at(last, member_ring, hour)
+    span = (last - first + 1).astype(float)
+    active_members = pd.DataFrame({"r": member_ring, "h": hour}).groupby(["r", "h"]).size()
+    ring_of_count = active_members.index.get_level_values("r").to_numpy()
+    count = active_members.to_numpy(dtype=float)
+    s1 = np.bincount(ring_of_count, weights=count, minlength=n)
+    s2 = np.bincount(ring_of_count, weights=count**2, minlength=n)
+    member_hours = pd.DataFrame({"r": member_ring, "a": account}).groupby(["r", "a"]).size()
+    hours_ring = member_hours.index.get_level_values("r").to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = member_hours.to_numpy(dtype=float) / span[hours_ring]
+        expected = np.bincount(hours_ring, weights=p * (1 - p), minlength=n)
+        n_active = np.bincount(hours_ring, minlength=n)
+        observed = s2 / span - (s1 / span) ** 2
+        dispersion = np.where(expected > 1e-9, observed / expected, 0.0)
+        value = np.clip(1.0 - dispersion, 0.0, 1.0)
+    return PerRing(np.where((n_active >= 2) & (span >= 24), value, np.nan), baseline=0.0)
+
+
+@feature(
+    "model_pivot", group="traffic", unit="share", weight=1.5,
+    label="traffic moved to newly released models",
+    sentence=lambda r: (
+        f"{_pct(r.value)} of members' traffic went to newly released model(s) "
+        f"{r.ring['new_models']} in their first days (platform {_pct(r.baseline)})"),
+)
+def model_pivot(ring: RingContext) -> PerAccount:
+    """Per account active in a release window, the share of its requests there that went
+    to the new model(s); ``new_models`` names the models released during the data."""
+    raw = ring.usage.raw
+    unmeasured = PerAccount(np.full(ring.n_accounts, np.nan), details={"new_models": ""})
     if not len(raw):
-        return ""
+        return unmeasured
     released = raw.groupby("model", observed=True)["h"].min()
     # A model already there on the first day of data was not released during it.
     new = released[released > raw["h"].min() + 24]
     if new.empty:
-        return ""
-    window = options.release_window_days * 24
+        return unmeasured
+    window = ring.options.release_window_days * 24
     hour, requests = raw["h"].to_numpy(), raw["r"].to_numpy()
     model = raw["model"].cat.codes.to_numpy()
     in_window = np.zeros(len(raw), dtype=bool)
@@ -524,85 +463,107 @@ def _model_pivot(usage: _Usage, per_account: pd.DataFrame, options: FeatureOptio
         on_new |= inside & (model == raw["model"].cat.categories.get_loc(name))
     account = raw["a"].to_numpy()
     total = np.bincount(account, weights=np.where(in_window, requests, 0.0),
-                        minlength=usage.n_accounts)
+                        minlength=ring.n_accounts)
     moved = np.bincount(account, weights=np.where(on_new, requests, 0.0),
-                        minlength=usage.n_accounts)
+                        minlength=ring.n_accounts)
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_account["model_pivot"] = np.where(total > 0, moved / total, np.nan)
-    return ", ".join(sorted(new.index.astype(str)))
+        share = np.where(total > 0, moved / total, np.nan)
+    return PerAccount(share, details={"new_models": ", ".join(sorted(new.index.astype(str)))})
 
 
-def _reasoning(
-    platform: Platform, links: dict[str, _KindLinks], per_account: pd.DataFrame
-) -> None:
-    prompts = links["prompt_fingerprint"]
+# --- content ---------------------------------------------------------------------------
+
+
+@feature(
+    "template_concentration", group="content", unit="ratio", weight=0.5,
+    label="accounts per prompt template",
+    sentence=lambda r: (
+        f"{int(r.ring['senders'])} accounts send {_plural(r.ring['templates'], 'prompt template')}"
+        f" ({r.value:.1f} accounts per template, platform {r.baseline:.1f})"),
+)
+def template_concentration(ring: RingContext) -> PerRing:
+    """Members with prompt links / distinct templates they use: few templates, many
+    accounts. The baseline is the platform as one big group, what a group of accounts
+    that merely share popular public templates reaches."""
+    prompts = ring.links["prompt_fingerprint"]
     rows = prompts.rows
-    reasoning = prompts.flag
+    senders, templates = rows["_a"].nunique(), len(prompts.values)
+    baseline = senders / templates if templates else np.nan
+    member = pd.DataFrame({"_ring": ring.ring_of, "_a": ring.member_code})
+    ring_senders = member.merge(rows[["_a"]].drop_duplicates(), on="_a")["_ring"].to_numpy()
+    n_senders = np.bincount(ring_senders, minlength=ring.n_rings)
+    n_templates = np.bincount(ring.ring_links["prompt_fingerprint"]["_ring"],
+                              minlength=ring.n_rings)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.where(n_templates > 0, n_senders / n_templates, np.nan)
+    return PerRing(value, baseline=baseline, reference=baseline * _FULL_CONCENTRATION_FOLD,
+                   details={"senders": n_senders, "templates": n_templates})
+
+
+@feature(
+    "reasoning_share", group="content", unit="share", weight=3.0,
+    label="prompt traffic on reasoning-eliciting templates",
+    sentence=lambda r: (
+        f"{_pct(r.value)} of members' prompts on reasoning-eliciting templates "
+        f"({int(r.ring['reasoning_templates'])} such templates; platform {_pct(r.baseline)})"),
+)
+def reasoning_share(ring: RingContext) -> PerAccount:
+    """Per account, the share of its prompts on templates with ``elicits_reasoning``."""
+    prompts = ring.links["prompt_fingerprint"]
+    rows, reasoning = prompts.rows, prompts.flag
+    used = ring.ring_links["prompt_fingerprint"]
+    is_reasoning = (np.zeros(len(prompts.values), bool) if reasoning is None
+                    else reasoning)[used["_v"].to_numpy()]
+    details = {"reasoning_templates": np.bincount(
+        used["_ring"].to_numpy(), weights=is_reasoning.astype(float), minlength=ring.n_rings)}
     if reasoning is None:
-        return
-    n = len(per_account)
-    total = np.bincount(rows["_a"], weights=rows["count"], minlength=n)
-    on = np.bincount(rows["_a"], weights=rows["count"] * reasoning[rows["_v"]], minlength=n)
+        return PerAccount(np.full(ring.n_accounts, np.nan), details=details)
+    total = np.bincount(rows["_a"], weights=rows["count"], minlength=ring.n_accounts)
+    on = np.bincount(rows["_a"], weights=rows["count"] * reasoning[rows["_v"]],
+                     minlength=ring.n_accounts)
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_account["reasoning_share"] = np.where(total > 0, on / total, np.nan)
+        return PerAccount(np.where(total > 0, on / total, np.nan), details=details)
 
 
-def _ring_cards(
-    platform: Platform,
-    links: dict[str, _KindLinks],
-    ring_of: np.ndarray,
-    member_code: np.ndarray,
-    values: pd.DataFrame,
-) -> None:
-    used = _ring_values(links["payment_method"], ring_of, member_code)
-    n_rings = len(values)
-    values["cards"] = np.bincount(used["_ring"], minlength=n_rings)
-    prepaid = links["payment_method"].flag
-    weight = prepaid[used["_v"]] if prepaid is not None else np.zeros(len(used))
-    values["prepaid_cards"] = np.bincount(used["_ring"], weights=weight, minlength=n_rings)
+@feature(
+    "capability_sweep", group="content", unit="share", weight=2.0,
+    label="target capabilities covered by the ring's main templates",
+    sentence=lambda r: (
+        f"main templates sweep {_pct(r.value)} of target capabilities "
+        f"({r.ring['categories'] or 'none'}; platform {_pct(r.baseline)})"),
+)
+def capability_sweep(ring: RingContext) -> PerRing:
+    """Share of ``target_categories`` among the templates carrying at least
+    ``main_template_share`` of the ring's prompts; the baseline is the same over the
+    platform's prompts."""
+    prompts = ring.links["prompt_fingerprint"]
+    rows, n_rings = prompts.rows, ring.n_rings
+    category = (np.full(len(prompts.values), None, dtype=object) if prompts.category is None
+                else prompts.category)
+    targets = set(ring.options.target_categories)
+    is_target = pd.Series(category).isin(targets).to_numpy()
+    main_share = ring.options.main_template_share
+
+    per_template = np.bincount(rows["_v"], weights=rows["count"], minlength=len(prompts.values))
+    total = per_template.sum()
+    main = per_template >= main_share * total if total else per_template > 0
+    baseline = len(set(category[main & is_target])) / max(len(targets), 1)
+
+    used = ring.ring_links["prompt_fingerprint"]
+    member_ring, code = used["_ring"].to_numpy(), used["_v"].to_numpy()
+    totals = np.bincount(member_ring, weights=used["count"], minlength=n_rings)
+    share = used["count"].to_numpy() / totals[member_ring]
+    sweep = pd.DataFrame({"_ring": member_ring, "category": category[code]}).loc[
+        (share >= main_share) & is_target[code]].drop_duplicates()
+    sweep = sweep.sort_values(["_ring", "category"])
+    names = sweep.groupby("_ring", sort=False)["category"].agg(", ".join) if len(sweep) else (
+        pd.Series(dtype=object))
+    coverage = np.bincount(sweep["_ring"], minlength=n_rings) / max(len(targets), 1)
+    return PerRing(np.where(totals > 0, coverage, np.nan), baseline=baseline, details={
+        "categories": names.reindex(np.arange(n_rings)).fillna("").to_numpy()})
 
 
-def _ring_ips(
-    links: dict[str, _KindLinks],
-    ring_of: np.ndarray,
-    member_code: np.ndarray,
-    values: pd.DataFrame,
-) -> None:
-    used = _ring_values(links["ip"], ring_of, member_code)
-    values["ips"] = np.bincount(used["_ring"], minlength=len(values))
-
-
-def _ring_values(kind: _KindLinks, ring_of: np.ndarray, member_code: np.ndarray
-                 ) -> pd.DataFrame:
-    """Distinct (ring, value code) pairs with the summed ``count`` of the ring's members."""
-    member = pd.DataFrame({"_ring": ring_of, "_a": member_code})
-    rows = member.merge(kind.rows, on="_a")
-    return rows.groupby(["_ring", "_v"], as_index=False, sort=False)["count"].sum()
-
-
-def _ring_burst(
-    accounts: pd.DataFrame,
-    ring_of: np.ndarray,
-    member_code: np.ndarray,
-    values: pd.DataFrame,
-    baseline: dict[str, float],
-    options: FeatureOptions,
-) -> None:
-    window = options.burst_window_hours * 3600.0
-    created = pd.to_datetime(accounts["created_at"], utc=True)
-    seconds = (created - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
-    densest = _densest_window(np.zeros(len(seconds), dtype=np.int64), seconds, window)
-    # A ring drawn at random from the platform would see about the platform's own busiest
-    # window's share of sign-ups: that is the baseline.
-    baseline["signup_burst"] = float(densest[0] / max(len(seconds), 1))
-    n_rings = len(values)
-    count = _densest_window(ring_of, seconds[member_code], window, n_groups=n_rings)
-    size = values["size"].to_numpy(dtype=float)
-    values["burst_members"] = count
-    # Counting the *other* members in the window keeps small rings from scoring a burst
-    # just by being small (a lone pair always sits inside its own window).
-    with np.errstate(invalid="ignore", divide="ignore"):
-        values["signup_burst"] = np.where(size > 1, (count - 1) / (size - 1), np.nan)
+# --- helpers of the features above -----------------------------------------------------
 
 
 def _densest_window(
@@ -623,35 +584,6 @@ def _densest_window(
     return best
 
 
-def _ring_timing(
-    usage: _Usage,
-    ring_of: np.ndarray,
-    member_code: np.ndarray,
-    values: pd.DataFrame,
-    baseline: dict[str, float],
-) -> None:
-    n_rings = len(values)
-    # Accounts with a day's worth of active hours: fewer hours say little about a rhythm.
-    hours = np.bincount(usage.account, minlength=usage.n_accounts)
-    busy = np.flatnonzero(hours >= _MIN_RHYTHM_HOURS)
-    keep = np.isin(usage.account, busy)
-    per_busy = np.searchsorted(busy, usage.account[keep])
-    baseline["around_the_clock"] = float(np.nanmedian(_night_share(
-        per_busy, usage.hour[keep], usage.requests[keep], len(busy)))) if len(busy) else 0.0
-    # Independent members give a dispersion index of 1 (value 0); shared daily rhythms
-    # push it above 1. A platform-wide baseline is therefore 0 by construction.
-    baseline["load_balancing"] = 0.0
-
-    hourly = pd.DataFrame({"a": usage.account, "h": usage.hour, "r": usage.requests})
-    rows = pd.DataFrame({"_ring": ring_of, "a": member_code}).merge(hourly, on="a")
-    ring, hour = rows["_ring"].to_numpy(), rows["h"].to_numpy()
-    night = _night_share(ring, hour, rows["r"].to_numpy(), n_rings)
-    ring_hours = pd.DataFrame({"r": ring, "h": hour}).drop_duplicates()["r"].to_numpy()
-    enough = np.bincount(ring_hours, minlength=n_rings) >= _MIN_RHYTHM_HOURS
-    values["around_the_clock"] = np.where(enough, night, np.nan)
-    values["load_balancing"] = _load_balancing(ring, rows["a"].to_numpy(), hour, n_rings)
-
-
 def _night_share(group: np.ndarray, hour: np.ndarray, requests: np.ndarray, n: int
                  ) -> np.ndarray:
     """Per group, the traffic share of its quietest 8 consecutive hours of the day (UTC),
@@ -666,90 +598,3 @@ def _night_share(group: np.ndarray, hour: np.ndarray, requests: np.ndarray, n: i
     with np.errstate(invalid="ignore", divide="ignore"):
         share = windows.min(axis=1) / total / (_NIGHT_HOURS / 24)
     return np.where(total > 0, np.clip(share, 0.0, 1.0), np.nan)
-
-
-def _load_balancing(ring: np.ndarray, account: np.ndarray, hour: np.ndarray, n: int
-                    ) -> np.ndarray:
-    """``1 − D``, D = variance of the number of active members per hour over its variance
-    if members were active independently (a Poisson-binomial), clipped to [0, 1].
-
-    Members taking turns (round-robin load balancing) keep the count of active members
-    nearly constant: D ≈ 0. Independent people give D ≈ 1, a shared daily rhythm D > 1.
-    """
-    if not len(hour):
-        return np.full(n, np.nan)
-    first = np.full(n, np.iinfo(np.int64).max)
-    last = np.full(n, np.iinfo(np.int64).min)
-    np.minimum.at(first, ring, hour)
-    np.maximum.at(last, ring, hour)
-    span = (last - first + 1).astype(float)
-    active_members = pd.DataFrame({"r": ring, "h": hour}).groupby(["r", "h"]).size()
-    ring_of_count = active_members.index.get_level_values("r").to_numpy()
-    count = active_members.to_numpy(dtype=float)
-    s1 = np.bincount(ring_of_count, weights=count, minlength=n)
-    s2 = np.bincount(ring_of_count, weights=count**2, minlength=n)
-    member_hours = pd.DataFrame({"r": ring, "a": account}).groupby(["r", "a"]).size()
-    member_ring = member_hours.index.get_level_values("r").to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = member_hours.to_numpy(dtype=float) / span[member_ring]
-        expected = np.bincount(member_ring, weights=p * (1 - p), minlength=n)
-        n_active = np.bincount(member_ring, minlength=n)
-        observed = s2 / span - (s1 / span) ** 2
-        dispersion = np.where(expected > 1e-9, observed / expected, 0.0)
-        value = np.clip(1.0 - dispersion, 0.0, 1.0)
-    return np.where((n_active >= 2) & (span >= 24), value, np.nan)
-
-
-def _ring_content(
-    platform: Platform,
-    links: dict[str, _KindLinks],
-    ring_of: np.ndarray,
-    member_code: np.ndarray,
-    values: pd.DataFrame,
-    baseline: dict[str, float],
-    reference: dict[str, float],
-    options: FeatureOptions,
-) -> None:
-    n_rings = len(values)
-    prompts = links["prompt_fingerprint"]
-    rows = prompts.rows
-    reasoning = np.zeros(len(prompts.values), bool) if prompts.flag is None else prompts.flag
-    category = (np.full(len(prompts.values), None, dtype=object) if prompts.category is None
-                else prompts.category)
-    targets = set(options.target_categories)
-    is_target = pd.Series(category).isin(targets).to_numpy()
-
-    # The platform as one big group: its accounts per template is what a group of
-    # accounts that merely share popular public templates reaches.
-    senders, templates = rows["_a"].nunique(), len(prompts.values)
-    baseline["template_concentration"] = senders / templates if templates else np.nan
-    reference["template_concentration"] = (
-        baseline["template_concentration"] * _FULL_CONCENTRATION_FOLD)
-    per_template = np.bincount(rows["_v"], weights=rows["count"], minlength=templates)
-    total = per_template.sum()
-    main = per_template >= options.main_template_share * total if total else per_template > 0
-    baseline["capability_sweep"] = len(set(category[main & is_target])) / max(len(targets), 1)
-
-    member = pd.DataFrame({"_ring": ring_of, "_a": member_code})
-    ring_senders = member.merge(rows[["_a"]].drop_duplicates(), on="_a")["_ring"].to_numpy()
-    used = _ring_values(prompts, ring_of, member_code)
-    ring, code = used["_ring"].to_numpy(), used["_v"].to_numpy()
-    n_senders = np.bincount(ring_senders, minlength=n_rings)
-    n_templates = np.bincount(ring, minlength=n_rings)
-    values["senders"] = n_senders
-    values["templates"] = n_templates
-    with np.errstate(invalid="ignore", divide="ignore"):
-        values["template_concentration"] = np.where(
-            n_templates > 0, n_senders / n_templates, np.nan)
-    totals = np.bincount(ring, weights=used["count"], minlength=n_rings)
-    share = used["count"].to_numpy() / totals[ring]
-    sweep = pd.DataFrame({"_ring": ring, "category": category[code]}).loc[
-        (share >= options.main_template_share) & is_target[code]].drop_duplicates()
-    sweep = sweep.sort_values(["_ring", "category"])
-    names = sweep.groupby("_ring", sort=False)["category"].agg(", ".join) if len(sweep) else (
-        pd.Series(dtype=object))
-    values["categories"] = names.reindex(np.arange(n_rings)).fillna("").to_numpy()
-    coverage = np.bincount(sweep["_ring"], minlength=n_rings) / max(len(targets), 1)
-    values["capability_sweep"] = np.where(totals > 0, coverage, np.nan)
-    values["reasoning_templates"] = np.bincount(
-        ring, weights=reasoning[code].astype(float), minlength=n_rings)

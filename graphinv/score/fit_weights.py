@@ -29,7 +29,7 @@ Examples
 >>> labels = pd.DataFrame({"account_id": rings,
 ...                        "kind": np.where(bad, "extraction", "benign")})
 >>> fit = fit_weights(scores, members, labels, folds=4)
->>> fit.weights.reasoning_share > fit.weights.prepaid_share
+>>> fit.weights["reasoning_share"] > fit.weights["prepaid_share"]
 True
 >>> bool(fit.metrics["roc_auc"].mean() > 0.95)
 True
@@ -38,7 +38,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from graphinv.score.scoring import RingScores, ScoringWeights
+from graphinv.errors import ConfigError
+from graphinv.score.features import FEATURES
+from graphinv.score.scoring import RingScores
 
 __all__ = ["FitResult", "fit_weights", "ring_labels"]
 
@@ -57,8 +59,9 @@ class FitResult:
 
     Attributes
     ----------
-    weights : ScoringWeights
-        Normalised to sum to 1 (features the fit dropped weigh 0).
+    weights : dict of str to float
+        Feature name → weight for every registered feature, normalised to sum to 1
+        (features the fit dropped weigh 0); the ``[scoring.weights]`` table.
     threshold : float
         Score at which the fitted probability of extraction is ½.
     slope, intercept : float
@@ -70,7 +73,7 @@ class FitResult:
         Rings fitted on and how many of them are extraction rings.
     """
 
-    weights: ScoringWeights
+    weights: dict[str, float]
     threshold: float
     slope: float
     intercept: float
@@ -81,7 +84,7 @@ class FitResult:
     def config(self) -> dict[str, object]:
         """The ``[scoring]`` settings this fit implies, for graphinv's TOML config."""
         return {"threshold": round(self.threshold, 4),
-                "weights": {k: round(v, 4) for k, v in self.weights.as_dict().items()}}
+                "weights": {k: round(v, 4) for k, v in self.weights.items()}}
 
     def probability(self, score: np.ndarray) -> np.ndarray:
         """Calibrated probability of extraction for scores made with these weights."""
@@ -134,9 +137,9 @@ def fit_weights(
     positive_kinds : sequence of str
         Label kinds that count as extraction. Default ``("extraction",)``; card testing
         and free-tier farming are negatives, so the weights learn to rank them below.
-    folds : int
+    folds : int ≥ 2
         Stratified cross-validation folds (fewer if a class has fewer rings). Default 5.
-    regularisation : float
+    regularisation : float > 0
         Inverse L2 strength ``C`` of the regression; synthetic cases are often separable,
         and without a penalty the coefficients would grow without bound. Default 1.0.
     seed : int
@@ -145,8 +148,23 @@ def fit_weights(
     Returns
     -------
     FitResult
+
+    Raises
+    ------
+    ConfigError
+        ``folds`` < 2, ``regularisation`` ≤ 0 or no ``positive_kinds``.
+    ValueError
+        The labelled rings are all of one class, or no feature separates them.
     """
-    names = [f.name for f in fields(ScoringWeights)]
+    refused = {"folds": (folds, "must be ≥ 2", folds < 2),
+               "regularisation": (regularisation, "must be > 0", not regularisation > 0),
+               "positive_kinds": (list(positive_kinds), "must name a label kind",
+                                  not positive_kinds)}
+    problems = [f"fit_weights {key} = {value}: {bound}"
+                for key, (value, bound, failed) in refused.items() if failed]
+    if problems:
+        raise ConfigError("; ".join(problems))
+    names = list(FEATURES.names())
     matrix = (scores.contributions.pivot_table(index="ring_id", columns="feature",
                                                values="suspicion", aggfunc="first")
               .reindex(columns=names).fillna(0.0))
@@ -174,7 +192,7 @@ def fit_weights(
     slope = float(coef.sum())
     if slope <= 0:
         raise ValueError("no feature separates extraction rings from the others")
-    weights = ScoringWeights(**dict(zip(names, (coef / slope).tolist(), strict=True)))
+    weights = dict(zip(names, (coef / slope).tolist(), strict=True))
     return FitResult(
         weights=weights,
         threshold=float(np.clip(-intercept / slope, 0.0, 1.0)),

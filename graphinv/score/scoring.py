@@ -1,7 +1,8 @@
 """Score rings by extraction behaviour, with an explanation a person can check.
 
-Each feature of :data:`graphinv.score.features.FEATURES` is turned into a *suspicion* in [0, 1]
-by comparing the ring's value with the platform baseline:
+Each feature of the registry :data:`graphinv.score.features.FEATURES` is turned into a
+*suspicion* in [0, 1] by comparing the ring's value with the platform baseline, as its
+``unit`` says:
 
 * ``share`` features: the excess over the baseline as a part of what is left above it,
   ``(value − baseline) / (1 − baseline)``;
@@ -38,74 +39,74 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import dataclasses
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+import pydantic
 
+from graphinv.errors import stage_options
 from graphinv.schema import Platform
-from graphinv.score.features import FEATURES, FeatureOptions, FeatureSpec, ring_features
+from graphinv.score.features import FEATURES, FeatureOptions, ring_features
+from graphinv.score.registry import Unit
 
-__all__ = ["RingScores", "ScoringOptions", "ScoringWeights", "score_rings", "suspicion"]
-
-
-@dataclass(frozen=True)
-class ScoringWeights:
-    """Weight of each feature in the score (any non-negative scale; they are normalised).
-
-    Defaults follow from how specific each signal is to distillation (docs/scoring.md):
-    content and timing signals that only a model-extraction pipeline produces weigh 3,
-    traffic shapes that heavy legitimate users share weigh 1–2, infrastructure signals
-    common to every kind of coordinated abuse (cards, bursts, proxies) weigh 1, and raw
-    volume and template concentration, which enterprise apps show too, weigh 0.5.
-    """
-
-    accounts_per_card: float = 1.0
-    prepaid_share: float = 1.0
-    datacenter_proxy_share: float = 1.0
-    ip_rotation: float = 1.0
-    signup_burst: float = 1.0
-    account_age_days: float = 1.0
-    farmable_signup_share: float = 0.5
-    requests_per_account: float = 0.25
-    tokens_per_account: float = 0.25
-    output_input_ratio: float = 2.0
-    near_rate_limit_share: float = 2.0
-    around_the_clock: float = 2.0
-    load_balancing: float = 2.0
-    model_pivot: float = 1.5
-    template_concentration: float = 0.5
-    reasoning_share: float = 3.0
-    capability_sweep: float = 2.0
-
-    def as_dict(self) -> dict[str, float]:
-        """Feature name → weight, ready for a ``[scoring.weights]`` TOML table."""
-        return asdict(self)
+__all__ = ["RingScores", "ScoringOptions", "score_rings", "suspicion"]
 
 
-@dataclass(frozen=True)
+@stage_options("scoring")
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
 class ScoringOptions:
     """Settings of :func:`score_rings`.
 
     Parameters
     ----------
-    weights : ScoringWeights
-        Weight of each feature.
-    threshold : float
+    weights : mapping of str to float ≥ 0
+        Weight of each feature (any non-negative scale; they are normalised). Features
+        not named keep their registered default weight; a name the registry does not know
+        is an error. Defaults follow from how specific each signal is to distillation
+        (docs/scoring.md): content and timing signals that only a model-extraction
+        pipeline produces weigh 2–3, infrastructure signals common to every kind of
+        coordinated abuse (cards, bursts, proxies) weigh 1, and raw volume and template
+        concentration, which enterprise apps show too, weigh 0.25–0.5.
+    threshold : float in [0, 1]
         Rings scoring at or above it are flagged (``RingScores.rings.flagged``). Default
         ``0.4``: an extraction ring shows most extraction signals at once and scores
         0.5–0.9; card-testing and free-tier-farming rings share only the infrastructure
         signals (about a third of the weight) and benign structures one or two signals.
     features : FeatureOptions
         How features are measured (rate limit, burst window, target categories, …).
-    explain_top : int
+    explain_top : int ≥ 1
         Features quoted in a ring's one-line explanation. Default ``4``.
+
+    Examples
+    --------
+    >>> ScoringOptions(weights={"reasoning_share": 5.0}).weights["output_input_ratio"]
+    2.0
+    >>> ScoringOptions(threshold=7)
+    Traceback (most recent call last):
+    ...
+    graphinv.errors.ConfigError: scoring.threshold = 7: must be ≤ 1
+    >>> ScoringOptions(weights={"reasoning_shares": 5.0})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    graphinv.errors.ConfigError: scoring.weights: unknown feature(s) ['reasoning_shares']; ...
     """
 
-    weights: ScoringWeights = field(default_factory=ScoringWeights)
-    threshold: float = 0.4
-    features: FeatureOptions = field(default_factory=FeatureOptions)
-    explain_top: int = 4
+    weights: dict[str, Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]] = (
+        dataclasses.field(default_factory=FEATURES.default_weights))
+    threshold: Annotated[float, pydantic.Field(ge=0, le=1)] = 0.4
+    features: FeatureOptions = dataclasses.field(default_factory=FeatureOptions)
+    explain_top: Annotated[int, pydantic.Field(ge=1)] = 4
+
+    @pydantic.field_validator("weights")
+    @classmethod
+    def _known_features(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(FEATURES.names()))
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}; known: {list(FEATURES.names())}")
+        return {f.name: weights.get(f.name, f.weight) for f in FEATURES}
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class RingScores:
 
 
 def score_rings(
-    members: pd.DataFrame, platform: Platform, *, options: ScoringOptions = ScoringOptions()
+    members: pd.DataFrame, platform: Platform, *, options: ScoringOptions | None = None
 ) -> RingScores:
     """Score every ring of ``members`` by extraction behaviour and explain the score.
 
@@ -144,8 +145,8 @@ def score_rings(
         ``ring_id, account_id``; every member gets its ring's score.
     platform : Platform
         The platform's tables; ``labels`` is never read.
-    options : ScoringOptions
-        Weights, threshold and feature settings.
+    options : ScoringOptions, optional
+        Weights, threshold and feature settings; default: the class's documented defaults.
 
     Returns
     -------
@@ -169,8 +170,10 @@ def score_rings(
     >>> float(row.value), float(row.baseline), float(row.suspicion)
     (0.5, 0.5, 0.0)
     """
+    options = options or ScoringOptions()
     measured = ring_features(members, platform, options=options.features)
-    weights = options.weights.as_dict()
+    # A feature registered after ``options`` was made has no weight there: its default.
+    weights = {spec.name: options.weights.get(spec.name, spec.weight) for spec in FEATURES}
     total_weight = sum(weights.values()) or 1.0
     values = measured.values
     rows = []
@@ -178,7 +181,7 @@ def score_rings(
         value = values[spec.name].to_numpy(dtype=float)
         base = float(measured.baseline.get(spec.name, np.nan))
         ref = float(measured.reference.get(spec.name, np.nan))
-        level = suspicion(value, baseline=base, reference=ref, kind=spec.kind)
+        level = suspicion(value, baseline=base, reference=ref, unit=spec.unit)
         weight = weights[spec.name]
         rows.append(pd.DataFrame({
             "ring_id": values.index,
@@ -214,110 +217,44 @@ def score_rings(
 
 
 def suspicion(
-    value: np.ndarray, *, baseline: float, reference: float = np.nan, kind: str
+    value: np.ndarray, *, baseline: float, reference: float = np.nan, unit: Unit
 ) -> np.ndarray:
-    """How far beyond the platform baseline a feature value is, in [0, 1].
+    """How far beyond the platform baseline a feature value is, in [0, 1], by ``unit``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> suspicion(np.array([0.1, 0.55, 1.0]), baseline=0.1, kind="share").round(2).tolist()
+    >>> suspicion(np.array([0.1, 0.55, 1.0]), baseline=0.1, unit="share").round(2).tolist()
     [0.0, 0.5, 1.0]
-    >>> suspicion(np.array([1.0, 3.0, 9.0]), baseline=1.0, reference=9.0, kind="ratio").round(2)
+    >>> suspicion(np.array([1.0, 3.0, 9.0]), baseline=1.0, reference=9.0, unit="ratio").round(2)
     array([0. , 0.5, 1. ])
     """
     value = np.asarray(value, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if kind == "share":
+        if unit == "share":
             level = (value - baseline) / max(1.0 - baseline, 1e-9)
-        elif kind in ("ratio", "inverse_ratio"):
+        elif unit in ("ratio", "inverse_ratio"):
             if not (baseline > 0 and reference > 0):
                 return np.zeros_like(value)
             # A platform whose 99th percentile is barely above its median still needs a
             # scale; "twice the baseline" is the least that counts as fully suspicious.
             span = max(abs(np.log(reference / baseline)), np.log(2.0))
-            ratio = value / baseline if kind == "ratio" else baseline / value
+            ratio = value / baseline if unit == "ratio" else baseline / value
             level = np.log(ratio) / span
         else:
-            raise ValueError(f"unknown feature kind {kind!r}")
+            raise ValueError(f"unknown feature unit {unit!r}")
     return np.nan_to_num(np.clip(level, 0.0, 1.0), nan=0.0)
 
 
 def _texts(contributions: pd.DataFrame, values: pd.DataFrame) -> list[str]:
     """One plain sentence per ring and feature, quoting value and baseline."""
-    specs = {spec.name: spec for spec in FEATURES}
-    detail = values.to_dict("index")
+    detail: dict[Any, Any] = values.to_dict("index")
     return [
-        _sentence(specs[feature], value, base, detail[ring])
+        FEATURES[feature].explain(value, base, detail[ring])
         for ring, feature, value, base in zip(
             contributions["ring_id"], contributions["feature"], contributions["value"],
             contributions["baseline"], strict=True)
     ]
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
-
-
-def _sentence(spec: FeatureSpec, value: float, base: float, row: dict) -> str:
-    if not np.isfinite(value):
-        return f"{spec.label}: not measurable for this ring"
-    name = spec.name
-    size = int(row["size"])
-    if name == "accounts_per_card":
-        cards = int(row["cards"])
-        return (f"{int(row['card_members'])} accounts share {cards} payment "
-                f"method{'s' if cards != 1 else ''} ({value:.1f} accounts per payment method, "
-                f"platform {base:.1f})")
-    if name == "prepaid_share":
-        return (f"{_pct(value)} of members pay by prepaid card, {int(row['prepaid_cards'])} "
-                f"prepaid card(s) (platform {_pct(base)})")
-    if name == "datacenter_proxy_share":
-        return (f"{_pct(value)} of members' IPs are datacenter or proxy, {int(row['ips'])} "
-                f"IPs in all (platform {_pct(base)})")
-    if name == "ip_rotation":
-        return f"{value:.1f} distinct IPs per active day per account (platform {base:.1f})"
-    if name == "signup_burst":
-        return (f"{int(row['burst_members'])} of {size} accounts created within one burst "
-                f"window (platform {_pct(base)} of sign-ups in its busiest window)")
-    if name == "account_age_days":
-        return f"median account age {value:.0f} days (platform {base:.0f})"
-    if name == "farmable_signup_share":
-        return (f"{_pct(value)} signed up through education/startup/research programs "
-                f"(platform {_pct(base)})")
-    if name == "requests_per_account":
-        return f"{value:,.0f} requests per account (platform {base:,.0f})"
-    if name == "tokens_per_account":
-        return f"{value:,.0f} tokens per account (platform {base:,.0f})"
-    if name == "output_input_ratio":
-        return f"output/input token ratio {value:.2f} (platform {base:.2f})"
-    if name == "near_rate_limit_share":
-        return (f"{_pct(value)} of members' traffic in hours just below the rate limit of "
-                f"{row['rate_limit']:,.0f} requests/hour (platform {_pct(base)})")
-    if name == "around_the_clock":
-        rhythm = "active 24/7" if value >= 0.7 else "sleeps like a person or a team"
-        return (f"{rhythm}: its quietest 8 hours of the day carry {_pct(value)} of an even "
-                f"spread's traffic (platform {_pct(base)})")
-    if name == "load_balancing":
-        order = "members take turns in round-robin order" if value >= 0.5 else (
-            "members active independently or together")
-        return f"{order} (regularity {value:.2f}, independent accounts 0)"
-    if name == "model_pivot":
-        return (f"{_pct(value)} of members' traffic went to newly released model(s) "
-                f"{row['new_models']} in their first days (platform {_pct(base)})")
-    if name == "template_concentration":
-        templates = int(row["templates"])
-        return (f"{int(row['senders'])} accounts send {templates} prompt "
-                f"template{'s' if templates != 1 else ''} ({value:.1f} accounts per template, "
-                f"platform {base:.1f})")
-    if name == "reasoning_share":
-        return (f"{_pct(value)} of members' prompts on reasoning-eliciting templates "
-                f"({int(row['reasoning_templates'])} such templates; platform {_pct(base)})")
-    if name == "capability_sweep":
-        covered = row["categories"] or "none"
-        return (f"main templates sweep {_pct(value)} of target capabilities ({covered}; "
-                f"platform {_pct(base)})")
-    raise ValueError(f"no sentence for feature {name!r}")
 
 
 def _explanations(contributions: pd.DataFrame, order: pd.Series, top: int) -> list[str]:
@@ -329,17 +266,3 @@ def _explanations(contributions: pd.DataFrame, order: pd.Series, top: int) -> li
     return [joined.get(ring, "no extraction signal above the platform baseline")
             for ring in order]
 
-
-def weights_from_mapping(mapping: dict[str, float]) -> ScoringWeights:
-    """``ScoringWeights`` from a feature → weight mapping (unknown names are an error).
-
-    Examples
-    --------
-    >>> weights_from_mapping({"reasoning_share": 5.0}).reasoning_share
-    5.0
-    """
-    known = {f.name for f in fields(ScoringWeights)}
-    unknown = sorted(set(mapping) - known)
-    if unknown:
-        raise ValueError(f"unknown feature weight(s) {unknown}; known: {sorted(known)}")
-    return ScoringWeights(**{k: float(v) for k, v in mapping.items()})
