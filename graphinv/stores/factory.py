@@ -49,9 +49,9 @@ def open_store(
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
-    ...     kind = store.kind
+    ...     backend = store.backend
     ...     store.close()
-    >>> kind
+    >>> backend
     'embedded'
     """
     env = os.environ if use_env else {}
