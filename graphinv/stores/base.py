@@ -32,7 +32,7 @@ import re
 import textwrap
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -189,7 +189,7 @@ class Store(LoadTarget):
 
         Optional tables without rows come back as None.
         """
-        frames: dict[str, pd.DataFrame | None] = {}
+        frames: dict[str, Any] = {}
         for name, spec in TABLES.items():
             if name == "labels" and not include_labels:
                 continue
@@ -422,14 +422,14 @@ def sweep_frames(
     if rings["ring_id"].duplicated().any():
         raise StoreError("ring ids must be unique within a sweep")
     rings["ring_id"] = rings["ring_id"].astype("str")
-    rings["features"] = [_features(f) for f in rings["features"]]
+    rings["features"] = _mapped(rings["features"], _features)
     for features in rings["features"]:
         bad = [k for k in features if not FEATURE_NAME.fullmatch(k)]
         if bad:
             raise StoreError(f"feature names {bad} are not identifiers ([A-Za-z_][A-Za-z0-9_]*)")
     _check_statuses("rings status", rings["status"])
     rings["flagged"] = rings["flagged"].astype("boolean")
-    rings["predecessors"] = [_id_list(p) for p in rings["predecessors"]]
+    rings["predecessors"] = _mapped(rings["predecessors"], _id_list)
     rings["density"] = pd.to_numeric(rings["density"]).astype("float64")
     for column in ("status", "lineage_evidence"):
         rings[column] = _texts(rings[column])
@@ -478,14 +478,14 @@ def rings_frame(rows: pd.DataFrame) -> pd.DataFrame:
     frame = rows.reindex(
         columns=["sweep_id", *RING_COLUMNS, *RING_LINEAGE_COLUMNS]
     )
-    frame["features"] = [_features(f) for f in frame["features"]]
+    frame["features"] = _mapped(frame["features"], _features)
     for column in ("score", "density"):
         frame[column] = pd.to_numeric(frame[column]).astype("float64")
     for column in ("size", "rank"):
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     frame["campaign_id"] = frame["campaign_id"].astype("str")
     frame["flagged"] = frame["flagged"].astype("boolean")
-    frame["predecessors"] = [_id_list(p) for p in frame["predecessors"]]
+    frame["predecessors"] = _mapped(frame["predecessors"], _id_list)
     for column in ("status", "lineage_evidence"):
         frame[column] = _texts(frame[column])
     return frame.sort_values(["rank", "ring_id"], na_position="last").reset_index(drop=True)
@@ -505,7 +505,9 @@ def sweeps_frame(rows: pd.DataFrame) -> pd.DataFrame:
     """The frame :meth:`Store.read_sweeps` returns (``at`` tz-aware UTC, ``params`` dicts)."""
     frame = rows.reindex(columns=list(SWEEP_COLUMNS))
     frame["at"] = pd.to_datetime(frame["at"], utc=True)
-    frame["params"] = [json.loads(p) if isinstance(p, str) else dict(p) for p in frame["params"]]
+    frame["params"] = _mapped(
+        frame["params"], lambda p: json.loads(p) if isinstance(p, str) else dict(p)
+    )
     return frame.sort_values("at").reset_index(drop=True)
 
 
@@ -546,9 +548,14 @@ def _check_statuses(what: str, values: pd.Series) -> None:
         raise StoreError(f"{what} {unknown} not among {list(STATUSES)}")
 
 
+def _mapped(values: pd.Series, function: Callable[[Any], Any]) -> pd.Series:
+    """``function`` of each value, as Python objects (dicts, lists, None) on the same index."""
+    return pd.Series([function(v) for v in values], index=values.index, dtype=object)
+
+
 def _texts(values: pd.Series) -> pd.Series:
     # object dtype: pandas' string dtype would turn None back into NaN.
-    return pd.Series([optional(v) for v in values], index=values.index, dtype=object)
+    return _mapped(values, optional)
 
 
 def _id_list(value: Any) -> list[str]:

@@ -231,7 +231,7 @@ def _with_attributes(
 def _typed(frame: pd.DataFrame, table: str, label: str) -> pd.DataFrame:
     """Rename columns to the importer's typed headers; ``id`` becomes the node's ID."""
     types = {c.name: c.type for c in TABLES[table].columns}
-    out = {}
+    out: dict[str, pd.Series | np.ndarray] = {}
     for column in frame.columns:
         if column == "id":
             out[f"id:ID({label})"] = frame[column]
@@ -239,10 +239,11 @@ def _typed(frame: pd.DataFrame, table: str, label: str) -> pd.DataFrame:
         kind = types.get(column, "string")
         values = frame[column]
         if kind == "timestamp":
-            values = _iso(values)
+            out[column + _HEADER_TYPES[kind]] = _iso(values)
         elif kind == "bool":
-            values = values.map({True: "true", False: "false"})
-        out[column + _HEADER_TYPES[kind]] = values
+            out[column + _HEADER_TYPES[kind]] = values.map({True: "true", False: "false"})
+        else:
+            out[column + _HEADER_TYPES[kind]] = values
     return pd.DataFrame(out)
 
 

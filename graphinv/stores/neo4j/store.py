@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -187,9 +187,11 @@ class Neo4jStore(Store):
 
     def graph_counts(self) -> dict[str, int]:
         """Nodes per label and relationships per type (``:Label`` / ``[TYPE]`` keys)."""
-        counts = {f":{r.label}": int(r.n) for r in self._frame(cypher.NODE_COUNTS).itertuples()}
-        for r in self._frame(cypher.RELATIONSHIP_COUNTS).itertuples():
-            counts[f"[{r.type}]"] = int(r.n)
+        nodes = self._frame(cypher.NODE_COUNTS)
+        relationships = self._frame(cypher.RELATIONSHIP_COUNTS)
+        counts = dict(zip(":" + nodes["label"], nodes["n"].tolist(), strict=True))
+        types = "[" + relationships["type"] + "]"
+        counts.update(zip(types, relationships["n"].tolist(), strict=True))
         return counts
 
     def run_cypher(self, query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -676,7 +678,7 @@ def _explode_usage(arrays: pd.DataFrame) -> pd.DataFrame:
     return frame[columns]
 
 
-def _ring_row(ring: Mapping[str, Any]) -> dict[str, Any]:
+def _ring_row(ring: Mapping[Hashable, Any]) -> dict[str, Any]:
     features: dict[str, Any] = ring["features"]
     props = {
         "size": optional(ring["size"]),
