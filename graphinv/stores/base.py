@@ -118,7 +118,8 @@ class LoadTarget(ABC):
 
     @final
     def load(self, platform: Platform, *, progress: bool = True) -> LoadStats:
-        """MERGE validated frames in (see the module's merge rule); idempotent.
+        """Write validated frames: a store MERGEs them (the module's merge rule), so loading
+        the same frames twice changes nothing; the offline importer needs an empty database.
 
         Raises
         ------

@@ -42,7 +42,8 @@ def open_store(
     Neo4jUnavailable
         No Neo4j answers at the URI.
     StoreError
-        The DuckDB file cannot be opened (locked by another writer, not a DuckDB file).
+        The DuckDB file cannot be opened (locked by another writer, not a DuckDB file), or
+        is opened read-only and was written by an older graphinv.
 
     Examples
     --------
