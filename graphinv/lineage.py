@@ -63,7 +63,7 @@ _KIND_NOUNS = {
 
 _RING_COLUMNS = ["new_ring_key", "ring_id", "status", "size", "predecessors", "shared_members",
                  "member_jaccard", "shared_identifiers", "infra_overlap", "evidence"]
-_EDGE_COLUMNS = ["ring_id", "previous_ring_id", "kind", "shared_members", "member_jaccard",
+_EDGE_COLUMNS = ["ring_id", "previous_ring_id", "status", "shared_members", "member_jaccard",
                  "shared_identifiers", "infra_overlap"]
 
 
@@ -142,7 +142,7 @@ class Lineage:
         Previous rings with no successor: ``ring_id``, ``size``, ``evidence``.
     edges : pandas.DataFrame
         One ``CONTINUES`` edge per (current ring, predecessor): ``ring_id`` (current
-        stable id), ``previous_ring_id``, ``kind`` (the current ring's status),
+        stable id), ``previous_ring_id``, ``status`` (the current ring's status),
         ``shared_members``, ``member_jaccard``, ``shared_identifiers``, ``infra_overlap``.
     """
 
@@ -367,7 +367,7 @@ def match_rings(
     edges = pd.DataFrame({
         "ring_id": rings["ring_id"].to_numpy()[c],
         "previous_ring_id": related["pid"].to_numpy(),
-        "kind": rings["status"].to_numpy()[c],
+        "status": rings["status"].to_numpy()[c],
         "shared_members": related["shared"].to_numpy(),
         "member_jaccard": related["member_jaccard"].to_numpy(),
         "shared_identifiers": related["shared_identifiers"].to_numpy(),

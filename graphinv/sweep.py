@@ -184,7 +184,7 @@ def run_sweep(
     return SweepReport(
         sweep_id=sweep_id,
         at=at,
-        store=store.kind,
+        store=store.backend,
         data_window=_data_window(platform),
         counts={
             "accounts": len(platform.accounts),

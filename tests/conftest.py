@@ -4,17 +4,67 @@ Neo4j tests run against a real server. The session starts the local Neo4j (graph
 assembled from Maven Central) unless one already answers on its Bolt port, or
 ``GRAPHINV_TEST_NEO4J_URI`` names another server. A server that cannot be reached fails
 the tests that need it; they are never skipped.
+
+Every test that needs Neo4j carries the ``neo4j`` mark, so ``-m "not neo4j"`` is the fast
+loop: the ``store``/``backend`` fixtures mark their Neo4j parameter, and
+:func:`pytest_collection_modifyitems` marks any test that uses ``neo4j_uri`` or
+``neo4j_driver``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import neo4j
 import pytest
 
+from graphinv.stores.base import Store
+from graphinv.stores.embedded import EmbeddedStore
 from graphinv.stores.neo4j.local import LocalNeo4j
+from graphinv.stores.neo4j.store import Neo4jStore
+
+# The marks each backend's parameter carries (what it needs to run).
+BACKEND_MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {
+    "embedded": (),
+    "neo4j": (pytest.mark.neo4j,),
+}
+NEO4J_FIXTURES = frozenset({"neo4j_uri", "neo4j_driver"})
+
+
+def backend_params(backends: Sequence[str] = tuple(BACKEND_MARKS)) -> list[Any]:
+    """One ``pytest.param`` per store backend, carrying that backend's marks.
+
+    Use it to parametrise a test over backends without the :func:`store` fixture, e.g.
+    ``@pytest.mark.parametrize("backend", backend_params(["embedded"]))``.
+    """
+    return [pytest.param(name, marks=BACKEND_MARKS[name], id=name) for name in backends]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``neo4j`` every test that uses the server's fixtures, however it got them."""
+    for item in items:
+        if NEO4J_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.neo4j)
+
+
+@pytest.fixture(params=backend_params())
+def backend(request: pytest.FixtureRequest) -> str:
+    """The name of a store backend; a test using it runs once per backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An empty store of each backend: a fresh DuckDB file, and the emptied Neo4j."""
+    if backend == "embedded":
+        opened: Store = EmbeddedStore(tmp_path / "graphinv.duckdb")
+    else:
+        opened = Neo4jStore(request.getfixturevalue("neo4j_driver"))
+    yield opened
+    opened.close()
 
 
 def _answers(uri: str) -> bool:

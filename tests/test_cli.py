@@ -23,9 +23,10 @@ def platform_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(params=["embedded", "neo4j"])
-def store_args(request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
-    if request.param == "embedded":
+@pytest.fixture
+def store_args(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
+    """Global options that point the CLI at an empty store of each backend."""
+    if backend == "embedded":
         return ["--quiet", "--db", str(tmp_path / "g.duckdb")]
     request.getfixturevalue("neo4j_driver")  # an emptied database
     return ["--quiet", "--neo4j", request.getfixturevalue("neo4j_uri")]
@@ -36,7 +37,6 @@ def run(args: list[str]) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.mark.neo4j
 def test_load_sweep_rings_evaluate(
     platform_dir: Path, store_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -82,7 +82,7 @@ def test_nothing_changed_keeps_every_id():
     assert [tuple([stable[k]]) for k in again.rings["new_ring_key"]] == list(
         again.rings["predecessors"])
     assert again.dissolved.empty
-    assert len(again.edges) == 6 and set(again.edges["kind"]) == {"continuing"}
+    assert len(again.edges) == 6 and set(again.edges["status"]) == {"continuing"}
 
 
 @pytest.mark.parametrize(
@@ -114,7 +114,7 @@ def test_split_largest_piece_keeps_the_id():
     assert row(lineage, 2)["status"] == "continuing"
     split_edges = lineage.edges[lineage.edges["previous_ring_id"] == "R-1"]
     assert sorted(split_edges["ring_id"]) == sorted([big["ring_id"], small["ring_id"]])
-    assert set(split_edges["kind"]) == {"split"}
+    assert set(split_edges["status"]) == {"split"}
 
 
 def test_merge_keeps_id_of_largest_contributor():
@@ -170,7 +170,7 @@ def test_respawn_with_new_accounts_and_same_cards_and_ips():
         "2 of its 2 payment methods and 3 of its 4 IPs were used by R-old; 0 members in common")
     assert lineage.dissolved.empty
     edge = lineage.edges[lineage.edges["previous_ring_id"] == "R-old"].iloc[0]
-    assert (edge["ring_id"], edge["kind"]) == ("R-old", "respawned")
+    assert (edge["ring_id"], edge["status"]) == ("R-old", "respawned")
 
 
 def test_respawn_of_a_long_history_with_one_day_of_its_own():

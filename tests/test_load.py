@@ -1,11 +1,14 @@
-"""Loading folders into both stores: bad input, quarantine, idempotency, merges, injection."""
+"""Loading folders into both stores: bad input, quarantine, idempotency, merges, injection.
+
+Tests taking ``store`` (``tests/conftest.py``) run on a fresh DuckDB file and on the
+emptied Neo4j.
+"""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import neo4j
@@ -45,18 +48,6 @@ BASE = {
     "ips": "ip,asn,is_proxy\n203.0.113.7,64500,true\n",
 }
 BASE_ROWS = {"accounts": 3, "links": 5, "usage": 3, "ips": 1}
-
-
-@pytest.fixture(params=["embedded", pytest.param("neo4j", marks=pytest.mark.neo4j)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Each test runs once on a fresh DuckDB file and once on the emptied Neo4j."""
-    if request.param == "embedded":
-        opened: Store = EmbeddedStore(tmp_path / "graphinv.duckdb")
-    else:
-        driver: neo4j.Driver = request.getfixturevalue("neo4j_driver")
-        opened = Neo4jStore(driver)
-    yield opened
-    opened.close()
 
 
 def write_folder(folder: Path, tables: dict[str, str | bytes], *, suffix: str = ".csv") -> Path:
@@ -312,7 +303,7 @@ def test_hostile_values_are_stored_as_text_and_delete_nothing(
     assert {HOSTILE, HOSTILE_SQL} <= set(platform.links["value"])
     text = (
         "SELECT count(*) AS n FROM accounts WHERE account_id = $v"
-        if store.kind == "embedded"
+        if store.backend == "embedded"
         else "MATCH (a:Account {id: $v}) RETURN count(a) AS n"
     )
     assert store.query(text, {"v": HOSTILE})["n"].item() == 1

@@ -1,8 +1,11 @@
-"""Sweep results and store selection, on both backends."""
+"""Sweep results, backend errors and store selection, on both backends.
+
+The ``store`` fixture (``tests/conftest.py``) runs each test once per backend.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,19 +17,10 @@ import pytest
 from graphinv.errors import Neo4jUnavailable, RingNotFound, StoreError
 from graphinv.schema import TABLES, Platform, conform
 from graphinv.stores import Store, SweepRecord, open_store
+from graphinv.stores.base import shorten
 from graphinv.stores.embedded import EmbeddedStore
+from graphinv.stores.neo4j import cypher
 from graphinv.stores.neo4j.store import Neo4jStore
-
-
-@pytest.fixture(params=["embedded", pytest.param("neo4j", marks=pytest.mark.neo4j)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "embedded":
-        opened: Store = EmbeddedStore(tmp_path / "graphinv.duckdb")
-    else:
-        driver: neo4j.Driver = request.getfixturevalue("neo4j_driver")
-        opened = Neo4jStore(driver)
-    yield opened
-    opened.close()
 
 
 def platform() -> Platform:
@@ -75,7 +69,7 @@ def edges(shared: int = 2) -> pd.DataFrame:
     return pd.DataFrame({
         "ring_id": ["r1", "r1"],
         "previous_ring_id": ["r1", "r2"],
-        "kind": ["merged", "merged"],
+        "status": ["merged", "merged"],
         "shared_members": [shared, 1],
         "member_jaccard": [0.5, float("nan")],
         "shared_identifiers": [4, 0],
@@ -152,7 +146,7 @@ def test_continues_edges_are_written_and_read(store: Store) -> None:
     )
     read = store.read_lineage()
     assert read.columns.tolist() == [
-        "sweep_id", "previous_sweep_id", "ring_id", "previous_ring_id", "kind",
+        "sweep_id", "previous_sweep_id", "ring_id", "previous_ring_id", "status",
         "shared_members", "member_jaccard", "shared_identifiers", "infra_overlap",
     ]
     assert read[["sweep_id", "previous_sweep_id", "ring_id", "previous_ring_id"]].to_dict(
@@ -164,7 +158,7 @@ def test_continues_edges_are_written_and_read(store: Store) -> None:
     assert read["shared_members"].tolist() == [2, 1]
     assert read.loc[0, "member_jaccard"] == pytest.approx(0.5)
     assert pd.isna(read.loc[1, "member_jaccard"])
-    assert read["kind"].tolist() == ["merged", "merged"]
+    assert read["status"].tolist() == ["merged", "merged"]
     assert store.read_lineage(sweep_id="s1").empty
 
 
@@ -236,11 +230,11 @@ def test_continues_edges_join_the_rings_of_two_sweeps(neo4j_driver: neo4j.Driver
     found = store.query(
         "MATCH (:Sweep {id: 's2'})<-[:FOUND_IN]-(g:Ring)-[c:CONTINUES]->(p:Ring)"
         "-[:FOUND_IN]->(:Sweep {id: 's1'}) "
-        "RETURN g.id AS ring, p.id AS previous, c.kind AS kind, g.predecessors AS preds, "
+        "RETURN g.id AS ring, p.id AS previous, c.status AS status, g.predecessors AS preds, "
         "g.flagged AS flagged ORDER BY previous"
     )
     assert found.to_dict("records") == [
-        {"ring": "r1", "previous": p, "kind": "merged", "preds": ["r1", "r0"], "flagged": True}
+        {"ring": "r1", "previous": p, "status": "merged", "preds": ["r1", "r0"], "flagged": True}
         for p in ("r1", "r2")
     ]
 
@@ -266,11 +260,115 @@ def test_open_store_reads_neo4j_settings_from_the_environment(
     neo4j_uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("NEO4J_URI", neo4j_uri)
-    with open_store(path=tmp_path / "g.duckdb") as store:  # type: ignore[attr-defined]
-        assert store.kind == "neo4j"
+    with open_store(path=tmp_path / "g.duckdb") as store:
+        assert store.backend == "neo4j"
     embedded = open_store(path=tmp_path / "g.duckdb", use_env=False)
-    assert embedded.kind == "embedded"
+    assert embedded.backend == "embedded"
     embedded.close()
     monkeypatch.setenv("NEO4J_URI", "bolt://127.0.0.1:1")
     with pytest.raises(Neo4jUnavailable):
         open_store()
+
+
+# -- backend errors --------------------------------------------------------------------
+
+BAD_QUERY = {
+    "embedded": "SELECT no_such_column FROM rings WHERE sweep_id = $sweep_id",
+    "neo4j": "MATCH (g:Ring {sweep_id: $sweep_id}) RETURN g.id / 0 AS boom",
+}
+BACKEND_ERROR = {"embedded": duckdb.Error, "neo4j": neo4j.exceptions.Neo4jError}
+
+
+def test_a_refused_query_names_the_statement_and_keeps_the_cause(store: Store) -> None:
+    store.load(platform(), progress=False)
+    store.write_sweep(sweep("s1", 1), **results())
+    bad = BAD_QUERY[store.backend]
+    with pytest.raises(StoreError, match=re.escape(shorten(bad))) as caught:
+        store.query(bad, {"sweep_id": "s1"})
+    assert isinstance(caught.value.__cause__, BACKEND_ERROR[store.backend])
+    assert store.backend in str(caught.value)
+
+
+def test_a_refused_write_names_its_statement_and_writes_nothing(tmp_path: Path) -> None:
+    with EmbeddedStore(tmp_path / "g.duckdb") as store:
+        store.load(platform(), progress=False)
+        store.query("DROP TABLE campaigns")  # a file damaged behind the store's back
+        with pytest.raises(StoreError, match="DELETE FROM campaigns") as caught:
+            store.write_sweep(sweep("s1", 1), **results())
+        assert isinstance(caught.value.__cause__, duckdb.CatalogException)
+        assert store.read_sweeps().empty and store.read_rings(sweep_id="s1").empty
+
+
+@pytest.mark.neo4j
+def test_a_neo4j_refusal_inside_a_sweep_write_names_its_statement(
+    neo4j_driver: neo4j.Driver,
+) -> None:
+    store = Neo4jStore(neo4j_driver)
+    store.load(platform(), progress=False)
+    store.write_sweep(sweep("s1", 1), **results())
+    # Both sweeps carry the same params: the second SET breaks this uniqueness rule.
+    neo4j_driver.execute_query(
+        "CREATE CONSTRAINT sweep_params FOR (s:Sweep) REQUIRE s.params IS UNIQUE"
+    )
+    with pytest.raises(StoreError, match=re.escape(shorten(cypher.SWEEP_MERGE))) as caught:
+        store.write_sweep(sweep("s2", 2), **results())
+    assert isinstance(caught.value.__cause__, neo4j.exceptions.ConstraintError)
+    assert store.read_sweeps()["sweep_id"].tolist() == ["s1"]  # the transaction rolled back
+
+
+@pytest.mark.neo4j
+def test_queries_on_neo4j_run_read_only(neo4j_driver: neo4j.Driver) -> None:
+    store = Neo4jStore(neo4j_driver)
+    with pytest.raises(StoreError, match="CREATE"):
+        store.run_cypher("CREATE (:Account {id: 'planted'})")
+    assert store.query("MATCH (a:Account) RETURN count(a) AS n")["n"].item() == 0
+
+
+def test_cypher_on_the_embedded_store_says_it_needs_neo4j(tmp_path: Path) -> None:
+    with EmbeddedStore(tmp_path / "g.duckdb") as store, pytest.raises(
+        StoreError, match="need the Neo4j store; this store is embedded"
+    ):
+        store.run_cypher("MATCH (g:Ring) RETURN g.id AS ring_id")
+
+
+# -- files and graphs from older versions ----------------------------------------------
+
+
+def old_file(path: Path) -> None:
+    """A DuckDB file as the version before the rename wrote it: edge statuses in `kind`."""
+    with EmbeddedStore(path) as store:
+        store.load(platform(), progress=False)
+        store.write_sweep(sweep("s1", 1), **results())
+        store.write_sweep(sweep("s2", 2), **lineage_results(), lineage=edges(),
+                          previous_sweep_id="s1")
+        store.query("ALTER TABLE ring_lineage RENAME COLUMN status TO kind")
+
+
+def test_an_old_file_opened_read_only_says_it_is_from_an_older_version(tmp_path: Path) -> None:
+    old_file(tmp_path / "old.duckdb")
+    with pytest.raises(StoreError, match=r"older graphinv \(it lacks ring_lineage\.status\)"):
+        EmbeddedStore(tmp_path / "old.duckdb", read_only=True)
+
+
+def test_an_old_file_opened_writable_is_upgraded(tmp_path: Path) -> None:
+    old_file(tmp_path / "old.duckdb")
+    with EmbeddedStore(tmp_path / "old.duckdb") as store:
+        assert store.read_lineage()["status"].tolist() == ["merged", "merged"]
+    with EmbeddedStore(tmp_path / "old.duckdb", read_only=True) as store:
+        assert store.read_lineage()["previous_ring_id"].tolist() == ["r1", "r2"]
+
+
+@pytest.mark.neo4j
+def test_continues_edges_of_an_older_version_get_their_status(
+    neo4j_driver: neo4j.Driver,
+) -> None:
+    store = Neo4jStore(neo4j_driver)
+    store.load(platform(), progress=False)
+    store.write_sweep(sweep("s1", 1), **results())
+    store.write_sweep(sweep("s2", 2), **lineage_results(), lineage=edges(), previous_sweep_id="s1")
+    neo4j_driver.execute_query(
+        "MATCH ()-[c:CONTINUES]->() SET c.kind = c.status REMOVE c.status"
+    )
+    assert store.read_lineage()["status"].isna().all()  # as an older version left them
+    Neo4jStore(neo4j_driver).ensure_schema()
+    assert store.read_lineage()["status"].tolist() == ["merged", "merged"]

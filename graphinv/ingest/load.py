@@ -40,7 +40,7 @@ from rich.table import Table
 from graphinv.errors import InputError
 from graphinv.ingest.pseudonymise import pseudonymise
 from graphinv.schema import TABLES, Platform, Quarantine, check_columns, validate
-from graphinv.stores.base import Store
+from graphinv.stores.base import LoadTarget
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 EXIT_CLEAN = 0
@@ -307,7 +307,7 @@ def _prepare(
 
 def load_dir(
     path: Path,
-    store: Store,
+    store: LoadTarget,
     *,
     extra_kinds: Sequence[str] = (),
     quarantine_dir: Path | None = None,
@@ -321,7 +321,8 @@ def load_dir(
     path
         Folder with ``accounts``, ``links``, ``usage`` and optional tables.
     store
-        Embedded or Neo4j store (:func:`graphinv.stores.open_store`).
+        Where the rows go: any :class:`~graphinv.stores.base.LoadTarget` (a store from
+        :func:`graphinv.stores.open_store`, or the offline Neo4j importer).
     extra_kinds
         Link kinds accepted beside ``payment_method``, ``ip``, ``prompt_fingerprint``.
     quarantine_dir
@@ -352,7 +353,7 @@ def load_dir(
     stats = store.load(prepared.platform, progress=progress)
     return prepared.report(
         source=path,
-        store=store.kind,
+        store=store.backend,
         relationships=stats.relationships,
         started=started,
         quarantine_files=quarantine_files,

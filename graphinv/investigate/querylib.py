@@ -233,7 +233,9 @@ def run_query(
     Raises
     ------
     QueryError
-        The store is not Neo4j, the query is unknown, or a parameter is wrong.
+        The query is unknown, or a parameter is wrong.
+    StoreError
+        The store does not run Cypher (only the Neo4j store does), or refused the query.
 
     Examples
     --------
@@ -244,10 +246,4 @@ def run_query(
         run_query(store, "top-rings", params={"limit": 3})
     """
     saved = get_query(query) if isinstance(query, str) else query
-    if store.kind != "neo4j":
-        raise QueryError(
-            f"saved queries are Cypher and need the Neo4j store (this one is {store.kind}); "
-            "pass --neo4j URI or set NEO4J_URI. On the embedded store use `graphinv ring` "
-            "or graphinv.Case."
-        )
-    return store.query(saved.query, bind(saved, params or {}))
+    return store.run_cypher(saved.query, bind(saved, params or {}))

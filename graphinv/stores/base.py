@@ -1,9 +1,12 @@
 """The store interface every backend implements, and the records and rules they share.
 
-Two backends sit behind :class:`Store`: the embedded DuckDB file (default, no server) and
-Neo4j over Bolt (what investigators explore). Compute never talks to a backend directly;
-it reads frames out (:meth:`Store.read_platform`) and writes results back
-(:meth:`Store.write_sweep`).
+Two backends sit behind the abstract :class:`Store`: the embedded DuckDB file (default, no
+server) and Neo4j over Bolt (what investigators explore). Compute never talks to a backend
+directly; it reads frames out (:meth:`Store.read_platform`) and writes results back
+(:meth:`Store.write_sweep`). The shared logic (checking and normalising frames, picking the
+latest sweep, wrapping backend errors with the statement that failed) lives in ``@final``
+template methods here; a backend implements a few protected hooks. The loader only needs
+:class:`LoadTarget`, which the offline Neo4j importer implements too.
 
 Merge rule (both backends, see :data:`MERGE_RULES`): a load MERGEs on each table's key.
 ``accounts.created_at`` and ``links.first_seen`` keep the earliest value,
@@ -26,17 +29,21 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+import textwrap
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Self, final
 
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from graphinv.errors import InputError, StoreError
-from graphinv.schema import STATUSES, TABLES, Platform
+from graphinv.errors import InputError, RingNotFound, StoreError
+from graphinv.schema import STATUSES, TABLES, Platform, conform
 
 MergeRule = Literal["min", "max", "new"]
 
@@ -52,7 +59,7 @@ RING_LINEAGE_COLUMNS = ("flagged", "status", "predecessors", "lineage_evidence",
 LINEAGE_COLUMNS = (
     "ring_id",
     "previous_ring_id",
-    "kind",
+    "status",
     "shared_members",
     "member_jaccard",
     "shared_identifiers",
@@ -99,20 +106,101 @@ class LoadStats:
         return sum(self.rows.values())
 
 
-@runtime_checkable
-class Store(Protocol):
-    """A place that holds a platform's tables and the rings found in it."""
+class LoadTarget(ABC):
+    """Somewhere a validated platform can be loaded: a store, or an offline importer.
 
-    kind: str
+    :meth:`load` is the template: it checks that keys are unique (loads MERGE on them),
+    times the load and counts rows; a backend implements :meth:`_load` only.
+    """
 
+    #: What the target is, for reports: ``embedded``, ``neo4j``, ``neo4j-admin import``.
+    backend: ClassVar[str]
+
+    @final
     def load(self, platform: Platform, *, progress: bool = True) -> LoadStats:
-        """MERGE validated frames in (see the module's merge rule); idempotent."""
-        ...
+        """Write validated frames: a store MERGEs them (the module's merge rule), so loading
+        the same frames twice changes nothing; the offline importer needs an empty database.
 
+        Raises
+        ------
+        InputError
+            A key repeats within a table.
+        StoreError
+            The backend refused a statement (the message quotes it), or a link names an
+            account that is neither loaded now nor stored.
+        """
+        check_unique_keys(platform)
+        started = time.perf_counter()
+        relationships, steps = self._load(platform, progress=progress)
+        return LoadStats(
+            rows={name: len(frame) for name, frame in platform.tables().items()},
+            relationships=relationships,
+            seconds=time.perf_counter() - started,
+            steps=steps,
+        )
+
+    def default_quarantine_dir(self) -> Path:
+        """Where a load puts refused rows unless told otherwise (``./quarantine``)."""
+        return Path.cwd() / "quarantine"
+
+    @abstractmethod
+    def _load(self, platform: Platform, *, progress: bool) -> tuple[int, dict[str, float]]:
+        """Write key-unique frames; returns relationships written and seconds per timed step."""
+
+
+@dataclass(frozen=True)
+class ReadStatements:
+    """The read statements of a backend (SQL or Cypher), with ``$sweep_id``/``$ring_id``.
+
+    Each returns the columns :class:`Store`'s readers turn into frames: ``sweeps``
+    (:data:`SWEEP_COLUMNS`), ``latest_sweep`` (``sweep_id``, at most one row), ``rings``
+    (``sweep_id`` and ring columns), ``lineage`` (:data:`LINEAGE_READ_COLUMNS`),
+    ``ring_exists`` (``n``), ``ring_members`` and ``members`` (``ring_id, account_id``,
+    ordered).
+    """
+
+    sweeps: str
+    latest_sweep: str
+    rings: str
+    lineage: str
+    ring_exists: str
+    ring_members: str
+    members: str
+
+
+class Store(LoadTarget):
+    """A place that holds a platform's tables and the rings found in it.
+
+    The public methods are ``@final`` templates: they check and normalise frames the same
+    way for every backend and run the backend's statements through :meth:`_frame`, which
+    turns a backend error into :class:`~graphinv.errors.StoreError` quoting the statement
+    that failed (the backend's exception stays attached as ``__cause__``). A backend
+    supplies its :class:`ReadStatements`, the exceptions it raises (``_backend_errors``)
+    and five hooks: ``_load``, ``_fetch``, ``_read_table``, ``_write_sweep`` and ``close``.
+    """
+
+    _backend_errors: ClassVar[tuple[type[Exception], ...]]
+    _reads: ClassVar[ReadStatements]
+
+    # -- tables ------------------------------------------------------------------------
+
+    @final
     def read_platform(self, *, include_labels: bool = False) -> Platform:
-        """Every table back out, with the columns and dtypes of ``TABLES``."""
-        ...
+        """Every table back out, ordered by key, with the columns and dtypes of ``TABLES``.
 
+        Optional tables without rows come back as None.
+        """
+        frames: dict[str, Any] = {}
+        for name, spec in TABLES.items():
+            if name == "labels" and not include_labels:
+                continue
+            frame = self._read_table(name)
+            frames[name] = None if frame.empty and not spec.required else conform(frame, spec)
+        return Platform(**frames)
+
+    # -- results -----------------------------------------------------------------------
+
+    @final
     def write_sweep(
         self,
         sweep: SweepRecord,
@@ -127,45 +215,172 @@ class Store(Protocol):
 
         Writing the same sweep id again replaces its rings, campaigns and every lineage
         edge that touches its rings (from this sweep or from a later one).
-        """
-        ...
 
+        Parameters
+        ----------
+        sweep
+            Id, time and parameters of the run.
+        rings, members, campaigns
+            Result frames (see :func:`sweep_frames`).
+        lineage
+            ``CONTINUES`` edges (:data:`LINEAGE_COLUMNS`) from this sweep's rings to rings
+            of ``previous_sweep_id``; None writes none.
+        previous_sweep_id
+            The sweep the lineage edges point into (the latest one before this).
+
+        Raises
+        ------
+        StoreError
+            A frame breaks :func:`sweep_frames` or :func:`lineage_frame`, a member names an
+            account that is not loaded or a ring not in ``rings``, or an edge names a ring
+            missing from this sweep or from ``previous_sweep_id`` (then nothing of the
+            sweep is written).
+        """
+        rings, members, campaigns = sweep_frames(rings, members, campaigns)
+        edges = lineage_frame(lineage, sweep_id=sweep.sweep_id, previous_sweep_id=previous_sweep_id)
+        self._write_sweep(
+            sweep,
+            rings=rings,
+            members=members,
+            campaigns=campaigns,
+            edges=edges,
+            previous_sweep_id=previous_sweep_id,
+        )
+
+    @final
     def read_sweeps(self) -> pd.DataFrame:
         """Sweeps (``sweep_id, at, params``) oldest first; ``params`` as dicts."""
-        ...
+        return sweeps_frame(self._frame(self._reads.sweeps))
 
+    @final
     def read_rings(self, *, sweep_id: str | None = None) -> pd.DataFrame:
         """Rings of one sweep (the latest by default), best rank first.
 
         Columns: ``sweep_id``, :data:`RING_COLUMNS`, :data:`RING_LINEAGE_COLUMNS`.
         """
-        ...
+        return rings_frame(self._frame(self._reads.rings, sweep_id=self._sweep(sweep_id)))
 
+    @final
     def read_ring_members(self, ring_id: str, *, sweep_id: str | None = None) -> pd.DataFrame:
         """``ring_id, account_id`` of one ring; RingNotFound when the sweep lacks it."""
-        ...
+        sweep_id = self._sweep(sweep_id)
+        found = self._frame(self._reads.ring_exists, sweep_id=sweep_id, ring_id=ring_id)
+        if found.empty or int(found["n"].iloc[0]) == 0:
+            raise RingNotFound(f"ring {ring_id!r} is not in sweep {sweep_id!r}")
+        return self._frame(self._reads.ring_members, sweep_id=sweep_id, ring_id=ring_id)
 
+    @final
+    def read_members(self, *, sweep_id: str | None = None) -> pd.DataFrame:
+        """``ring_id, account_id`` of every ring of a sweep (the latest by default)."""
+        return self._frame(self._reads.members, sweep_id=self._sweep(sweep_id))
+
+    @final
     def read_lineage(self, *, sweep_id: str | None = None) -> pd.DataFrame:
         """``CONTINUES`` edges from a sweep's rings (the latest by default) to the sweep before.
 
         Columns :data:`LINEAGE_READ_COLUMNS`: ``sweep_id``, ``previous_sweep_id``, then
         :data:`LINEAGE_COLUMNS`; ordered by ``ring_id``, ``previous_ring_id``.
         """
-        ...
+        return lineage_read_frame(self._frame(self._reads.lineage, sweep_id=self._sweep(sweep_id)))
 
-    def read_members(self, *, sweep_id: str | None = None) -> pd.DataFrame:
-        """``ring_id, account_id`` of every ring of a sweep (the latest by default)."""
-        ...
+    @final
+    def _sweep(self, sweep_id: str | None) -> str | None:
+        """The given sweep id, else the latest sweep's (None before the first sweep)."""
+        if sweep_id is not None:
+            return sweep_id
+        latest = self._frame(self._reads.latest_sweep)
+        return None if latest.empty else str(latest["sweep_id"].iloc[0])
 
+    # -- queries -----------------------------------------------------------------------
+
+    @final
     def query(self, text: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        """Run a read query (SQL for embedded, Cypher for Neo4j) into a frame."""
-        ...
+        """Run a read query (SQL for embedded, Cypher for Neo4j) with ``$name`` parameters.
 
-    def default_quarantine_dir(self) -> Path:
-        """Where a load puts refused rows unless told otherwise."""
-        ...
+        Raises
+        ------
+        StoreError
+            The backend refused it; the message quotes the query.
+        """
+        return self._frame(text, params)
 
-    def close(self) -> None: ...
+    def run_cypher(self, query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a Cypher read query: a capability of the Neo4j store only.
+
+        Raises
+        ------
+        StoreError
+            Always, on a store that does not speak Cypher.
+        """
+        raise StoreError(
+            f"Cypher queries (saved queries among them) need the Neo4j store; this store is "
+            f"{self.backend}. Open the Neo4j store with a Bolt URI (--neo4j URI or NEO4J_URI)."
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection (a driver the store did not open stays open)."""
+
+    @final
+    def __enter__(self) -> Self:
+        return self
+
+    @final
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running statements --------------------------------------------------------------
+
+    @final
+    def _frame(
+        self, statement: str, params: Mapping[str, Any] | None = None, **named: Any
+    ) -> pd.DataFrame:
+        """Run one read statement into a frame; a backend error quotes the statement."""
+        with self._failing(statement):
+            return self._fetch(statement, {**(params or {}), **named})
+
+    @final
+    @contextmanager
+    def _failing(self, statement: str) -> Iterator[None]:
+        """Turn a backend error raised inside into a StoreError that quotes ``statement``."""
+        try:
+            yield
+        except self._backend_errors as exc:
+            # Neo4j errors carry the server's message apart from their status codes.
+            detail = getattr(exc, "message", None) or str(exc)
+            raise StoreError(
+                f"the {self.backend} store refused the statement {shorten(statement)!r}: {detail}"
+            ) from exc
+
+    @abstractmethod
+    def _fetch(self, statement: str, params: Mapping[str, Any]) -> pd.DataFrame:
+        """Run one read statement into a frame, one column per returned name.
+
+        Called through :meth:`_frame`, which wraps the backend's errors.
+        """
+
+    @abstractmethod
+    def _read_table(self, name: str) -> pd.DataFrame:
+        """The rows of one input table, ordered by its key (conformed by the caller)."""
+
+    @abstractmethod
+    def _write_sweep(
+        self,
+        sweep: SweepRecord,
+        *,
+        rings: pd.DataFrame,
+        members: pd.DataFrame,
+        campaigns: pd.DataFrame,
+        edges: pd.DataFrame,
+        previous_sweep_id: str | None,
+    ) -> None:
+        """Write normalised result frames all or nothing (members may follow in batches).
+
+        Must refuse (StoreError) members naming unknown accounts or rings, and edges naming
+        rings missing from this sweep or from ``previous_sweep_id``.
+        """
 
 
 # -- helpers the backends share ---------------------------------------------------------
@@ -208,14 +423,14 @@ def sweep_frames(
     if rings["ring_id"].duplicated().any():
         raise StoreError("ring ids must be unique within a sweep")
     rings["ring_id"] = rings["ring_id"].astype("str")
-    rings["features"] = [_features(f) for f in rings["features"]]
+    rings["features"] = _mapped(rings["features"], _features)
     for features in rings["features"]:
         bad = [k for k in features if not FEATURE_NAME.fullmatch(k)]
         if bad:
             raise StoreError(f"feature names {bad} are not identifiers ([A-Za-z_][A-Za-z0-9_]*)")
     _check_statuses("rings status", rings["status"])
     rings["flagged"] = rings["flagged"].astype("boolean")
-    rings["predecessors"] = [_id_list(p) for p in rings["predecessors"]]
+    rings["predecessors"] = _mapped(rings["predecessors"], _id_list)
     rings["density"] = pd.to_numeric(rings["density"]).astype("float64")
     for column in ("status", "lineage_evidence"):
         rings[column] = _texts(rings[column])
@@ -233,7 +448,7 @@ def lineage_frame(
     Raises
     ------
     StoreError
-        A column is missing, an edge repeats, a kind is not a lineage status, or edges
+        A column is missing, an edge repeats, a status is not a lineage status, or edges
         come without the previous sweep they point into.
     """
     if lineage is None:
@@ -248,7 +463,7 @@ def lineage_frame(
         edges[column] = edges[column].astype("str")
     if edges.duplicated(subset=["ring_id", "previous_ring_id"]).any():
         raise StoreError("lineage edges must be unique per (ring_id, previous_ring_id)")
-    _check_statuses("lineage kind", edges["kind"])
+    _check_statuses("lineage status", edges["status"])
     for column in ("shared_members", "shared_identifiers"):
         edges[column] = pd.to_numeric(edges[column]).astype("Int64")
     for column in ("member_jaccard", "infra_overlap"):
@@ -256,30 +471,30 @@ def lineage_frame(
     return edges.reset_index(drop=True)
 
 
-def rings_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def rings_frame(rows: pd.DataFrame) -> pd.DataFrame:
     """The frame :meth:`Store.read_rings` returns, from backend rows (``features`` as JSON).
 
     Lineage columns a backend lacks (rings written before they existed) come back empty.
     """
-    frame = pd.DataFrame(records).reindex(
+    frame = rows.reindex(
         columns=["sweep_id", *RING_COLUMNS, *RING_LINEAGE_COLUMNS]
     )
-    frame["features"] = [_features(f) for f in frame["features"]]
+    frame["features"] = _mapped(frame["features"], _features)
     for column in ("score", "density"):
         frame[column] = pd.to_numeric(frame[column]).astype("float64")
     for column in ("size", "rank"):
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     frame["campaign_id"] = frame["campaign_id"].astype("str")
     frame["flagged"] = frame["flagged"].astype("boolean")
-    frame["predecessors"] = [_id_list(p) for p in frame["predecessors"]]
+    frame["predecessors"] = _mapped(frame["predecessors"], _id_list)
     for column in ("status", "lineage_evidence"):
         frame[column] = _texts(frame[column])
     return frame.sort_values(["rank", "ring_id"], na_position="last").reset_index(drop=True)
 
 
-def lineage_read_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def lineage_read_frame(rows: pd.DataFrame) -> pd.DataFrame:
     """The frame :meth:`Store.read_lineage` returns, ordered by ring then previous ring."""
-    frame = pd.DataFrame(records).reindex(columns=list(LINEAGE_READ_COLUMNS))
+    frame = rows.reindex(columns=list(LINEAGE_READ_COLUMNS))
     for column in ("shared_members", "shared_identifiers"):
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     for column in ("member_jaccard", "infra_overlap"):
@@ -287,12 +502,25 @@ def lineage_read_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.sort_values(["ring_id", "previous_ring_id"]).reset_index(drop=True)
 
 
-def sweeps_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def sweeps_frame(rows: pd.DataFrame) -> pd.DataFrame:
     """The frame :meth:`Store.read_sweeps` returns (``at`` tz-aware UTC, ``params`` dicts)."""
-    frame = pd.DataFrame(records, columns=list(SWEEP_COLUMNS))
+    frame = rows.reindex(columns=list(SWEEP_COLUMNS))
     frame["at"] = pd.to_datetime(frame["at"], utc=True)
-    frame["params"] = [json.loads(p) if isinstance(p, str) else dict(p) for p in frame["params"]]
+    frame["params"] = _mapped(
+        frame["params"], lambda p: json.loads(p) if isinstance(p, str) else dict(p)
+    )
     return frame.sort_values("at").reset_index(drop=True)
+
+
+def shorten(statement: str, width: int = 240) -> str:
+    """A statement on one line, cut to ``width`` characters for an error message.
+
+    Examples
+    --------
+    >>> shorten("SELECT *   FROM rings   WHERE sweep_id = $sweep_id", width=30)
+    'SELECT * FROM rings WHERE […]'
+    """
+    return textwrap.shorten(statement, width=width, placeholder=" […]")
 
 
 def params_json(params: Mapping[str, Any]) -> str:
@@ -321,9 +549,14 @@ def _check_statuses(what: str, values: pd.Series) -> None:
         raise StoreError(f"{what} {unknown} not among {list(STATUSES)}")
 
 
+def _mapped(values: pd.Series, function: Callable[[Any], Any]) -> pd.Series:
+    """``function`` of each value, as Python objects (dicts, lists, None) on the same index."""
+    return pd.Series([function(v) for v in values], index=values.index, dtype=object)
+
+
 def _texts(values: pd.Series) -> pd.Series:
     # object dtype: pandas' string dtype would turn None back into NaN.
-    return pd.Series([optional(v) for v in values], index=values.index, dtype=object)
+    return _mapped(values, optional)
 
 
 def _id_list(value: Any) -> list[str]:

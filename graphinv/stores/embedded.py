@@ -3,10 +3,14 @@
 Tables mirror ``TABLES`` column for column (no key indexes: DuckDB joins faster than it
 maintains ART indexes on millions of rows), plus ``sweeps``, ``rings`` (``features`` as JSON
 text, ``predecessors`` as a list), ``ring_members``, ``campaigns`` and ``ring_lineage`` (the
-``CONTINUES`` edges: ``sweep_id, previous_sweep_id, ring_id, previous_ring_id, kind, …``),
+``CONTINUES`` edges: ``sweep_id, previous_sweep_id, ring_id, previous_ring_id, status, …``),
 all keyed by ``sweep_id`` so ring ids recur freely across sweeps. A load into an empty
 table is a plain insert; into a filled one, a full outer join on the key that applies
 :data:`~graphinv.stores.base.MERGE_RULES` and swaps the table in one transaction.
+
+A file written by an older graphinv is upgraded when opened writable (result columns
+added, ``ring_lineage.kind`` renamed ``status``); opened read-only, it is refused with a
+message that says so.
 
 Examples
 --------
@@ -22,30 +26,25 @@ Examples
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-from graphinv.errors import RingNotFound, StoreError
+from graphinv.errors import StoreError
 from graphinv.schema import TABLES, ColumnType, Platform, TableSpec, conform
 from graphinv.stores.base import (
     LINEAGE_READ_COLUMNS,
     RING_LINEAGE_COLUMNS,
-    LoadStats,
+    ReadStatements,
+    Store,
     SweepRecord,
-    check_unique_keys,
-    lineage_frame,
-    lineage_read_frame,
     merge_rule,
     params_json,
     progress_bar,
-    rings_frame,
-    sweep_frames,
-    sweeps_frame,
 )
 
 _SQL_TYPES: dict[ColumnType, str] = {
@@ -56,36 +55,50 @@ _SQL_TYPES: dict[ColumnType, str] = {
     "bool": "BOOLEAN",
 }
 
-# Ring columns added with lineage; files written before them get them by ALTER TABLE.
-_RING_LINEAGE_SQL = {
-    "flagged": "BOOLEAN",
-    "status": "VARCHAR",
-    "predecessors": "VARCHAR[]",
-    "lineage_evidence": "VARCHAR",
-    "density": "DOUBLE",
+# Result tables, column by column; a file missing a column (written before it existed)
+# gains it by ALTER TABLE when opened writable.
+_RESULT_TABLES: dict[str, dict[str, str]] = {
+    "sweeps": {"sweep_id": "VARCHAR", "at": "TIMESTAMPTZ", "params": "VARCHAR"},
+    "rings": {
+        "sweep_id": "VARCHAR",
+        "ring_id": "VARCHAR",
+        "size": "BIGINT",
+        "score": "DOUBLE",
+        "rank": "BIGINT",
+        "campaign_id": "VARCHAR",
+        "explanation": "VARCHAR",
+        "features": "VARCHAR",
+        "flagged": "BOOLEAN",
+        "status": "VARCHAR",
+        "predecessors": "VARCHAR[]",
+        "lineage_evidence": "VARCHAR",
+        "density": "DOUBLE",
+    },
+    "ring_members": {"sweep_id": "VARCHAR", "ring_id": "VARCHAR", "account_id": "VARCHAR"},
+    "campaigns": {
+        "sweep_id": "VARCHAR",
+        "campaign_id": "VARCHAR",
+        "n_rings": "BIGINT",
+        "size": "BIGINT",
+    },
+    "ring_lineage": {
+        "sweep_id": "VARCHAR",
+        "previous_sweep_id": "VARCHAR",
+        "ring_id": "VARCHAR",
+        "previous_ring_id": "VARCHAR",
+        "status": "VARCHAR",
+        "shared_members": "BIGINT",
+        "member_jaccard": "DOUBLE",
+        "shared_identifiers": "BIGINT",
+        "infra_overlap": "DOUBLE",
+    },
 }
-assert tuple(_RING_LINEAGE_SQL) == RING_LINEAGE_COLUMNS
-
-_RESULT_DDL = (
-    'CREATE TABLE IF NOT EXISTS sweeps (sweep_id VARCHAR, "at" TIMESTAMPTZ, params VARCHAR)',
-    "CREATE TABLE IF NOT EXISTS rings (sweep_id VARCHAR, ring_id VARCHAR, size BIGINT, "
-    "score DOUBLE, rank BIGINT, campaign_id VARCHAR, explanation VARCHAR, features VARCHAR)",
-    *(
-        f"ALTER TABLE rings ADD COLUMN IF NOT EXISTS {name} {sql}"
-        for name, sql in _RING_LINEAGE_SQL.items()
-    ),
-    "CREATE TABLE IF NOT EXISTS ring_members (sweep_id VARCHAR, ring_id VARCHAR, "
-    "account_id VARCHAR)",
-    "CREATE TABLE IF NOT EXISTS campaigns (sweep_id VARCHAR, campaign_id VARCHAR, "
-    "n_rings BIGINT, size BIGINT)",
-    "CREATE TABLE IF NOT EXISTS ring_lineage (sweep_id VARCHAR, previous_sweep_id VARCHAR, "
-    "ring_id VARCHAR, previous_ring_id VARCHAR, kind VARCHAR, shared_members BIGINT, "
-    "member_jaccard DOUBLE, shared_identifiers BIGINT, infra_overlap DOUBLE)",
-)
+assert tuple(_RESULT_TABLES["rings"])[-len(RING_LINEAGE_COLUMNS) :] == RING_LINEAGE_COLUMNS
+assert set(LINEAGE_READ_COLUMNS) == set(_RESULT_TABLES["ring_lineage"])
 _SWEEP_TABLES = ("sweeps", "rings", "ring_members", "campaigns")
 
 
-class EmbeddedStore:
+class EmbeddedStore(Store):
     """A platform and its rings in one DuckDB file.
 
     Parameters
@@ -94,9 +107,29 @@ class EmbeddedStore:
         The database file (created when missing).
     read_only
         Open without write access, so several processes can read one file.
+
+    Raises
+    ------
+    StoreError
+        The file cannot be opened (locked by another writer, not a DuckDB file), or it is
+        opened read-only and was written by an older graphinv.
     """
 
-    kind = "embedded"
+    backend = "embedded"
+    _backend_errors = (duckdb.Error,)
+    _reads = ReadStatements(
+        sweeps='SELECT sweep_id, "at", params FROM sweeps',
+        latest_sweep='SELECT sweep_id FROM sweeps ORDER BY "at" DESC, sweep_id DESC LIMIT 1',
+        rings="SELECT * FROM rings WHERE sweep_id = $sweep_id",
+        lineage=f"SELECT {', '.join(LINEAGE_READ_COLUMNS)} FROM ring_lineage "
+        "WHERE sweep_id = $sweep_id",
+        ring_exists="SELECT count(*) AS n FROM rings "
+        "WHERE sweep_id = $sweep_id AND ring_id = $ring_id",
+        ring_members="SELECT ring_id, account_id FROM ring_members "
+        "WHERE sweep_id = $sweep_id AND ring_id = $ring_id ORDER BY account_id",
+        members="SELECT ring_id, account_id FROM ring_members WHERE sweep_id = $sweep_id "
+        "ORDER BY ring_id, account_id",
+    )
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
@@ -104,17 +137,76 @@ class EmbeddedStore:
             self._con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the DuckDB file {self.path}: {exc}") from exc
-        self._con.execute("SET TimeZone = 'UTC'")
-        if not read_only:
-            for spec in TABLES.values():
-                self._con.execute(_table_ddl(spec))
-            for ddl in _RESULT_DDL:
-                self._con.execute(ddl)
+        self._sql("SET TimeZone = 'UTC'")
+        stored: dict[str, set[str]] = {}
+        for table, column in self._sql(
+            "SELECT table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"
+        ).fetchall():
+            stored.setdefault(table, set()).add(column)
+        if read_only:
+            self._check_current(stored)
+            return
+        lineage = stored.get("ring_lineage", set())
+        if "kind" in lineage and "status" not in lineage:
+            # Before lineage statuses had their own name, the edge column holding one was kind.
+            self._sql("ALTER TABLE ring_lineage RENAME COLUMN kind TO status")
+            stored["ring_lineage"] = lineage - {"kind"} | {"status"}
+        for spec in TABLES.values():
+            self._sql(_table_ddl(spec))
+        for table, columns in _RESULT_TABLES.items():
+            listed = ", ".join(f"{_quote(c)} {sql}" for c, sql in columns.items())
+            self._sql(f"CREATE TABLE IF NOT EXISTS {table} ({listed})")
+            for column in columns.keys() - stored.get(table, set(columns)):
+                self._sql(f"ALTER TABLE {table} ADD COLUMN {_quote(column)} {columns[column]}")
+
+    def _check_current(self, stored: Mapping[str, set[str]]) -> None:
+        """Refuse a read-only file whose result tables predate this version's columns."""
+        missing = [
+            f"{table}.{column}"
+            for table, columns in _RESULT_TABLES.items()
+            for column in columns
+            if column not in stored.get(table, ())
+        ]
+        if missing:
+            self._con.close()
+            raise StoreError(
+                f"{self.path} was written by an older graphinv (it lacks {', '.join(missing)}); "
+                "open it once without read-only (any load or sweep does) to upgrade it"
+            )
+
+    # -- statements ----------------------------------------------------------------------
+
+    def _sql(self, statement: str, params: Mapping[str, Any] | None = None) -> Any:
+        with self._failing(statement):
+            return self._con.execute(statement, dict(params or {}))
+
+    def _fetch(self, statement: str, params: Mapping[str, Any]) -> pd.DataFrame:
+        return self._con.execute(statement, dict(params)).df()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._sql("COMMIT")
+
+    @contextmanager
+    def _incoming(self, frame: pd.DataFrame) -> Iterator[None]:
+        """``frame`` visible to SQL as the view ``incoming``."""
+        self._con.register("incoming", frame)
+        try:
+            yield
+        finally:
+            self._con.unregister("incoming")
 
     # -- input tables --------------------------------------------------------------------
 
-    def load(self, platform: Platform, *, progress: bool = True) -> LoadStats:
-        """MERGE the platform's tables into the file; see the merge rule in ``stores.base``.
+    def _load(self, platform: Platform, *, progress: bool) -> tuple[int, dict[str, float]]:
+        """MERGE each table into the file (see the merge rule in ``stores.base``).
 
         Examples
         --------
@@ -134,237 +226,105 @@ class EmbeddedStore:
         >>> dict(stats.rows), stats.relationships, n
         ({'accounts': 1, 'links': 1, 'usage': 0}, 1, 1)
         """
-        check_unique_keys(platform)
-        started = time.perf_counter()
-        rows: dict[str, int] = {}
         tables = platform.tables()
         with progress_bar(progress) as bar:
             task = bar.add_task("embedded load", total=len(tables))
             for name, frame in tables.items():
-                spec = TABLES[name]
-                rows[name] = self._merge(spec, conform(frame, spec))
+                self._merge(TABLES[name], conform(frame, TABLES[name]))
                 bar.advance(task)
-        return LoadStats(
-            rows=rows, relationships=rows.get("links", 0), seconds=time.perf_counter() - started
-        )
+        return len(platform.links), {}
 
-    def _merge(self, spec: TableSpec, frame: pd.DataFrame) -> int:
+    def _merge(self, spec: TableSpec, frame: pd.DataFrame) -> None:
         if frame.empty:
-            return 0
+            return
         table = _quote(spec.name)
         columns = ", ".join(_quote(c) for c in spec.column_names)
-        self._con.register("incoming", frame)
-        try:
-            self._con.execute("BEGIN TRANSACTION")
-            (stored,) = self._con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
+        with self._incoming(frame), self._transaction():
+            (stored,) = self._sql(f"SELECT count(*) FROM {table}").fetchall()[0]
             if stored == 0:
-                self._con.execute(f"INSERT INTO {table} SELECT {columns} FROM incoming")
-            else:
-                self._con.execute(f"CREATE OR REPLACE TEMP TABLE merged AS {_merge_select(spec)}")
-                self._con.execute(f"DELETE FROM {table}")
-                self._con.execute(f"INSERT INTO {table} SELECT {columns} FROM merged")
-                self._con.execute("DROP TABLE merged")
-            self._con.execute("COMMIT")
-        except duckdb.Error as exc:
-            self._con.execute("ROLLBACK")
-            raise StoreError(f"DuckDB refused the load of {spec.name}: {exc}") from exc
-        finally:
-            self._con.unregister("incoming")
-        return len(frame)
+                self._sql(f"INSERT INTO {table} SELECT {columns} FROM incoming")
+                return
+            self._sql(f"CREATE OR REPLACE TEMP TABLE merged AS {_merge_select(spec)}")
+            self._sql(f"DELETE FROM {table}")
+            self._sql(f"INSERT INTO {table} SELECT {columns} FROM merged")
+            self._sql("DROP TABLE merged")
 
-    def read_platform(self, *, include_labels: bool = False) -> Platform:
-        """Every input table, ordered by key, typed as ``TABLES`` says.
-
-        Optional tables without rows come back as None.
-        """
-        frames: dict[str, pd.DataFrame | None] = {}
-        for name, spec in TABLES.items():
-            if name == "labels" and not include_labels:
-                continue
-            order = ", ".join(_quote(c) for c in spec.key)
-            frame = self._con.execute(f"SELECT * FROM {_quote(name)} ORDER BY {order}").df()
-            frames[name] = None if frame.empty and not spec.required else conform(frame, spec)
-        return Platform(**frames)
+    def _read_table(self, name: str) -> pd.DataFrame:
+        order = ", ".join(_quote(c) for c in TABLES[name].key)
+        return self._frame(f"SELECT * FROM {_quote(name)} ORDER BY {order}")
 
     # -- results -------------------------------------------------------------------------
 
-    def write_sweep(
+    def _write_sweep(
         self,
         sweep: SweepRecord,
         *,
         rings: pd.DataFrame,
         members: pd.DataFrame,
         campaigns: pd.DataFrame,
-        lineage: pd.DataFrame | None = None,
-        previous_sweep_id: str | None = None,
-    ) -> None:
-        """Record a sweep, its rings and their lineage in one transaction.
-
-        Writing a sweep id again replaces its rows, and drops the lineage edges that point
-        into its rings from a later sweep (their rings are gone), as Neo4j's DETACH DELETE
-        does.
-
-        Parameters
-        ----------
-        sweep
-            Id, time and parameters of the run.
-        rings, members, campaigns
-            Result frames (see :func:`~graphinv.stores.base.sweep_frames`).
-        lineage
-            ``CONTINUES`` edges (:data:`~graphinv.stores.base.LINEAGE_COLUMNS`) from this
-            sweep's rings to rings of ``previous_sweep_id``; None writes none.
-        previous_sweep_id
-            The sweep the lineage edges point into (the latest one before this).
-
-        Raises
-        ------
-        StoreError
-            A member names an account that is not loaded or a ring not in ``rings``, or an
-            edge names a ring missing from this sweep or from ``previous_sweep_id``.
-        """
-        rings, members, campaigns = sweep_frames(rings, members, campaigns)
-        edges = lineage_frame(
-            lineage, sweep_id=sweep.sweep_id, previous_sweep_id=previous_sweep_id
-        )
-        rings = rings.assign(
-            features=[params_json(f) for f in rings["features"]], sweep_id=sweep.sweep_id
-        )
-        members = members.assign(sweep_id=sweep.sweep_id)
-        campaigns = campaigns.assign(sweep_id=sweep.sweep_id)
-        edges = edges.assign(sweep_id=sweep.sweep_id, previous_sweep_id=previous_sweep_id)
-        self._check_members(sweep.sweep_id, members, rings)
-        self._check_edges(sweep.sweep_id, edges, rings, previous_sweep_id)
-        try:
-            self._con.execute("BEGIN TRANSACTION")
-            self._clear_sweep(sweep.sweep_id)
-            self._con.execute(
-                "INSERT INTO sweeps VALUES ($id, $at, $params)",
-                {"id": sweep.sweep_id, "at": sweep.at, "params": params_json(sweep.params)},
-            )
-            for table, frame in (
-                ("rings", rings),
-                ("ring_members", members),
-                ("campaigns", campaigns),
-                ("ring_lineage", edges),
-            ):
-                self._insert(table, frame)
-            self._con.execute("COMMIT")
-        except duckdb.Error as exc:
-            self._con.execute("ROLLBACK")
-            raise StoreError(f"DuckDB refused sweep {sweep.sweep_id}: {exc}") from exc
-
-    def _check_members(self, sweep_id: str, members: pd.DataFrame, rings: pd.DataFrame) -> None:
-        self._con.register("incoming", members)
-        try:
-            (unknown,) = self._con.execute(
-                "SELECT count(*) FROM incoming m WHERE m.account_id NOT IN "
-                "(SELECT account_id FROM accounts) OR NOT list_contains($rings, m.ring_id)",
-                {"rings": rings["ring_id"].tolist()},
-            ).fetchall()[0]
-        finally:
-            self._con.unregister("incoming")
-        if unknown:
-            raise StoreError(
-                f"sweep {sweep_id}: {unknown} member(s) name accounts or rings that are "
-                "not in the store"
-            )
-
-    def _check_edges(
-        self,
-        sweep_id: str,
         edges: pd.DataFrame,
-        rings: pd.DataFrame,
         previous_sweep_id: str | None,
     ) -> None:
-        if edges.empty:
-            return
-        self._con.register("incoming", edges)
-        try:
-            (unknown,) = self._con.execute(
-                "SELECT count(*) FROM incoming e WHERE NOT list_contains($rings, e.ring_id) "
-                "OR e.previous_ring_id NOT IN "
-                "(SELECT ring_id FROM rings WHERE sweep_id = $previous)",
-                {"rings": rings["ring_id"].tolist(), "previous": previous_sweep_id},
-            ).fetchall()[0]
-        finally:
-            self._con.unregister("incoming")
+        """Check members and edges, then replace the sweep's rows in one transaction.
+
+        Rewriting a sweep also drops the lineage edges that point into its rings from a
+        later sweep (their rings are gone), as Neo4j's DETACH DELETE does.
+        """
+        key = {"sweep_id": sweep.sweep_id}
+        ring_ids = {"rings": rings["ring_id"].tolist()}
+        unknown = self._count(
+            members,
+            "i.account_id NOT IN (SELECT account_id FROM accounts) "
+            "OR NOT list_contains($rings, i.ring_id)",
+            ring_ids,
+        )
         if unknown:
             raise StoreError(
-                f"sweep {sweep_id}: {unknown} lineage edge(s) name rings that are not in this "
-                f"sweep or in sweep {previous_sweep_id}"
+                f"sweep {sweep.sweep_id}: {unknown} member(s) name accounts or rings that are "
+                "not in the store"
             )
-
-    def _clear_sweep(self, sweep_id: str) -> None:
-        for table in _SWEEP_TABLES:
-            self._con.execute(f"DELETE FROM {table} WHERE sweep_id = $id", {"id": sweep_id})
-        self._con.execute(
-            "DELETE FROM ring_lineage WHERE sweep_id = $id OR previous_sweep_id = $id",
-            {"id": sweep_id},
+        unknown = self._count(
+            edges,
+            "NOT list_contains($rings, i.ring_id) OR i.previous_ring_id NOT IN "
+            "(SELECT ring_id FROM rings WHERE sweep_id = $previous)",
+            {**ring_ids, "previous": previous_sweep_id},
         )
+        if unknown:
+            raise StoreError(
+                f"sweep {sweep.sweep_id}: {unknown} lineage edge(s) name rings that are not in "
+                f"this sweep or in sweep {previous_sweep_id}"
+            )
+        rows = {
+            "rings": rings.assign(features=[params_json(f) for f in rings["features"]], **key),
+            "ring_members": members.assign(**key),
+            "campaigns": campaigns.assign(**key),
+            "ring_lineage": edges.assign(**key, previous_sweep_id=previous_sweep_id),
+        }
+        with self._transaction():
+            for table in _SWEEP_TABLES:
+                self._sql(f"DELETE FROM {table} WHERE sweep_id = $sweep_id", key)
+            self._sql(
+                "DELETE FROM ring_lineage WHERE sweep_id = $sweep_id "
+                "OR previous_sweep_id = $sweep_id",
+                key,
+            )
+            self._sql(
+                "INSERT INTO sweeps VALUES ($sweep_id, $at, $params)",
+                {**key, "at": sweep.at, "params": params_json(sweep.params)},
+            )
+            for table, frame in rows.items():
+                listed = ", ".join(_quote(c) for c in _RESULT_TABLES[table])
+                with self._incoming(frame):
+                    # Named target columns: an upgraded file may hold them in another order.
+                    self._sql(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM incoming")
 
-    def _insert(self, table: str, frame: pd.DataFrame) -> None:
-        """Append a frame to a result table, matching columns by name."""
-        self._con.register("incoming", frame)
-        try:
-            columns = [r[0] for r in self._con.execute(f"DESCRIBE {table}").fetchall()]
-            listed = ", ".join(_quote(c) for c in columns)
-            self._con.execute(f"INSERT INTO {table} SELECT {listed} FROM incoming")
-        finally:
-            self._con.unregister("incoming")
-
-    def read_sweeps(self) -> pd.DataFrame:
-        rows = self._con.execute('SELECT sweep_id, "at", params FROM sweeps').df()
-        return sweeps_frame(rows.to_dict("records"))
-
-    def read_rings(self, *, sweep_id: str | None = None) -> pd.DataFrame:
-        # SELECT * so a read-only file from before the lineage columns still reads.
-        rows = self._con.execute(
-            "SELECT * FROM rings WHERE sweep_id = $id", {"id": sweep_id or self._latest_sweep()}
-        ).df()
-        return rings_frame(rows.to_dict("records"))
-
-    def read_lineage(self, *, sweep_id: str | None = None) -> pd.DataFrame:
-        if not self._has_table("ring_lineage"):  # a read-only file from before lineage
-            return lineage_read_frame([])
-        columns = ", ".join(_quote(c) for c in LINEAGE_READ_COLUMNS)
-        rows = self._con.execute(
-            f"SELECT {columns} FROM ring_lineage WHERE sweep_id = $id",
-            {"id": sweep_id or self._latest_sweep()},
-        ).df()
-        return lineage_read_frame(rows.to_dict("records"))
-
-    def read_ring_members(self, ring_id: str, *, sweep_id: str | None = None) -> pd.DataFrame:
-        sweep_id = sweep_id or self._latest_sweep()
-        params = {"id": sweep_id, "ring": ring_id}
-        (found,) = self._con.execute(
-            "SELECT count(*) FROM rings WHERE sweep_id = $id AND ring_id = $ring", params
-        ).fetchall()[0]
-        if found == 0:
-            raise RingNotFound(f"ring {ring_id!r} is not in sweep {sweep_id!r}")
-        return self._con.execute(
-            "SELECT ring_id, account_id FROM ring_members "
-            "WHERE sweep_id = $id AND ring_id = $ring ORDER BY account_id",
-            params,
-        ).df()
-
-    def read_members(self, *, sweep_id: str | None = None) -> pd.DataFrame:
-        return self._con.execute(
-            "SELECT ring_id, account_id FROM ring_members WHERE sweep_id = $id "
-            "ORDER BY ring_id, account_id",
-            {"id": sweep_id or self._latest_sweep()},
-        ).df()
-
-    def _has_table(self, name: str) -> bool:
-        found = self._con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = $name", {"name": name}
-        ).fetchall()
-        return bool(found[0][0])
-
-    def _latest_sweep(self) -> str | None:
-        rows = self._con.execute(
-            'SELECT sweep_id FROM sweeps ORDER BY "at" DESC, sweep_id DESC LIMIT 1'
-        ).fetchall()
-        return rows[0][0] if rows else None
+    def _count(self, frame: pd.DataFrame, condition: str, params: Mapping[str, Any]) -> int:
+        """Rows of ``frame`` (as ``i``) that meet ``condition``."""
+        if frame.empty:
+            return 0
+        with self._incoming(frame):
+            found = self._sql(f"SELECT count(*) FROM incoming i WHERE {condition}", params)
+            return int(found.fetchall()[0][0])
 
     # -- generic -------------------------------------------------------------------------
 
@@ -372,32 +332,8 @@ class EmbeddedStore:
         """``quarantine/`` beside the DuckDB file."""
         return self.path.parent / "quarantine"
 
-    def query(self, text: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        """Run SQL with ``$name`` parameters into a frame.
-
-        Examples
-        --------
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     store = EmbeddedStore(Path(tmp) / "g.duckdb")
-        ...     out = store.query("SELECT $x AS x", {"x": "it's text"})
-        ...     store.close()
-        >>> out["x"].item()
-        "it's text"
-        """
-        try:
-            return self._con.execute(text, dict(params or {})).df()
-        except duckdb.Error as exc:
-            raise StoreError(f"DuckDB query failed: {exc}") from exc
-
     def close(self) -> None:
         self._con.close()
-
-    def __enter__(self) -> EmbeddedStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _quote(name: str) -> str:

@@ -42,16 +42,17 @@ def open_store(
     Neo4jUnavailable
         No Neo4j answers at the URI.
     StoreError
-        The DuckDB file cannot be opened (locked by another writer, not a DuckDB file).
+        The DuckDB file cannot be opened (locked by another writer, not a DuckDB file), or
+        is opened read-only and was written by an older graphinv.
 
     Examples
     --------
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
-    ...     kind = store.kind
+    ...     backend = store.backend
     ...     store.close()
-    >>> kind
+    >>> backend
     'embedded'
     """
     env = os.environ if use_env else {}

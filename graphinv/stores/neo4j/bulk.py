@@ -34,7 +34,7 @@ import pandas as pd
 
 from graphinv.errors import StoreError
 from graphinv.schema import TABLES, Platform, conform
-from graphinv.stores.base import LoadStats, check_unique_keys
+from graphinv.stores.base import LoadTarget, check_unique_keys
 from graphinv.stores.neo4j import cypher
 from graphinv.stores.neo4j.local import JVM_FLAGS, LocalNeo4j, find_java
 from graphinv.stores.neo4j.store import usage_groups
@@ -231,7 +231,7 @@ def _with_attributes(
 def _typed(frame: pd.DataFrame, table: str, label: str) -> pd.DataFrame:
     """Rename columns to the importer's typed headers; ``id`` becomes the node's ID."""
     types = {c.name: c.type for c in TABLES[table].columns}
-    out = {}
+    out: dict[str, pd.Series | np.ndarray] = {}
     for column in frame.columns:
         if column == "id":
             out[f"id:ID({label})"] = frame[column]
@@ -239,10 +239,11 @@ def _typed(frame: pd.DataFrame, table: str, label: str) -> pd.DataFrame:
         kind = types.get(column, "string")
         values = frame[column]
         if kind == "timestamp":
-            values = _iso(values)
+            out[column + _HEADER_TYPES[kind]] = _iso(values)
         elif kind == "bool":
-            values = values.map({True: "true", False: "false"})
-        out[column + _HEADER_TYPES[kind]] = values
+            out[column + _HEADER_TYPES[kind]] = values.map({True: "true", False: "false"})
+        else:
+            out[column + _HEADER_TYPES[kind]] = values
     return pd.DataFrame(out)
 
 
@@ -278,24 +279,21 @@ def _reported(log: str, what: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-class OfflineImport:
-    """The local server's offline importer as a load target: the loader sees just a store.
+class OfflineImport(LoadTarget):
+    """The local server's offline importer as a load target: the loader sees just a target.
 
     ``load`` imports into the stopped, empty database; with ``start`` the server starts
     afterwards and the constraints and indexes are created (the importer cannot make them).
     Later loads go over Bolt to :class:`~graphinv.stores.neo4j.store.Neo4jStore`.
     """
 
-    kind = "neo4j-admin import"
+    backend = "neo4j-admin import"
 
     def __init__(self, server: LocalNeo4j, *, start: bool = True) -> None:
         self.server = server
         self.start = start
 
-    def default_quarantine_dir(self) -> Path:
-        return Path.cwd() / "quarantine"
-
-    def load(self, platform: Platform, *, progress: bool = True) -> LoadStats:
+    def _load(self, platform: Platform, *, progress: bool) -> tuple[int, dict[str, float]]:
         stats = bulk_import(platform, server=self.server)
         if self.start:
             from graphinv.stores.neo4j.store import Neo4jStore
@@ -303,5 +301,4 @@ class OfflineImport:
             self.server.start()
             with Neo4jStore.connect(self.server.bolt_uri) as store:
                 store.ensure_schema()
-        rows = {name: len(frame) for name, frame in platform.tables().items()}
-        return LoadStats(rows=rows, relationships=stats.relationships, seconds=stats.seconds)
+        return stats.relationships, {"import": stats.seconds}

@@ -22,7 +22,7 @@ Graph model (docs/stores.md)::
         campaign_id, features (JSON), f_<name>…, flagged, status, predecessors[],
         lineage_evidence, density})-[:FOUND_IN]->(:Sweep {id, at, params})
     (:Ring)-[:PART_OF]->(:Campaign {sweep_id, id, n_rings, size})
-    (:Ring {sweep_id: now})-[:CONTINUES {kind, shared_members, member_jaccard,
+    (:Ring {sweep_id: now})-[:CONTINUES {status, shared_members, member_jaccard,
         shared_identifiers, infra_overlap}]->(:Ring {sweep_id: the sweep before})
 
 Ring and Campaign nodes are keyed on ``(sweep_id, id)``, so lineage can keep a ring id
@@ -363,22 +363,27 @@ RINGS_READ = (
     "       g.predecessors AS predecessors, g.lineage_evidence AS lineage_evidence,\n"
     "       g.density AS density"
 )
-# Rows: [ring_id, previous_ring_id, kind, shared_members, member_jaccard,
+# Rows: [ring_id, previous_ring_id, status, shared_members, member_jaccard,
 # shared_identifiers, infra_overlap]; runs in the transaction that creates the rings.
 LINEAGE_CREATE = (
     "UNWIND $rows AS r\n"
     "MATCH (g:Ring {sweep_id: $sweep_id, id: r[0]})\n"
     "MATCH (p:Ring {sweep_id: $previous_sweep_id, id: r[1]})\n"
-    "CREATE (g)-[:CONTINUES {kind: r[2], shared_members: r[3], member_jaccard: r[4],\n"
+    "CREATE (g)-[:CONTINUES {status: r[2], shared_members: r[3], member_jaccard: r[4],\n"
     "    shared_identifiers: r[5], infra_overlap: r[6]}]->(p)\n"
     "RETURN count(*) AS written"
 )
 LINEAGE_READ = (
     "MATCH (g:Ring {sweep_id: $sweep_id})-[c:CONTINUES]->(p:Ring)\n"
     "RETURN g.sweep_id AS sweep_id, p.sweep_id AS previous_sweep_id, g.id AS ring_id,\n"
-    "       p.id AS previous_ring_id, c.kind AS kind, c.shared_members AS shared_members,\n"
+    "       p.id AS previous_ring_id, c.status AS status, c.shared_members AS shared_members,\n"
     "       c.member_jaccard AS member_jaccard, c.shared_identifiers AS shared_identifiers,\n"
     "       c.infra_overlap AS infra_overlap"
+)
+# Edges written before lineage statuses had their own name held the status as `kind`.
+LINEAGE_STATUS_UPGRADE = (
+    "MATCH ()-[c:CONTINUES]->() WHERE c.kind IS NOT NULL AND c.status IS NULL\n"
+    "SET c.status = c.kind REMOVE c.kind"
 )
 RING_EXISTS = "MATCH (g:Ring {sweep_id: $sweep_id, id: $ring_id}) RETURN count(g) AS n"
 MEMBERS_READ = (

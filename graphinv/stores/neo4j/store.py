@@ -35,10 +35,9 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
 from typing import Any
 
 import neo4j
@@ -46,20 +45,15 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress, TaskID
 
-from graphinv.errors import Neo4jUnavailable, RingNotFound, StoreError
+from graphinv.errors import Neo4jUnavailable, StoreError
 from graphinv.schema import TABLES, Platform, conform
 from graphinv.stores.base import (
-    LoadStats,
+    ReadStatements,
+    Store,
     SweepRecord,
-    check_unique_keys,
-    lineage_frame,
-    lineage_read_frame,
     optional,
     params_json,
     progress_bar,
-    rings_frame,
-    sweep_frames,
-    sweeps_frame,
 )
 from graphinv.stores.neo4j import cypher
 
@@ -70,7 +64,7 @@ _KIND_OF_TYPE = {rel: kind for kind, (_, rel) in cypher.KIND_GRAPH.items()}
 _USAGE_ARRAYS = ("hours", "requests", "input_tokens", "output_tokens")
 
 
-class Neo4jStore:
+class Neo4jStore(Store):
     """A platform and its rings in a Neo4j 5 database.
 
     Parameters
@@ -86,7 +80,19 @@ class Neo4jStore:
         Sessions writing relationship batches at once (see ``docs/stores.md``).
     """
 
-    kind = "neo4j"
+    backend = "neo4j"
+    # The errors the driver does not retry. Transient ones (deadlocks, leader switches) pass
+    # through transaction functions untouched so execute_read/execute_write can retry them.
+    _backend_errors = (neo4j.exceptions.ClientError, neo4j.exceptions.DatabaseError)
+    _reads = ReadStatements(
+        sweeps=cypher.SWEEPS_READ,
+        latest_sweep=cypher.LATEST_SWEEP,
+        rings=cypher.RINGS_READ,
+        lineage=cypher.LINEAGE_READ,
+        ring_exists=cypher.RING_EXISTS,
+        ring_members=cypher.MEMBERS_READ,
+        members=cypher.SWEEP_MEMBERS_READ,
+    )
 
     def __init__(
         self,
@@ -144,49 +150,68 @@ class Neo4jStore:
         except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired) as exc:
             raise Neo4jUnavailable(f"Neo4j went away: {exc}") from exc
         except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError) as exc:
-            raise StoreError(f"Neo4j refused the operation: {exc}") from exc
+            # Statements run inside _failing; what arrives here is a transient error the
+            # driver gave up retrying, or a driver fault outside any one statement.
+            raise StoreError(f"Neo4j failed the operation: {exc}") from exc
 
-    def _read(self, query: str, **params: Any) -> list[dict[str, Any]]:
-        with self._session() as session:
-            return session.execute_read(lambda tx: tx.run(query, params).data())
+    def _fetch(self, statement: str, params: Mapping[str, Any]) -> pd.DataFrame:
+        # _failing inside the session, so the session's catch-all never hides the statement.
+        with self._session() as session, self._failing(statement):
+            keys, values = session.execute_read(_keys_and_values, statement, dict(params))
+        return pd.DataFrame(values, columns=keys)
 
-    def _write(self, query: str, **params: Any) -> neo4j.ResultSummary:
-        with self._session() as session:
-            return session.execute_write(lambda tx: tx.run(query, params).consume())
+    def _run(
+        self, tx: neo4j.ManagedTransaction, statement: str, params: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """One statement of a transaction function, its records as dicts."""
+        with self._failing(statement):
+            return tx.run(statement, dict(params)).data()
 
     def ensure_schema(self) -> None:
-        """Create the uniqueness constraints and indexes (idempotent) and wait for them."""
+        """Create the uniqueness constraints and indexes (idempotent) and wait for them.
+
+        Also renames the ``kind`` of ``CONTINUES`` edges written by older versions to
+        ``status``.
+        """
         if self._schema_ready:
             return
         with self._session() as session:
             for statement in (*cypher.CONSTRAINTS, *cypher.INDEXES):
-                session.run(statement).consume()
-            session.run(cypher.AWAIT_INDEXES, seconds=300).consume()
+                with self._failing(statement):
+                    session.run(statement).consume()
+            with self._failing(cypher.AWAIT_INDEXES):
+                session.run(cypher.AWAIT_INDEXES, seconds=300).consume()
+            with self._failing(cypher.LINEAGE_STATUS_UPGRADE):
+                session.run(cypher.LINEAGE_STATUS_UPGRADE).consume()
         self._schema_ready = True
 
     def graph_counts(self) -> dict[str, int]:
         """Nodes per label and relationships per type (``:Label`` / ``[TYPE]`` keys)."""
-        counts = {f":{r['label']}": r["n"] for r in self._read(cypher.NODE_COUNTS)}
-        counts.update({f"[{r['type']}]": r["n"] for r in self._read(cypher.RELATIONSHIP_COUNTS)})
+        nodes = self._frame(cypher.NODE_COUNTS)
+        relationships = self._frame(cypher.RELATIONSHIP_COUNTS)
+        counts = dict(zip(":" + nodes["label"], nodes["n"].tolist(), strict=True))
+        types = "[" + relationships["type"] + "]"
+        counts.update(zip(types, relationships["n"].tolist(), strict=True))
         return counts
+
+    def run_cypher(self, query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a Cypher read query (a saved query, say) into a frame, one column per key."""
+        return self._frame(query, params)
+
+    def close(self) -> None:
+        if self._owns_driver:
+            self.driver.close()
 
     # -- loading -------------------------------------------------------------------------
 
-    def load(self, platform: Platform, *, progress: bool = True) -> LoadStats:
+    def _load(self, platform: Platform, *, progress: bool) -> tuple[int, dict[str, float]]:
         """MERGE validated frames into the graph; loading the same frames twice changes nothing.
 
         Order: constraints, accounts, identifier nodes, attribute tables, relationships,
         usage, labels (each kind of node exists before relationships MATCH it). Node writes
         return element ids, so relationship batches find both ends without an index seek.
-        ``LoadStats.steps`` times ``nodes``, ``links``, ``usage`` and ``labels``.
-
-        Raises
-        ------
-        StoreError
-            A link names an account that is neither in ``platform`` nor in the graph.
+        Steps timed: ``nodes``, ``links``, ``usage`` and ``labels``.
         """
-        check_unique_keys(platform)
-        started = time.perf_counter()
         self.ensure_schema()
         tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
         links = tables["links"]
@@ -194,7 +219,12 @@ class Neo4jStore:
         steps: dict[str, float] = {}
         with progress_bar(progress) as bar, self._session() as session:
             writer = _BatchWriter(
-                session, self._session, bar, batch_size=self.batch_size, writers=self.writers
+                session,
+                self._session,
+                self._failing,
+                bar,
+                batch_size=self.batch_size,
+                writers=self.writers,
             )
             with _timed(steps, "nodes"):
                 accounts, targets = self._write_nodes(writer, tables, by_kind)
@@ -205,12 +235,7 @@ class Neo4jStore:
             if "labels" in tables:
                 with _timed(steps, "labels"):
                     writer.send("labels", cypher.LABELS_SET, tables["labels"])
-        return LoadStats(
-            rows={name: len(frame) for name, frame in tables.items()},
-            relationships=len(links) + usage_nodes,
-            seconds=time.perf_counter() - started,
-            steps=steps,
-        )
+        return len(links) + usage_nodes, steps
 
     def _write_nodes(
         self,
@@ -328,97 +353,66 @@ class Neo4jStore:
             batch.append(group)
             filled += len(group[2])
             if filled >= self.batch_size:
-                writer.session.execute_write(_write_usage, batch, existing)
+                writer.session.execute_write(self._write_usage, batch, existing)
                 writer.bar.advance(task, filled)
                 batch, filled = [], 0
         if batch:
-            writer.session.execute_write(_write_usage, batch, existing)
+            writer.session.execute_write(self._write_usage, batch, existing)
             writer.bar.advance(task, filled)
         return len(groups)
 
+    def _write_usage(
+        self, tx: neo4j.ManagedTransaction, batch: list[list[Any]], existing: bool
+    ) -> None:
+        if not existing:
+            self._run(tx, cypher.USAGE_CREATE, {"rows": batch})
+            return
+        keys = [[row[0], row[1]] for row in batch]
+        stored = self._run(tx, cypher.USAGE_READ_KEYS, {"keys": keys})
+        if stored:
+            batch = _merge_usage(batch, stored)
+        self._run(tx, cypher.USAGE_WRITE, {"rows": batch})
+
     # -- reading -------------------------------------------------------------------------
 
-    def read_platform(self, *, include_labels: bool = False) -> Platform:
-        """Every table back from the graph, ordered by key (optional tables None when empty)."""
-        accounts = pd.DataFrame(
-            self._read(cypher.ACCOUNTS_READ), columns=list(TABLES["accounts"].column_names)
-        )
-        accounts["created_at"] = _from_micros(accounts["created_at"])
-        frames: dict[str, pd.DataFrame | None] = {
-            "accounts": accounts,
-            "links": self._read_links(),
-            "usage": self._read_usage(),
-        }
-        for table in cypher.ATTRIBUTE_LABELS:
-            rows = self._read(cypher.attribute_read_query(table))
-            frames[table] = pd.DataFrame(rows, columns=list(TABLES[table].column_names))
-        if include_labels:
-            rows = self._read(cypher.LABELS_READ)
-            frames["labels"] = pd.DataFrame(rows, columns=list(TABLES["labels"].column_names))
-        out: dict[str, pd.DataFrame | None] = {}
-        for name, frame in frames.items():
-            spec = TABLES[name]
-            if frame is None or (frame.empty and not spec.required):
-                out[name] = None
-                continue
-            out[name] = conform(frame.sort_values(list(spec.key)), spec)
-        return Platform(**out)
+    def _read_table(self, name: str) -> pd.DataFrame:
+        if name == "links":
+            frame = self._read_links()
+        elif name == "usage":
+            frame = _explode_usage(self._frame(cypher.USAGE_READ))
+        else:
+            reads = {"accounts": cypher.ACCOUNTS_READ, "labels": cypher.LABELS_READ}
+            frame = self._frame(reads.get(name) or cypher.attribute_read_query(name))
+            if name == "accounts":
+                frame["created_at"] = _from_micros(frame["created_at"])
+        return frame.sort_values(list(TABLES[name].key))
 
     def _read_links(self) -> pd.DataFrame:
-        frame = pd.DataFrame(
-            self._read(cypher.LINKS_READ),
-            columns=["account_id", "rel_type", "kind", "value", "first_seen", "last_seen", "count"],
-        )
+        frame = self._frame(cypher.LINKS_READ)
         core = frame["rel_type"].map(_KIND_OF_TYPE)
         frame["kind"] = core.where(core.notna(), frame["kind"])
         for column in ("first_seen", "last_seen"):
             frame[column] = _from_micros(frame[column])
         return frame.drop(columns="rel_type")
 
-    def _read_usage(self) -> pd.DataFrame:
-        rows = self._read(cypher.USAGE_READ)
-        return _explode_usage(rows)
-
     # -- results -------------------------------------------------------------------------
 
-    def write_sweep(
+    def _write_sweep(
         self,
         sweep: SweepRecord,
         *,
         rings: pd.DataFrame,
         members: pd.DataFrame,
         campaigns: pd.DataFrame,
-        lineage: pd.DataFrame | None = None,
-        previous_sweep_id: str | None = None,
+        edges: pd.DataFrame,
+        previous_sweep_id: str | None,
     ) -> None:
         """Write a sweep, its campaigns, rings and lineage in one transaction, then members.
 
         Writing a sweep id again first DETACH DELETEs that sweep's rings and campaigns, which
-        also removes the ``CONTINUES`` edges from and into those rings.
-
-        Parameters
-        ----------
-        sweep
-            Id, time and parameters of the run.
-        rings, members, campaigns
-            Result frames (see :func:`~graphinv.stores.base.sweep_frames`).
-        lineage
-            ``CONTINUES`` edges (:data:`~graphinv.stores.base.LINEAGE_COLUMNS`) from this
-            sweep's rings to rings of ``previous_sweep_id``; None writes none.
-        previous_sweep_id
-            The sweep the lineage edges point into (the latest one before this).
-
-        Raises
-        ------
-        StoreError
-            A member account is not in the graph (load the platform first), or a lineage
-            edge names a ring missing from this sweep or from ``previous_sweep_id`` (then
-            nothing of the sweep is written).
+        also removes the ``CONTINUES`` edges from and into those rings. A lineage edge that
+        names a missing ring rolls the whole transaction back.
         """
-        rings, members, campaigns = sweep_frames(rings, members, campaigns)
-        edges = lineage_frame(
-            lineage, sweep_id=sweep.sweep_id, previous_sweep_id=previous_sweep_id
-        )
         self.ensure_schema()
         at = pd.Timestamp(sweep.at)
         at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
@@ -430,20 +424,22 @@ class Neo4jStore:
         key = {"sweep_id": sweep.sweep_id}
 
         def head(tx: neo4j.ManagedTransaction) -> None:
-            tx.run(cypher.SWEEP_CLEAR_RINGS, key).consume()
-            tx.run(cypher.SWEEP_CLEAR_CAMPAIGNS, key).consume()
-            tx.run(
+            self._run(tx, cypher.SWEEP_CLEAR_RINGS, key)
+            self._run(tx, cypher.SWEEP_CLEAR_CAMPAIGNS, key)
+            self._run(
+                tx,
                 cypher.SWEEP_MERGE,
                 {**key, "at": at.isoformat(), "params": params_json(sweep.params)},
-            ).consume()
-            tx.run(cypher.CAMPAIGNS_CREATE, {**key, "rows": campaign_rows}).consume()
-            tx.run(cypher.RINGS_CREATE, {**key, "rows": ring_rows}).consume()
+            )
+            self._run(tx, cypher.CAMPAIGNS_CREATE, {**key, "rows": campaign_rows})
+            self._run(tx, cypher.RINGS_CREATE, {**key, "rows": ring_rows})
             if not edge_rows:
                 return
-            linked = tx.run(
+            linked = self._run(
+                tx,
                 cypher.LINEAGE_CREATE,
                 {**key, "previous_sweep_id": previous_sweep_id, "rows": edge_rows},
-            ).single(strict=True)["written"]
+            )[0]["written"]
             if linked != len(edge_rows):
                 # Raising inside the transaction function rolls the whole head back.
                 raise StoreError(
@@ -455,66 +451,16 @@ class Neo4jStore:
         with self._session() as session:
             session.execute_write(head)
             for batch in _batches(members, self.batch_size):
-                record = session.execute_write(
-                    _single, cypher.MEMBERS_CREATE, {**key, "rows": batch}
-                )
+                with self._failing(cypher.MEMBERS_CREATE):
+                    record = session.execute_write(
+                        _single, cypher.MEMBERS_CREATE, {**key, "rows": batch}
+                    )
                 written += record["written"]
         if written != len(members):
             raise StoreError(
                 f"sweep {sweep.sweep_id}: {len(members) - written} member(s) name accounts or "
                 "rings that are not in the graph"
             )
-
-    def read_sweeps(self) -> pd.DataFrame:
-        return sweeps_frame(self._read(cypher.SWEEPS_READ))
-
-    def read_rings(self, *, sweep_id: str | None = None) -> pd.DataFrame:
-        sweep_id = sweep_id or self._latest_sweep()
-        return rings_frame(self._read(cypher.RINGS_READ, sweep_id=sweep_id))
-
-    def read_lineage(self, *, sweep_id: str | None = None) -> pd.DataFrame:
-        sweep_id = sweep_id or self._latest_sweep()
-        return lineage_read_frame(self._read(cypher.LINEAGE_READ, sweep_id=sweep_id))
-
-    def read_ring_members(self, ring_id: str, *, sweep_id: str | None = None) -> pd.DataFrame:
-        sweep_id = sweep_id or self._latest_sweep()
-        found = self._read(cypher.RING_EXISTS, sweep_id=sweep_id, ring_id=ring_id)
-        if not found or found[0]["n"] == 0:
-            raise RingNotFound(f"ring {ring_id!r} is not in sweep {sweep_id!r}")
-        rows = self._read(cypher.MEMBERS_READ, sweep_id=sweep_id, ring_id=ring_id)
-        return pd.DataFrame(rows, columns=["ring_id", "account_id"])
-
-    def read_members(self, *, sweep_id: str | None = None) -> pd.DataFrame:
-        sweep_id = sweep_id or self._latest_sweep()
-        rows = self._read(cypher.SWEEP_MEMBERS_READ, sweep_id=sweep_id)
-        return pd.DataFrame(rows, columns=["ring_id", "account_id"])
-
-    def _latest_sweep(self) -> str | None:
-        rows = self._read(cypher.LATEST_SWEEP)
-        return rows[0]["sweep_id"] if rows else None
-
-    # -- generic -------------------------------------------------------------------------
-
-    def default_quarantine_dir(self) -> Path:
-        """``./quarantine``: the server's files are not the investigator's."""
-        return Path.cwd() / "quarantine"
-
-    def query(self, text: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        """Run Cypher with ``$name`` parameters into a frame (one column per returned key)."""
-        with self._session() as session:
-            result = session.run(text, dict(params or {}))
-            keys = result.keys()
-            return pd.DataFrame(result.values(), columns=keys)
-
-    def close(self) -> None:
-        if self._owns_driver:
-            self.driver.close()
-
-    def __enter__(self) -> Neo4jStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @contextmanager
@@ -535,17 +481,13 @@ def _values(tx: neo4j.ManagedTransaction, query: str, params: dict[str, Any]) ->
     return tx.run(query, params).values()
 
 
+def _keys_and_values(
+    tx: neo4j.ManagedTransaction, query: str, params: dict[str, Any]
+) -> tuple[list[str], list[list[Any]]]:
+    result = tx.run(query, params)
+    return list(result.keys()), result.values()
 
 
-def _write_usage(tx: neo4j.ManagedTransaction, batch: list[list[Any]], existing: bool) -> None:
-    if not existing:
-        tx.run(cypher.USAGE_CREATE, {"rows": batch}).consume()
-        return
-    keys = [[row[0], row[1]] for row in batch]
-    stored = tx.run(cypher.USAGE_READ_KEYS, {"keys": keys}).data()
-    if stored:
-        batch = _merge_usage(batch, stored)
-    tx.run(cypher.USAGE_WRITE, {"rows": batch}).consume()
 
 
 class _BatchWriter:
@@ -559,12 +501,15 @@ class _BatchWriter:
         Opens another session: batches of statements whose rows touch distinct keys go out
         on ``writers`` sessions at once, so the server works on one batch while the next
         crosses the wire, and uses a second core when it has one.
+    failing
+        The store's wrapper that turns a refusal into a StoreError quoting the statement.
     """
 
     def __init__(
         self,
         session: neo4j.Session,
         open_session: Callable[[], AbstractContextManager[neo4j.Session]],
+        failing: Callable[[str], AbstractContextManager[None]],
         bar: Progress,
         *,
         batch_size: int,
@@ -572,19 +517,22 @@ class _BatchWriter:
     ) -> None:
         self.session = session
         self.open_session = open_session
+        self.failing = failing
         self.bar = bar
         self.batch_size = batch_size
         self.writers = writers
 
     def present(self, query: str, **params: Any) -> bool:
         """Answer a ``… AS present`` existence query."""
-        return bool(self.session.execute_read(_single, query, params)["present"])
+        with self.failing(query):
+            return bool(self.session.execute_read(_single, query, params)["present"])
 
     def send(self, description: str, query: str, frame: pd.DataFrame, **params: Any) -> None:
         """Write every row, one batch after the other on the load's session."""
         task = self.bar.add_task(description, total=len(frame))
         for batch in _batches(frame, self.batch_size):
-            self.session.execute_write(_values, query, {"rows": batch, **params})
+            with self.failing(query):
+                self.session.execute_write(_values, query, {"rows": batch, **params})
             self.bar.advance(task, len(batch))
 
     def count(self, description: str, query: str, frame: pd.DataFrame, **params: Any) -> int:
@@ -628,7 +576,7 @@ class _BatchWriter:
         task = self.bar.add_task(description, total=len(frame))
 
         def write(batch: list[Any]) -> list[list[Any]]:
-            with self.open_session() as session:
+            with self.open_session() as session, self.failing(query):
                 return session.execute_write(_values, query, {"rows": batch, **params})
 
         with ThreadPoolExecutor(self.writers) as pool:
@@ -709,27 +657,28 @@ def _merge_usage(batch: list[list[Any]], stored: list[dict[str, Any]]) -> list[l
     return merged
 
 
-def _explode_usage(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def _explode_usage(arrays: pd.DataFrame) -> pd.DataFrame:
+    """Usage rows (one per hour) from the per-(account, model) arrays of the Usage nodes."""
     columns = list(TABLES["usage"].column_names)
-    if not rows:
+    if arrays.empty:
         return pd.DataFrame(columns=columns)
-    lengths = np.array([len(r["hours"]) for r in rows])
+    lengths = arrays["hours"].map(len).to_numpy()
+
+    def flat(column: str) -> np.ndarray:
+        return np.concatenate(arrays[column].tolist()).astype("int64")
+
     frame = pd.DataFrame(
         {
-            "account_id": np.repeat([r["account_id"] for r in rows], lengths),
-            "hour": pd.to_datetime(
-                np.concatenate([r["hours"] for r in rows]).astype("int64") * 3600,
-                unit="s",
-                utc=True,
-            ),
-            "model": np.repeat([r["model"] for r in rows], lengths),
-            **{c: np.concatenate([r[c] for r in rows]).astype("int64") for c in _USAGE_ARRAYS[1:]},
+            "account_id": np.repeat(arrays["account_id"].to_numpy(), lengths),
+            "hour": pd.to_datetime(flat("hours") * 3600, unit="s", utc=True),
+            "model": np.repeat(arrays["model"].to_numpy(), lengths),
+            **{c: flat(c) for c in _USAGE_ARRAYS[1:]},
         }
     )
     return frame[columns]
 
 
-def _ring_row(ring: Mapping[str, Any]) -> dict[str, Any]:
+def _ring_row(ring: Mapping[Hashable, Any]) -> dict[str, Any]:
     features: dict[str, Any] = ring["features"]
     props = {
         "size": optional(ring["size"]),
