@@ -51,8 +51,10 @@ def test_guide_runs_library_queries_with_their_parameters_set() -> None:
     for topic in ("start here", "Top rings", "Open a ring", "Why this score",
                   "card, IP or template", "changed since the last sweep"):
         assert topic in titles
-    library = {browser_kit.browser_cypher(q) for q in load_queries().values()}
+    library = {browser_kit.browser_cypher(q, from_ring=picked)
+               for q in load_queries().values() for picked in (False, True)}
     set_by_slide: set[str] = set()
+    styles = 0
     for slide in slides:
         for block in re.findall(r'<pre mode="(\w+)"[^>]*class="[^"]*runnable[^"]*">(.*?)</pre>',
                                 slide, flags=re.S):
@@ -63,7 +65,29 @@ def test_guide_runs_library_queries_with_their_parameters_set() -> None:
                 assert text in library
                 assert set(re.findall(r"\$(\w+)", text)) <= set_by_slide, text
             else:
+                styles += 1
                 assert text.startswith(":style\n") and "node.Ring" in text
+    assert set_by_slide == {"ring_id"}, "Browser evaluates :param without other parameters"
+    assert styles == 1 and "mode=\"style\"" not in slides[0], "the style is not slide 1"
+
+
+def test_guide_queries_about_a_ring_pick_its_identifiers_themselves() -> None:
+    query = load_queries()["ip-links"]
+    text = browser_kit.browser_cypher(query, from_ring=True)
+    assert set(re.findall(r"\$(\w+)", text)) == {"ring_id"}
+    assert "MATCH (ip:IP {id: picked_ip})" in text
+    assert browser_kit.browser_cypher(query).count("$ip") == 1
+
+
+def test_style_gives_each_label_and_link_type_its_own_colour() -> None:
+    rules = {label.lstrip("."): body for _, label, body in RULE.findall(browser_kit.style_text())}
+    colours = {name: re.search(r"\bcolor: (#\w+)", body).group(1)
+               for name, body in rules.items() if name}
+    nodes = ["Ring", "Campaign", "Account", "PaymentMethod", "IP", "PromptFingerprint",
+             "Identifier", "Sweep"]
+    links = ["IN_RING", "PART_OF", "PAID_WITH", "CONNECTED_FROM", "SENT", "USES", "CONTINUES"]
+    assert len({colours[n] for n in nodes}) == len(nodes)
+    assert len({colours[t] for t in links}) == len(links)
 
 
 def test_post_connect_command_is_what_the_local_server_sets(tmp_path: Path) -> None:

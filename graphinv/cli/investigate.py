@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 console = Console(soft_wrap=True)
 
 
-def _context() -> Context:
-    return click.get_current_context().obj.get()
+def _context(*, read: bool = False) -> Context:
+    """The command's context; ``read`` refuses to create an empty embedded store."""
+    lazy = click.get_current_context().obj
+    return lazy.get(read=read) if read else lazy.get()
 
 
 # -- queries -------------------------------------------------------------------------------
@@ -160,6 +162,75 @@ def case(ring_id: str, html_path: Path | None, csv_path: Path | None,
     if csv_path is not None:
         console.print(f"Accounts to action: {opened.to_csv(csv_path)} ({len(opened.members)} rows)")
     console.print(repr(opened))
+
+
+# -- review --------------------------------------------------------------------------------
+
+
+@click.command("review")
+@click.argument("ring_id", required=False)
+@click.option("--set-status", "status",
+              type=click.Choice(["open", "in_progress", "confirmed", "dismissed", "actioned"]),
+              help="Record a disposition for RING_ID.")
+@click.option("--assignee", help="Assign RING_ID to someone ('' unassigns).")
+@click.option("--note", help="Add a note to RING_ID (kept with who and when).")
+@click.option("--by", "by", help="Who decides (default: your login name).")
+@click.option("--margin", default=0.5, show_default=True, type=float,
+              help="A dismissed ring alerts again above its size when dismissed × (1 + margin).")
+@click.option("--all", "include_silent", is_flag=True,
+              help="Also list silent rings (dismissed within the margin, below threshold).")
+@click.option("--sweep", "sweep_id", help="A past sweep (default: the latest).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+def review(ring_id: str | None, status: str | None, assignee: str | None, note: str | None,
+           by: str | None, margin: float, include_silent: bool, sweep_id: str | None,
+           fmt: str) -> None:
+    """The review queue, or (with RING_ID and --set-status/--assignee/--note) a decision.
+
+    Escalated first (a ring actioned before and back, a confirmed ring respawned), then
+    alerts (undecided above threshold; dismissed but grown past the margin), then rings in
+    review. Decisions carry across sweeps along ring lineage.
+    """
+    from graphinv.investigate import review as queue_module
+
+    store = _context(read=True).store
+    if ring_id is not None:
+        if status is None and assignee is None and note is None:
+            notes = queue_module.ring_notes(store, ring_id)
+            console.print(_table(notes, title=f"Decisions on {ring_id} ({len(notes)})"))
+            return
+        event = queue_module.decide(store, ring_id, status=status, assignee=assignee,
+                                    note=note, by=by, sweep_id=sweep_id)
+        console.print(
+            f"{ring_id}: {event['status'] or '(status unchanged)'}"
+            + (f", assigned to {event['assignee']}" if event["assignee"] else "")
+            + (f", note: {event['note']}" if event["note"] else "")
+            + f" — by {event['by']} at {event['at']:%Y-%m-%d %H:%M} UTC "
+            f"(sweep {event['sweep_id']}, {event['size']} accounts)"
+        )
+        return
+    frame = queue_module.review_queue(store, sweep_id=sweep_id, margin=margin,
+                                      include_silent=include_silent)
+    if fmt == "json":
+        click.echo(frame.to_json(orient="records", indent=2, date_format="iso"))
+        return
+    if fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+        return
+    table = Table(title=f"Review queue ({len(frame)} rings; margin {margin:.0%})",
+                  caption="graphinv review RING --set-status dismissed --note '…'")
+    for column, justify in (("priority", "left"), ("ring", "left"), ("score", "right"),
+                            ("size", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    for column in ("lineage", "disposition", "assignee", "why it is here", "last note"):
+        table.add_column(column, overflow="fold")
+    colours = {"escalated": "bold red", "alert": "yellow", "in review": "cyan",
+               "silent": "dim"}
+    for row in frame.itertuples(index=False):
+        table.add_row(f"[{colours[row.priority]}]{row.priority}[/]", row.ring_id,
+                      _text(row.score), _text(row.size), row.lineage, row.disposition,
+                      _text(row.assignee), row.reason, _text(row.last_note))
+    console.print(table)
 
 
 # -- browser kit ---------------------------------------------------------------------------

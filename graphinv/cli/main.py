@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from graphinv.cli.investigate import browser_kit_command, case, queries, ring
+from graphinv.cli.investigate import browser_kit_command, case, queries, review, ring
 from graphinv.errors import GraphinvError, InputError
 
 if TYPE_CHECKING:
@@ -86,7 +86,11 @@ class _LazyContext:
         self.progress = progress
         self._context: Context | None = None
 
-    def get(self) -> Context:
+    def get(self, *, read: bool = False) -> Context:
+        """The context; ``read`` (commands that only read) refuses to create an empty
+        embedded store where none exists."""
+        if read:
+            self._require_store()
         if self._context is None:
             from graphinv.config import load_settings
             from graphinv.context import Context
@@ -99,6 +103,16 @@ class _LazyContext:
                 progress=self.progress,
             )
         return self._context
+
+    def _require_store(self) -> None:
+        import os
+
+        neo4j_uri, db_path, _ = self._args
+        if neo4j_uri or os.environ.get("NEO4J_URI") or Path(db_path).exists():
+            return
+        raise GraphinvError(
+            f"no sweep in {_shown(db_path)}: no such file (use --db PATH, or --neo4j URI)"
+        )
 
     def close(self) -> None:
         if self._context is not None:
@@ -126,7 +140,11 @@ def neo4j_start(timeout: float) -> None:
         status = server.start(timeout=timeout, web_kit=install_local)
     console.print(
         f"Neo4j {status.version} running (pid {status.pid})\n"
-        f"  Bolt     {status.bolt_uri}\n  Browser  {status.browser_url}\n  Home     {status.home}"
+        f"  Bolt     {status.bolt_uri}\n  Browser  {status.browser_url}\n  Home     {status.home}\n"
+        "Connect in Browser with Authentication type \"No authentication\" (this local server "
+        "runs without auth; the link above preselects it). The graphinv style is applied and "
+        "the guide opens on connect.\n"
+        f"Commands against it: graphinv --neo4j {status.bolt_uri} rings"
     )
 
 
@@ -398,11 +416,16 @@ def _rings_table(frame: pd.DataFrame, *, title: str) -> Table:
     return table
 
 
+def _shown(path: Path) -> str:
+    """A path as the user would type it: ``./graphinv.duckdb`` for a bare file name."""
+    return str(path) if path.is_absolute() or path.parent != Path(".") else f"./{path}"
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-for command in (queries, ring, case, browser_kit_command):
+for command in (queries, ring, case, review, browser_kit_command):
     cli.add_command(command)
 
 

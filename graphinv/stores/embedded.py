@@ -84,6 +84,15 @@ _RESULT_DDL = (
 )
 _SWEEP_TABLES = ("sweeps", "rings", "ring_members", "campaigns")
 
+# Investigators' decisions on rings (graphinv.investigate.review): an append-only log, so
+# every change keeps who made it and when. Not a sweep table: a new sweep never clears it.
+_DECISIONS_DDL = (
+    'CREATE TABLE IF NOT EXISTS ring_decisions (ring_id VARCHAR, "at" TIMESTAMPTZ, '
+    '"by" VARCHAR, status VARCHAR, assignee VARCHAR, note VARCHAR, sweep_id VARCHAR, '
+    "size BIGINT)"
+)
+DECISION_COLUMNS = ("ring_id", "at", "by", "status", "assignee", "note", "sweep_id", "size")
+
 
 class EmbeddedStore:
     """A platform and its rings in one DuckDB file.
@@ -110,6 +119,7 @@ class EmbeddedStore:
                 self._con.execute(_table_ddl(spec))
             for ddl in _RESULT_DDL:
                 self._con.execute(ddl)
+            self._con.execute(_DECISIONS_DDL)
 
     # -- input tables --------------------------------------------------------------------
 
@@ -365,6 +375,30 @@ class EmbeddedStore:
             'SELECT sweep_id FROM sweeps ORDER BY "at" DESC, sweep_id DESC LIMIT 1'
         ).fetchall()
         return rows[0][0] if rows else None
+
+    # -- review decisions (append-only; see graphinv.investigate.review) -------------------
+
+    def append_decision(self, decision: Mapping[str, Any]) -> None:
+        """Record one decision event: ``DECISION_COLUMNS`` (missing keys stored as NULL)."""
+        values = {c: decision.get(c) for c in DECISION_COLUMNS}
+        try:
+            self._con.execute(
+                "INSERT INTO ring_decisions VALUES ($ring_id, $at, $by, $status, $assignee, "
+                "$note, $sweep_id, $size)",
+                values,
+            )
+        except duckdb.Error as exc:
+            raise StoreError(f"DuckDB refused the decision on {values['ring_id']}: {exc}") from exc
+
+    def read_decisions(self) -> pd.DataFrame:
+        """Every decision event, oldest first (``DECISION_COLUMNS``)."""
+        columns = list(DECISION_COLUMNS)
+        if not self._has_table("ring_decisions"):  # a read-only file from before decisions
+            return pd.DataFrame(columns=columns)
+        listed = ", ".join(_quote(c) for c in columns)
+        return self._con.execute(
+            f'SELECT {listed} FROM ring_decisions ORDER BY "at", rowid'
+        ).df()
 
     # -- generic -------------------------------------------------------------------------
 
