@@ -53,12 +53,47 @@ def test_case_frames_tell_the_story_of_the_ring(embedded: tuple[Path, str]) -> N
                                                             reverse=True)
 
 
+def test_enforcement_content_and_decisions(embedded: tuple[Path, str], tmp_path: Path) -> None:
+    db, ring_id = embedded
+    with Context(db_path=db, use_env=False, progress=False) as ctx:
+        opened = Case(ring_id, context=ctx)
+        assert opened.decision["disposition"] == "open"
+        event = opened.decide(status="confirmed", assignee="ana", note="same BINs", by="ana")
+        assert event["status"] == "confirmed"
+        assert opened.decision["disposition"] == "confirmed"
+        assert opened.notes["note"].tolist() == ["same BINs"]
+        opened.decide(status="open", note="reopened for the test", by="ana")
+    cards = opened.cards
+    assert {"card", "type", "bin", "issuer_country", "prepaid", "outside_ring"} <= set(cards)
+    assert len(cards) and cards["type"].notna().all()
+    evidence = opened.evidence_identifiers
+    assert (evidence["concentration"] >= 0.5).all()
+    kinds = evidence["kind"].tolist()
+    order = {"payment_method": 0, "ip": 1, "prompt_fingerprint": 2}
+    assert [order.get(k, 3) for k in kinds] == sorted(order.get(k, 3) for k in kinds)
+    assert (opened.hubs["concentration"] < 0.5).all()
+    assert opened.totals["requests"] == opened.timeline["requests"].sum()
+    events = opened.events
+    assert events["at"].dropna().is_monotonic_increasing
+    assert events["event"].str.contains("finds it").any()
+    assert events["event"].str.contains("ana: confirmed").any()
+    assert opened.provenance["code_version"] and opened.provenance["commands"]
+    assert len(opened.templates) and opened.templates["category"].notna().all()
+
+
 def test_exports_are_self_contained(embedded: tuple[Path, str], tmp_path: Path) -> None:
     db, ring_id = embedded
     with Context(db_path=db, use_env=False, progress=False) as ctx:
         opened = Case(ring_id, context=ctx)
     page = opened.to_html(tmp_path / "case.html").read_text()
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4
+    assert "overflow: auto" not in page and 'class="scroll"' not in page, "prints every row"
+    for account in opened.members["account_id"]:
+        assert f"<td>{account}</td>" in page
+    for heading in ("Payment methods", "Prompt templates", "Timeline", "Provenance",
+                    "Campaign: sibling rings", "Accounts outside the ring"):
+        assert heading in page
+    assert f"case {ring_id} --sweep" in page, "the command that reproduces it"
     assert not re.search(r"""(src|href)=["']?https?:""", page), "no external resources"
     assert ring_id in page and "Accounts to action" in page
     accounts = pd.read_csv(opened.to_csv(tmp_path / "accounts.csv"))

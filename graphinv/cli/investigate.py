@@ -34,6 +34,18 @@ def _context(*, read: bool = False) -> Context:
     return lazy.get(read=read) if read else lazy.get()
 
 
+def _swept_context() -> Context:
+    """The context of a command that reads a sweep: says so when the store has none."""
+    from graphinv.errors import GraphinvError
+
+    context = _context(read=True)
+    if context.store.read_sweeps().empty:
+        where = click.get_current_context().obj.where()
+        raise GraphinvError(f"no sweep in {where} (use --db PATH or --neo4j URI, or run "
+                            "`graphinv sweep` first)")
+    return context
+
+
 # -- queries -------------------------------------------------------------------------------
 
 
@@ -115,28 +127,60 @@ def ring(ring_id: str, sweep_id: str | None, limit: int) -> None:
     """Show one ring: why it scored, what its members share, who they are."""
     from graphinv.investigate.case import Case
 
-    case = Case(ring_id, context=_context(), sweep_id=sweep_id)
+    case = Case(ring_id, context=_swept_context(), sweep_id=sweep_id)
     info = case.ring
-    console.print(Panel(
+    decision = case.decision
+    predecessors = ", ".join(info["predecessors"]) or "none"
+    lines = [
         f"rank {info['rank']} · score {info['score']:.2f} · {info['size']} accounts · "
         f"campaign {info['campaign_id']} · sweep {info['sweep_id']}",
-        title=f"Ring {info['ring_id']}",
-    ))
+        f"lineage: {info['status'] or 'new'} · predecessors: {predecessors}",
+    ]
+    if info["lineage_evidence"]:
+        lines.append(f"evidence: {info['lineage_evidence']}")
+    lines.append(f"review: {decision['disposition']} ({decision['priority']}) · "
+                 f"{decision['reason']}"
+                 + (f" · assignee {decision['assignee']}" if decision["assignee"] else ""))
+    if decision["last_note"]:
+        lines.append(f"last note: {decision['last_note']}")
+    console.print(Panel("\n".join(lines), title=f"Ring {info['ring_id']}"), highlight=False,
+                  soft_wrap=False)
     breakdown = case.breakdown.loc[case.breakdown["contribution"] > 0,
                                    ["feature", "group", "contribution", "text"]]
     console.print(_table(breakdown.round(3), title="Why this score (contributions add up to it)"))
-    shared = case.shared_identifiers[
+    cards = case.cards[["card", "type", "bin", "issuer_country", "prepaid", "members",
+                        "outside_ring"]]
+    console.print(_table(cards.head(limit),
+                         title=f"Cards ({len(cards)}; top {min(limit, len(cards))})"))
+    evidence = case.evidence_identifiers[
         ["kind", "value", "members", "outside_ring", "concentration", "first_seen", "last_seen"]
     ]
-    shown = min(limit, len(shared))
-    console.print(_table(shared.head(limit),
-                         title=f"Shared identifiers ({len(shared)}; top {shown})"))
+    # Cards, IPs and templates each get their share of the listing before other kinds.
+    shown = evidence.groupby("kind", sort=False).head(max(limit // 3, 5)).head(limit)
+    console.print(_table(shown, title=f"Shared identifiers that are evidence ({len(evidence)}; "
+                                      f"{len(shown)} shown, cards first)"))
+    hubs = case.hubs
+    if len(hubs):
+        console.print(f"Not evidence: {len(hubs)} hub identifier(s) mostly used outside the "
+                      "ring, e.g. " + ", ".join(
+                          f"{v} ({n:,} accounts)" for v, n in
+                          hubs[["value", "platform_accounts"]].head(3).itertuples(index=False)),
+                      highlight=False)
     members = case.members[[c for c in case.members.columns
                             if c in ("account_id", "created_at", "signup_path", "country",
-                                     "cards", "IPs", "prompt_templates", "requests")]]
+                                     "status", "cards", "IPs", "prompt_templates",
+                                     "requests")]]
     console.print(_table(members.head(limit),
                          title=f"Members ({len(members)}; first {min(limit, len(members))})"))
-    console.print(f"Case file: graphinv case {info['ring_id']} --html case.html --csv accounts.csv")
+    where = click.get_current_context().obj
+    flag = "" if where.where() == "./graphinv.duckdb" else (
+        f" --neo4j {where.where()}" if "://" in where.where() else f" --db {where.where()}")
+    console.print(f"Case file: graphinv{flag} case {info['ring_id']} --html case.html "
+                  "--csv accounts.csv\n"
+                  f"Decide:    graphinv{flag} review {info['ring_id']} --set-status "
+                  "confirmed --note '…'\n"
+                  f"Share:     graphinv{flag} indicators {info['ring_id']} --out "
+                  f"{info['ring_id']}.stix.json", highlight=False)
 
 
 # -- case ----------------------------------------------------------------------------------
@@ -156,7 +200,7 @@ def case(ring_id: str, html_path: Path | None, csv_path: Path | None,
         raise click.UsageError("give --html PATH, --csv PATH or both")
     from graphinv.investigate.case import Case
 
-    opened = Case(ring_id, context=_context(), sweep_id=sweep_id)
+    opened = Case(ring_id, context=_swept_context(), sweep_id=sweep_id)
     if html_path is not None:
         console.print(f"Case file: {opened.to_html(html_path)}")
     if csv_path is not None:
@@ -193,7 +237,7 @@ def review(ring_id: str | None, status: str | None, assignee: str | None, note: 
     """
     from graphinv.investigate import review as queue_module
 
-    store = _context(read=True).store
+    store = _swept_context().store
     if ring_id is not None:
         if status is None and assignee is None and note is None:
             notes = queue_module.ring_notes(store, ring_id)
@@ -304,4 +348,6 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, pd.Timestamp):
+        return f"{value:%Y-%m-%d %H:%M}"
     return str(value)

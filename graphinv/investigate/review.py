@@ -242,6 +242,69 @@ def decision_labels(store: Store, *, sweep_id: str | None = None) -> pd.DataFram
     }).drop_duplicates("account_id").reset_index(drop=True)
 
 
+def alert_groups(store: Store, alerts: pd.DataFrame) -> list[dict[str, Any]]:
+    """Alerting rings grouped by the ring of the sweep before that they descend from.
+
+    A banned operator coming back shows as one line ("R-f6a0 (168 accounts, actioned) is
+    back as 15 rings / 99 accounts") rather than a list of bare ids; rings with no
+    predecessor form one group each.
+
+    Parameters
+    ----------
+    store
+        The store the sweep was written to (for the previous rings and decisions).
+    alerts
+        Alerting rings of the latest sweep: ``ring_id, size, score, status,
+        predecessors, lineage_evidence``.
+
+    Returns
+    -------
+    list of dict
+        ``predecessor`` (None for new rings), ``predecessor_size``, ``disposition``,
+        ``rings``, ``accounts``, ``ring_ids``, ``evidence`` and ``text``; the largest
+        comeback first.
+    """
+    if alerts.empty:
+        return []
+    sweeps = store.read_sweeps()["sweep_id"].tolist()
+    before = (store.read_rings(sweep_id=sweeps[-2]).set_index("ring_id")
+              if len(sweeps) >= 2 else pd.DataFrame(columns=["size", "sweep_id"]))
+    decided = current_decisions(store).set_index("ring_id")["status"]
+    # Keyed by the main predecessor; a ring without one is its own group.
+    groups: dict[tuple[bool, str], list[Any]] = {}
+    for ring in alerts.itertuples(index=False):
+        predecessors = list(ring.predecessors) if ring.predecessors is not None else []
+        key = (True, predecessors[0]) if predecessors else (False, ring.ring_id)
+        groups.setdefault(key, []).append(ring)
+    out = []
+    for (descends, key), rings in groups.items():
+        accounts = int(sum(r.size for r in rings))
+        ids = [r.ring_id for r in sorted(rings, key=lambda r: -r.size)]
+        evidence = next((r.lineage_evidence for r in rings if r.ring_id == key), None) or next(
+            (r.lineage_evidence for r in rings if r.lineage_evidence), None)
+        if not descends:
+            ring = rings[0]
+            out.append({
+                "predecessor": None, "predecessor_size": None, "disposition": None,
+                "rings": 1, "accounts": accounts, "ring_ids": ids, "evidence": None,
+                "text": f"{ring.ring_id}: new ring of {ring.size} accounts, score "
+                        f"{ring.score:.2f}",
+            })
+            continue
+        size = int(before.loc[key, "size"]) if key in before.index else None
+        status = decided.get(key)
+        said = ", ".join(x for x in (f"{size} accounts" if size else None, status) if x)
+        verb = "is back as" if any(r.status == "respawned" for r in rings) else "grew into"
+        text = (f"{key} ({said}) {verb} {len(rings)} ring{'s' if len(rings) > 1 else ''} / "
+                f"{accounts} accounts" + (f": {evidence}" if evidence else ""))
+        out.append({
+            "predecessor": key, "predecessor_size": size, "disposition": status,
+            "rings": len(rings), "accounts": accounts, "ring_ids": ids, "evidence": evidence,
+            "text": text,
+        })
+    return sorted(out, key=lambda g: (g["predecessor"] is None, -g["accounts"]))
+
+
 # -- internals ----------------------------------------------------------------------------
 
 
