@@ -158,3 +158,40 @@ def test_case_and_commands_on_neo4j(
                                    "--csv", str(tmp_path / "c.csv")])
     assert exported.exit_code == 0, exported.output
     assert len(pd.read_csv(tmp_path / "c.csv")) == len(members)
+
+
+def test_indicators_share_keyed_hashes_in_stix(embedded: tuple[Path, str], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from graphinv.cli.investigate import indicators
+    from graphinv.ingest.pseudonymise import pseudonym
+
+    if "indicators" not in cli.commands:
+        cli.add_command(indicators)
+    db, ring_id = embedded
+    runner = CliRunner()
+    monkeypatch.delenv("GRAPHINV_INDICATOR_KEY", raising=False)
+    refused = runner.invoke(cli, ["--db", str(db), "indicators", ring_id])
+    assert refused.exit_code == 1 and "GRAPHINV_INDICATOR_KEY" in refused.output
+    monkeypatch.setenv("GRAPHINV_INDICATOR_KEY", "a-key-both-platforms-hold")
+    out = tmp_path / "ring.stix.json"
+    result = runner.invoke(cli, ["--db", str(db), "indicators", ring_id, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    bundle = json.loads(out.read_text())
+    assert bundle["type"] == "bundle"
+    kinds = {o["type"] for o in bundle["objects"]}
+    assert {"identity", "indicator", "grouping"} <= kinds
+    indicators_ = [o for o in bundle["objects"] if o["type"] == "indicator"]
+    assert all(o["spec_version"] == "2.1" for o in indicators_)
+    with Context(db_path=db, use_env=False, progress=False) as ctx:
+        evidence = Case(ring_id, context=ctx).evidence_identifiers
+    shared = evidence.loc[evidence["kind"].isin(["payment_method", "ip", "prompt_fingerprint"])]
+    assert len(indicators_) == len(shared) > 0
+    text = out.read_text()
+    key = b"a-key-both-platforms-hold"
+    for kind, value in shared[["kind", "value"]].itertuples(index=False):
+        assert value not in text, "never a raw value"
+        assert pseudonym(value, kind=kind, key=key) in text
+    grouping = next(o for o in bundle["objects"] if o["type"] == "grouping")
+    assert grouping["x_graphinv_ring_id"] == ring_id and grouping["description"]

@@ -3,6 +3,7 @@ every query run against a real Neo4j holding planted rings and two sweeps."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -216,6 +217,12 @@ def test_every_saved_query_returns_rows_on_neo4j(
         )
         assert result.exit_code == 0, result.output
         assert ids["account_id"] in result.output
+        as_json = CliRunner().invoke(
+            cli, ["--neo4j", neo4j_uri, "--quiet", "queries", "run", "top-rings", "--format",
+                  "json"])
+        assert as_json.exit_code == 0, as_json.output
+        first = json.loads(as_json.output)[0]
+        assert isinstance(first["score"], float) and isinstance(first["rank"], int)
     finally:
         store.close()
 

@@ -107,11 +107,15 @@ def run_saved_query(query_id: str, pairs: tuple[str, ...], fmt: str) -> None:
         values[name.strip()] = value
     bind(query, values)  # parameter errors before opening a store
     frame = run_query(_context().store, query, params=values)
+    if fmt == "json":
+        # Numbers, booleans and lists stay JSON values; graph objects become their text.
+        records = [{k: _json_value(v) for k, v in row.items()}
+                   for row in frame.to_dict("records")]
+        click.echo(json.dumps(records, indent=2, default=str))
+        return
     frame = frame.map(_text) if len(frame) else frame
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
-    elif fmt == "json":
-        click.echo(json.dumps(frame.to_dict("records"), indent=2, default=str))
     else:
         console.print(_table(frame, title=f"{query.name} ({len(frame)} rows)"))
 
@@ -206,6 +210,37 @@ def case(ring_id: str, html_path: Path | None, csv_path: Path | None,
     if csv_path is not None:
         console.print(f"Accounts to action: {opened.to_csv(csv_path)} ({len(opened.members)} rows)")
     console.print(repr(opened))
+
+
+# -- indicators ----------------------------------------------------------------------------
+
+
+@click.command("indicators")
+@click.argument("ring_id")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the STIX 2.1 bundle here (default: stdout).")
+@click.option("--key-env", default="GRAPHINV_INDICATOR_KEY", show_default=True,
+              help="Environment variable holding the key agreed with your partners.")
+@click.option("--producer", default="graphinv user", show_default=True,
+              help="Your organisation's name in the bundle.")
+@click.option("--sweep", "sweep_id", help="A past sweep (default: the latest).")
+def indicators(ring_id: str, out_path: Path | None, key_env: str, producer: str,
+               sweep_id: str | None) -> None:
+    """Write a ring's cards, IPs and templates as keyed hashes in STIX 2.1, to share."""
+    from graphinv.investigate.case import Case
+    from graphinv.investigate.indicators import indicator_key, ring_indicators
+
+    key = indicator_key(key_env)  # fail before reading anything without a key
+    opened = Case(ring_id, context=_swept_context(), sweep_id=sweep_id)
+    bundle = ring_indicators(opened, key=key, producer=producer)
+    text = bundle.serialize(pretty=True)
+    count = sum(1 for o in bundle.objects if o.type == "indicator")
+    if out_path is None:
+        click.echo(text)
+        return
+    out_path.write_text(text + "\n", encoding="utf-8")
+    console.print(f"Wrote {count} indicator(s) of ring {ring_id} to {out_path} (STIX 2.1, "
+                  f"values as HMAC-SHA256 under ${key_env}).")
 
 
 # -- review --------------------------------------------------------------------------------
@@ -328,6 +363,25 @@ def _table(frame: pd.DataFrame, *, title: str) -> Table:
     for row in frame.itertuples(index=False):
         table.add_row(*(_text(v) for v in row))
     return table
+
+
+def _json_value(value: Any) -> Any:
+    """A query cell as JSON: numbers as numbers, missing as null, nodes and paths as text."""
+    import neo4j.graph
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, neo4j.graph.Node | neo4j.graph.Relationship | neo4j.graph.Path):
+        return _text(value)
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def _text(value: Any) -> str:

@@ -18,7 +18,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from graphinv.cli.investigate import browser_kit_command, case, queries, review, ring
+from graphinv.cli.investigate import (
+    browser_kit_command,
+    case,
+    indicators,
+    queries,
+    review,
+    ring,
+)
 from graphinv.errors import GraphinvError, InputError
 
 if TYPE_CHECKING:
@@ -261,11 +268,18 @@ def load(
 
     Exit status 0 when every row loaded, 3 when some rows went to quarantine.
     """
+    import logging
+
     from graphinv.stores.neo4j.local import LocalNeo4j
 
     context = lazy.get()
     options = {"quarantine_dir": quarantine_dir, "pseudonymise": pseudonymise,
                "extra_kinds": extra_kinds}
+    # The driver retries transient errors (deadlocks between parallel batches) itself and
+    # logs a warning for each; they are counted and summed up, not dumped on the console.
+    retries = _RetryCounter()
+    driver_log = logging.getLogger("neo4j.session")  # where the driver logs its retries
+    driver_log.addFilter(retries)
     if bulk:
         from graphinv.investigate.browser_kit import install_local
 
@@ -276,7 +290,11 @@ def load(
             report = context.bulk_load(folder, server, **options)
     else:
         report = context.load(folder, **options)
+    driver_log.removeFilter(retries)
     console.print(report.summary_table())
+    if retries.count:
+        console.print(f"{retries.count} transient Neo4j error(s) (e.g. deadlocks between "
+                      "parallel batches) were retried by the driver and succeeded.")
     sys.exit(report.exit_code)
 
 
@@ -484,6 +502,19 @@ def _db_flag(lazy: _LazyContext) -> str:
     return "" if Path(db_path) == Path("graphinv.duckdb") else f" --db {db_path}"
 
 
+class _RetryCounter:
+    """A logging filter that swallows the driver's retry warnings and counts them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def filter(self, record: object) -> bool:
+        if "will be retried" in str(getattr(record, "msg", "")):
+            self.count += 1
+            return False
+        return True
+
+
 def _shown(path: Path) -> str:
     """A path as the user would type it: ``./graphinv.duckdb`` for a bare file name."""
     return str(path) if path.is_absolute() or path.parent != Path(".") else f"./{path}"
@@ -493,7 +524,7 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-for command in (queries, ring, case, review, browser_kit_command):
+for command in (queries, ring, case, review, indicators, browser_kit_command):
     cli.add_command(command)
 
 
