@@ -178,3 +178,22 @@ def test_review_command_sets_and_lists(tmp_path: Path) -> None:
     assert rows["priority"].tolist() == ["escalated", "in review"]
     table = runner.invoke(cli, ["--db", str(db), "review"])
     assert "escalated" in table.output and "dee" in table.output
+
+
+def test_fit_weights_learns_from_decisions(tmp_path: Path) -> None:
+    from graphinv.cli import cli
+    from graphinv.sweep import run_sweep
+    from graphinv.synth import generate
+
+    db = tmp_path / "g.duckdb"
+    with EmbeddedStore(db) as opened:
+        opened.load(generate(preset="small", seed=5, n_accounts=1500), progress=False)
+        rings = run_sweep(opened, progress=False).rings
+        for ring_id in rings["ring_id"].head(3):
+            decide(opened, ring_id, status="confirmed", by="ana")
+        for ring_id in rings["ring_id"].tail(3):
+            decide(opened, ring_id, status="dismissed", by="ana")
+    result = CliRunner().invoke(cli, ["--db", str(db), "fit-weights", "--from-decisions"])
+    assert result.exit_code == 0, result.output
+    assert "Fitted on 6 rings (3 extraction)" in result.output
+    assert "[scoring.weights]" in result.output

@@ -421,18 +421,31 @@ def evaluate_command(lazy: _LazyContext, labels_dir: Path, top_k: int, fmt: str)
 
 
 @cli.command("fit-weights")
-@click.option("--labels", "labels_dir", required=True,
+@click.option("--labels", "labels_dir",
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder holding labels (past enforcement or synthetic ground truth).")
+@click.option("--from-decisions", is_flag=True,
+              help="Instead: investigators' decisions (confirmed/actioned = extraction, "
+                   "dismissed = benign; see graphinv review).")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Write the fitted [scoring] settings to this TOML file (else print them).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @pass_context
-def fit_weights_command(lazy: _LazyContext, labels_dir: Path, out: Path | None,
-                        seed: int) -> None:
+def fit_weights_command(lazy: _LazyContext, labels_dir: Path | None, from_decisions: bool,
+                        out: Path | None, seed: int) -> None:
     """Fit scoring weights to labelled rings (logistic regression, cross-validated)."""
-    context = lazy.get()
-    result = context.fit_weights(labels_dir, seed=seed)
+    if (labels_dir is None) == (not from_decisions):
+        raise click.UsageError("give --labels FOLDER or --from-decisions")
+    context = lazy.get(read=True) if from_decisions else lazy.get()
+    if from_decisions:
+        from graphinv.investigate.review import decision_labels
+
+        labels = decision_labels(context.store)
+        if labels.empty:
+            raise InputError("no decided rings yet: graphinv review RING --set-status …")
+        result = context.fit_weights(labels=labels, seed=seed)
+    else:
+        result = context.fit_weights(labels_dir, seed=seed)
     console.print(
         f"Fitted on {result.n_rings:,} rings ({result.n_positive:,} extraction); weights in "
         f"use were from {context.settings.source}."
