@@ -1,44 +1,268 @@
-"""Take a headless Chromium screenshot of a page (Neo4j Browser, a case file, …).
+"""Headless-Chromium screenshots of an investigator's day, to look at (docs/screenshots/).
 
-Usage: python scripts/screenshot.py URL OUT.png [--wait-ms 15000] [--size 1400,900]
+Usage::
 
-Chromium comes from Debian (`apt-get install chromium`). The flags keep it off the network
-(this machine reaches only package registries) and out of any real profile.
+    python scripts/screenshot.py page URL OUT.png [--wait-ms 15000] [--size 1400,900]
+    python scripts/screenshot.py day OUT_DIR [--work data/screenshots]
+
+``page`` takes one screenshot of a URL. ``day`` plays the day end to end and shoots it:
+
+1. a synthetic platform (two days: bans, respawns, growth) swept twice into the local Neo4j
+   (``graphinv neo4j start`` first, with the ``GRAPHINV_NEO4J_*`` ports) and into DuckDB;
+   between the sweeps an investigator actions the rings that day two bans and dismisses
+   one ring that carries on;
+2. Neo4j Browser connected with no authentication: the guide on top, then every query of
+   the guide run from its slide (clicked, then run), one screenshot each, with the count
+   of rows Browser reports;
+3. ``graphinv review --all`` after day two: respawns of actioned rings escalated, the
+   dismissed ring silent;
+4. the case file of the largest ring printed to PDF, every page converted to PNG
+   (``pdftoppm``) and laid side by side.
+
+Chromium comes from Debian (``apt-get install chromium``; ``poppler-utils`` for
+``pdftoppm``); the Browser pages are driven with the ``playwright`` package on that
+Chromium (no browser download). The flags keep it off the network.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
+import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        sys.exit("Error: chromium not found; install it with `apt-get install chromium`")
+    return found
+
 
 def screenshot(url: str, out: Path, *, wait_ms: int = 15000, size: str = "1400,900") -> Path:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        sys.exit("Error: chromium not found; install it with `apt-get install chromium`")
+    """One screenshot of a page, with Chromium's own headless mode."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
-            [
-                chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", f"--user-data-dir={profile}", f"--window-size={size}",
-                f"--virtual-time-budget={wait_ms}", f"--screenshot={out.resolve()}", url,
-            ],
+            [chromium(), "--headless", *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+             f"--window-size={size}", f"--virtual-time-budget={wait_ms}",
+             f"--screenshot={out.resolve()}", url],
             check=True, capture_output=True, timeout=120,
         )
     return out
 
 
+# -- the day -------------------------------------------------------------------------------
+
+
+def graphinv(*args: str, store: list[str], check: bool = True, **env: str) -> str:
+    """Run the graphinv command of this checkout; its output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "graphinv.cli", "--quiet", *store, *args],
+        capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "190", **env},
+    )
+    if check and result.returncode not in (0, 10):
+        sys.exit(f"graphinv {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def prepare(work: Path, bolt: str) -> dict[str, object]:
+    """Two days swept into Neo4j and DuckDB, with decisions between them."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT))
+    from graphinv.investigate.review import decide
+    from graphinv.stores import open_store
+
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    graphinv("synth", str(work / "day1"), "--preset", "small", "--seed", "7", store=[])
+    graphinv("synth", str(work / "day2"), "--next-day", str(work / "day1"), "--seed", "8",
+             store=[])
+    day2 = pd.read_parquet(work / "day2" / "accounts.parquet")
+    banned = set(day2.loc[day2["status"] == "banned", "account_id"])
+    stores = {"embedded": ["--db", str(work / "g.duckdb")], "neo4j": ["--neo4j", bolt]}
+    picked: dict[str, object] = {}
+    for name, flag in stores.items():
+        if name == "neo4j":
+            _wipe(bolt)
+        graphinv("load", str(work / "day1"), store=flag)
+        graphinv("sweep", store=flag)
+        store = open_store(path=work / "g.duckdb", use_env=False) if name == "embedded" \
+            else open_store(neo4j_uri=bolt, use_env=False)
+        try:
+            rings = store.read_rings()
+            members = store.read_members()
+            share = members.assign(gone=members["account_id"].isin(banned)).groupby(
+                "ring_id")["gone"].mean()
+            actioned = [r for r in rings["ring_id"] if share.get(r, 0) > 0.5]
+            carrying = rings.loc[~rings["ring_id"].isin(actioned)
+                                 & (rings["score"] >= 0.4)].tail(1)["ring_id"].tolist()
+            for ring_id in actioned:
+                decide(store, ring_id, status="actioned", by="ana",
+                       note="accounts banned after review")
+            for ring_id in carrying:
+                decide(store, ring_id, status="dismissed", by="ben",
+                       note="research group with a signed agreement")
+            picked[name] = {"actioned": actioned, "dismissed": carrying}
+        finally:
+            store.close()
+        graphinv("load", str(work / "day2"), store=flag)
+        picked[f"{name}_sweep"] = graphinv("sweep", "--top", "5", store=flag)
+    return {"stores": stores, **picked}
+
+
+def _wipe(bolt: str) -> None:
+    import neo4j
+
+    with neo4j.GraphDatabase.driver(bolt) as driver, driver.session() as session:
+        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+                    ).consume()
+
+
+def terminal_shot(text: str, title: str, out: Path) -> Path:
+    """A terminal's output as a page, then a screenshot of it."""
+    page = out.with_suffix(".html")
+    page.write_text(
+        "<html><body style='background:#1e1e1e;color:#ddd;margin:12px'>"
+        f"<h3 style='font-family:sans-serif;color:#fff'>{html.escape(title)}</h3>"
+        "<pre style='font:12px/1.25 DejaVu Sans Mono,monospace'>"
+        f"{html.escape(text)}</pre></body></html>", encoding="utf-8")
+    lines = text.count("\n") + 4
+    return screenshot(page.as_uri(), out, wait_ms=500, size=f"1500,{min(60 + lines * 16, 1600)}")
+
+
+def browser_day(url: str, out: Path, guide_queries: list[tuple[str, str]]) -> list[dict]:
+    """Connect Neo4j Browser, shoot the guide, then run each guide query and shoot it."""
+    from playwright.sync_api import sync_playwright
+
+    results = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(url)
+        page.wait_for_timeout(4000)
+        connect = page.locator("button[data-testid='connect']")
+        if connect.count():
+            connect.first.click()
+        page.wait_for_selector("text=graphinv: start here", timeout=60000)
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(out / "browser-1-guide.png"))
+        for i, (mode, text) in enumerate(guide_queries, start=1):
+            _run_in_browser(page, text)
+            frame = page.locator("[data-testid='frame']").first
+            summary = frame.inner_text(timeout=30000)[:4000]
+            rows = _row_count(summary)
+            name = f"browser-q{i:02d}.png"
+            page.screenshot(path=str(out / name))
+            results.append({"mode": mode, "rows": rows, "shot": name,
+                            "first_line": text.strip().splitlines()[-1][:90]})
+        browser.close()
+    return results
+
+
+def _run_in_browser(page, text: str) -> None:
+    """Put a query in Browser's editor as the guide does (no typing, so nothing is
+    auto-closed) and run it."""
+    page.evaluate(
+        """(text) => {
+            const editors = window.monaco && window.monaco.editor.getEditors();
+            if (editors && editors.length) { editors[0].setValue(text); return; }
+            throw new Error('no Monaco editor');
+        }""", text)
+    page.keyboard.press("Control+Enter")
+    page.wait_for_timeout(4500)
+
+
+def _row_count(text: str) -> int | None:
+    found = re.search(r"(?:Started streaming|returned)\s+([\d,]+)\s+record", text)
+    return int(found.group(1).replace(",", "")) if found else None
+
+
+def case_pages(db: Path, ring_id: str, work: Path, out: Path) -> Path:
+    """The case file printed to PDF, its pages as PNG side by side."""
+    from PIL import Image
+
+    html_path = work / "case.html"
+    graphinv("case", ring_id, "--html", str(html_path), store=["--db", str(db)])
+    pdf = work / "case.pdf"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([chromium(), "--headless", *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                        "--no-pdf-header-footer", f"--print-to-pdf={pdf}", html_path.as_uri()],
+                       check=True, capture_output=True, timeout=180)
+    for old in work.glob("case-page-*.png"):
+        old.unlink()
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(pdf), str(work / "case-page")],
+                   check=True)
+    pages = [Image.open(p) for p in sorted(work.glob("case-page-*.png"))]
+    width, height = pages[0].size
+    across = min(len(pages), 6)
+    sheet = Image.new("RGB", (width * across, height * -(-len(pages) // across)), "white")
+    for i, image in enumerate(pages):
+        sheet.paste(image, ((i % across) * width, (i // across) * height))
+    target = out / "case-file-printed.png"
+    sheet.save(target, optimize=True)
+    return target
+
+
+def day(out: Path, work: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from graphinv.investigate import browser_kit
+    from graphinv.stores.neo4j.local import LocalNeo4j
+
+    server = LocalNeo4j.from_env()
+    if not server.status().running:
+        sys.exit("start the local Neo4j first: graphinv neo4j start (same GRAPHINV_NEO4J_* env)")
+    out.mkdir(parents=True, exist_ok=True)
+    picked = prepare(work, server.bolt_uri)
+    (work / "picked.json").write_text(json.dumps(picked, indent=2, default=str))
+
+    review = graphinv("review", "--all", store=picked["stores"]["embedded"],
+                      COLUMNS="200")
+    terminal_shot(review, "graphinv review --all   (after the second day's sweep)",
+                  out / "review-queue-day2.png")
+    sweep_text = str(picked["embedded_sweep"])
+    terminal_shot(sweep_text, "graphinv sweep   (second day)", work / "sweep-day2.png")
+
+    guide = browser_kit.guide_html()
+    blocks = [(m, html.unescape(t)) for m, t in re.findall(
+        r'<pre mode="(\w+)"[^>]*>(.*?)</pre>', guide, flags=re.S) if m in ("command", "cypher")]
+    results = browser_day(server.browser_url, work, blocks)
+    (work / "browser-results.json").write_text(json.dumps(results, indent=2))
+    for name in ("browser-1-guide.png",):
+        shutil.copy(work / name, out / name)
+    rings = json.loads(graphinv("rings", "--format", "json", "--limit", "200",
+                                store=picked["stores"]["embedded"]))
+    largest = max(rings, key=lambda r: r["size"])["ring_id"]
+    case_pages(work / "g.duckdb", largest, work, out)
+    print(json.dumps(results, indent=2))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("url")
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--wait-ms", type=int, default=15000)
-    parser.add_argument("--size", default="1400,900")
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("page", help="one screenshot of a URL")
+    one.add_argument("url")
+    one.add_argument("out", type=Path)
+    one.add_argument("--wait-ms", type=int, default=15000)
+    one.add_argument("--size", default="1400,900")
+    whole = commands.add_parser("day", help="the investigator's day, shot end to end")
+    whole.add_argument("out", type=Path)
+    whole.add_argument("--work", type=Path, default=ROOT / "data" / "screenshots")
     args = parser.parse_args()
-    print(screenshot(args.url, args.out, wait_ms=args.wait_ms, size=args.size))
+    if args.command == "page":
+        print(screenshot(args.url, args.out, wait_ms=args.wait_ms, size=args.size))
+    else:
+        day(args.out, args.work)

@@ -17,7 +17,7 @@ Examples
 >>> html.count("<slide") >= 6, "runnable" in html
 (True, True)
 >>> post_connect_command(http_port=7474)
-'style http://localhost:7474/browser/graphinv/graphinv.grass; play http://localhost:7474/browser/graphinv/guide.html'
+'play http://localhost:7474/browser/graphinv/guide.html'
 """
 
 from __future__ import annotations
@@ -163,6 +163,68 @@ def style_text() -> str:
     return STYLE_PATH.read_text(encoding="utf-8")
 
 
+def style_rules(text: str | None = None) -> dict[str, dict[str, str]]:
+    """The style as Neo4j Browser keeps it: ``{"node.Ring": {"color": "#E0413A", …}}``.
+
+    The same reading as Browser's own ``.grass`` parser (quotes dropped, one
+    ``name: value`` per ``;``), so the style can be put in place before Browser starts.
+
+    Examples
+    --------
+    >>> style_rules('node.Ring { color: #E0413A; caption: "#{rank} {id}"; }')
+    {'node.Ring': {'color': '#E0413A', 'caption': '#{rank} {id}'}}
+    """
+    rules: dict[str, dict[str, str]] = {}
+    selector, body, quoted, inside = "", "", False, False
+    for char in text or style_text():
+        if char in "\"'":
+            quoted = not quoted  # quotes themselves are dropped, as Browser does
+        elif quoted:
+            body += char
+        elif char == "{":
+            inside = True
+        elif char == "}":
+            rules[selector] = _declarations(body)
+            selector, body, inside = "", "", False
+        elif inside:
+            body += char
+        elif not char.isspace():
+            selector += char
+    return rules
+
+
+def _declarations(body: str) -> dict[str, str]:
+    entries = {}
+    for line in body.split(";"):
+        parts = line.split(":")
+        if len(parts) == 2:  # Browser skips a declaration with a second colon
+            entries[parts[0].strip()] = parts[1].strip()
+    return entries
+
+
+def style_script() -> str:
+    """JavaScript that puts the graphinv style into Browser's saved settings before it
+    starts (``localStorage["neo4j.grass"]``), once per version of the style.
+
+    Applied this way the style needs no ``:style`` command, so no frame of ``.grass`` text
+    opens on connect. An investigator's own later changes stand until the style changes.
+    """
+    import hashlib
+    import json
+
+    rules = json.dumps(style_rules(), sort_keys=True)
+    version = hashlib.sha256(rules.encode()).hexdigest()[:12]
+    return (
+        "// graphinv: the Browser style, applied once per style version (see browser_kit.py)\n"
+        "try {\n"
+        f"  if (localStorage.getItem('neo4j.graphinv.style') !== '{version}') {{\n"
+        f"    localStorage.setItem('neo4j.grass', JSON.stringify({rules}));\n"
+        f"    localStorage.setItem('neo4j.graphinv.style', '{version}');\n"
+        "  }\n"
+        "} catch (e) { /* storage blocked: :style from the guide's last slide still works */ }\n"
+    )
+
+
 def browser_cypher(query: SavedQuery, *, from_ring: bool = False) -> str:
     """A saved query as the guide shows it: optional parameters written as their defaults.
 
@@ -238,12 +300,12 @@ def kit_url(*, http_port: int = 7474, host: str = "localhost") -> str:
 
 
 def post_connect_command(*, http_port: int = 7474, host: str = "localhost") -> str:
-    """The ``browser.post_connect_cmd`` value: apply the style, then open the guide.
+    """The ``browser.post_connect_cmd`` value: open the guide.
 
-    Browser stacks frames newest first, so the guide (run last) is the frame on top.
+    The style is already in place (:func:`style_script`, loaded by the Browser zip's
+    ``index.html``), so no ``:style`` frame of raw text opens above the guide.
     """
-    base = kit_url(http_port=http_port, host=host)
-    return f"style {base}/graphinv.grass; play {base}/guide.html"
+    return f"play {kit_url(http_port=http_port, host=host)}/guide.html"
 
 
 def write_kit(out_dir: Path) -> dict[str, Path]:
@@ -280,12 +342,26 @@ def browser_zip(browser_jar: Path, out: Path) -> Path:
             for folder in [*folders, f"browser/{KIT_FOLDER}/"]:
                 zipped.writestr(folder, b"")
             for entry in entries:
-                if not entry.is_dir():
-                    zipped.writestr(entry.filename, jar.read(entry))
+                if entry.is_dir():
+                    continue
+                data = jar.read(entry)
+                if entry.filename == "browser/index.html":
+                    data = _with_style_script(data)
+                zipped.writestr(entry.filename, data)
             zipped.writestr(f"browser/{KIT_FOLDER}/guide.html", guide_html())
             zipped.writestr(f"browser/{KIT_FOLDER}/graphinv.grass", style_text())
+            zipped.writestr(f"browser/{KIT_FOLDER}/style.js", style_script())
     partial.replace(out)
     return out
+
+
+def _with_style_script(index: bytes) -> bytes:
+    """Browser's index.html loading the style script before Browser's own scripts."""
+    tag = f'<script src="{KIT_FOLDER}/style.js"></script>'.encode()
+    head = index.find(b"<head>")
+    if head < 0:
+        raise GraphinvError("the Browser's index.html has no <head>; cannot add the style")
+    return index[: head + 6] + tag + index[head + 6 :]
 
 
 def install_local(home: Path, lib: Path) -> Path:

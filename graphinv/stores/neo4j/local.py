@@ -220,8 +220,8 @@ class LocalNeo4j:
             "dbms.usage_report.enabled": "false",
             "db.tx_log.rotation.retention_policy": "1 files",
             # Style and guide of `graphinv browser-kit`, served from home/web/ by this server.
+            # The style itself is applied by the kit's index.html, without a frame.
             "browser.post_connect_cmd": (
-                f"style http://localhost:{self.http_port}/browser/graphinv/graphinv.grass; "
                 f"play http://localhost:{self.http_port}/browser/graphinv/guide.html"
             ),
         }
