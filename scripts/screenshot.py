@@ -144,8 +144,9 @@ def terminal_shot(text: str, title: str, out: Path) -> Path:
     return screenshot(page.as_uri(), out, wait_ms=500, size=f"1500,{min(60 + lines * 16, 1600)}")
 
 
-def browser_day(url: str, out: Path, guide_queries: list[tuple[str, str]]) -> list[dict]:
-    """Connect Neo4j Browser, shoot the guide, then run each guide query and shoot it."""
+def browser_day(url: str, out: Path) -> list[dict]:
+    """Connect Neo4j Browser, shoot the guide, then click every query of every slide into
+    the editor, run it as an investigator would, and shoot the result."""
     from playwright.sync_api import sync_playwright
 
     results = []
@@ -153,42 +154,49 @@ def browser_day(url: str, out: Path, guide_queries: list[tuple[str, str]]) -> li
         browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         page.goto(url)
-        page.wait_for_timeout(4000)
-        connect = page.locator("button[data-testid='connect']")
-        if connect.count():
-            connect.first.click()
-        page.wait_for_selector("text=graphinv: start here", timeout=60000)
-        page.wait_for_timeout(2500)
+        page.wait_for_selector("text=graphinv: start here", timeout=90000)
+        page.wait_for_timeout(2000)
         page.screenshot(path=str(out / "browser-1-guide.png"))
-        for i, (mode, text) in enumerate(guide_queries, start=1):
-            _run_in_browser(page, text)
-            frame = page.locator("[data-testid='frame']").first
-            summary = frame.inner_text(timeout=30000)[:4000]
-            rows = _row_count(summary)
-            name = f"browser-q{i:02d}.png"
-            page.screenshot(path=str(out / name))
-            results.append({"mode": mode, "rows": rows, "shot": name,
-                            "first_line": text.strip().splitlines()[-1][:90]})
+        guide = page.locator("[data-testid='frame']", has_text="graphinv/guide.html").first
+        slide = 0
+        while True:
+            slide += 1
+            blocks = guide.locator("pre.runnable")
+            for i in range(blocks.count()):
+                block = blocks.nth(i)
+                if not block.is_visible() or block.get_attribute("mode") == "style":
+                    continue
+                text = block.inner_text()
+                block.click()
+                page.wait_for_timeout(600)
+                page.locator("button[data-testid='editor-Run']").first.click()
+                page.wait_for_timeout(5000)
+                top = page.locator("[data-testid='frame']").first
+                shown = top.inner_text(timeout=30000)
+                name = f"browser-s{slide}-q{i + 1}.png"
+                page.screenshot(path=str(out / name))
+                results.append({"slide": slide, "query": " ".join(text.split())[:110],
+                                "result": _result_summary(shown), "shot": name})
+                guide = page.locator("[data-testid='frame']",
+                                     has_text="graphinv/guide.html").first
+            following = guide.locator("[data-testid='nextSlide']")
+            if slide >= 6 or not following.count() or not following.first.is_enabled():
+                break
+            following.first.click()
+            page.wait_for_timeout(800)
         browser.close()
     return results
 
 
-def _run_in_browser(page, text: str) -> None:
-    """Put a query in Browser's editor as the guide does (no typing, so nothing is
-    auto-closed) and run it."""
-    page.evaluate(
-        """(text) => {
-            const editors = window.monaco && window.monaco.editor.getEditors();
-            if (editors && editors.length) { editors[0].setValue(text); return; }
-            throw new Error('no Monaco editor');
-        }""", text)
-    page.keyboard.press("Control+Enter")
-    page.wait_for_timeout(4500)
-
-
-def _row_count(text: str) -> int | None:
-    found = re.search(r"(?:Started streaming|returned)\s+([\d,]+)\s+record", text)
-    return int(found.group(1).replace(",", "")) if found else None
+def _result_summary(text: str) -> str:
+    """What Browser says about a result: records streamed, or nodes drawn, or a param."""
+    for pattern in (r"Started streaming [\d,]+ records?[^\n]*", r"Displaying [^\n]*",
+                    r"(?:no changes, )?no records", r"Set params?[^\n]*",
+                    r"ring_id\W+\S+"):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(0).strip()
+    return text.strip().splitlines()[0][:80] if text.strip() else ""
 
 
 def case_pages(db: Path, ring_id: str, work: Path, out: Path) -> Path:
@@ -219,7 +227,6 @@ def case_pages(db: Path, ring_id: str, work: Path, out: Path) -> Path:
 
 def day(out: Path, work: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from graphinv.investigate import browser_kit
     from graphinv.stores.neo4j.local import LocalNeo4j
 
     server = LocalNeo4j.from_env()
@@ -236,10 +243,7 @@ def day(out: Path, work: Path) -> None:
     sweep_text = str(picked["embedded_sweep"])
     terminal_shot(sweep_text, "graphinv sweep   (second day)", work / "sweep-day2.png")
 
-    guide = browser_kit.guide_html()
-    blocks = [(m, html.unescape(t)) for m, t in re.findall(
-        r'<pre mode="(\w+)"[^>]*>(.*?)</pre>', guide, flags=re.S) if m in ("command", "cypher")]
-    results = browser_day(server.browser_url, work, blocks)
+    results = browser_day(server.browser_url, work)
     (work / "browser-results.json").write_text(json.dumps(results, indent=2))
     for name in ("browser-1-guide.png",):
         shutil.copy(work / name, out / name)
