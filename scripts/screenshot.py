@@ -141,7 +141,7 @@ def terminal_shot(text: str, title: str, out: Path) -> Path:
         "<pre style='font:12px/1.25 DejaVu Sans Mono,monospace'>"
         f"{html.escape(text)}</pre></body></html>", encoding="utf-8")
     lines = text.count("\n") + 4
-    return screenshot(page.as_uri(), out, wait_ms=500, size=f"1500,{min(60 + lines * 16, 1600)}")
+    return screenshot(page.resolve().as_uri(), out, wait_ms=500, size=f"1500,{min(60 + lines * 16, 1600)}")
 
 
 def browser_day(url: str, out: Path) -> list[dict]:
@@ -208,7 +208,8 @@ def case_pages(db: Path, ring_id: str, work: Path, out: Path) -> Path:
     pdf = work / "case.pdf"
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run([chromium(), "--headless", *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                        "--no-pdf-header-footer", f"--print-to-pdf={pdf}", html_path.as_uri()],
+                        "--no-pdf-header-footer", f"--print-to-pdf={pdf.resolve()}",
+                        html_path.resolve().as_uri()],
                        check=True, capture_output=True, timeout=180)
     for old in work.glob("case-page-*.png"):
         old.unlink()
@@ -225,7 +226,7 @@ def case_pages(db: Path, ring_id: str, work: Path, out: Path) -> Path:
     return target
 
 
-def day(out: Path, work: Path) -> None:
+def day(out: Path, work: Path, *, reuse: bool = False) -> None:
     sys.path.insert(0, str(ROOT))
     from graphinv.stores.neo4j.local import LocalNeo4j
 
@@ -233,8 +234,11 @@ def day(out: Path, work: Path) -> None:
     if not server.status().running:
         sys.exit("start the local Neo4j first: graphinv neo4j start (same GRAPHINV_NEO4J_* env)")
     out.mkdir(parents=True, exist_ok=True)
-    picked = prepare(work, server.bolt_uri)
-    (work / "picked.json").write_text(json.dumps(picked, indent=2, default=str))
+    if reuse and (work / "picked.json").exists():
+        picked = json.loads((work / "picked.json").read_text())
+    else:
+        picked = prepare(work, server.bolt_uri)
+        (work / "picked.json").write_text(json.dumps(picked, indent=2, default=str))
 
     review = graphinv("review", "--all", store=picked["stores"]["embedded"],
                       COLUMNS="200")
@@ -265,8 +269,10 @@ if __name__ == "__main__":
     whole = commands.add_parser("day", help="the investigator's day, shot end to end")
     whole.add_argument("out", type=Path)
     whole.add_argument("--work", type=Path, default=ROOT / "data" / "screenshots")
+    whole.add_argument("--reuse", action="store_true",
+                       help="Shoot the stores a previous run prepared in --work.")
     args = parser.parse_args()
     if args.command == "page":
         print(screenshot(args.url, args.out, wait_ms=args.wait_ms, size=args.size))
     else:
-        day(args.out, args.work)
+        day(args.out, args.work, reuse=args.reuse)

@@ -307,7 +307,7 @@ def review(ring_id: str | None, status: str | None, assignee: str | None, note: 
                "silent": "dim"}
     for row in frame.itertuples(index=False):
         table.add_row(f"[{colours[row.priority]}]{row.priority}[/]", row.ring_id,
-                      _text(row.score), _text(row.size), row.lineage, row.disposition,
+                      f"{row.score:.2f}", _text(row.size), row.lineage, row.disposition,
                       _text(row.assignee), row.reason, _text(row.last_note))
     console.print(table)
 

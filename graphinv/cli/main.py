@@ -353,8 +353,13 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
         + f"), peak memory {report.peak_memory_mb:,.0f} MB"
     )
     escalated = queue.loc[queue["priority"] == "escalated"]
-    for row in escalated.itertuples(index=False):
-        console.print(f"[bold red]Escalated:[/] {row.ring_id} — {row.reason}", highlight=False)
+    for decided_on, rows in escalated.groupby("decided_on", sort=False):
+        console.print(
+            f"[bold red]Escalated:[/] {decided_on} ({rows['disposition'].iloc[0]}, "
+            f"{rows['decided_size'].iloc[0]} accounts when decided) is back as {len(rows)} "
+            f"ring(s) / {int(rows['size'].sum())} accounts: {', '.join(rows['ring_id'])}",
+            highlight=False,
+        )
     if report.exit_code:
         console.print(f"[bold red]Alert:[/] {len(report.alerts)} new or respawned ring(s) "
                       f"score ≥ {report.alert_threshold}:", highlight=False)

@@ -120,7 +120,8 @@ SLIDES: tuple[Slide, ...] = (
                      "with an id from the table):"),
             ("command", _PICK_TOP_RING),
             ("query", "ring-graph"),
-            ("text", "Other rings on the same cards or IPs (the operator's other cells):"),
+            ("text", "Other rings on the same cards, IPs or templates (the operator's other "
+                     "cells):"),
             ("query", "ring-neighbours"),
             ("text", "Its members as a table:"),
             ("query", "ring-members"),
