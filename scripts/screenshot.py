@@ -141,7 +141,8 @@ def terminal_shot(text: str, title: str, out: Path) -> Path:
         "<pre style='font:12px/1.25 DejaVu Sans Mono,monospace'>"
         f"{html.escape(text)}</pre></body></html>", encoding="utf-8")
     lines = text.count("\n") + 4
-    return screenshot(page.resolve().as_uri(), out, wait_ms=500, size=f"1500,{min(60 + lines * 16, 1600)}")
+    height = min(60 + lines * 16, 1600)
+    return screenshot(page.resolve().as_uri(), out, wait_ms=500, size=f"1500,{height}")
 
 
 def browser_day(url: str, out: Path) -> list[dict]:
