@@ -171,11 +171,17 @@ def browser_day(url: str, out: Path) -> list[dict]:
                 block.click()
                 page.wait_for_timeout(600)
                 page.locator("button[data-testid='editor-Run']").first.click()
-                page.wait_for_timeout(5000)
                 top = page.locator("[data-testid='frame']").first
-                shown = top.inner_text(timeout=30000)
+                shown = _wait_for_result(page, top)
                 name = f"browser-s{slide}-q{i + 1}.png"
                 page.screenshot(path=str(out / name))
+                full = top.locator("[title='Fullscreen']")
+                if "Displaying" in shown and full.count():  # a drawing: also full screen
+                    full.first.click()
+                    page.wait_for_timeout(3000)
+                    page.screenshot(path=str(out / f"browser-s{slide}-q{i + 1}-graph.png"))
+                    page.locator("[title='Close fullscreen']").first.click()
+                    page.wait_for_timeout(800)
                 results.append({"slide": slide, "query": " ".join(text.split())[:110],
                                 "result": _result_summary(shown), "shot": name})
                 guide = page.locator("[data-testid='frame']",
@@ -189,11 +195,25 @@ def browser_day(url: str, out: Path) -> list[dict]:
     return results
 
 
+def _wait_for_result(page, frame, *, seconds: int = 90) -> str:
+    """The frame's text once Browser has the result (records, a drawing, or a param)."""
+    markers = ("Started streaming", "Displaying", "no records", "Successfully set",
+               "Error")
+    text = ""
+    for _ in range(seconds * 2):
+        text = frame.inner_text(timeout=30000)
+        if any(m in text for m in markers):
+            break
+        page.wait_for_timeout(500)
+    page.wait_for_timeout(1500)  # let a drawing settle
+    return frame.inner_text(timeout=30000)
+
+
 def _result_summary(text: str) -> str:
     """What Browser says about a result: records streamed, or nodes drawn, or a param."""
     for pattern in (r"Started streaming [\d,]+ records?[^\n]*", r"Displaying [^\n]*",
-                    r"(?:no changes, )?no records", r"Set params?[^\n]*",
-                    r"ring_id\W+\S+"):
+                    r"(?:no changes, )?no records", r"Successfully set[^\n]*",
+                    r"Error[^\n]*"):
         found = re.search(pattern, text)
         if found:
             return found.group(0).strip()
@@ -254,7 +274,8 @@ def day(out: Path, work: Path, *, reuse: bool = False) -> None:
         shutil.copy(work / name, out / name)
     rings = json.loads(graphinv("rings", "--format", "json", "--limit", "200",
                                 store=picked["stores"]["embedded"]))
-    largest = max(rings, key=lambda r: r["size"])["ring_id"]
+    flagged = [r for r in rings if r["flagged"]] or rings
+    largest = max(flagged, key=lambda r: r["size"])["ring_id"]
     case_pages(work / "g.duckdb", largest, work, out)
     print(json.dumps(results, indent=2))
 

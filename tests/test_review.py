@@ -197,3 +197,21 @@ def test_fit_weights_learns_from_decisions(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Fitted on 6 rings (3 extraction)" in result.output
     assert "[scoring.weights]" in result.output
+
+
+def test_alerts_are_grouped_by_the_ring_they_descend_from(store: Store) -> None:
+    from graphinv.investigate.review import alert_groups
+
+    day_one_decided(store)
+    write(store, "S2", 2, [
+        ("rA", 8, 0.85, "respawned", ["rA"]),
+        ("rH", 3, 0.8, "respawned", ["rA"]),
+        ("rF", 5, 0.95, "new", []),
+    ], previous="S1")
+    alerts = store.read_rings()
+    groups = alert_groups(store, alerts)
+    assert [g["predecessor"] for g in groups] == ["rA", None]
+    assert groups[0]["ring_ids"] == ["rA", "rH"] and groups[0]["accounts"] == 11
+    assert groups[0]["text"].startswith("rA (10 accounts, actioned) is back as 2 rings / "
+                                        "11 accounts")
+    assert groups[1]["text"] == "rF: new ring of 5 accounts, score 0.95"

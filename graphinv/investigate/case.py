@@ -583,7 +583,8 @@ class Case:
             evidence=_table(self.evidence_identifiers),
             hubs=html.escape(hub_text),
             collateral=_table(self.collateral),
-            templates=_table(self.templates),
+            templates=_table(self.templates.loc[self.templates["members"] >= 2]),
+            template_categories=_table(_categories(self.templates)),
             siblings=_table(self.siblings),
             events=_table(self.events.assign(at=self.events["at"].map(_cell))),
             members=_table(self.members),
@@ -688,6 +689,17 @@ def _templates(identifiers: pd.DataFrame, platform: Platform) -> pd.DataFrame:
     columns = ["template", "category", "elicits_reasoning", "members", "outside_ring",
                "times_sent"]
     return templates.reindex(columns=columns).reset_index(drop=True)
+
+
+def _categories(templates: pd.DataFrame) -> pd.DataFrame:
+    """Template categories: how many templates and sends, and whether they elicit reasoning."""
+    if templates.empty:
+        return pd.DataFrame(columns=["category", "templates", "times_sent", "elicit_reasoning"])
+    return templates.groupby(templates["category"].fillna("(not described)")).agg(
+        templates=("template", "nunique"),
+        times_sent=("times_sent", "sum"),
+        elicit_reasoning=("elicits_reasoning", lambda v: int(v.fillna(False).astype(bool).sum())),
+    ).sort_values("times_sent", ascending=False).reset_index()
 
 
 def _collateral(evidence: pd.DataFrame, links: pd.DataFrame,
