@@ -134,7 +134,7 @@ def _wipe(bolt: str) -> None:
 
 def terminal_shot(text: str, title: str, out: Path) -> Path:
     """A terminal's output as a page, then a screenshot of it."""
-    page = out.with_suffix(".html")
+    page = Path(tempfile.mkdtemp()) / "terminal.html"
     page.write_text(
         "<html><body style='background:#1e1e1e;color:#ddd;margin:12px'>"
         f"<h3 style='font-family:sans-serif;color:#fff'>{html.escape(title)}</h3>"
@@ -179,6 +179,11 @@ def browser_day(url: str, out: Path) -> list[dict]:
                 if "Displaying" in shown and full.count():  # a drawing: also full screen
                     full.first.click()
                     page.wait_for_timeout(3000)
+                    page.mouse.move(620, 520)
+                    for _ in range(4):  # zoom in (d3 zoom on the wheel) so captions read
+                        page.mouse.wheel(0, -250)
+                        page.wait_for_timeout(300)
+                    page.wait_for_timeout(1000)
                     page.screenshot(path=str(out / f"browser-s{slide}-q{i + 1}-graph.png"))
                     page.locator("[title='Close fullscreen']").first.click()
                     page.wait_for_timeout(800)
@@ -270,14 +275,29 @@ def day(out: Path, work: Path, *, reuse: bool = False) -> None:
 
     results = browser_day(server.browser_url, work)
     (work / "browser-results.json").write_text(json.dumps(results, indent=2))
-    for name in ("browser-1-guide.png",):
-        shutil.copy(work / name, out / name)
+    # A few of the Browser shots go with the docs; every one stays in the work folder.
+    for name in ("browser-1-guide.png", "browser-s3-q2-graph.png", "browser-s3-q3.png",
+                 "browser-s5-q2.png", "browser-s6-q1.png"):
+        if (work / name).exists():
+            shutil.copy(work / name, out / name)
     rings = json.loads(graphinv("rings", "--format", "json", "--limit", "200",
                                 store=picked["stores"]["embedded"]))
     flagged = [r for r in rings if r["flagged"]] or rings
     largest = max(flagged, key=lambda r: r["size"])["ring_id"]
     case_pages(work / "g.duckdb", largest, work, out)
+    for shot in out.glob("*.png"):
+        shrink(shot)
     print(json.dumps(results, indent=2))
+
+
+def shrink(path: Path, *, colours: int = 96) -> Path:
+    """Re-save a screenshot with a palette (screens have few colours), for the docs."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
+    return path
 
 
 if __name__ == "__main__":
