@@ -28,3 +28,18 @@ def test_explanations_are_cut_between_words() -> None:
     assert short.endswith(" …") and len(short) <= 41
     assert text.startswith(short[:-2]) and text[len(short) - 2] == " "
     assert _shorten("short", 40) == "short"
+
+
+def test_read_commands_say_there_is_no_sweep_and_create_no_store(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from graphinv.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEO4J_URI", raising=False)
+    runner = CliRunner()
+    for args in (["ring", "R-1"], ["rings"], ["review"], ["case", "R-1", "--csv", "a.csv"]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "no sweep in ./graphinv.duckdb" in result.output, result.output
+    assert not (tmp_path / "graphinv.duckdb").exists()
