@@ -23,8 +23,14 @@ demo: $(VENV)/.installed
 	$(BIN)/graphinv --db $(DEMO)/graphinv.duckdb load $(DEMO)/input
 	# Exit status 10 means "a new ring scores above the alert threshold": expected here.
 	$(BIN)/graphinv --db $(DEMO)/graphinv.duckdb sweep --json $(DEMO)/sweep.json || [ $$? -eq 10 ]
-	$(BIN)/graphinv --db $(DEMO)/graphinv.duckdb rings --limit 15
 	$(BIN)/graphinv --db $(DEMO)/graphinv.duckdb evaluate --labels $(DEMO)/input
+	@TOP=$$($(BIN)/graphinv --db $(DEMO)/graphinv.duckdb rings --limit 1 --format csv | sed -n 2p | cut -d, -f2); \
+	echo; echo "Next (the ranked table is above):"; \
+	echo "  $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb ring $$TOP"; \
+	echo "  $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb case $$TOP --html $(DEMO)/case.html --csv $(DEMO)/accounts.csv"; \
+	echo "  $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb review"; \
+	echo "  $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb review $$TOP --set-status in_progress --assignee $$USER"; \
+	echo "  a second day: $(BIN)/graphinv synth $(DEMO)/day2 --next-day $(DEMO)/input && $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb load $(DEMO)/day2 && $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb sweep"
 
 # The fast loop: lint, types and every test that needs neither Neo4j nor a large preset.
 check: $(VENV)/.installed

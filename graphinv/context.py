@@ -156,16 +156,33 @@ class Context:
             options=EvaluationOptions(top_k=top_k),
         )
 
-    def fit_weights(self, labels_dir: Path, *, seed: int = 0) -> FitResult:
-        """Learn scoring weights from the latest sweep's rings and labelled past cases."""
+    def fit_weights(
+        self,
+        labels_dir: Path | None = None,
+        *,
+        labels: pd.DataFrame | None = None,
+        seed: int = 0,
+    ) -> FitResult:
+        """Learn scoring weights from the latest sweep's rings and labelled past cases.
+
+        Labels come from ``labels_dir`` (a ``labels`` table) or as a frame (``account_id,
+        kind``, e.g. investigators' decisions); a frame with a ``ring_id`` column limits
+        the fit to those rings, so undecided rings do not count as negatives.
+        """
         # scikit-learn takes seconds to import; only this command needs it.
         from graphinv.score.fit_weights import fit_weights
 
+        if (labels_dir is None) == (labels is None):
+            raise InputError("give labels_dir or labels, not both or neither")
         members = self.members()
         if members.empty:
             raise InputError("no rings in the store yet: run a sweep before fitting weights")
+        if labels is None:
+            labels = read_labels(Path(labels_dir))
+        elif "ring_id" in labels:
+            members = members.loc[members["ring_id"].isin(labels["ring_id"])]
         scores = score_rings(members, self.store.read_platform(), options=self.settings.scoring)
-        return fit_weights(scores, members, read_labels(Path(labels_dir)), seed=seed)
+        return fit_weights(scores, members, labels, seed=seed)
 
     def close(self) -> None:
         if self._store is not None:

@@ -94,7 +94,7 @@ class SweepReport:
         """JSON-ready report; ``top`` limits the rings listed (all by default)."""
         columns = [
             "ring_id", "rank", "score", "flagged", "size", "campaign_id", "status",
-            "predecessors", "explanation",
+            "predecessors", "lineage_evidence", "explanation",
         ]
         rings = self.rings[columns].head(top) if top else self.rings[columns]
         return json.loads(

@@ -9,7 +9,8 @@ CREATE CONSTRAINT usage_account_model IF NOT EXISTS FOR (n:Usage) REQUIRE (n.acc
 CREATE CONSTRAINT sweep_id IF NOT EXISTS FOR (n:Sweep) REQUIRE n.id IS UNIQUE;
 CREATE CONSTRAINT ring_sweep_id IF NOT EXISTS FOR (n:Ring) REQUIRE (n.sweep_id, n.id) IS UNIQUE;
 CREATE CONSTRAINT campaign_sweep_id IF NOT EXISTS FOR (n:Campaign) REQUIRE (n.sweep_id, n.id) IS UNIQUE;
+CREATE CONSTRAINT ground_truth_account IF NOT EXISTS FOR (n:GroundTruth) REQUIRE n.account_id IS UNIQUE;
 CREATE INDEX ring_id IF NOT EXISTS FOR (n:Ring) ON (n.id);
 CREATE INDEX ring_rank IF NOT EXISTS FOR (n:Ring) ON (n.rank);
 CREATE INDEX identifier_kind IF NOT EXISTS FOR (n:Identifier) ON (n.kind);
-CREATE INDEX account_label_ring IF NOT EXISTS FOR (n:Account) ON (n.label_ring_id);
+CREATE INDEX decision_ring IF NOT EXISTS FOR (n:Decision) ON (n.ring_id);

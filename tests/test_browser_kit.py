@@ -51,8 +51,10 @@ def test_guide_runs_library_queries_with_their_parameters_set() -> None:
     for topic in ("start here", "Top rings", "Open a ring", "Why this score",
                   "card, IP or template", "changed since the last sweep"):
         assert topic in titles
-    library = {browser_kit.browser_cypher(q) for q in load_queries().values()}
+    library = {browser_kit.browser_cypher(q, from_ring=picked)
+               for q in load_queries().values() for picked in (False, True)}
     set_by_slide: set[str] = set()
+    styles = 0
     for slide in slides:
         for block in re.findall(r'<pre mode="(\w+)"[^>]*class="[^"]*runnable[^"]*">(.*?)</pre>',
                                 slide, flags=re.S):
@@ -63,7 +65,41 @@ def test_guide_runs_library_queries_with_their_parameters_set() -> None:
                 assert text in library
                 assert set(re.findall(r"\$(\w+)", text)) <= set_by_slide, text
             else:
+                styles += 1
                 assert text.startswith(":style\n") and "node.Ring" in text
+    assert set_by_slide == {"ring_id"}, "Browser evaluates :param without other parameters"
+    assert styles == 1 and "mode=\"style\"" not in slides[0], "the style is not slide 1"
+
+
+def test_guide_queries_about_a_ring_pick_its_identifiers_themselves() -> None:
+    query = load_queries()["ip-links"]
+    text = browser_kit.browser_cypher(query, from_ring=True)
+    assert set(re.findall(r"\$(\w+)", text)) == {"ring_id"}
+    assert "MATCH (ip:IP {id: picked_ip})" in text
+    assert browser_kit.browser_cypher(query).count("$ip") == 1
+
+
+def test_style_gives_each_label_and_link_type_its_own_colour() -> None:
+    rules = {label.lstrip("."): body for _, label, body in RULE.findall(browser_kit.style_text())}
+    colours = {name: re.search(r"\bcolor: (#\w+)", body).group(1)
+               for name, body in rules.items() if name}
+    nodes = ["Ring", "Campaign", "Account", "PaymentMethod", "IP", "PromptFingerprint",
+             "Identifier", "Sweep"]
+    links = ["IN_RING", "PART_OF", "PAID_WITH", "CONNECTED_FROM", "SENT", "USES", "CONTINUES"]
+    assert len({colours[n] for n in nodes}) == len(nodes)
+    assert len({colours[t] for t in links}) == len(links)
+
+
+def test_style_script_holds_the_style_as_browser_parses_it() -> None:
+    import json
+
+    rules = browser_kit.style_rules()
+    assert rules["node.Ring"]["caption"] == "#{rank} {id}"
+    assert rules["node.PaymentMethod"]["color"] == "#FFC454"
+    script = browser_kit.style_script()
+    payload = re.search(r"JSON.stringify\((\{.*\})\)\);", script).group(1)
+    assert json.loads(payload) == rules
+    assert "style" not in browser_kit.post_connect_command(), "no :style frame on connect"
 
 
 def test_post_connect_command_is_what_the_local_server_sets(tmp_path: Path) -> None:
@@ -77,7 +113,7 @@ def fake_browser_jar(path: Path) -> Path:
         jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
         jar.writestr("browser/", b"")
         jar.writestr("browser/assets/", b"")
-        jar.writestr("browser/index.html", "<html></html>")
+        jar.writestr("browser/index.html", "<html><head><title>B</title></head></html>")
         jar.writestr("browser/assets/app.js", "//")
     return path
 
@@ -89,7 +125,9 @@ def test_browser_zip_lays_out_what_neo4j_unpacks(tmp_path: Path) -> None:
     folders = [i for i, n in enumerate(names) if n.endswith("/")]
     assert folders == list(range(len(folders))), "folders before files"
     assert {"browser/index.html", "browser/graphinv/guide.html",
-            "browser/graphinv/graphinv.grass"} <= set(names)
+            "browser/graphinv/graphinv.grass", "browser/graphinv/style.js"} <= set(names)
+    index = zipfile.ZipFile(zipped).read("browser/index.html").decode()
+    assert index.startswith('<html><head><script src="graphinv/style.js"></script>')
     assert not any(n.startswith("META-INF") for n in names)
 
 
@@ -125,6 +163,8 @@ def test_a_server_with_the_kit_serves_guide_and_style(neo4j_uri: str, tmp_path: 
             assert response.read().decode() == browser_kit.guide_html()
         with urllib.request.urlopen(f"{base}/graphinv.grass", timeout=10) as response:
             assert response.read().decode() == browser_kit.style_text()
+        with urllib.request.urlopen(f"{base}/style.js", timeout=10) as response:
+            assert response.read().decode() == browser_kit.style_script()
         with urllib.request.urlopen(server.browser_url, timeout=10) as response:
             assert b"Neo4j Browser" in response.read() or response.status == 200
         with neo4j.GraphDatabase.driver(server.bolt_uri) as driver:

@@ -53,12 +53,47 @@ def test_case_frames_tell_the_story_of_the_ring(embedded: tuple[Path, str]) -> N
                                                             reverse=True)
 
 
+def test_enforcement_content_and_decisions(embedded: tuple[Path, str], tmp_path: Path) -> None:
+    db, ring_id = embedded
+    with Context(db_path=db, use_env=False, progress=False) as ctx:
+        opened = Case(ring_id, context=ctx)
+        assert opened.decision["disposition"] == "open"
+        event = opened.decide(status="confirmed", assignee="ana", note="same BINs", by="ana")
+        assert event["status"] == "confirmed"
+        assert opened.decision["disposition"] == "confirmed"
+        assert opened.notes["note"].tolist() == ["same BINs"]
+        opened.decide(status="open", note="reopened for the test", by="ana")
+    cards = opened.cards
+    assert {"card", "type", "bin", "issuer_country", "prepaid", "outside_ring"} <= set(cards)
+    assert len(cards) and cards["type"].notna().all()
+    evidence = opened.evidence_identifiers
+    assert (evidence["concentration"] >= 0.5).all()
+    kinds = evidence["kind"].tolist()
+    order = {"payment_method": 0, "ip": 1, "prompt_fingerprint": 2}
+    assert [order.get(k, 3) for k in kinds] == sorted(order.get(k, 3) for k in kinds)
+    assert (opened.hubs["concentration"] < 0.5).all()
+    assert opened.totals["requests"] == opened.timeline["requests"].sum()
+    events = opened.events
+    assert events["at"].dropna().is_monotonic_increasing
+    assert events["event"].str.contains("finds it").any()
+    assert events["event"].str.contains("ana: confirmed").any()
+    assert opened.provenance["code_version"] and opened.provenance["commands"]
+    assert len(opened.templates) and opened.templates["category"].notna().all()
+
+
 def test_exports_are_self_contained(embedded: tuple[Path, str], tmp_path: Path) -> None:
     db, ring_id = embedded
     with Context(db_path=db, use_env=False, progress=False) as ctx:
         opened = Case(ring_id, context=ctx)
     page = opened.to_html(tmp_path / "case.html").read_text()
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4
+    assert "overflow: auto" not in page and 'class="scroll"' not in page, "prints every row"
+    for account in opened.members["account_id"]:
+        assert f"<td>{account}</td>" in page
+    for heading in ("Payment methods", "Prompt templates", "Timeline", "Provenance",
+                    "Campaign: sibling rings", "Accounts outside the ring"):
+        assert heading in page
+    assert f"case {ring_id} --sweep" in page, "the command that reproduces it"
     assert not re.search(r"""(src|href)=["']?https?:""", page), "no external resources"
     assert ring_id in page and "Accounts to action" in page
     accounts = pd.read_csv(opened.to_csv(tmp_path / "accounts.csv"))
@@ -123,3 +158,40 @@ def test_case_and_commands_on_neo4j(
                                    "--csv", str(tmp_path / "c.csv")])
     assert exported.exit_code == 0, exported.output
     assert len(pd.read_csv(tmp_path / "c.csv")) == len(members)
+
+
+def test_indicators_share_keyed_hashes_in_stix(embedded: tuple[Path, str], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from graphinv.cli.investigate import indicators
+    from graphinv.ingest.pseudonymise import pseudonym
+
+    if "indicators" not in cli.commands:
+        cli.add_command(indicators)
+    db, ring_id = embedded
+    runner = CliRunner()
+    monkeypatch.delenv("GRAPHINV_INDICATOR_KEY", raising=False)
+    refused = runner.invoke(cli, ["--db", str(db), "indicators", ring_id])
+    assert refused.exit_code == 1 and "GRAPHINV_INDICATOR_KEY" in refused.output
+    monkeypatch.setenv("GRAPHINV_INDICATOR_KEY", "a-key-both-platforms-hold")
+    out = tmp_path / "ring.stix.json"
+    result = runner.invoke(cli, ["--db", str(db), "indicators", ring_id, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    bundle = json.loads(out.read_text())
+    assert bundle["type"] == "bundle"
+    kinds = {o["type"] for o in bundle["objects"]}
+    assert {"identity", "indicator", "grouping"} <= kinds
+    indicators_ = [o for o in bundle["objects"] if o["type"] == "indicator"]
+    assert all(o["spec_version"] == "2.1" for o in indicators_)
+    with Context(db_path=db, use_env=False, progress=False) as ctx:
+        evidence = Case(ring_id, context=ctx).evidence_identifiers
+    shared = evidence.loc[evidence["kind"].isin(["payment_method", "ip", "prompt_fingerprint"])]
+    assert len(indicators_) == len(shared) > 0
+    text = out.read_text()
+    key = b"a-key-both-platforms-hold"
+    for kind, value in shared[["kind", "value"]].itertuples(index=False):
+        assert value not in text, "never a raw value"
+        assert pseudonym(value, kind=kind, key=key) in text
+    grouping = next(o for o in bundle["objects"] if o["type"] == "grouping")
+    assert grouping["x_graphinv_ring_id"] == ring_id and grouping["description"]

@@ -3,6 +3,7 @@ every query run against a real Neo4j holding planted rings and two sweeps."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -79,13 +80,13 @@ def test_schema_accepts_the_template(tmp_path: Path) -> None:
 
 def test_bind_converts_text_and_checks_names() -> None:
     query = load_queries()["ring-graph"]
-    assert bind(query, {"ring_id": "R-1", "limit": "7"}) == {
-        "ring_id": "R-1", "min_shared": 2, "limit": 7
+    assert bind(query, {"ring_id": "R-1", "max_accounts": "7"}) == {
+        "ring_id": "R-1", "min_shared": 2, "max_identifiers": 40, "max_accounts": 7
     }
     with pytest.raises(QueryError, match="required"):
         bind(query, {})
     with pytest.raises(QueryError, match="not a integer"):
-        bind(query, {"ring_id": "R-1", "limit": "many"})
+        bind(query, {"ring_id": "R-1", "max_accounts": "many"})
     with pytest.raises(QueryError, match="unknown parameter"):
         bind(query, {"ring_id": "R-1", "colour": "red"})
 
@@ -130,12 +131,21 @@ def plant_two_sweeps(store: Store) -> dict[str, str]:
     grown = pd.concat([members, pd.DataFrame({"ring_id": top, "account_id": outsiders})])
     rings2 = rings.copy()
     rings2.loc[rings2["ring_id"] == top, "size"] += len(outsiders)
+    rings2["status"] = "continuing"
+    rings2.loc[rings2["ring_id"] == top, "status"] = "grown"
+    rings2["predecessors"] = [[r] for r in rings2["ring_id"]]
+    lineage = pd.DataFrame({
+        "ring_id": rings2["ring_id"], "previous_ring_id": rings2["ring_id"],
+        "kind": rings2["status"], "shared_members": rings2["size"], "member_jaccard": 1.0,
+        "shared_identifiers": 0, "infra_overlap": 0.0,
+    })
     campaigns = rings.groupby("campaign_id", as_index=False).agg(
         n_rings=("ring_id", "size"), size=("size", "sum")
     )
     store.write_sweep(
         SweepRecord("S-second", first.at + timedelta(days=1), {}),
-        rings=rings2, members=grown, campaigns=campaigns,
+        rings=rings2, members=grown, campaigns=campaigns, lineage=lineage,
+        previous_sweep_id=first.sweep_id,
     )
     member = store.read_ring_members(top)["account_id"].iloc[0]
     links = platform.links
@@ -167,6 +177,7 @@ def test_every_saved_query_returns_rows_on_neo4j(
         ids = plant_two_sweeps(store)
         params = {
             "top-rings": {}, "campaigns": {}, "ring-growth": {},
+            "ring-neighbours": {"ring_id": ids["ring_id"]},
             "ring-members": {"ring_id": ids["ring_id"]},
             "ring-graph": {"ring_id": ids["ring_id"]},
             "ring-score-explained": {"ring_id": ids["ring_id"]},
@@ -184,8 +195,14 @@ def test_every_saved_query_returns_rows_on_neo4j(
 
         growth = run_query(store, "ring-growth").set_index("ring_id")
         assert growth.loc[ids["ring_id"], "growth"] == 3
-        assert growth.loc[ids["ring_id"], "joined"] == 3
-        assert growth.loc[ids["ring_id"], "change"] == "grown"
+        assert growth.loc[ids["ring_id"], "change"] == "grown", "the stored status"
+        assert list(growth.index) == [ids["ring_id"]], "continuing rings left out by default"
+        drawn = run_query(store, "ring-graph", params={"ring_id": ids["ring_id"]}).iloc[0]
+        kinds = [sorted(node.labels)[0] for node in drawn["identifiers"]]
+        assert kinds == sorted(kinds, key=["PaymentMethod", "IP", "PromptFingerprint",
+                                           "Identifier"].index), "evidence order"
+        assert "PaymentMethod" in kinds and "IP" in kinds
+        assert drawn["note"].startswith(f"ring {ids['ring_id']}")
         why = run_query(store, "ring-score-explained", params={"ring_id": ids["ring_id"]})
         reasons = why.loc[why["kind"] == "reason", "item"].tolist()
         explanation = store.read_rings().set_index("ring_id").loc[ids["ring_id"], "explanation"]
@@ -200,5 +217,43 @@ def test_every_saved_query_returns_rows_on_neo4j(
         )
         assert result.exit_code == 0, result.output
         assert ids["account_id"] in result.output
+        as_json = CliRunner().invoke(
+            cli, ["--neo4j", neo4j_uri, "--quiet", "queries", "run", "top-rings", "--format",
+                  "json"])
+        assert as_json.exit_code == 0, as_json.output
+        first = json.loads(as_json.output)[0]
+        assert isinstance(first["score"], float) and isinstance(first["rank"], int)
+    finally:
+        store.close()
+
+
+@pytest.mark.neo4j
+def test_every_guide_query_returns_rows_with_only_the_ring_picked(
+    neo4j_uri: str, neo4j_driver: neo4j.Driver
+) -> None:
+    """What Browser does: evaluate the slide's `:param ring_id => …` on its own, then run
+    each query of the guide with that one parameter."""
+    import html
+    import re
+
+    from graphinv.investigate import browser_kit
+
+    store = open_store(neo4j_uri=neo4j_uri, use_env=False)
+    try:
+        plant_two_sweeps(store)
+        page = browser_kit.guide_html()
+        blocks = [(mode, html.unescape(text)) for mode, text in re.findall(
+            r'<pre mode="(\w+)"[^>]*>(.*?)</pre>', page, flags=re.S)]
+        params: dict[str, object] = {}
+        empty = []
+        for mode, text in blocks:
+            if mode == "command":
+                name, expression = re.match(r":param (\w+) => (.*)", text, flags=re.S).groups()
+                params[name] = store.query(f"RETURN {expression} AS v")["v"].item()
+            elif mode == "cypher" and store.query(text, params).empty:
+                empty.append(text.splitlines()[-1])
+        assert params["ring_id"], "the top ring was picked"
+        assert len([m for m, _ in blocks if m == "cypher"]) >= 11
+        assert not empty, f"guide queries without rows: {empty}"
     finally:
         store.close()

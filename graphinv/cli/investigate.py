@@ -28,8 +28,22 @@ if TYPE_CHECKING:
 console = Console(soft_wrap=True)
 
 
-def _context() -> Context:
-    return click.get_current_context().obj.get()
+def _context(*, read: bool = False) -> Context:
+    """The command's context; ``read`` refuses to create an empty embedded store."""
+    lazy = click.get_current_context().obj
+    return lazy.get(read=read) if read else lazy.get()
+
+
+def _swept_context() -> Context:
+    """The context of a command that reads a sweep: says so when the store has none."""
+    from graphinv.errors import GraphinvError
+
+    context = _context(read=True)
+    if context.store.read_sweeps().empty:
+        where = click.get_current_context().obj.where()
+        raise GraphinvError(f"no sweep in {where} (use --db PATH or --neo4j URI, or run "
+                            "`graphinv sweep` first)")
+    return context
 
 
 # -- queries -------------------------------------------------------------------------------
@@ -93,11 +107,15 @@ def run_saved_query(query_id: str, pairs: tuple[str, ...], fmt: str) -> None:
         values[name.strip()] = value
     bind(query, values)  # parameter errors before opening a store
     frame = run_query(_context().store, query, params=values)
+    if fmt == "json":
+        # Numbers, booleans and lists stay JSON values; graph objects become their text.
+        records = [{k: _json_value(v) for k, v in row.items()}
+                   for row in frame.to_dict("records")]
+        click.echo(json.dumps(records, indent=2, default=str))
+        return
     frame = frame.map(_text) if len(frame) else frame
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
-    elif fmt == "json":
-        click.echo(json.dumps(frame.to_dict("records"), indent=2, default=str))
     else:
         console.print(_table(frame, title=f"{query.name} ({len(frame)} rows)"))
 
@@ -113,28 +131,60 @@ def ring(ring_id: str, sweep_id: str | None, limit: int) -> None:
     """Show one ring: why it scored, what its members share, who they are."""
     from graphinv.investigate.case import Case
 
-    case = Case(ring_id, context=_context(), sweep_id=sweep_id)
+    case = Case(ring_id, context=_swept_context(), sweep_id=sweep_id)
     info = case.ring
-    console.print(Panel(
+    decision = case.decision
+    predecessors = ", ".join(info["predecessors"]) or "none"
+    lines = [
         f"rank {info['rank']} · score {info['score']:.2f} · {info['size']} accounts · "
         f"campaign {info['campaign_id']} · sweep {info['sweep_id']}",
-        title=f"Ring {info['ring_id']}",
-    ))
+        f"lineage: {info['status'] or 'new'} · predecessors: {predecessors}",
+    ]
+    if info["lineage_evidence"]:
+        lines.append(f"evidence: {info['lineage_evidence']}")
+    lines.append(f"review: {decision['disposition']} ({decision['priority']}) · "
+                 f"{decision['reason']}"
+                 + (f" · assignee {decision['assignee']}" if decision["assignee"] else ""))
+    if decision["last_note"]:
+        lines.append(f"last note: {decision['last_note']}")
+    console.print(Panel("\n".join(lines), title=f"Ring {info['ring_id']}"), highlight=False,
+                  soft_wrap=False)
     breakdown = case.breakdown.loc[case.breakdown["contribution"] > 0,
                                    ["feature", "group", "contribution", "text"]]
     console.print(_table(breakdown.round(3), title="Why this score (contributions add up to it)"))
-    shared = case.shared_identifiers[
+    cards = case.cards[["card", "type", "bin", "issuer_country", "prepaid", "members",
+                        "outside_ring"]]
+    console.print(_table(cards.head(limit),
+                         title=f"Cards ({len(cards)}; top {min(limit, len(cards))})"))
+    evidence = case.evidence_identifiers[
         ["kind", "value", "members", "outside_ring", "concentration", "first_seen", "last_seen"]
     ]
-    shown = min(limit, len(shared))
-    console.print(_table(shared.head(limit),
-                         title=f"Shared identifiers ({len(shared)}; top {shown})"))
+    # Cards, IPs and templates each get their share of the listing before other kinds.
+    shown = evidence.groupby("kind", sort=False).head(max(limit // 3, 5)).head(limit)
+    console.print(_table(shown, title=f"Shared identifiers that are evidence ({len(evidence)}; "
+                                      f"{len(shown)} shown, cards first)"))
+    hubs = case.hubs
+    if len(hubs):
+        console.print(f"Not evidence: {len(hubs)} hub identifier(s) mostly used outside the "
+                      "ring, e.g. " + ", ".join(
+                          f"{v} ({n:,} accounts)" for v, n in
+                          hubs[["value", "platform_accounts"]].head(3).itertuples(index=False)),
+                      highlight=False)
     members = case.members[[c for c in case.members.columns
                             if c in ("account_id", "created_at", "signup_path", "country",
-                                     "cards", "IPs", "prompt_templates", "requests")]]
+                                     "status", "cards", "IPs", "prompt_templates",
+                                     "requests")]]
     console.print(_table(members.head(limit),
                          title=f"Members ({len(members)}; first {min(limit, len(members))})"))
-    console.print(f"Case file: graphinv case {info['ring_id']} --html case.html --csv accounts.csv")
+    where = click.get_current_context().obj
+    flag = "" if where.where() == "./graphinv.duckdb" else (
+        f" --neo4j {where.where()}" if "://" in where.where() else f" --db {where.where()}")
+    console.print(f"Case file: graphinv{flag} case {info['ring_id']} --html case.html "
+                  "--csv accounts.csv\n"
+                  f"Decide:    graphinv{flag} review {info['ring_id']} --set-status "
+                  "confirmed --note '…'\n"
+                  f"Share:     graphinv{flag} indicators {info['ring_id']} --out "
+                  f"{info['ring_id']}.stix.json", highlight=False)
 
 
 # -- case ----------------------------------------------------------------------------------
@@ -154,12 +204,112 @@ def case(ring_id: str, html_path: Path | None, csv_path: Path | None,
         raise click.UsageError("give --html PATH, --csv PATH or both")
     from graphinv.investigate.case import Case
 
-    opened = Case(ring_id, context=_context(), sweep_id=sweep_id)
+    opened = Case(ring_id, context=_swept_context(), sweep_id=sweep_id)
     if html_path is not None:
         console.print(f"Case file: {opened.to_html(html_path)}")
     if csv_path is not None:
         console.print(f"Accounts to action: {opened.to_csv(csv_path)} ({len(opened.members)} rows)")
     console.print(repr(opened))
+
+
+# -- indicators ----------------------------------------------------------------------------
+
+
+@click.command("indicators")
+@click.argument("ring_id")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the STIX 2.1 bundle here (default: stdout).")
+@click.option("--key-env", default="GRAPHINV_INDICATOR_KEY", show_default=True,
+              help="Environment variable holding the key agreed with your partners.")
+@click.option("--producer", default="graphinv user", show_default=True,
+              help="Your organisation's name in the bundle.")
+@click.option("--sweep", "sweep_id", help="A past sweep (default: the latest).")
+def indicators(ring_id: str, out_path: Path | None, key_env: str, producer: str,
+               sweep_id: str | None) -> None:
+    """Write a ring's cards, IPs and templates as keyed hashes in STIX 2.1, to share."""
+    from graphinv.investigate.case import Case
+    from graphinv.investigate.indicators import indicator_key, ring_indicators
+
+    key = indicator_key(key_env)  # fail before reading anything without a key
+    opened = Case(ring_id, context=_swept_context(), sweep_id=sweep_id)
+    bundle = ring_indicators(opened, key=key, producer=producer)
+    text = bundle.serialize(pretty=True)
+    count = sum(1 for o in bundle.objects if o.type == "indicator")
+    if out_path is None:
+        click.echo(text)
+        return
+    out_path.write_text(text + "\n", encoding="utf-8")
+    console.print(f"Wrote {count} indicator(s) of ring {ring_id} to {out_path} (STIX 2.1, "
+                  f"values as HMAC-SHA256 under ${key_env}).")
+
+
+# -- review --------------------------------------------------------------------------------
+
+
+@click.command("review")
+@click.argument("ring_id", required=False)
+@click.option("--set-status", "status",
+              type=click.Choice(["open", "in_progress", "confirmed", "dismissed", "actioned"]),
+              help="Record a disposition for RING_ID.")
+@click.option("--assignee", help="Assign RING_ID to someone ('' unassigns).")
+@click.option("--note", help="Add a note to RING_ID (kept with who and when).")
+@click.option("--by", "by", help="Who decides (default: your login name).")
+@click.option("--margin", default=0.5, show_default=True, type=float,
+              help="A dismissed ring alerts again above its size when dismissed × (1 + margin).")
+@click.option("--all", "include_silent", is_flag=True,
+              help="Also list silent rings (dismissed within the margin, below threshold).")
+@click.option("--sweep", "sweep_id", help="A past sweep (default: the latest).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+def review(ring_id: str | None, status: str | None, assignee: str | None, note: str | None,
+           by: str | None, margin: float, include_silent: bool, sweep_id: str | None,
+           fmt: str) -> None:
+    """The review queue, or (with RING_ID and --set-status/--assignee/--note) a decision.
+
+    Escalated first (a ring actioned before and back, a confirmed ring respawned), then
+    alerts (undecided above threshold; dismissed but grown past the margin), then rings in
+    review. Decisions carry across sweeps along ring lineage.
+    """
+    from graphinv.investigate import review as queue_module
+
+    store = _swept_context().store
+    if ring_id is not None:
+        if status is None and assignee is None and note is None:
+            notes = queue_module.ring_notes(store, ring_id)
+            console.print(_table(notes, title=f"Decisions on {ring_id} ({len(notes)})"))
+            return
+        event = queue_module.decide(store, ring_id, status=status, assignee=assignee,
+                                    note=note, by=by, sweep_id=sweep_id)
+        console.print(
+            f"{ring_id}: {event['status'] or '(status unchanged)'}"
+            + (f", assigned to {event['assignee']}" if event["assignee"] else "")
+            + (f", note: {event['note']}" if event["note"] else "")
+            + f" — by {event['by']} at {event['at']:%Y-%m-%d %H:%M} UTC "
+            f"(sweep {event['sweep_id']}, {event['size']} accounts)"
+        )
+        return
+    frame = queue_module.review_queue(store, sweep_id=sweep_id, margin=margin,
+                                      include_silent=include_silent)
+    if fmt == "json":
+        click.echo(frame.to_json(orient="records", indent=2, date_format="iso"))
+        return
+    if fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+        return
+    table = Table(title=f"Review queue ({len(frame)} rings; margin {margin:.0%})",
+                  caption="graphinv review RING --set-status dismissed --note '…'")
+    for column, justify in (("priority", "left"), ("ring", "left"), ("score", "right"),
+                            ("size", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    for column in ("lineage", "disposition", "assignee", "why it is here", "last note"):
+        table.add_column(column, overflow="fold")
+    colours = {"escalated": "bold red", "alert": "yellow", "in review": "cyan",
+               "silent": "dim"}
+    for row in frame.itertuples(index=False):
+        table.add_row(f"[{colours[row.priority]}]{row.priority}[/]", row.ring_id,
+                      f"{row.score:.2f}", _text(row.size), row.lineage, row.disposition,
+                      _text(row.assignee), row.reason, _text(row.last_note))
+    console.print(table)
 
 
 # -- browser kit ---------------------------------------------------------------------------
@@ -215,6 +365,25 @@ def _table(frame: pd.DataFrame, *, title: str) -> Table:
     return table
 
 
+def _json_value(value: Any) -> Any:
+    """A query cell as JSON: numbers as numbers, missing as null, nodes and paths as text."""
+    import neo4j.graph
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, neo4j.graph.Node | neo4j.graph.Relationship | neo4j.graph.Path):
+        return _text(value)
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
 def _text(value: Any) -> str:
     """A readable cell: graph values by label and id, numbers short, missing as empty."""
     import neo4j.graph
@@ -233,4 +402,6 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, pd.Timestamp):
+        return f"{value:%Y-%m-%d %H:%M}"
     return str(value)

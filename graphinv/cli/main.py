@@ -18,7 +18,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from graphinv.cli.investigate import browser_kit_command, case, queries, ring
+from graphinv.cli.investigate import (
+    browser_kit_command,
+    case,
+    indicators,
+    queries,
+    review,
+    ring,
+)
 from graphinv.errors import GraphinvError, InputError
 
 if TYPE_CHECKING:
@@ -86,7 +93,11 @@ class _LazyContext:
         self.progress = progress
         self._context: Context | None = None
 
-    def get(self) -> Context:
+    def get(self, *, read: bool = False) -> Context:
+        """The context; ``read`` (commands that only read) refuses to create an empty
+        embedded store where none exists."""
+        if read:
+            self._require_store()
         if self._context is None:
             from graphinv.config import load_settings
             from graphinv.context import Context
@@ -99,6 +110,23 @@ class _LazyContext:
                 progress=self.progress,
             )
         return self._context
+
+    def where(self) -> str:
+        """The store as the user named it: the Neo4j URI or ``./graphinv.duckdb``."""
+        import os
+
+        neo4j_uri, db_path, _ = self._args
+        return neo4j_uri or os.environ.get("NEO4J_URI") or _shown(Path(db_path))
+
+    def _require_store(self) -> None:
+        import os
+
+        neo4j_uri, db_path, _ = self._args
+        if neo4j_uri or os.environ.get("NEO4J_URI") or Path(db_path).exists():
+            return
+        raise GraphinvError(
+            f"no sweep in {self.where()}: no such file (use --db PATH or --neo4j URI)"
+        )
 
     def close(self) -> None:
         if self._context is not None:
@@ -126,7 +154,11 @@ def neo4j_start(timeout: float) -> None:
         status = server.start(timeout=timeout, web_kit=install_local)
     console.print(
         f"Neo4j {status.version} running (pid {status.pid})\n"
-        f"  Bolt     {status.bolt_uri}\n  Browser  {status.browser_url}\n  Home     {status.home}"
+        f"  Bolt     {status.bolt_uri}\n  Browser  {status.browser_url}\n  Home     {status.home}\n"
+        "Connect in Browser with Authentication type \"No authentication\" (this local server "
+        "runs without auth; the link above preselects it). The graphinv style is applied and "
+        "the guide opens on connect.\n"
+        f"Commands against it: graphinv --neo4j {status.bolt_uri} rings"
     )
 
 
@@ -236,11 +268,18 @@ def load(
 
     Exit status 0 when every row loaded, 3 when some rows went to quarantine.
     """
+    import logging
+
     from graphinv.stores.neo4j.local import LocalNeo4j
 
     context = lazy.get()
     options = {"quarantine_dir": quarantine_dir, "pseudonymise": pseudonymise,
                "extra_kinds": extra_kinds}
+    # The driver retries transient errors (deadlocks between parallel batches) itself and
+    # logs a warning for each; they are counted and summed up, not dumped on the console.
+    retries = _RetryCounter()
+    driver_log = logging.getLogger("neo4j.session")  # where the driver logs its retries
+    driver_log.addFilter(retries)
     if bulk:
         from graphinv.investigate.browser_kit import install_local
 
@@ -251,7 +290,11 @@ def load(
             report = context.bulk_load(folder, server, **options)
     else:
         report = context.load(folder, **options)
+    driver_log.removeFilter(retries)
     console.print(report.summary_table())
+    if retries.count:
+        console.print(f"{retries.count} transient Neo4j error(s) (e.g. deadlocks between "
+                      "parallel batches) were retried by the driver and succeeded.")
     sys.exit(report.exit_code)
 
 
@@ -268,19 +311,32 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
 
     Exit status 0, or 10 when a new or respawned ring scores at the alert threshold.
     """
-    report = lazy.get().sweep(alert_threshold=alert_threshold)
+    from graphinv.investigate.review import alert_groups, review_queue
+
+    context = lazy.get()
+    report = context.sweep(alert_threshold=alert_threshold)
+    groups = alert_groups(context.store, report.alerts)
+    queue = review_queue(context.store, alert_threshold=report.alert_threshold)
     if json_path is not None:
-        text = json.dumps(report.to_dict(), indent=2)
+        data = report.to_dict()
+        data["alert_groups"] = groups
+        data["review"] = {
+            "escalated": queue.loc[queue["priority"] == "escalated", "ring_id"].tolist(),
+            "alerts": queue.loc[queue["priority"] == "alert", "ring_id"].tolist(),
+            "in_review": queue.loc[queue["priority"] == "in review", "ring_id"].tolist(),
+        }
+        text = json.dumps(data, indent=2, default=str)
         if str(json_path) == "-":
             click.echo(text)
             sys.exit(report.exit_code)
         json_path.write_text(text)
-    console.print(_rings_table(report.rings.head(top), title=f"Sweep {report.sweep_id}"))
+    console.print(_rings_table(report.rings.head(top), title=f"Sweep {report.sweep_id}",
+                               threshold=context.settings.scoring.threshold))
     counts, lineage = report.counts, report.lineage
     console.print(
         f"{counts['accounts']:,} accounts, {counts['links']:,} links → {counts['rings']:,} rings "
         f"({counts['accounts_in_rings']:,} accounts) in {counts['campaigns']:,} campaigns; "
-        f"{counts['flagged_rings']:,} flagged at score ≥ {lazy.get().settings.scoring.threshold}."
+        f"{counts['flagged_rings']:,} flagged at score ≥ {context.settings.scoring.threshold}."
     )
     console.print(
         "Since the last sweep: " + ", ".join(f"{n} {status}" for status, n in lineage.items() if n)
@@ -296,9 +352,28 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
         + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items())
         + f"), peak memory {report.peak_memory_mb:,.0f} MB"
     )
+    escalated = queue.loc[queue["priority"] == "escalated"]
+    for decided_on, rows in escalated.groupby("decided_on", sort=False):
+        console.print(
+            f"[bold red]Escalated:[/] {decided_on} ({rows['disposition'].iloc[0]}, "
+            f"{rows['decided_size'].iloc[0]} accounts when decided) is back as {len(rows)} "
+            f"ring(s) / {int(rows['size'].sum())} accounts: {', '.join(rows['ring_id'])}",
+            highlight=False,
+        )
     if report.exit_code:
         console.print(f"[bold red]Alert:[/] {len(report.alerts)} new or respawned ring(s) "
-                      f"score ≥ {report.alert_threshold}: {', '.join(report.alerts['ring_id'])}")
+                      f"score ≥ {report.alert_threshold}:", highlight=False)
+        shown = 12
+        for group in groups[:shown]:
+            console.print(f"  {group['text']}", highlight=False)
+        if len(groups) > shown:
+            rest = groups[shown:]
+            console.print(f"  … and {len(rest)} more group(s), "
+                          f"{sum(g['accounts'] for g in rest):,} accounts (--json for all)")
+    console.print(f"Review queue: {len(escalated)} escalated, "
+                  f"{int((queue['priority'] == 'alert').sum())} alerting, "
+                  f"{int((queue['priority'] == 'in review').sum())} in review — "
+                  f"graphinv{_db_flag(lazy)} review")
     sys.exit(report.exit_code)
 
 
@@ -308,10 +383,14 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
 @click.option("--members", is_flag=True, help="List account_id,ring_id for every ring member.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
+@click.option("--wide", is_flag=True, help="Print each explanation in full.")
 @pass_context
-def rings(lazy: _LazyContext, sweep_id: str | None, limit: int, members: bool, fmt: str) -> None:
+def rings(lazy: _LazyContext, sweep_id: str | None, limit: int, members: bool, fmt: str,
+          wide: bool) -> None:
     """List ranked rings (or, with --members, every account in a ring)."""
-    context = lazy.get()
+    context = lazy.get(read=True)
+    if context.store.read_sweeps().empty:
+        raise GraphinvError(f"no sweep in {lazy.where()} yet: run `graphinv sweep`")
     if members:
         frame = context.members(sweep_id=sweep_id)[["account_id", "ring_id"]]
     else:
@@ -325,7 +404,8 @@ def rings(lazy: _LazyContext, sweep_id: str | None, limit: int, members: bool, f
         console.print(frame.to_string(index=False))
     else:
         console.print(_rings_table(frame, title="Rings (latest sweep)" if not sweep_id
-                                   else f"Rings of {sweep_id}"))
+                                   else f"Rings of {sweep_id}",
+                                   threshold=context.settings.scoring.threshold, wide=wide))
 
 
 @cli.command("evaluate")
@@ -346,18 +426,31 @@ def evaluate_command(lazy: _LazyContext, labels_dir: Path, top_k: int, fmt: str)
 
 
 @cli.command("fit-weights")
-@click.option("--labels", "labels_dir", required=True,
+@click.option("--labels", "labels_dir",
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder holding labels (past enforcement or synthetic ground truth).")
+@click.option("--from-decisions", is_flag=True,
+              help="Instead: investigators' decisions (confirmed/actioned = extraction, "
+                   "dismissed = benign; see graphinv review).")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Write the fitted [scoring] settings to this TOML file (else print them).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @pass_context
-def fit_weights_command(lazy: _LazyContext, labels_dir: Path, out: Path | None,
-                        seed: int) -> None:
+def fit_weights_command(lazy: _LazyContext, labels_dir: Path | None, from_decisions: bool,
+                        out: Path | None, seed: int) -> None:
     """Fit scoring weights to labelled rings (logistic regression, cross-validated)."""
-    context = lazy.get()
-    result = context.fit_weights(labels_dir, seed=seed)
+    if (labels_dir is None) == (not from_decisions):
+        raise click.UsageError("give --labels FOLDER or --from-decisions")
+    context = lazy.get(read=True) if from_decisions else lazy.get()
+    if from_decisions:
+        from graphinv.investigate.review import decision_labels
+
+        labels = decision_labels(context.store)
+        if labels.empty:
+            raise InputError("no decided rings yet: graphinv review RING --set-status …")
+        result = context.fit_weights(labels=labels, seed=seed)
+    else:
+        result = context.fit_weights(labels_dir, seed=seed)
     console.print(
         f"Fitted on {result.n_rings:,} rings ({result.n_positive:,} extraction); weights in "
         f"use were from {context.settings.source}."
@@ -374,35 +467,82 @@ def fit_weights_command(lazy: _LazyContext, labels_dir: Path, out: Path | None,
         console.print(f"Wrote {out}; use it with --config {out} or as ./graphinv.toml.")
 
 
-def _rings_table(frame: pd.DataFrame, *, title: str) -> Table:
+def _rings_table(frame: pd.DataFrame, *, title: str, threshold: float | None = None,
+                 wide: bool = False) -> Table:
+    """Ranked rings; a rule under the last ring at or above ``threshold`` (flagged)."""
     import pandas as pd
 
-    table = Table(title=title, caption="`graphinv ring RING_ID` explains one ring in full")
+    caption = "`graphinv ring RING_ID` explains one ring in full"
+    if threshold is not None:
+        caption = f"rings above the line score ≥ {threshold} (flagged); " + caption
+    table = Table(title=title, caption=caption)
     table.add_column("rank", justify="right", no_wrap=True)
     table.add_column("ring", no_wrap=True)
     table.add_column("score", justify="right", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
+    table.add_column("campaign", no_wrap=True)
     table.add_column("why (strongest signals)", min_width=30, overflow="fold")
-    for row in frame.itertuples(index=False):
+    rows = list(frame.itertuples(index=False))
+    for i, row in enumerate(rows):
         score = getattr(row, "score", float("nan"))
         why = str(getattr(row, "explanation", "") or "")
+        following = getattr(rows[i + 1], "score", float("nan")) if i + 1 < len(rows) else None
+        crosses = (threshold is not None and pd.notna(score) and score >= threshold
+                   and following is not None and not (following >= threshold))
         table.add_row(
             str(row.rank),
             str(row.ring_id),
             "" if pd.isna(score) else f"{score:.2f}",
             str(row.size),
             str(getattr(row, "status", "") or ""),
-            why if len(why) <= WHY_WIDTH else why[: WHY_WIDTH - 1] + "…",
+            str(getattr(row, "campaign_id", "") or ""),
+            why if wide else _shorten(why, WHY_WIDTH),
+            end_section=crosses,
         )
     return table
+
+
+def _shorten(text: str, width: int) -> str:
+    """At most ``width`` characters, cut at a word boundary (never mid-word), with ``…``."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip(" ;,") + " …"
+
+
+def _db_flag(lazy: _LazyContext) -> str:
+    """The store option to repeat in a suggested command ('' for the default file)."""
+    neo4j_uri, db_path, _ = lazy._args
+    if neo4j_uri:
+        return f" --neo4j {neo4j_uri}"
+    return "" if Path(db_path) == Path("graphinv.duckdb") else f" --db {db_path}"
+
+
+class _RetryCounter:
+    """A logging filter that swallows the driver's retry warnings and counts them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def filter(self, record: object) -> bool:
+        if "will be retried" in str(getattr(record, "msg", "")):
+            self.count += 1
+            return False
+        return True
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: ``./graphinv.duckdb`` for a bare file name."""
+    return str(path) if path.is_absolute() or path.parent != Path(".") else f"./{path}"
 
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-for command in (queries, ring, case, browser_kit_command):
+for command in (queries, ring, case, review, indicators, browser_kit_command):
     cli.add_command(command)
 
 

@@ -17,7 +17,7 @@ Examples
 >>> html.count("<slide") >= 6, "runnable" in html
 (True, True)
 >>> post_connect_command(http_port=7474)
-'play http://localhost:7474/browser/graphinv/guide.html; style http://localhost:7474/browser/graphinv/graphinv.grass'
+'play http://localhost:7474/browser/graphinv/guide.html'
 """
 
 from __future__ import annotations
@@ -38,29 +38,52 @@ STYLE_PATH = DATA_DIR / "graphinv.grass"
 KIT_FOLDER = "graphinv"  # under the Browser's root, so served at /browser/graphinv/
 ZIP_NAME = "neo4j-browser.zip"  # the name Neo4j 5.26 looks for in NEO4J_HOME/web
 
-# `:param x => expression` makes Browser evaluate the expression on the server, so a slide
-# can pick "the top ring" or "its most shared card" without a value pasted into the text.
+# `:param x => expression` makes Browser evaluate the expression on the server, without any
+# other parameter: only the ring pick may be a `:param`. Queries about the ring's card, IP,
+# template or member find that identifier themselves from `$ring_id` (see _RING_PICKS).
 _PICK_TOP_RING = (
     ":param ring_id => COLLECT { MATCH (s:Sweep) WITH s ORDER BY s.at DESC, s.id DESC "
     "LIMIT 1 MATCH (g:Ring {rank: 1})-[:FOUND_IN]->(s) RETURN g.id }[0]"
 )
-_PICK_MEMBER = (
-    ":param account_id => COLLECT { MATCH (a:Account)-[:IN_RING]->(:Ring {id: $ring_id}) "
-    "RETURN a.id ORDER BY a.id LIMIT 1 }[0]"
+_LATEST_RING = (
+    "MATCH (s:Sweep) WITH s ORDER BY s.at DESC, s.id DESC LIMIT 1\n"
+    "MATCH (:Ring {sweep_id: s.id, id: $ring_id})<-[:IN_RING]-(m:Account)\n"
 )
 
 
-def _pick_shared(param: str, rel_type: str) -> str:
+def _pick_shared(rel_type: str, variable: str) -> str:
+    """Cypher that binds ``variable`` to the ring's identifier most members use."""
     return (
-        f":param {param} => COLLECT {{ MATCH (:Ring {{id: $ring_id}})<-[:IN_RING]-(:Account)"
-        f"-[:{rel_type}]->(x) WITH x, count(*) AS n ORDER BY n DESC, x.id "
-        "RETURN x.id LIMIT 1 }[0]"
+        _LATEST_RING
+        + f"MATCH (m)-[:{rel_type}]->(x)\n"
+        "WITH x, count(*) AS users ORDER BY users DESC, x.id LIMIT 1\n"
+        f"WITH x.id AS {variable}\n"
     )
+
+
+# Parameters a guide query takes from the ring rather than from a `:param` command: the
+# most shared card, IP and template, and the member whose card most accounts share.
+_RING_PICKS: dict[str, str] = {
+    "card": _pick_shared("PAID_WITH", "picked_card"),
+    "ip": _pick_shared("CONNECTED_FROM", "picked_ip"),
+    "fingerprint": _pick_shared("SENT", "picked_fingerprint"),
+    "account_id": (
+        _LATEST_RING
+        + "MATCH (m)-[:PAID_WITH]->(c)\n"
+        "WITH m, COUNT { (c)<-[:PAID_WITH]-(:Account) } AS sharing\n"
+        "ORDER BY sharing DESC, m.id LIMIT 1\n"
+        "WITH m.id AS picked_account_id\n"
+    ),
+}
 
 
 @dataclass(frozen=True)
 class Slide:
-    """One guide slide: a title, a lead sentence, and blocks (text, commands, query ids)."""
+    """One guide slide: a title, a lead sentence, and blocks (text, commands, queries).
+
+    A ``("query", id)`` block shows the saved query; ``("ring-query", id)`` shows it with
+    its card / IP / template / account parameter picked from the ring ``$ring_id``.
+    """
 
     title: str
     lead: str
@@ -73,14 +96,13 @@ SLIDES: tuple[Slide, ...] = (
         "Coordinated account rings that distil AI models, found by graphinv sweeps.",
         (
             ("text", "Rings are nodes: <b>(:Account)-[:IN_RING]-&gt;(:Ring)</b>, with score, "
-                     "rank and an explanation; rings that share infrastructure form a "
-                     "<b>(:Campaign)</b>. Accounts link to the cards "
+                     "rank, lineage status and an explanation; rings that share "
+                     "infrastructure form a <b>(:Campaign)</b>. Accounts link to the cards "
                      "<b>(:PaymentMethod)</b>, <b>(:IP)</b>s and prompt templates "
-                     "<b>(:PromptFingerprint)</b> they use."),
-            ("text", "1. Apply the graphinv style (rings red and large with their rank, "
-                     "accounts blue, cards gold, IPs cyan, templates coral):"),
-            ("style", ""),
-            ("text", "2. See what the last sweep found:"),
+                     "<b>(:PromptFingerprint)</b> they use. Colours: rings red, accounts "
+                     "blue, cards gold, IPs cyan, templates green, other identifiers pink, "
+                     "campaigns purple."),
+            ("text", "See what the last sweep found, then pick a ring on the next slides:"),
             ("query", "top-rings"),
         ),
     ),
@@ -92,11 +114,15 @@ SLIDES: tuple[Slide, ...] = (
     ),
     Slide(
         "Open a ring",
-        "Pick a ring, then draw it with the identifiers its members share.",
+        "Pick a ring, then draw the evidence: the cards, IPs and templates its members share.",
         (
-            ("text", "Pick the top ring (or type <code>:param ring_id =&gt; 'R-…'</code>):"),
+            ("text", "Pick the top ring (or type <code>:param ring_id =&gt; 'R-…'</code> "
+                     "with an id from the table):"),
             ("command", _PICK_TOP_RING),
             ("query", "ring-graph"),
+            ("text", "Other rings on the same cards, IPs or templates (the operator's other "
+                     "cells):"),
+            ("query", "ring-neighbours"),
             ("text", "Its members as a table:"),
             ("query", "ring-members"),
         ),
@@ -110,28 +136,25 @@ SLIDES: tuple[Slide, ...] = (
     ),
     Slide(
         "What a card, IP or template links to",
-        "Follow one identifier of the ring out to every account that uses it.",
+        "Follow the ring's most shared card, IP and template out to every account using it.",
         (
-            ("text", "The ring's most shared card, IP and template:"),
-            ("command", _pick_shared("card", "PAID_WITH")),
-            ("query", "card-links"),
-            ("command", _pick_shared("ip", "CONNECTED_FROM")),
-            ("query", "ip-links"),
-            ("command", _pick_shared("fingerprint", "SENT")),
-            ("query", "template-links"),
-            ("text", "Accounts sharing a card with one member:"),
-            ("command", _PICK_MEMBER),
-            ("query", "card-sharers"),
-            ("query", "account-overview"),
+            ("ring-query", "card-links"),
+            ("ring-query", "ip-links"),
+            ("ring-query", "template-links"),
+            ("text", "The member whose card the most accounts share:"),
+            ("ring-query", "card-sharers"),
+            ("ring-query", "account-overview"),
         ),
     ),
     Slide(
         "What changed since the last sweep",
-        "Ring ids stay stable across sweeps; compare each ring with its previous self.",
+        "Each ring's lineage as the sweep recorded it: new, grown, split, merged, respawned.",
         (("query", "ring-growth"),
          ("text", "Every saved query is also on the command line: "
                   "<code>graphinv queries list</code>, <code>graphinv queries run ID "
-                  "--param k=v</code>.")),
+                  "--param k=v</code>; decisions on rings: <code>graphinv review</code>."),
+         ("text", "The style is applied on connect; if the colours are lost, run:"),
+         ("style", "")),
     ),
 )
 
@@ -141,17 +164,84 @@ def style_text() -> str:
     return STYLE_PATH.read_text(encoding="utf-8")
 
 
-def browser_cypher(query: SavedQuery) -> str:
+def style_rules(text: str | None = None) -> dict[str, dict[str, str]]:
+    """The style as Neo4j Browser keeps it: ``{"node.Ring": {"color": "#E0413A", …}}``.
+
+    The same reading as Browser's own ``.grass`` parser (quotes dropped, one
+    ``name: value`` per ``;``), so the style can be put in place before Browser starts.
+
+    Examples
+    --------
+    >>> style_rules('node.Ring { color: #E0413A; caption: "#{rank} {id}"; }')
+    {'node.Ring': {'color': '#E0413A', 'caption': '#{rank} {id}'}}
+    """
+    rules: dict[str, dict[str, str]] = {}
+    selector, body, quoted, inside = "", "", False, False
+    for char in text or style_text():
+        if char in "\"'":
+            quoted = not quoted  # quotes themselves are dropped, as Browser does
+        elif quoted:
+            body += char
+        elif char == "{":
+            inside = True
+        elif char == "}":
+            rules[selector] = _declarations(body)
+            selector, body, inside = "", "", False
+        elif inside:
+            body += char
+        elif not char.isspace():
+            selector += char
+    return rules
+
+
+def _declarations(body: str) -> dict[str, str]:
+    entries = {}
+    for line in body.split(";"):
+        parts = line.split(":")
+        if len(parts) == 2:  # Browser skips a declaration with a second colon
+            entries[parts[0].strip()] = parts[1].strip()
+    return entries
+
+
+def style_script() -> str:
+    """JavaScript that puts the graphinv style into Browser's saved settings before it
+    starts (``localStorage["neo4j.grass"]``), once per version of the style.
+
+    Applied this way the style needs no ``:style`` command, so no frame of ``.grass`` text
+    opens on connect. An investigator's own later changes stand until the style changes.
+    """
+    import hashlib
+    import json
+
+    rules = json.dumps(style_rules(), sort_keys=True)
+    version = hashlib.sha256(rules.encode()).hexdigest()[:12]
+    return (
+        "// graphinv: the Browser style, applied once per style version (see browser_kit.py)\n"
+        "try {\n"
+        f"  if (localStorage.getItem('neo4j.graphinv.style') !== '{version}') {{\n"
+        f"    localStorage.setItem('neo4j.grass', JSON.stringify({rules}));\n"
+        f"    localStorage.setItem('neo4j.graphinv.style', '{version}');\n"
+        "  }\n"
+        "} catch (e) { /* storage blocked: :style from the guide's last slide still works */ }\n"
+    )
+
+
+def browser_cypher(query: SavedQuery, *, from_ring: bool = False) -> str:
     """A saved query as the guide shows it: optional parameters written as their defaults.
 
-    Parameters without a default (``ring_id``, ``ip``, …) stay ``$name`` and are set by the
-    slide's ``:param`` command. Defaults come from the validated YAML (numbers, booleans
-    or null), never from data.
+    Parameters without a default stay ``$name``; with ``from_ring`` those naming a card,
+    IP, template or account (:data:`_RING_PICKS`) are instead bound by a leading clause
+    that picks them from the ring ``$ring_id``, so the query needs only that parameter
+    (Browser evaluates a ``:param`` expression without the other parameters). Defaults
+    come from the validated YAML (numbers, booleans or null), never from data.
     """
     defaults = {p.name: p.default for p in query.parameters if not p.required}
+    picked = [p.name for p in query.parameters if from_ring and p.name in _RING_PICKS]
 
     def literal(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name in picked:
+            return f"picked_{name}"
         if name not in defaults:
             return match.group(0)
         value = defaults[name]
@@ -163,7 +253,10 @@ def browser_cypher(query: SavedQuery) -> str:
             return repr(value)
         return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
-    return re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", literal, query.query)
+    body = re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", literal, query.query)
+    if len(picked) > 1:
+        raise GraphinvError(f"{query.id}: a guide query can pick one parameter from the ring")
+    return "".join(_RING_PICKS[name] for name in picked) + body
 
 
 def guide_html() -> str:
@@ -191,7 +284,8 @@ def _block(kind: str, value: str, queries: dict[str, SavedQuery]) -> str:
         return _runnable(value, "command")
     query = queries[value]
     header = f"        <h5>{html.escape(query.name)}</h5><p>{html.escape(query.description)}</p>"
-    return header + "\n" + _runnable(browser_cypher(query), "cypher")
+    cypher = browser_cypher(query, from_ring=kind == "ring-query")
+    return header + "\n" + _runnable(cypher, "cypher")
 
 
 def _runnable(text: str, mode: str) -> str:
@@ -207,9 +301,12 @@ def kit_url(*, http_port: int = 7474, host: str = "localhost") -> str:
 
 
 def post_connect_command(*, http_port: int = 7474, host: str = "localhost") -> str:
-    """The ``browser.post_connect_cmd`` value: open the guide and apply the style."""
-    base = kit_url(http_port=http_port, host=host)
-    return f"play {base}/guide.html; style {base}/graphinv.grass"
+    """The ``browser.post_connect_cmd`` value: open the guide.
+
+    The style is already in place (:func:`style_script`, loaded by the Browser zip's
+    ``index.html``), so no ``:style`` frame of raw text opens above the guide.
+    """
+    return f"play {kit_url(http_port=http_port, host=host)}/guide.html"
 
 
 def write_kit(out_dir: Path) -> dict[str, Path]:
@@ -246,12 +343,26 @@ def browser_zip(browser_jar: Path, out: Path) -> Path:
             for folder in [*folders, f"browser/{KIT_FOLDER}/"]:
                 zipped.writestr(folder, b"")
             for entry in entries:
-                if not entry.is_dir():
-                    zipped.writestr(entry.filename, jar.read(entry))
+                if entry.is_dir():
+                    continue
+                data = jar.read(entry)
+                if entry.filename == "browser/index.html":
+                    data = _with_style_script(data)
+                zipped.writestr(entry.filename, data)
             zipped.writestr(f"browser/{KIT_FOLDER}/guide.html", guide_html())
             zipped.writestr(f"browser/{KIT_FOLDER}/graphinv.grass", style_text())
+            zipped.writestr(f"browser/{KIT_FOLDER}/style.js", style_script())
     partial.replace(out)
     return out
+
+
+def _with_style_script(index: bytes) -> bytes:
+    """Browser's index.html loading the style script before Browser's own scripts."""
+    tag = f'<script src="{KIT_FOLDER}/style.js"></script>'.encode()
+    head = index.find(b"<head>")
+    if head < 0:
+        raise GraphinvError("the Browser's index.html has no <head>; cannot add the style")
+    return index[: head + 6] + tag + index[head + 6 :]
 
 
 def install_local(home: Path, lib: Path) -> Path:

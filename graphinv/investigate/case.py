@@ -39,8 +39,6 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
-import networkx as nx
 import numpy as np
 import pandas as pd
 
@@ -51,6 +49,8 @@ from graphinv.score.scoring import score_rings
 from graphinv.stores.base import Store
 
 if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
+
     from graphinv.context import Context
 
 __all__ = ["Case"]
@@ -61,10 +61,13 @@ KIND_COLOURS = {
     "account": "#4C8EDA",
     "payment_method": "#FFC454",
     "ip": "#57C7E3",
-    "prompt_fingerprint": "#F16667",
+    "prompt_fingerprint": "#6DCE9E",
 }
-OTHER_KIND_COLOUR = "#8DCC93"
-GROUP_COLOURS = {"infrastructure": "#FFC454", "traffic": "#57C7E3", "content": "#F16667"}
+OTHER_KIND_COLOUR = "#DA7FC2"
+GROUP_COLOURS = {"infrastructure": "#FFC454", "traffic": "#57C7E3", "content": "#6DCE9E"}
+# Above this many members the graph draws accounts grouped by the identifiers they share.
+AGGREGATE_ABOVE = 50
+KIND_ORDER = {"payment_method": 0, "ip": 1, "prompt_fingerprint": 2}
 # An identifier counts as a reason for enforcement when at least this share of all its
 # users are ring members: an SDK or VPN exit shared with thousands of others is no reason.
 MIN_CONCENTRATION = 0.5
@@ -119,13 +122,19 @@ class Case:
         store = context.store if context is not None else store
         settings = settings or (context.settings if context is not None else None) or Settings()
         rings = store.read_rings(sweep_id=sweep_id)
+        if rings.empty and sweep_id is None:
+            raise RingNotFound("no sweep in the store yet: run `graphinv sweep` first")
         found = rings.loc[rings["ring_id"] == str(ring_id)]
         if found.empty:
             where = f"sweep {sweep_id}" if sweep_id else "the latest sweep"
             raise RingNotFound(f"ring {ring_id!r} is not in {where}")
         self.ring: pd.Series = found.iloc[0][
-            ["ring_id", "sweep_id", "rank", "score", "size", "campaign_id", "explanation"]
+            ["ring_id", "sweep_id", "rank", "score", "size", "campaign_id", "explanation",
+             "flagged", "status", "predecessors", "lineage_evidence"]
         ]
+        self._store = store
+        self._settings = settings
+        self._rings = rings
         member_ids = store.read_ring_members(str(ring_id), sweep_id=self.ring["sweep_id"])
         platform = store.read_platform()
         ring_members = pd.DataFrame(
@@ -142,6 +151,41 @@ class Case:
         )
         links = platform.links
         self._links = links.loc[links["account_id"].isin(ring_members["account_id"])]
+        self.cards = _cards(self.identifiers, self._links, platform)
+        self.templates = _templates(self.identifiers, platform)
+        self.collateral = _collateral(self.evidence_identifiers, links, ring_members)
+        self.siblings = _siblings(self.ring, rings, store, links)
+        self.totals = _totals(self.timeline, self.members)
+        self._banned = int((self.members.get("status") == "banned").sum()) if (
+            "status" in self.members) else 0
+        # Everything else read from the store now, so the case outlives an open store.
+        self._sweeps = store.read_sweeps()
+        self._history = self._read_history()
+        self._read_review()
+
+    def _read_history(self) -> list[tuple[Any, str]]:
+        """(time, event) for each sweep that found a ring under this id."""
+        rows = []
+        for sweep in self._sweeps.itertuples(index=False):
+            rings = (self._rings if sweep.sweep_id == self.ring["sweep_id"]
+                     else self._store.read_rings(sweep_id=sweep.sweep_id))
+            here = rings.loc[rings["ring_id"] == self.ring["ring_id"]]
+            if len(here):
+                found = here.iloc[0]
+                rows.append((sweep.at, f"sweep {sweep.sweep_id} finds it: {found['size']} "
+                                       f"accounts, score {found['score']:.2f}, "
+                                       f"{found['status'] or 'new'}"))
+        return rows
+
+    def _read_review(self) -> None:
+        from graphinv.investigate.review import review_queue, ring_notes
+
+        queue = review_queue(self._store, sweep_id=str(self.ring["sweep_id"]),
+                             include_silent=True).set_index("ring_id")
+        row = queue.loc[str(self.ring["ring_id"])]
+        self._decision = {k: row[k] for k in ("priority", "disposition", "decided_on",
+                                              "assignee", "reason", "last_note")}
+        self._notes = ring_notes(self._store, str(self.ring["ring_id"]))
 
     @classmethod
     def open(
@@ -177,6 +221,107 @@ class Case:
     def shared_identifiers(self) -> pd.DataFrame:
         """Identifiers at least two members use: what ties the ring together."""
         return self.identifiers.loc[self.identifiers["members"] >= 2].reset_index(drop=True)
+
+    @property
+    def evidence_identifiers(self) -> pd.DataFrame:
+        """Shared identifiers that are evidence: mostly (≥ 50 %) used by ring members.
+
+        Cards first, then IPs, templates and other kinds; a hub (an SDK user agent on
+        thousands of accounts, a VPN exit) is not evidence and is left out.
+        """
+        shared = self.shared_identifiers
+        telling = shared.loc[shared["concentration"] >= MIN_CONCENTRATION]
+        order = telling["kind"].map(KIND_ORDER).fillna(len(KIND_ORDER))
+        return telling.assign(_k=order).sort_values(
+            ["_k", "members", "value"], ascending=[True, False, True], kind="stable"
+        ).drop(columns="_k").reset_index(drop=True)
+
+    @property
+    def hubs(self) -> pd.DataFrame:
+        """Shared identifiers mostly used outside the ring: not evidence (see above)."""
+        shared = self.shared_identifiers
+        return shared.loc[shared["concentration"] < MIN_CONCENTRATION].sort_values(
+            "platform_accounts", ascending=False).reset_index(drop=True)
+
+    @property
+    def decision(self) -> dict[str, Any]:
+        """The ring's review state (own or inherited along its lineage; see ``review``):
+        ``priority, disposition, decided_on, assignee, reason, last_note``."""
+        return dict(self._decision)
+
+    @property
+    def notes(self) -> pd.DataFrame:
+        """Every decision event on the ring id: who, when, status, assignee, note."""
+        return self._notes.copy()
+
+    def decide(
+        self,
+        *,
+        status: str | None = None,
+        assignee: str | None = None,
+        note: str | None = None,
+        by: str | None = None,
+    ) -> dict[str, Any]:
+        """Record a decision on this ring (see :func:`graphinv.investigate.review.decide`)."""
+        from graphinv.investigate.review import decide
+
+        event = decide(self._store, str(self.ring["ring_id"]), status=status,
+                       assignee=assignee, note=note, by=by, sweep_id=str(self.ring["sweep_id"]))
+        self._read_review()
+        return event
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """A dated timeline: sign-ups, first and last activity, each sweep that found the
+        ring (with its lineage status), and every decision (``at, event``)."""
+        rows = []
+        created = self.members["created_at"].dropna()
+        if len(created):
+            rows.append((created.min(), f"first member signs up ({len(created)} sign-ups "
+                                        f"until {created.max():%Y-%m-%d})"))
+            rows.append((created.max(), "last member signs up"))
+        if len(self.timeline):
+            hours = self.timeline["hour"]
+            rows.append((hours.min(), "first recorded request"))
+            rows.append((hours.max(), "last recorded request"))
+        rows.extend(self._history)
+        for note in self.notes.itertuples(index=False):
+            said = ", ".join(x for x in (note.status, note.assignee and f"assigned to "
+                                         f"{note.assignee}", note.note) if x)
+            rows.append((note.at, f"{note.by}: {said}"))
+        if self._banned:
+            rows.append((pd.NaT, f"{self._banned} member(s) have status banned"))
+        frame = pd.DataFrame(rows, columns=["at", "event"])
+        frame["at"] = pd.to_datetime(frame["at"], utc=True)
+        return frame.sort_values("at", kind="stable", na_position="last").reset_index(drop=True)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What a third party needs to check the case: sweep, settings, code, commands."""
+        sweeps = self._sweeps.set_index("sweep_id")
+        sweep_id = str(self.ring["sweep_id"])
+        params = sweeps.loc[sweep_id, "params"] if sweep_id in sweeps.index else {}
+        where = getattr(self._store, "path", None)
+        store = f"--db {where}" if where is not None else "--neo4j BOLT_URI"
+        ring_id = self.ring["ring_id"]
+        return {
+            "sweep_id": sweep_id,
+            "sweep_at": str(sweeps.loc[sweep_id, "at"]) if sweep_id in sweeps.index else None,
+            "store": self._store.backend,
+            "code_version": params.get("code_version"),
+            "settings_source": params.get("settings_source"),
+            "data_window": params.get("data_window"),
+            "settings": params.get("settings", {}),
+            "input_files": "not recorded: `graphinv load` keeps no file hashes; hash the "
+                           "input folder (sha256sum) when you hand this file over",
+            "commands": [
+                f"graphinv {store} load INPUT_FOLDER",
+                f"graphinv {store} sweep --json sweep.json",
+                f"graphinv {store} ring {ring_id} --sweep {sweep_id}",
+                f"graphinv {store} case {ring_id} --sweep {sweep_id} --html case.html "
+                "--csv accounts.csv",
+            ],
+        }
 
     @property
     def enforcement(self) -> pd.DataFrame:
@@ -218,6 +363,7 @@ class Case:
         A ring run by one operator shows the same pattern on every row; a 24/7 pipeline
         fills every column.
         """
+        plt = _pyplot()
         ax = ax or plt.subplots(figsize=(10, max(3.0, 0.18 * min(top, len(self.members)) + 1.5)))[1]
         usage = self.timeline
         if usage.empty:
@@ -239,10 +385,40 @@ class Case:
         ax.figure.tight_layout()
         return ax.figure
 
+    def plot_activity_by_date(self, *, ax: plt.Axes | None = None) -> plt.Figure:
+        """Requests per day (UTC) of the ring, and how many members were active each day."""
+        plt = _pyplot()
+        ax = ax or plt.subplots(figsize=(10, 3.2))[1]
+        usage = self.timeline
+        if usage.empty:
+            ax.text(0.5, 0.5, "no usage recorded", ha="center", va="center")
+            return ax.figure
+        days = usage.assign(day=usage["hour"].dt.floor("D")).groupby("day").agg(
+            requests=("requests", "sum"), active=("account_id", "nunique"))
+        ax.bar(days.index, days["requests"], width=0.8, color=KIND_COLOURS["account"])
+        ax.set_ylabel("requests per day")
+        twin = ax.twinx()
+        twin.plot(days.index, days["active"], color="#E0413A", marker=".", linewidth=1)
+        twin.set_ylabel("members active", color="#E0413A")
+        ax.set_title(f"Ring {self.ring['ring_id']}: activity by date (UTC)")
+        ax.figure.autofmt_xdate()
+        ax.figure.tight_layout()
+        return ax.figure
+
     def plot_graph(self, *, ax: plt.Axes | None = None, max_identifiers: int = 40) -> plt.Figure:
-        """Members and the identifiers they share (used by two or more members)."""
+        """Members and the evidence identifiers they share (cards, IPs, templates first).
+
+        Above ``AGGREGATE_ABOVE`` members, accounts that share exactly the same drawn
+        identifiers are one node labelled with their number, so a 500-account ring stays
+        readable.
+        """
+        plt = _pyplot()
+        import networkx as nx
+
         ax = ax or plt.subplots(figsize=(10, 8))[1]
-        shared = self.shared_identifiers.head(max_identifiers)
+        shared = self.evidence_identifiers.head(max_identifiers)
+        if len(self.members) > AGGREGATE_ABOVE:
+            return self._plot_aggregated(ax, shared)
         edges = self._links.merge(shared[["kind", "value"]], on=["kind", "value"])
         graph = nx.Graph()
         for account in self.members["account_id"]:
@@ -271,8 +447,53 @@ class Case:
         ax.figure.tight_layout()
         return ax.figure
 
+    def _plot_aggregated(self, ax: plt.Axes, shared: pd.DataFrame) -> plt.Figure:
+        """Identifiers in a column per kind, account groups (same identifiers) beside them."""
+        edges = self._links.merge(shared[["kind", "value"]], on=["kind", "value"])
+        signature = edges.assign(key=edges["kind"] + "\0" + edges["value"]).groupby(
+            "account_id")["key"].agg(lambda keys: tuple(sorted(keys)))
+        groups = signature.reset_index().groupby("key")["account_id"].size()
+        groups = groups.sort_values(ascending=False)
+        loose = len(self.members) - int(groups.sum())
+        kinds = sorted(shared["kind"].unique(), key=lambda k: KIND_ORDER.get(k, 9))
+        position: dict[tuple[str, str], tuple[float, float]] = {}
+        for column, kind in enumerate(kinds):
+            values = shared.loc[shared["kind"] == kind, "value"].tolist()
+            for row, value in enumerate(values):
+                position[(kind, value)] = (column * 2.0, -row * 1.0 * 20 / max(len(values), 1))
+        xs = [x for x, _ in position.values()] or [0.0]
+        right = max(xs) + 3.0
+        for i, (keys, count) in enumerate(groups.items()):
+            y = -i * 20 / max(len(groups), 1)
+            for key in keys:
+                kind, value = key.split("\0", 1)
+                x0, y0 = position[(kind, value)]
+                ax.plot([x0, right], [y0, y], color="#999999", alpha=0.35, linewidth=0.6)
+            ax.scatter([right], [y], s=30 + 8 * count, c=KIND_COLOURS["account"],
+                       edgecolors="#333333", linewidths=0.3, zorder=3)
+            ax.text(right + 0.2, y, f"{count} account{'s' if count > 1 else ''}",
+                    va="center", fontsize=6)
+        members = shared.set_index(["kind", "value"])["members"]
+        for (kind, value), (x, y) in position.items():
+            ax.scatter([x], [y], s=40 + 6 * members[(kind, value)],
+                       c=KIND_COLOURS.get(kind, OTHER_KIND_COLOUR), edgecolors="#333333",
+                       linewidths=0.3, zorder=3)
+            ax.text(x - 0.15, y, f"{value} ({members[(kind, value)]})", ha="right",
+                    va="center", fontsize=5.5)
+        for kind, colour in [*KIND_COLOURS.items(), ("other", OTHER_KIND_COLOUR)]:
+            ax.scatter([], [], c=colour, label=KIND_NOUNS.get(kind, kind), edgecolors="#333333")
+        ax.legend(loc="upper right", fontsize=8)
+        ax.set_title(f"Ring {self.ring['ring_id']}: {len(self.members)} accounts in "
+                     f"{len(groups)} groups sharing the same identifiers"
+                     + (f" ({loose} share none drawn)" if loose else "")
+                     + f"; {len(shared)} evidence identifiers (members using each)")
+        ax.set_axis_off()
+        ax.figure.tight_layout()
+        return ax.figure
+
     def plot_contributions(self, *, ax: plt.Axes | None = None) -> plt.Figure:
         """Each feature's contribution to the score, labelled with ring value vs baseline."""
+        plt = _pyplot()
         ax = ax or plt.subplots(figsize=(10, 6))[1]
         rows = self.breakdown.iloc[::-1]
         colours = [GROUP_COLOURS.get(g, "#A5ABB6") for g in rows["group"]]
@@ -296,15 +517,49 @@ class Case:
     # -- export --------------------------------------------------------------------------
 
     def to_html(self, path: Path) -> Path:
-        """Write one self-contained HTML case file (plots embedded as PNG, evidence tables)."""
+        """Write one self-contained, print-safe HTML case file (plots embedded as PNG).
+
+        Every table prints in full (no scroll boxes; header rows repeat on each page), so a
+        PDF of the page carries every member and every piece of evidence.
+        """
         ring = self.ring
         figures = {
             "contributions": self.plot_contributions(),
             "graph": self.plot_graph(),
             "activity": self.plot_activity(),
+            "by_date": self.plot_activity_by_date(),
         }
         images = {name: _png(figure) for name, figure in figures.items()}
         reasons = self.breakdown.loc[self.breakdown["contribution"] > 0, "text"].head(6)
+        decision = self.decision
+        provenance = self.provenance
+        totals = self.totals
+        hubs = self.hubs
+        hub_text = (
+            f"{len(hubs)} shared identifier(s) are hubs, mostly used outside the ring, and are "
+            "not counted as evidence: " + "; ".join(
+                f"{KIND_NOUNS.get(k, k)} {v} ({n:,} accounts)"
+                for k, v, n in hubs[["kind", "value", "platform_accounts"]].head(5)
+                .itertuples(index=False))
+            if len(hubs) else "No hub identifiers among the shared ones.")
+        predecessors = ", ".join(ring["predecessors"]) or "none"
+        lineage = (f"{ring['status'] or 'new'}; predecessors: {predecessors}"
+                   + (f"; {ring['lineage_evidence']}" if ring["lineage_evidence"] else ""))
+        totals_rows = pd.DataFrame(
+            [(k.replace("_", " "), _cell(v)) for k, v in totals.items()],
+            columns=["total", "value"])
+        settings = provenance["settings"]
+        provenance_rows = pd.DataFrame(
+            [("sweep", f"{provenance['sweep_id']} at {provenance['sweep_at']}"),
+             ("store", provenance["store"]),
+             ("code version", f"graphinv {provenance['code_version']}"),
+             ("settings", f"from {provenance['settings_source']}; scoring threshold "
+                          f"{settings.get('scoring', {}).get('threshold')}, detection "
+                          f"resolution {settings.get('detection', {}).get('resolution')}, "
+                          f"seed {settings.get('detection', {}).get('seed')}"),
+             ("data window", " to ".join(map(str, provenance["data_window"] or []))),
+             ("input files", provenance["input_files"])],
+            columns=["item", "value"])
         page = Template(TEMPLATE_PATH.read_text(encoding="utf-8")).substitute(
             title=html.escape(f"Case file: ring {ring['ring_id']}"),
             ring_id=html.escape(str(ring["ring_id"])),
@@ -313,12 +568,29 @@ class Case:
             size=html.escape(str(ring["size"])),
             campaign=html.escape(str(ring["campaign_id"])),
             sweep=html.escape(str(ring["sweep_id"])),
+            disposition=html.escape(str(decision["disposition"])),
+            decision=html.escape(f"{decision['reason']}"
+                                 + (f"; assigned to {decision['assignee']}"
+                                    if decision["assignee"] else "")
+                                 + (f"; last note {decision['last_note']}"
+                                    if decision["last_note"] else "")),
+            lineage=html.escape(lineage),
             generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             reasons="\n".join(f"<li>{html.escape(r)}</li>" for r in reasons),
             breakdown=_table(self.breakdown.drop(columns="text").round(4)),
-            shared=_table(self.shared_identifiers.head(60)),
+            totals=_table(totals_rows),
+            cards=_table(self.cards),
+            evidence=_table(self.evidence_identifiers),
+            hubs=html.escape(hub_text),
+            collateral=_table(self.collateral),
+            templates=_table(self.templates.loc[self.templates["members"] >= 2]),
+            template_categories=_table(_categories(self.templates)),
+            siblings=_table(self.siblings),
+            events=_table(self.events.assign(at=self.events["at"].map(_cell))),
             members=_table(self.members),
             enforcement=_table(self.enforcement[["account_id", "reason"]]),
+            provenance=_table(provenance_rows),
+            commands=html.escape("\n".join(provenance["commands"])),
             **{f"img_{name}": data for name, data in images.items()},
         )
         path = Path(path)
@@ -390,18 +662,135 @@ def _members(members: pd.DataFrame, platform: Platform, timeline: pd.DataFrame) 
     return out.reset_index().rename(columns={"index": "account_id"})
 
 
+def _cards(identifiers: pd.DataFrame, links: pd.DataFrame, platform: Platform) -> pd.DataFrame:
+    """The ring's payment methods with type, BIN, issuer country and prepaid flag."""
+    cards = identifiers.loc[identifiers["kind"] == "payment_method",
+                            ["value", "members", "platform_accounts", "outside_ring",
+                             "first_seen", "last_seen"]].rename(columns={"value": "card"})
+    described = platform.payment_methods
+    if described is not None and len(cards):
+        cards = cards.merge(described.rename(columns={"fingerprint": "card"}), on="card",
+                            how="left")
+    columns = ["card", "type", "bin", "issuer_country", "prepaid", "members",
+               "outside_ring", "first_seen", "last_seen"]
+    return cards.reindex(columns=columns).sort_values(
+        ["members", "card"], ascending=[False, True]).reset_index(drop=True)
+
+
+def _templates(identifiers: pd.DataFrame, platform: Platform) -> pd.DataFrame:
+    """The prompt templates members send, with category and reasoning elicitation."""
+    templates = identifiers.loc[identifiers["kind"] == "prompt_fingerprint",
+                                ["value", "members", "outside_ring", "count"]].rename(
+        columns={"value": "template", "count": "times_sent"})
+    described = platform.prompt_fingerprints
+    if described is not None and len(templates):
+        templates = templates.merge(described.rename(columns={"fingerprint": "template"}),
+                                    on="template", how="left")
+    columns = ["template", "category", "elicits_reasoning", "members", "outside_ring",
+               "times_sent"]
+    return templates.reindex(columns=columns).reset_index(drop=True)
+
+
+def _categories(templates: pd.DataFrame) -> pd.DataFrame:
+    """Template categories: how many templates and sends, and whether they elicit reasoning."""
+    if templates.empty:
+        return pd.DataFrame(columns=["category", "templates", "times_sent", "elicit_reasoning"])
+    return templates.groupby(templates["category"].fillna("(not described)")).agg(
+        templates=("template", "nunique"),
+        times_sent=("times_sent", "sum"),
+        elicit_reasoning=("elicits_reasoning", lambda v: int(v.fillna(False).astype(bool).sum())),
+    ).sort_values("times_sent", ascending=False).reset_index()
+
+
+def _collateral(evidence: pd.DataFrame, links: pd.DataFrame,
+                members: pd.DataFrame) -> pd.DataFrame:
+    """Accounts outside the ring on each evidence identifier: who else an action touches."""
+    keys = evidence[["kind", "value"]]
+    on = links.merge(keys, on=["kind", "value"])
+    outside = on.loc[~on["account_id"].isin(members["account_id"])]
+    grouped = outside.groupby(["kind", "value"], sort=False)["account_id"].agg(
+        outside_accounts="nunique", accounts=lambda a: ", ".join(sorted(a.unique())[:20]))
+    return keys.merge(grouped.reset_index(), on=["kind", "value"]).reset_index(drop=True)
+
+
+def _siblings(ring: pd.Series, rings: pd.DataFrame, store: Store,
+              links: pd.DataFrame) -> pd.DataFrame:
+    """Other rings of the ring's campaign, and the cards and IPs each shares with it."""
+    columns = ["ring_id", "rank", "score", "size", "status", "shared_cards", "shared_ips",
+               "why_grouped"]
+    campaign = ring["campaign_id"]
+    if campaign is None or pd.isna(campaign) or str(campaign) in ("", "None", "nan"):
+        return pd.DataFrame(columns=columns)
+    others = rings.loc[(rings["campaign_id"] == campaign) & (rings["ring_id"] != ring["ring_id"])]
+    if others.empty:
+        return pd.DataFrame(columns=columns)
+    members = store.read_members(sweep_id=str(ring["sweep_id"]))
+    members = members.loc[members["ring_id"].isin([*others["ring_id"], ring["ring_id"]])]
+    infra = links.loc[links["kind"].isin(["payment_method", "ip"])].merge(members,
+                                                                          on="account_id")
+    mine = infra.loc[infra["ring_id"] == ring["ring_id"], ["kind", "value"]].drop_duplicates()
+    theirs = infra.loc[infra["ring_id"] != ring["ring_id"]].merge(mine, on=["kind", "value"])
+    shared = theirs.groupby(["ring_id", "kind"])["value"].nunique().unstack(fill_value=0)
+    out = others[["ring_id", "rank", "score", "size", "status"]].copy()
+    out["shared_cards"] = out["ring_id"].map(shared.get("payment_method", {})).fillna(0)
+    out["shared_ips"] = out["ring_id"].map(shared.get("ip", {})).fillna(0)
+    out[["shared_cards", "shared_ips"]] = out[["shared_cards", "shared_ips"]].astype("int64")
+    out["why_grouped"] = [
+        f"shares {c} card(s) and {i} IP(s) with {ring['ring_id']}" if c or i
+        else "linked through other rings of the campaign"
+        for c, i in zip(out["shared_cards"], out["shared_ips"], strict=True)
+    ]
+    return out[columns].sort_values("rank").reset_index(drop=True)
+
+
+def _totals(timeline: pd.DataFrame, members: pd.DataFrame) -> dict[str, Any]:
+    """Requests, tokens, models and activity span of the whole ring."""
+    return {
+        "accounts": len(members),
+        "requests": int(timeline["requests"].sum()),
+        "input_tokens": int(timeline["input_tokens"].sum()),
+        "output_tokens": int(timeline["output_tokens"].sum()),
+        "models": ", ".join(sorted(timeline["model"].unique())),
+        "first_request": timeline["hour"].min() if len(timeline) else None,
+        "last_request": timeline["hour"].max() if len(timeline) else None,
+        "spend": "not in the input contract (no prices); multiply tokens by your rates",
+    }
+
+
 # -- html helpers ------------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot, or a clear error naming the extra that installs it."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(
+            "plots and HTML case files need matplotlib: pip install 'graphinv[notebooks]'"
+        ) from exc
+    return plt
 
 
 def _png(figure: plt.Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
+    _pyplot().close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, escape=True, border=0, classes="evidence", na_rep="")
+
+
+def _cell(value: Any) -> str:
+    """A table cell: timestamps to the minute, integers with separators."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, pd.Timestamp | datetime):
+        return f"{pd.Timestamp(value):%Y-%m-%d %H:%M} UTC"
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    return str(value)
 
 
 def _number(value: Any) -> str:

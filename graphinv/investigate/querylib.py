@@ -182,7 +182,7 @@ def bind(query: SavedQuery, values: Mapping[str, Any]) -> dict[str, Any]:
     --------
     >>> q = load_queries()["ring-graph"]
     >>> bind(q, {"ring_id": "R-1", "min_shared": "3"})
-    {'ring_id': 'R-1', 'min_shared': 3, 'limit': 400}
+    {'ring_id': 'R-1', 'min_shared': 3, 'max_identifiers': 40, 'max_accounts': 80}
     """
     known = {p.name: p for p in query.parameters}
     unknown = sorted(set(values) - set(known))

@@ -293,6 +293,14 @@ class Store(LoadTarget):
 
     # -- queries -----------------------------------------------------------------------
 
+    @abstractmethod
+    def append_decision(self, decision: Mapping[str, Any]) -> None:
+        """Append one review decision on a ring (graphinv.investigate.review); never edits."""
+
+    @abstractmethod
+    def read_decisions(self) -> pd.DataFrame:
+        """Every review decision, oldest first."""
+
     @final
     def query(self, text: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run a read query (SQL for embedded, Cypher for Neo4j) with ``$name`` parameters.

@@ -92,10 +92,24 @@ _RESULT_TABLES: dict[str, dict[str, str]] = {
         "shared_identifiers": "BIGINT",
         "infra_overlap": "DOUBLE",
     },
+    # Investigators' decisions on rings (graphinv.investigate.review): an append-only log, so
+    # every change keeps who made it and when. Not a sweep table: a new sweep never clears it.
+    "ring_decisions": {
+        "ring_id": "VARCHAR",
+        "at": "TIMESTAMPTZ",
+        "by": "VARCHAR",
+        "status": "VARCHAR",
+        "assignee": "VARCHAR",
+        "note": "VARCHAR",
+        "sweep_id": "VARCHAR",
+        "size": "BIGINT",
+    },
 }
 assert tuple(_RESULT_TABLES["rings"])[-len(RING_LINEAGE_COLUMNS) :] == RING_LINEAGE_COLUMNS
 assert set(LINEAGE_READ_COLUMNS) == set(_RESULT_TABLES["ring_lineage"])
 _SWEEP_TABLES = ("sweeps", "rings", "ring_members", "campaigns")
+
+DECISION_COLUMNS = ("ring_id", "at", "by", "status", "assignee", "note", "sweep_id", "size")
 
 
 class EmbeddedStore(Store):
@@ -325,6 +339,23 @@ class EmbeddedStore(Store):
         with self._incoming(frame):
             found = self._sql(f"SELECT count(*) FROM incoming i WHERE {condition}", params)
             return int(found.fetchall()[0][0])
+
+    # -- review decisions (append-only; see graphinv.investigate.review) -------------------
+
+    def append_decision(self, decision: Mapping[str, Any]) -> None:
+        """Record one decision event: ``DECISION_COLUMNS`` (missing keys stored as NULL)."""
+        values = {c: decision.get(c) for c in DECISION_COLUMNS}
+        self._sql(
+            "INSERT INTO ring_decisions VALUES ($ring_id, $at, $by, $status, $assignee, "
+            "$note, $sweep_id, $size)",
+            values,
+        )
+
+    def read_decisions(self) -> pd.DataFrame:
+        """Every decision event, oldest first (``DECISION_COLUMNS``)."""
+        columns = list(DECISION_COLUMNS)
+        listed = ", ".join(_quote(c) for c in columns)
+        return self._fetch(f'SELECT {listed} FROM ring_decisions ORDER BY "at", rowid', {})
 
     # -- generic -------------------------------------------------------------------------
 

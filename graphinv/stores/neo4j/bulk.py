@@ -159,10 +159,13 @@ def write_import_csv(platform: Platform, folder: Path) -> list[str]:
 
     accounts = tables["accounts"]
     if "labels" in tables:
-        labels = tables["labels"].rename(
-            columns={c: f"label_{c}" for c in TABLES["labels"].column_names[1:]}
+        # Ground truth as unlinked (:GroundTruth) nodes, never on accounts (see cypher.py).
+        write(
+            "nodes",
+            cypher.checked_label("GroundTruth"),
+            "ground_truth",
+            tables["labels"].rename(columns={"account_id": "account_id:ID(GroundTruth)"}),
         )
-        accounts = accounts.merge(labels, on="account_id", how="left")
     write(
         "nodes",
         cypher.checked_label("Account"),

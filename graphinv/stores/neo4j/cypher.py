@@ -13,7 +13,8 @@ Timestamps travel as integer microseconds since the Unix epoch and are stored as
 
 Graph model (docs/stores.md)::
 
-    (:Account {id, created_at, email_domain, …, label_ring_id, label_kind, …})
+    (:Account {id, created_at, email_domain, …})
+    (:GroundTruth {account_id, ring_id, kind, campaign_id, traits})  -- labels, unlinked
     (:Account)-[:PAID_WITH|CONNECTED_FROM|SENT|USES {first_seen, last_seen, count}]->
         (:PaymentMethod|IP|PromptFingerprint {id, …}) / (:Identifier {kind, id})
     (:Account)-[:HAS_USAGE]->(:Usage {account_id, model, hours[], requests[],
@@ -64,6 +65,8 @@ LABELS = frozenset(
         "Ring",
         "Campaign",
         "Sweep",
+        "GroundTruth",
+        "Decision",
     }
 )
 REL_TYPES = frozenset(
@@ -119,12 +122,14 @@ CONSTRAINTS = (
     "FOR (n:Ring) REQUIRE (n.sweep_id, n.id) IS UNIQUE",
     "CREATE CONSTRAINT campaign_sweep_id IF NOT EXISTS "
     "FOR (n:Campaign) REQUIRE (n.sweep_id, n.id) IS UNIQUE",
+    "CREATE CONSTRAINT ground_truth_account IF NOT EXISTS "
+    "FOR (n:GroundTruth) REQUIRE n.account_id IS UNIQUE",
 )
 INDEXES = (
     "CREATE INDEX ring_id IF NOT EXISTS FOR (n:Ring) ON (n.id)",
     "CREATE INDEX ring_rank IF NOT EXISTS FOR (n:Ring) ON (n.rank)",
     "CREATE INDEX identifier_kind IF NOT EXISTS FOR (n:Identifier) ON (n.kind)",
-    "CREATE INDEX account_label_ring IF NOT EXISTS FOR (n:Account) ON (n.label_ring_id)",
+    "CREATE INDEX decision_ring IF NOT EXISTS FOR (n:Decision) ON (n.ring_id)",
 )
 AWAIT_INDEXES = "CALL db.awaitIndexes($seconds)"
 
@@ -255,12 +260,18 @@ def attribute_query(table: str) -> str:
     return f"UNWIND $rows AS r\nMERGE (n:{label} {{id: r[0]}})\nSET {sets}"
 
 
+# Ground truth is for evaluation, never on the graph investigators explore: one unlinked
+# (:GroundTruth) node per labelled account, which no saved query or guide query reads.
+# Older graphs held labels as Account properties; a load of labels removes those.
 LABELS_SET = (
     "UNWIND $rows AS r\n"
-    "MATCH (a:Account {id: r[0]})\n"
-    "SET a.label_ring_id = r[1], a.label_kind = r[2],\n"
-    "    a.label_campaign_id = coalesce(r[3], a.label_campaign_id),\n"
-    "    a.label_traits = coalesce(r[4], a.label_traits)"
+    "MERGE (t:GroundTruth {account_id: r[0]})\n"
+    "SET t.ring_id = r[1], t.kind = r[2],\n"
+    "    t.campaign_id = coalesce(r[3], t.campaign_id),\n"
+    "    t.traits = coalesce(r[4], t.traits)\n"
+    "WITH r\n"
+    "OPTIONAL MATCH (a:Account {id: r[0]}) WHERE a.label_kind IS NOT NULL\n"
+    "REMOVE a.label_ring_id, a.label_kind, a.label_campaign_id, a.label_traits"
 )
 
 USAGE_READ_KEYS = (
@@ -322,9 +333,9 @@ def attribute_read_query(table: str) -> str:
 
 
 LABELS_READ = (
-    "MATCH (a:Account) WHERE a.label_kind IS NOT NULL\n"
-    "RETURN a.id AS account_id, a.label_ring_id AS ring_id, a.label_kind AS kind,\n"
-    "       a.label_campaign_id AS campaign_id, a.label_traits AS traits"
+    "MATCH (t:GroundTruth)\n"
+    "RETURN t.account_id AS account_id, t.ring_id AS ring_id, t.kind AS kind,\n"
+    "       t.campaign_id AS campaign_id, t.traits AS traits"
 )
 
 # -- sweeps and rings -------------------------------------------------------------------
@@ -393,6 +404,21 @@ MEMBERS_READ = (
 SWEEP_MEMBERS_READ = (
     "MATCH (a:Account)-[:IN_RING]->(g:Ring {sweep_id: $sweep_id})\n"
     "RETURN g.id AS ring_id, a.id AS account_id\nORDER BY ring_id, account_id"
+)
+
+# -- review decisions (graphinv.investigate.review) --------------------------------------
+
+# An append-only log of (:Decision) nodes keyed by the stable ring id, not linked to the
+# per-sweep Ring nodes: a decision outlives the sweep it was made in.
+DECISION_CREATE = (
+    "CREATE (:Decision {ring_id: $ring_id, at: datetime($at), by: $by, status: $status,\n"
+    "    assignee: $assignee, note: $note, sweep_id: $sweep_id, size: $size})"
+)
+DECISIONS_READ = (
+    "MATCH (d:Decision)\n"
+    "RETURN d.ring_id AS ring_id, toString(d.at) AS at, d.by AS by, d.status AS status,\n"
+    "       d.assignee AS assignee, d.note AS note, d.sweep_id AS sweep_id, d.size AS size\n"
+    "ORDER BY d.at, elementId(d)"
 )
 
 # -- inspection -------------------------------------------------------------------------

@@ -143,7 +143,12 @@ class LocalNeo4j:
 
     @property
     def browser_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/browser/"
+        # Browser reads these query parameters: the Bolt URL to connect to and "No
+        # authentication" preselected, as this server runs without auth.
+        return (
+            f"http://127.0.0.1:{self.http_port}/browser/?dbms={self.bolt_uri}"
+            "&preselectAuthMethod=NO_AUTH"
+        )
 
     # -- install -------------------------------------------------------------------------
 
@@ -215,9 +220,9 @@ class LocalNeo4j:
             "dbms.usage_report.enabled": "false",
             "db.tx_log.rotation.retention_policy": "1 files",
             # Style and guide of `graphinv browser-kit`, served from home/web/ by this server.
+            # The style itself is applied by the kit's index.html, without a frame.
             "browser.post_connect_cmd": (
-                f"play http://localhost:{self.http_port}/browser/graphinv/guide.html; "
-                f"style http://localhost:{self.http_port}/browser/graphinv/graphinv.grass"
+                f"play http://localhost:{self.http_port}/browser/graphinv/guide.html"
             ),
         }
         for folder in ("data", "logs", "plugins", "import", "run", "licenses"):

@@ -18,8 +18,9 @@ per hour would multiply the graph's size for data investigators read as a timeli
 later load merges by hour (newer figures win) inside the same transaction that rewrites
 the arrays; loads are expected from one writer at a time.
 
-Labels (ground truth) sit on accounts as ``label_ring_id``, ``label_kind``,
-``label_campaign_id`` and ``label_traits``.
+Labels (ground truth) are kept off the investigated graph: one unlinked
+``(:GroundTruth {account_id, ring_id, kind, campaign_id, traits})`` node per labelled
+account, read back only by ``read_platform(include_labels=True)`` for evaluation.
 
 Examples
 --------
@@ -62,6 +63,7 @@ DEFAULT_WRITERS = 2
 _MICROS_PER_HOUR = 3_600_000_000
 _KIND_OF_TYPE = {rel: kind for kind, (_, rel) in cypher.KIND_GRAPH.items()}
 _USAGE_ARRAYS = ("hours", "requests", "input_tokens", "output_tokens")
+_DECISION_KEYS = ("ring_id", "at", "by", "status", "assignee", "note", "sweep_id", "size")
 
 
 class Neo4jStore(Store):
@@ -461,6 +463,22 @@ class Neo4jStore(Store):
                 f"sweep {sweep.sweep_id}: {len(members) - written} member(s) name accounts or "
                 "rings that are not in the graph"
             )
+
+    # -- review decisions (append-only; see graphinv.investigate.review) -------------------
+
+    def append_decision(self, decision: Mapping[str, Any]) -> None:
+        """Record one decision event as a ``(:Decision)`` node (missing keys as null)."""
+        self.ensure_schema()
+        values = {c: _native(optional(decision.get(c))) for c in _DECISION_KEYS}
+        values["at"] = pd.Timestamp(values["at"]).isoformat()
+        with self._session() as session:
+            session.execute_write(self._run, cypher.DECISION_CREATE, values)
+
+    def read_decisions(self) -> pd.DataFrame:
+        """Every decision event, oldest first."""
+        frame = self._fetch(cypher.DECISIONS_READ, {}).reindex(columns=list(_DECISION_KEYS))
+        frame["at"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601")
+        return frame
 
 
 @contextmanager
