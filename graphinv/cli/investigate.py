@@ -29,7 +29,8 @@ console = Console(soft_wrap=True)
 
 
 def _context() -> Context:
-    return click.get_current_context().obj.get()
+    """The read-only context (these commands only read), warning of an unfinished load."""
+    return click.get_current_context().obj.reader()
 
 
 # -- queries -------------------------------------------------------------------------------

@@ -86,7 +86,9 @@ class _LazyContext:
         self.progress = progress
         self._context: Context | None = None
 
-    def get(self) -> Context:
+    def get(self, *, read_only: bool = False) -> Context:
+        """The context; ``read_only`` for commands that only read (the embedded store then
+        opens read-only, so they run during a sweep and on read-only media)."""
         if self._context is None:
             from graphinv.config import load_settings
             from graphinv.context import Context
@@ -97,8 +99,27 @@ class _LazyContext:
                 neo4j_uri=neo4j_uri,
                 db_path=db_path,
                 progress=self.progress,
+                read_only=read_only,
             )
         return self._context
+
+    def reader(self) -> Context:
+        """The context of a read command, after warning when the last load did not finish."""
+        context = self.get(read_only=True)
+        warn_unfinished(context)
+        return context
+
+
+def warn_unfinished(context: Context) -> None:
+    """Warn on stderr that the store's last load did not finish (results may be stale)."""
+    problem = context.load_warning()
+    if problem is not None:
+        from rich.markup import escape
+
+        err_console.print(
+            f"[bold yellow]Warning:[/] {escape(problem)}; what follows may not reflect it.",
+            highlight=False,
+        )
 
     def close(self) -> None:
         if self._context is not None:
@@ -311,7 +332,7 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
 @pass_context
 def rings(lazy: _LazyContext, sweep_id: str | None, limit: int, members: bool, fmt: str) -> None:
     """List ranked rings (or, with --members, every account in a ring)."""
-    context = lazy.get()
+    context = lazy.reader()
     if members:
         frame = context.members(sweep_id=sweep_id)[["account_id", "ring_id"]]
     else:
@@ -338,7 +359,7 @@ def rings(lazy: _LazyContext, sweep_id: str | None, limit: int, members: bool, f
 @pass_context
 def evaluate_command(lazy: _LazyContext, labels_dir: Path, top_k: int, fmt: str) -> None:
     """Score the latest sweep's rings against ground truth (best-match F1, ARI, top-k, benign)."""
-    evaluation = lazy.get().evaluate(labels_dir, top_k=top_k)
+    evaluation = lazy.reader().evaluate(labels_dir, top_k=top_k)
     if fmt == "json":
         click.echo(json.dumps(evaluation.to_dict(), indent=2))
     else:
@@ -400,6 +421,19 @@ def _rings_table(frame: pd.DataFrame, *, title: str) -> Table:
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@cli.command()
+@pass_context
+def unlock(lazy: _LazyContext) -> None:
+    """Remove the store's write lock left by a load or sweep that can no longer release it
+    (a lost machine). A lock of a dead process on this host is taken over anyway."""
+    holder = lazy.get().store.break_lock()
+    if holder is None:
+        console.print("No write lock to remove (the embedded store's lock ends with its holder).")
+    else:
+        console.print(f"Removed the write lock of {holder.describe()}.", markup=False,
+                      highlight=False)
 
 
 for command in (queries, ring, case, browser_kit_command):
