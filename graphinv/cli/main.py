@@ -109,6 +109,10 @@ class _LazyContext:
         warn_unfinished(context)
         return context
 
+    def close(self) -> None:
+        if self._context is not None:
+            self._context.close()
+
 
 def warn_unfinished(context: Context) -> None:
     """Warn on stderr that the store's last load did not finish (results may be stale)."""
@@ -120,10 +124,6 @@ def warn_unfinished(context: Context) -> None:
             f"[bold yellow]Warning:[/] {escape(problem)}; what follows may not reflect it.",
             highlight=False,
         )
-
-    def close(self) -> None:
-        if self._context is not None:
-            self._context.close()
 
 
 pass_context = click.make_pass_decorator(_LazyContext)
