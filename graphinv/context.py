@@ -57,6 +57,9 @@ class Context:
         Read ``NEO4J_*`` and ``GRAPHINV_*`` variables.
     progress
         Progress bars and spinners on the terminal.
+    read_only
+        Open the embedded store read-only: for commands that only read, so they work while
+        a sweep computes and on read-only media.
     """
 
     settings: Settings | None = None
@@ -64,6 +67,7 @@ class Context:
     db_path: Path = Path("graphinv.duckdb")
     use_env: bool = True
     progress: bool = True
+    read_only: bool = False
     _store: Store | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -75,9 +79,16 @@ class Context:
         """The open store (opened on first use)."""
         if self._store is None:
             self._store = open_store(
-                neo4j_uri=self.neo4j_uri, path=self.db_path, use_env=self.use_env
+                neo4j_uri=self.neo4j_uri,
+                path=self.db_path,
+                use_env=self.use_env,
+                read_only=self.read_only,
             )
         return self._store
+
+    def load_warning(self) -> str | None:
+        """Why results may not reflect the store's data (its last load did not finish)."""
+        return self.store.unfinished_load()
 
     def load(
         self,

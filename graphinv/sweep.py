@@ -145,12 +145,35 @@ def run_sweep(
         Time recorded for the sweep (now, UTC, by default).
     progress
         Show a spinner per stage on the terminal.
+
+    Raises
+    ------
+    StoreError
+        The store's last load did not finish (rerun it first), or another load or sweep
+        kept the store's write lock past its ``lock_wait``.
     """
     settings = settings or Settings()
-    at = at or datetime.now(UTC)
     timer = _StageTimer(progress)
+    # One sweep at a time per store (across processes): each sees the one before it, so
+    # sweep ids and lineage follow the order in which they ran.
+    with store.exclusive("sweep"):
+        store.require_finished_load()
+        return _locked_sweep(
+            store, settings, alert_threshold, at or datetime.now(UTC), timer
+        )
+
+
+def _locked_sweep(
+    store: Store,
+    settings: Settings,
+    alert_threshold: float | None,
+    at: datetime,
+    timer: _StageTimer,
+) -> SweepReport:
     with timer("reading the platform"):
         platform = store.read_platform()
+        # Computing takes long: the embedded store lets readers open its file meanwhile.
+        store.release()
         live = live_platform(platform, settings.lineage.inactive_statuses)
     with timer("projection"):
         projection = project(live, options=settings.projection)

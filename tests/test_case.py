@@ -32,7 +32,9 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
     with Context(db_path=db, use_env=False, progress=False) as ctx:
         ctx.store.load(generate(preset="small", seed=7, n_accounts=1500), progress=False)
         ctx.sweep()
-        yield db, str(ctx.rings()["ring_id"].iloc[0])
+        top = str(ctx.rings()["ring_id"].iloc[0])
+    # Closed before the tests: DuckDB refuses a read-only CLI open beside a writable one.
+    yield db, top
 
 
 def test_case_frames_tell_the_story_of_the_ring(embedded: tuple[Path, str]) -> None:

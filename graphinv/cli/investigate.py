@@ -29,16 +29,24 @@ console = Console(soft_wrap=True)
 
 
 def _context(*, read: bool = False) -> Context:
-    """The command's context; ``read`` refuses to create an empty embedded store."""
+    """The command's context; ``read``: read-only, never creating an empty store, warning
+    when the last load did not finish."""
     lazy = click.get_current_context().obj
-    return lazy.get(read=read) if read else lazy.get()
+    return lazy.reader() if read else lazy.get()
 
 
-def _swept_context() -> Context:
-    """The context of a command that reads a sweep: says so when the store has none."""
+def _swept_context(*, writes: bool = False) -> Context:
+    """The context of a command that reads a sweep: says so when the store has none.
+
+    ``writes``: the command also records something (a review decision), so the store
+    opens writable — still never created where none exists.
+    """
     from graphinv.errors import GraphinvError
 
-    context = _context(read=True)
+    lazy = click.get_current_context().obj
+    if writes:
+        lazy.require_store()
+    context = lazy.get() if writes else lazy.reader()
     if context.store.read_sweeps().empty:
         where = click.get_current_context().obj.where()
         raise GraphinvError(f"no sweep in {where} (use --db PATH or --neo4j URI, or run "
@@ -106,7 +114,7 @@ def run_saved_query(query_id: str, pairs: tuple[str, ...], fmt: str) -> None:
             raise QueryError(f"--param {pair!r}: write NAME=VALUE")
         values[name.strip()] = value
     bind(query, values)  # parameter errors before opening a store
-    frame = run_query(_context().store, query, params=values)
+    frame = run_query(_context(read=True).store, query, params=values)
     if fmt == "json":
         # Numbers, booleans and lists stay JSON values; graph objects become their text.
         records = [{k: _json_value(v) for k, v in row.items()}
@@ -272,7 +280,8 @@ def review(ring_id: str | None, status: str | None, assignee: str | None, note: 
     """
     from graphinv.investigate import review as queue_module
 
-    store = _swept_context().store
+    deciding = ring_id is not None and not (status is None and assignee is None and note is None)
+    store = _swept_context(writes=deciding).store
     if ring_id is not None:
         if status is None and assignee is None and note is None:
             notes = queue_module.ring_notes(store, ring_id)

@@ -93,11 +93,9 @@ class _LazyContext:
         self.progress = progress
         self._context: Context | None = None
 
-    def get(self, *, read: bool = False) -> Context:
-        """The context; ``read`` (commands that only read) refuses to create an empty
-        embedded store where none exists."""
-        if read:
-            self._require_store()
+    def get(self, *, read_only: bool = False) -> Context:
+        """The context; ``read_only`` for commands that only read (the embedded store then
+        opens read-only, so they run during a sweep and on read-only media)."""
         if self._context is None:
             from graphinv.config import load_settings
             from graphinv.context import Context
@@ -108,6 +106,7 @@ class _LazyContext:
                 neo4j_uri=neo4j_uri,
                 db_path=db_path,
                 progress=self.progress,
+                read_only=read_only,
             )
         return self._context
 
@@ -118,7 +117,7 @@ class _LazyContext:
         neo4j_uri, db_path, _ = self._args
         return neo4j_uri or os.environ.get("NEO4J_URI") or _shown(Path(db_path))
 
-    def _require_store(self) -> None:
+    def require_store(self) -> None:
         import os
 
         neo4j_uri, db_path, _ = self._args
@@ -128,9 +127,29 @@ class _LazyContext:
             f"no sweep in {self.where()}: no such file (use --db PATH or --neo4j URI)"
         )
 
+    def reader(self) -> Context:
+        """The context of a read command: refuses to create an empty embedded store where
+        none exists, opens read-only and warns when the last load did not finish."""
+        self.require_store()
+        context = self.get(read_only=True)
+        warn_unfinished(context)
+        return context
+
     def close(self) -> None:
         if self._context is not None:
             self._context.close()
+
+
+def warn_unfinished(context: Context) -> None:
+    """Warn on stderr that the store's last load did not finish (results may be stale)."""
+    problem = context.load_warning()
+    if problem is not None:
+        from rich.markup import escape
+
+        err_console.print(
+            f"[bold yellow]Warning:[/] {escape(problem)}; what follows may not reflect it.",
+            highlight=False,
+        )
 
 
 pass_context = click.make_pass_decorator(_LazyContext)
@@ -388,7 +407,7 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
 def rings(lazy: _LazyContext, sweep_id: str | None, limit: int, members: bool, fmt: str,
           wide: bool) -> None:
     """List ranked rings (or, with --members, every account in a ring)."""
-    context = lazy.get(read=True)
+    context = lazy.reader()
     if context.store.read_sweeps().empty:
         raise GraphinvError(f"no sweep in {lazy.where()} yet: run `graphinv sweep`")
     if members:
@@ -418,7 +437,7 @@ def rings(lazy: _LazyContext, sweep_id: str | None, limit: int, members: bool, f
 @pass_context
 def evaluate_command(lazy: _LazyContext, labels_dir: Path, top_k: int, fmt: str) -> None:
     """Score the latest sweep's rings against ground truth (best-match F1, ARI, top-k, benign)."""
-    evaluation = lazy.get().evaluate(labels_dir, top_k=top_k)
+    evaluation = lazy.reader().evaluate(labels_dir, top_k=top_k)
     if fmt == "json":
         click.echo(json.dumps(evaluation.to_dict(), indent=2))
     else:
@@ -441,7 +460,7 @@ def fit_weights_command(lazy: _LazyContext, labels_dir: Path | None, from_decisi
     """Fit scoring weights to labelled rings (logistic regression, cross-validated)."""
     if (labels_dir is None) == (not from_decisions):
         raise click.UsageError("give --labels FOLDER or --from-decisions")
-    context = lazy.get(read=True) if from_decisions else lazy.get()
+    context = lazy.reader() if from_decisions else lazy.get()
     if from_decisions:
         from graphinv.investigate.review import decision_labels
 
@@ -540,6 +559,19 @@ def _shown(path: Path) -> str:
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@cli.command()
+@pass_context
+def unlock(lazy: _LazyContext) -> None:
+    """Remove the store's write lock left by a load or sweep that can no longer release it
+    (a lost machine). A lock of a dead process on this host is taken over anyway."""
+    holder = lazy.get().store.break_lock()
+    if holder is None:
+        console.print("No write lock to remove (the embedded store's lock ends with its holder).")
+    else:
+        console.print(f"Removed the write lock of {holder.describe()}.", markup=False,
+                      highlight=False)
 
 
 for command in (queries, ring, case, review, indicators, browser_kit_command):

@@ -350,7 +350,7 @@ def load_dir(
     prepared = _prepare(path, extra_kinds=extra_kinds, pseudonymise_key=pseudonymise_key)
     quarantine_dir = quarantine_dir or store.default_quarantine_dir()
     quarantine_files = prepared.quarantine.write(quarantine_dir)
-    stats = store.load(prepared.platform, progress=progress)
+    stats = store.load(prepared.platform, progress=progress, source=str(path.resolve()))
     return prepared.report(
         source=path,
         store=store.backend,

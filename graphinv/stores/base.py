@@ -28,21 +28,25 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import socket
+import sys
 import textwrap
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, final
 
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from graphinv.errors import InputError, RingNotFound, StoreError
+from graphinv.errors import GraphinvError, InputError, RingNotFound, StoreError
 from graphinv.schema import STATUSES, TABLES, Platform, conform
 
 MergeRule = Literal["min", "max", "new"]
@@ -72,6 +76,11 @@ LINEAGE_READ_COLUMNS = ("sweep_id", "previous_sweep_id", *LINEAGE_COLUMNS)
 
 # Feature names become Neo4j property names (``f_<name>``) and Browser captions.
 FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+# The store's facts table (key -> text) holds the last load's record under this key.
+LOAD_KEY = "load"
+# How long a writer waits for another one's lock before giving up (GRAPHINV_LOCK_WAIT).
+DEFAULT_LOCK_WAIT = 300.0
 
 
 def merge_rule(table: str, column: str) -> MergeRule:
@@ -106,6 +115,142 @@ class LoadStats:
         return sum(self.rows.values())
 
 
+@dataclass(frozen=True)
+class LoadRecord:
+    """What a store knows of its last load: which, from where, how many rows, and whether it
+    finished (``finished`` is None while it runs, and forever after a crash).
+
+    Examples
+    --------
+    >>> record = LoadRecord.begin("exports/2026-12-03", {"accounts": 3})
+    >>> record.finished is None, LoadRecord.from_json(record.done().to_json()).finished is None
+    (True, False)
+    """
+
+    load_id: str
+    started: datetime
+    source: str
+    rows: Mapping[str, int]
+    host: str
+    pid: int
+    finished: datetime | None = None
+
+    @classmethod
+    def begin(cls, source: str, rows: Mapping[str, int]) -> LoadRecord:
+        started = datetime.now(UTC)
+        return cls(
+            load_id=f"L{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
+            started=started,
+            source=source,
+            rows=dict(rows),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+
+    def done(self) -> LoadRecord:
+        """The same record, finished now."""
+        return replace(self, finished=datetime.now(UTC))
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "load_id": self.load_id,
+                "started": self.started.isoformat(),
+                "finished": None if self.finished is None else self.finished.isoformat(),
+                "source": self.source,
+                "rows": dict(self.rows),
+                "host": self.host,
+                "pid": self.pid,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> LoadRecord:
+        data = json.loads(text)
+        finished = data.get("finished")
+        return cls(
+            load_id=str(data["load_id"]),
+            started=datetime.fromisoformat(data["started"]),
+            source=str(data["source"]),
+            rows={str(k): int(v) for k, v in data.get("rows", {}).items()},
+            host=str(data.get("host", "")),
+            pid=int(data.get("pid", 0)),
+            finished=None if finished is None else datetime.fromisoformat(finished),
+        )
+
+    def describe(self) -> str:
+        """One line for messages: id, source, start time, rows."""
+        rows = sum(self.rows.values())
+        return (
+            f"load {self.load_id} of {self.source} ({rows:,} rows, started "
+            f"{self.started:%Y-%m-%d %H:%M:%S} UTC by pid {self.pid} on {self.host})"
+        )
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds (or wants) a store's write lock: enough for a message and a stale check."""
+
+    operation: str
+    token: str
+    pid: int
+    host: str
+    command: str
+    started: datetime
+
+    @classmethod
+    def here(cls, operation: str) -> LockHolder:
+        return cls(
+            operation=operation,
+            token=uuid.uuid4().hex,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
+            started=datetime.now(UTC),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "operation": self.operation,
+            "token": self.token,
+            "pid": self.pid,
+            "host": self.host,
+            "command": self.command,
+            "started": self.started.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LockHolder:
+        started = data.get("started")
+        return cls(
+            operation=str(data.get("operation", "?")),
+            token=str(data.get("token", "")),
+            pid=int(data.get("pid") or 0),
+            host=str(data.get("host", "?")),
+            command=str(data.get("command", "")),
+            started=datetime.fromisoformat(str(started)) if started else datetime.now(UTC),
+        )
+
+    def describe(self) -> str:
+        return (
+            f"a {self.operation} by pid {self.pid} on host {self.host} since "
+            f"{self.started:%Y-%m-%d %H:%M:%S} UTC ({self.command!r})"
+        )
+
+    def is_gone(self) -> bool:
+        """True when the holder ran on this host and its process no longer exists."""
+        if self.host != socket.gethostname() or self.pid <= 0:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+
 class LoadTarget(ABC):
     """Somewhere a validated platform can be loaded: a store, or an offline importer.
 
@@ -117,21 +262,33 @@ class LoadTarget(ABC):
     backend: ClassVar[str]
 
     @final
-    def load(self, platform: Platform, *, progress: bool = True) -> LoadStats:
+    def load(
+        self, platform: Platform, *, progress: bool = True, source: str | None = None
+    ) -> LoadStats:
         """Write validated frames: a store MERGEs them (the module's merge rule), so loading
         the same frames twice changes nothing; the offline importer needs an empty database.
+
+        A store records the load (:class:`LoadRecord`, ``source`` naming where the rows came
+        from) as unfinished before it writes anything and as finished with its last write;
+        sweeps refuse a store whose last load did not finish. It holds the store's write
+        lock meanwhile (:meth:`Store.exclusive`).
 
         Raises
         ------
         InputError
             A key repeats within a table.
         StoreError
-            The backend refused a statement (the message quotes it), or a link names an
-            account that is neither loaded now nor stored.
+            The backend refused a statement (the message quotes it), a link names an
+            account that is neither loaded now nor stored, or another writer kept the
+            store's lock past the wait.
         """
         check_unique_keys(platform)
+        record = LoadRecord.begin(
+            source or "frames in memory",
+            {name: len(frame) for name, frame in platform.tables().items()},
+        )
         started = time.perf_counter()
-        relationships, steps = self._load(platform, progress=progress)
+        relationships, steps = self._recorded_load(platform, record, progress=progress)
         return LoadStats(
             rows={name: len(frame) for name, frame in platform.tables().items()},
             relationships=relationships,
@@ -143,9 +300,21 @@ class LoadTarget(ABC):
         """Where a load puts refused rows unless told otherwise (``./quarantine``)."""
         return Path.cwd() / "quarantine"
 
+    def _recorded_load(
+        self, platform: Platform, record: LoadRecord, *, progress: bool
+    ) -> tuple[int, dict[str, float]]:
+        """Run :meth:`_load`; a store records the load around it (see :class:`Store`)."""
+        return self._load(platform, progress=progress, finish={LOAD_KEY: record.done().to_json()})
+
     @abstractmethod
-    def _load(self, platform: Platform, *, progress: bool) -> tuple[int, dict[str, float]]:
-        """Write key-unique frames; returns relationships written and seconds per timed step."""
+    def _load(
+        self, platform: Platform, *, progress: bool, finish: Mapping[str, str]
+    ) -> tuple[int, dict[str, float]]:
+        """Write key-unique frames; returns relationships written and seconds per timed step.
+
+        ``finish`` are facts (key -> text) to record as the load's last write, in the same
+        transaction as the rows where the backend has one: the finished load record.
+        """
 
 
 @dataclass(frozen=True)
@@ -176,11 +345,136 @@ class Store(LoadTarget):
     turns a backend error into :class:`~graphinv.errors.StoreError` quoting the statement
     that failed (the backend's exception stays attached as ``__cause__``). A backend
     supplies its :class:`ReadStatements`, the exceptions it raises (``_backend_errors``)
-    and five hooks: ``_load``, ``_fetch``, ``_read_table``, ``_write_sweep`` and ``close``.
+    and hooks: ``_load``, ``_fetch``, ``_read_table``, ``_write_sweep``, ``close``, the
+    facts table (``_read_meta``, ``_write_meta``) and the write lock (``_acquire_lock``,
+    ``_release_lock``, ``_break_lock``).
+
+    Integrity: every load is recorded (:meth:`last_load`) and holds the write lock
+    (:meth:`exclusive`); a sweep holds it too and refuses a store whose last load did not
+    finish (:meth:`require_finished_load`).
     """
 
     _backend_errors: ClassVar[tuple[type[Exception], ...]]
     _reads: ClassVar[ReadStatements]
+    #: Whether an unfinished load can have left part of its rows behind (Neo4j, loaded in
+    #: many transactions) or none (DuckDB, one transaction).
+    _partial_loads: ClassVar[bool]
+    #: Seconds a writer waits for another's lock (and a DuckDB open for another process).
+    lock_wait: float = DEFAULT_LOCK_WAIT
+    _lock_depth: int = 0
+    _lock_holder: LockHolder | None = None
+
+    # -- facts, load records and the write lock -------------------------------------------
+
+    @final
+    def read_meta(self) -> dict[str, str]:
+        """Facts recorded about the store (key -> text): the last load's record, markers."""
+        return dict(self._read_meta())
+
+    @final
+    def write_meta(self, values: Mapping[str, str]) -> None:
+        """Record facts about the store, replacing earlier values of the same keys."""
+        self._write_meta({str(k): str(v) for k, v in values.items()})
+
+    @final
+    def last_load(self) -> LoadRecord | None:
+        """The record of the last load (None for a store loaded before records existed)."""
+        text = self.read_meta().get(LOAD_KEY)
+        return None if text is None else LoadRecord.from_json(text)
+
+    @final
+    def unfinished_load(self) -> str | None:
+        """Why the store's content is suspect (its last load did not finish), else None."""
+        record = self.last_load()
+        if record is None or record.finished is not None:
+            return None
+        if self._partial_loads:
+            state = "the store may hold part of its rows"
+        else:
+            state = "none of its rows were written (a load is one transaction here)"
+        return (
+            f"the last {record.describe()} did not finish (it crashed, failed or still "
+            f"runs): {state}. Rerun `graphinv load {record.source}` to complete it"
+        )
+
+    @final
+    def require_finished_load(self) -> None:
+        """Refuse (StoreError) a store whose last load did not finish."""
+        problem = self.unfinished_load()
+        if problem is not None:
+            raise StoreError(f"{problem}; sweeps refuse this store until then.")
+
+    @final
+    @contextmanager
+    def exclusive(self, operation: str) -> Iterator[LockHolder]:
+        """Hold the store's write lock (one load or sweep at a time, across processes).
+
+        Waits up to :attr:`lock_wait` seconds for another holder, then raises StoreError
+        naming it (pid, host, command, since when). Re-entrant within one store object.
+        """
+        if self._lock_depth:
+            assert self._lock_holder is not None
+            self._lock_depth += 1
+            try:
+                yield self._lock_holder
+            finally:
+                self._lock_depth -= 1
+            return
+        holder = LockHolder.here(operation)
+        self._acquire_lock(holder, wait=self.lock_wait)
+        self._lock_holder, self._lock_depth = holder, 1
+        try:
+            yield holder
+        except BaseException as exc:
+            self._lock_holder, self._lock_depth = None, 0
+            try:
+                self._release_lock(holder)
+            except GraphinvError as failed:
+                # The operation's own error says what went wrong; keep it in front.
+                exc.add_note(f"(releasing the write lock failed too: {failed})")
+            raise
+        self._lock_holder, self._lock_depth = None, 0
+        self._release_lock(holder)
+
+    @final
+    def break_lock(self) -> LockHolder | None:
+        """Remove a write lock left by a process that cannot release it; returns its holder."""
+        return self._break_lock()
+
+    def release(self) -> None:
+        """Let go of the backend until the next call (the embedded store closes its file so
+        other processes can open it during a long computation); a no-op on a server."""
+
+    @final
+    def _recorded_load(
+        self, platform: Platform, record: LoadRecord, *, progress: bool
+    ) -> tuple[int, dict[str, float]]:
+        with self.exclusive("load"):
+            # Committed on its own before any row: a crash from here on leaves it unfinished.
+            self._write_meta({LOAD_KEY: record.to_json()})
+            return self._load(
+                platform, progress=progress, finish={LOAD_KEY: record.done().to_json()}
+            )
+
+    @abstractmethod
+    def _read_meta(self) -> Mapping[str, str]:
+        """Every recorded fact; empty for a store without any (or without the table)."""
+
+    @abstractmethod
+    def _write_meta(self, values: Mapping[str, str]) -> None:
+        """Upsert facts, committed before returning."""
+
+    @abstractmethod
+    def _acquire_lock(self, holder: LockHolder, *, wait: float) -> None:
+        """Take the write lock for ``holder`` within ``wait`` seconds, else StoreError."""
+
+    @abstractmethod
+    def _release_lock(self, holder: LockHolder) -> None:
+        """Release ``holder``'s lock (never someone else's)."""
+
+    @abstractmethod
+    def _break_lock(self) -> LockHolder | None:
+        """Remove a lock whatever its holder; the holder removed, if any."""
 
     # -- tables ------------------------------------------------------------------------
 

@@ -12,6 +12,13 @@ A file written by an older graphinv is upgraded when opened writable (result col
 added, ``ring_lineage.kind`` renamed ``status``); opened read-only, it is refused with a
 message that says so.
 
+Integrity: a load is one transaction (every table, and the finished load record in
+``graphinv_meta``), so a crash or a full disk leaves the tables as they were. Writers (loads,
+sweeps) take an advisory lock on ``<file>.lock``, which names its holder; DuckDB itself lets
+one process open a file writable, or several read-only, so an open that meets another
+process's lock waits up to ``lock_wait`` seconds, and a sweep closes the file while it
+computes (:meth:`EmbeddedStore.release`) so read-only commands can open it meanwhile.
+
 Examples
 --------
 >>> import tempfile
@@ -26,6 +33,10 @@ Examples
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,8 +48,10 @@ import pandas as pd
 from graphinv.errors import StoreError
 from graphinv.schema import TABLES, ColumnType, Platform, TableSpec, conform
 from graphinv.stores.base import (
+    DEFAULT_LOCK_WAIT,
     LINEAGE_READ_COLUMNS,
     RING_LINEAGE_COLUMNS,
+    LockHolder,
     ReadStatements,
     Store,
     SweepRecord,
@@ -108,6 +121,11 @@ _RESULT_TABLES: dict[str, dict[str, str]] = {
 assert tuple(_RESULT_TABLES["rings"])[-len(RING_LINEAGE_COLUMNS) :] == RING_LINEAGE_COLUMNS
 assert set(LINEAGE_READ_COLUMNS) == set(_RESULT_TABLES["ring_lineage"])
 _SWEEP_TABLES = ("sweeps", "rings", "ring_members", "campaigns")
+# Facts about the store itself (the last load's record, markers), key -> text.
+_META_DDL = "CREATE TABLE IF NOT EXISTS graphinv_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+# DuckDB's message when another process has the file open in a conflicting mode.
+_LOCKED = "Could not set lock on file"
+_POLL_SECONDS = 0.2
 
 DECISION_COLUMNS = ("ring_id", "at", "by", "status", "assignee", "note", "sweep_id", "size")
 
@@ -120,17 +138,22 @@ class EmbeddedStore(Store):
     path
         The database file (created when missing).
     read_only
-        Open without write access, so several processes can read one file.
+        Open without write access, so several processes can read one file (also on
+        read-only media).
+    lock_wait
+        Seconds to wait for another process that has the file open (or holds the write
+        lock) before giving up with a message naming it.
 
     Raises
     ------
     StoreError
-        The file cannot be opened (locked by another writer, not a DuckDB file), or it is
-        opened read-only and was written by an older graphinv.
+        The file cannot be opened (another process kept it past ``lock_wait``, not a
+        DuckDB file), or it is opened read-only and was written by an older graphinv.
     """
 
     backend = "embedded"
     _backend_errors = (duckdb.Error,)
+    _partial_loads = False
     _reads = ReadStatements(
         sweeps='SELECT sweep_id, "at", params FROM sweeps',
         latest_sweep='SELECT sweep_id FROM sweeps ORDER BY "at" DESC, sweep_id DESC LIMIT 1',
@@ -145,13 +168,17 @@ class EmbeddedStore(Store):
         "ORDER BY ring_id, account_id",
     )
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, read_only: bool = False, lock_wait: float = DEFAULT_LOCK_WAIT
+    ) -> None:
+        if lock_wait < 0:
+            raise ValueError(f"lock_wait must be >= 0 seconds, not {lock_wait}")
         self.path = Path(path)
-        try:
-            self._con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot open the DuckDB file {self.path}: {exc}") from exc
-        self._sql("SET TimeZone = 'UTC'")
+        self.read_only = read_only
+        self.lock_wait = lock_wait
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock_fd: int | None = None
+        self._open: duckdb.DuckDBPyConnection | None = None
         stored: dict[str, set[str]] = {}
         for table, column in self._sql(
             "SELECT table_name, column_name FROM duckdb_columns() "
@@ -161,6 +188,7 @@ class EmbeddedStore(Store):
         if read_only:
             self._check_current(stored)
             return
+        self._sql(_META_DDL)
         lineage = stored.get("ring_lineage", set())
         if "kind" in lineage and "status" not in lineage:
             # Before lineage statuses had their own name, the edge column holding one was kind.
@@ -183,10 +211,128 @@ class EmbeddedStore(Store):
             if column not in stored.get(table, ())
         ]
         if missing:
-            self._con.close()
+            self.close()
             raise StoreError(
                 f"{self.path} was written by an older graphinv (it lacks {', '.join(missing)}); "
                 "open it once without read-only (any load or sweep does) to upgrade it"
+            )
+
+    # -- the connection --------------------------------------------------------------------
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """The open connection; (re)opened on first use, waiting for other processes."""
+        if self._open is None:
+            self._open = self._connect()
+        return self._open
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_wait
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=self.read_only)
+            except duckdb.Error as exc:
+                if _LOCKED not in str(exc):
+                    raise StoreError(f"cannot open the DuckDB file {self.path}: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"cannot open {self.path}: another process has it open "
+                        f"({self._holder_text(exc)}); waited {self.lock_wait:g} s "
+                        "(GRAPHINV_LOCK_WAIT sets how long)"
+                    ) from exc
+                time.sleep(_POLL_SECONDS)
+                continue
+            con.execute("SET TimeZone = 'UTC'")
+            return con
+
+    def release(self) -> None:
+        """Close the file until the next call, so other processes can open it meanwhile."""
+        if self._open is not None:
+            self._open.close()
+            self._open = None
+
+    def _holder_text(self, exc: Exception | None = None) -> str:
+        """Who holds the write lock, from the lock file; else DuckDB's words (pid, program)."""
+        holder = self._read_holder()
+        if holder is not None:
+            return holder.describe()
+        return str(exc).split("\n")[0] if exc is not None else "holder unknown"
+
+    # -- the write lock ------------------------------------------------------------------
+
+    def _read_holder(self) -> LockHolder | None:
+        try:
+            text = self.lock_path.read_text()
+        except OSError:
+            return None
+        try:
+            return LockHolder.from_dict(json.loads(text)) if text.strip() else None
+        except (ValueError, TypeError):
+            return None
+
+    def _acquire_lock(self, holder: LockHolder, *, wait: float) -> None:
+        """An advisory lock on ``<file>.lock``: the kernel drops it when its holder exits, so
+        a crashed writer never leaves a stale lock; the file's text names the holder."""
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only: no load or sweep can write to it")
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self.lock_path, flags, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot create the lock file {self.lock_path}: {exc}") from exc
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # Waiting with the file open would keep the holder from reopening it.
+                self.release()
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise StoreError(
+                        f"{self.path} is locked by {self._holder_text()}; waited {wait:g} s "
+                        "(GRAPHINV_LOCK_WAIT sets how long)"
+                    ) from None
+                time.sleep(_POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder.to_dict()).encode(), 0)
+        self._lock_fd = fd
+
+    def _release_lock(self, holder: LockHolder) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def _break_lock(self) -> LockHolder | None:
+        # The kernel releases a dead holder's lock; a live holder's cannot be broken.
+        return None
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def _read_meta(self) -> Mapping[str, str]:
+        present = self._frame(
+            "SELECT count(*) AS n FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'main' AND table_name = 'graphinv_meta'"
+        )
+        if int(present["n"].iloc[0]) == 0:  # a read-only file written before the table
+            return {}
+        rows = self._sql("SELECT key, value FROM graphinv_meta").fetchall()
+        return {str(key): str(value) for key, value in rows}
+
+    def _write_meta(self, values: Mapping[str, str]) -> None:
+        with self._transaction():
+            self._put_meta(values)
+
+    def _put_meta(self, values: Mapping[str, str]) -> None:
+        for key, value in values.items():
+            self._sql(
+                "INSERT OR REPLACE INTO graphinv_meta VALUES ($key, $value)",
+                {"key": key, "value": value},
             )
 
     # -- statements ----------------------------------------------------------------------
@@ -200,11 +346,21 @@ class EmbeddedStore(Store):
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._con.execute("BEGIN TRANSACTION")
+        """One transaction; on failure the real cause is raised, never the rollback's error.
+
+        DuckDB ends a transaction itself when a COMMIT fails (a full disk, a read-only
+        folder), so a ROLLBACK after it would fail with "no transaction is active" and hide
+        the cause; COMMIT is therefore outside the rollback, and a rollback that fails
+        (nothing left to roll back) is noted on the cause instead of replacing it.
+        """
+        self._sql("BEGIN TRANSACTION")
         try:
             yield
-        except BaseException:
-            self._con.execute("ROLLBACK")
+        except BaseException as exc:
+            try:
+                self._con.execute("ROLLBACK")
+            except duckdb.Error as rollback:
+                exc.add_note(f"(rollback: {rollback})")
             raise
         self._sql("COMMIT")
 
@@ -219,8 +375,11 @@ class EmbeddedStore(Store):
 
     # -- input tables --------------------------------------------------------------------
 
-    def _load(self, platform: Platform, *, progress: bool) -> tuple[int, dict[str, float]]:
-        """MERGE each table into the file (see the merge rule in ``stores.base``).
+    def _load(
+        self, platform: Platform, *, progress: bool, finish: Mapping[str, str]
+    ) -> tuple[int, dict[str, float]]:
+        """MERGE every table into the file, and record ``finish``, in one transaction (see
+        the merge rule in ``stores.base``): a crash or a full disk leaves no table changed.
 
         Examples
         --------
@@ -241,19 +400,21 @@ class EmbeddedStore(Store):
         ({'accounts': 1, 'links': 1, 'usage': 0}, 1, 1)
         """
         tables = platform.tables()
-        with progress_bar(progress) as bar:
+        with progress_bar(progress) as bar, self._transaction():
             task = bar.add_task("embedded load", total=len(tables))
             for name, frame in tables.items():
                 self._merge(TABLES[name], conform(frame, TABLES[name]))
                 bar.advance(task)
+            self._put_meta(finish)
         return len(platform.links), {}
 
     def _merge(self, spec: TableSpec, frame: pd.DataFrame) -> None:
+        """MERGE one table; runs inside the load's transaction."""
         if frame.empty:
             return
         table = _quote(spec.name)
         columns = ", ".join(_quote(c) for c in spec.column_names)
-        with self._incoming(frame), self._transaction():
+        with self._incoming(frame):
             (stored,) = self._sql(f"SELECT count(*) FROM {table}").fetchall()[0]
             if stored == 0:
                 self._sql(f"INSERT INTO {table} SELECT {columns} FROM incoming")
@@ -364,7 +525,10 @@ class EmbeddedStore(Store):
         return self.path.parent / "quarantine"
 
     def close(self) -> None:
-        self._con.close()
+        self.release()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 def _quote(name: str) -> str:

@@ -6,9 +6,11 @@ The one place that names the backends, so nothing above the stores layer has to.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from graphinv.stores.base import Store
+from graphinv.errors import ConfigError
+from graphinv.stores.base import DEFAULT_LOCK_WAIT, Store
 
 
 def open_store(
@@ -23,6 +25,8 @@ def open_store(
 
     Credentials come from ``NEO4J_USER`` / ``NEO4J_PASSWORD`` only, never from arguments,
     so they stay off command lines; ``NEO4J_DATABASE`` picks the database.
+    ``GRAPHINV_LOCK_WAIT`` (seconds, default 300) is how long a load or sweep waits for
+    another one's write lock, and an open of the DuckDB file for a process that has it.
 
     Parameters
     ----------
@@ -35,10 +39,13 @@ def open_store(
     use_env
         Read ``NEO4J_*`` variables; False forces the embedded store when no URI is given.
     read_only
-        Open the DuckDB file read-only (several readers may share it).
+        Open the DuckDB file read-only (several readers may share it, and it may sit on
+        read-only media).
 
     Raises
     ------
+    ConfigError
+        ``GRAPHINV_LOCK_WAIT`` is not a number of seconds >= 0.
     Neo4jUnavailable
         No Neo4j answers at the URI.
     StoreError
@@ -55,7 +62,8 @@ def open_store(
     >>> backend
     'embedded'
     """
-    env = os.environ if use_env else {}
+    env: Mapping[str, str] = os.environ if use_env else {}
+    lock_wait = lock_wait_from(env)
     uri = neo4j_uri or env.get("NEO4J_URI")
     if uri:
         from graphinv.stores.neo4j.store import Neo4jStore
@@ -65,7 +73,28 @@ def open_store(
             uri,
             auth=(user, password) if user and password else None,
             database=database or env.get("NEO4J_DATABASE"),
+            lock_wait=lock_wait,
         )
     from graphinv.stores.embedded import EmbeddedStore
 
-    return EmbeddedStore(path, read_only=read_only)
+    return EmbeddedStore(path, read_only=read_only, lock_wait=lock_wait)
+
+
+def lock_wait_from(env: Mapping[str, str]) -> float:
+    """Seconds to wait for another writer: ``GRAPHINV_LOCK_WAIT``, else the default.
+
+    Examples
+    --------
+    >>> lock_wait_from({"GRAPHINV_LOCK_WAIT": "2.5"}), lock_wait_from({})
+    (2.5, 300.0)
+    """
+    text = env.get("GRAPHINV_LOCK_WAIT")
+    if text is None or not text.strip():
+        return DEFAULT_LOCK_WAIT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError(f"GRAPHINV_LOCK_WAIT = {text!r}: must be a number of seconds >= 0")
+    return seconds

@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,7 +297,9 @@ class OfflineImport(LoadTarget):
         self.server = server
         self.start = start
 
-    def _load(self, platform: Platform, *, progress: bool) -> tuple[int, dict[str, float]]:
+    def _load(
+        self, platform: Platform, *, progress: bool, finish: Mapping[str, str]
+    ) -> tuple[int, dict[str, float]]:
         stats = bulk_import(platform, server=self.server)
         if self.start:
             from graphinv.stores.neo4j.store import Neo4jStore
@@ -304,4 +307,6 @@ class OfflineImport(LoadTarget):
             self.server.start()
             with Neo4jStore.connect(self.server.bolt_uri) as store:
                 store.ensure_schema()
+                # The import is all or nothing: its record is written finished.
+                store.write_meta(finish)
         return stats.relationships, {"import": stats.seconds}

@@ -67,8 +67,12 @@ LABELS = frozenset(
         "Sweep",
         "GroundTruth",
         "Decision",
+        "GraphinvMeta",
+        "GraphinvLock",
     }
 )
+# graphinv's own bookkeeping (facts, the write lock): not part of the platform's graph.
+INTERNAL_LABELS = ("GraphinvMeta", "GraphinvLock")
 REL_TYPES = frozenset(
     {
         "PAID_WITH",
@@ -124,6 +128,12 @@ CONSTRAINTS = (
     "FOR (n:Campaign) REQUIRE (n.sweep_id, n.id) IS UNIQUE",
     "CREATE CONSTRAINT ground_truth_account IF NOT EXISTS "
     "FOR (n:GroundTruth) REQUIRE n.account_id IS UNIQUE",
+    "CREATE CONSTRAINT graphinv_meta_key IF NOT EXISTS "
+    "FOR (n:GraphinvMeta) REQUIRE n.key IS UNIQUE",
+    # The write lock is a node whose creation this constraint makes atomic: of two
+    # processes creating it at once, the second fails.
+    "CREATE CONSTRAINT graphinv_lock_name IF NOT EXISTS "
+    "FOR (n:GraphinvLock) REQUIRE n.name IS UNIQUE",
 )
 INDEXES = (
     "CREATE INDEX ring_id IF NOT EXISTS FOR (n:Ring) ON (n.id)",
@@ -421,7 +431,20 @@ DECISIONS_READ = (
     "ORDER BY d.at, elementId(d)"
 )
 
+# -- facts and the write lock -----------------------------------------------------------
+
+# Facts about the store itself, one (:GraphinvMeta {key, value}) node per fact.
+META_READ = "MATCH (m:GraphinvMeta) RETURN m.key AS key, m.value AS value"
+META_WRITE = "UNWIND $rows AS row\nMERGE (m:GraphinvMeta {key: row.key})\nSET m.value = row.value"
+LOCK_TAKE = "CREATE (l:GraphinvLock {name: $name})\nSET l += $holder"
+LOCK_READ = "MATCH (l:GraphinvLock {name: $name}) RETURN properties(l) AS holder"
+LOCK_RELEASE = "MATCH (l:GraphinvLock {name: $name, token: $token}) DELETE l"
+LOCK_BREAK = "MATCH (l:GraphinvLock {name: $name}) DELETE l"
+
 # -- inspection -------------------------------------------------------------------------
 
-NODE_COUNTS = "MATCH (n) UNWIND labels(n) AS label RETURN label, count(*) AS n ORDER BY label"
+NODE_COUNTS = (
+    "MATCH (n) UNWIND labels(n) AS label WITH label WHERE NOT label IN $internal\n"
+    "RETURN label, count(*) AS n ORDER BY label"
+)
 RELATIONSHIP_COUNTS = "MATCH ()-[r]->() RETURN type(r) AS type, count(*) AS n ORDER BY type"

@@ -34,6 +34,7 @@ With a running Neo4j server::
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Mapping
@@ -49,6 +50,8 @@ from rich.progress import Progress, TaskID
 from graphinv.errors import Neo4jUnavailable, StoreError
 from graphinv.schema import TABLES, Platform, conform
 from graphinv.stores.base import (
+    DEFAULT_LOCK_WAIT,
+    LockHolder,
     ReadStatements,
     Store,
     SweepRecord,
@@ -64,6 +67,9 @@ _MICROS_PER_HOUR = 3_600_000_000
 _KIND_OF_TYPE = {rel: kind for kind, (_, rel) in cypher.KIND_GRAPH.items()}
 _USAGE_ARRAYS = ("hours", "requests", "input_tokens", "output_tokens")
 _DECISION_KEYS = ("ring_id", "at", "by", "status", "assignee", "note", "sweep_id", "size")
+_LOCK_NAME = "write"
+_POLL_SECONDS = 0.5
+log = logging.getLogger(__name__)
 
 
 class Neo4jStore(Store):
@@ -80,9 +86,19 @@ class Neo4jStore(Store):
         Rows per write transaction (10–50k suits a 2–4 GB heap).
     writers
         Sessions writing relationship batches at once (see ``docs/stores.md``).
+    lock_wait
+        Seconds a load or sweep waits for another's write lock before giving up.
+
+    Integrity: a load of millions of rows cannot be one transaction, so the load record
+    (``(:GraphinvMeta {key: "load"})``) says whether the last load finished, and sweeps
+    refuse a graph whose last load did not. Loads and sweeps hold the write lock, a
+    ``(:GraphinvLock {name: "write"})`` node made unique by a constraint; a lock left by a
+    dead process on this host is taken over, one from another host is removed with
+    ``graphinv unlock``.
     """
 
     backend = "neo4j"
+    _partial_loads = True
     # The errors the driver does not retry. Transient ones (deadlocks, leader switches) pass
     # through transaction functions untouched so execute_read/execute_write can retry them.
     _backend_errors = (neo4j.exceptions.ClientError, neo4j.exceptions.DatabaseError)
@@ -104,11 +120,15 @@ class Neo4jStore(Store):
         batch_size: int = DEFAULT_BATCH_SIZE,
         writers: int = DEFAULT_WRITERS,
         owns_driver: bool = False,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
     ) -> None:
+        if lock_wait < 0:
+            raise ValueError(f"lock_wait must be >= 0 seconds, not {lock_wait}")
         self.driver = driver
         self.database = database
         self.batch_size = batch_size
         self.writers = writers
+        self.lock_wait = lock_wait
         self._owns_driver = owns_driver
         self._schema_ready = False
 
@@ -121,6 +141,7 @@ class Neo4jStore(Store):
         database: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         writers: int = DEFAULT_WRITERS,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
     ) -> Neo4jStore:
         """Open a driver on ``uri`` and check that the server answers.
 
@@ -135,7 +156,12 @@ class Neo4jStore(Store):
         except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError) as exc:
             raise Neo4jUnavailable(f"no Neo4j answers at {uri}: {exc}") from exc
         return cls(
-            driver, database=database, batch_size=batch_size, writers=writers, owns_driver=True
+            driver,
+            database=database,
+            batch_size=batch_size,
+            writers=writers,
+            owns_driver=True,
+            lock_wait=lock_wait,
         )
 
     # -- plumbing ------------------------------------------------------------------------
@@ -188,8 +214,9 @@ class Neo4jStore(Store):
         self._schema_ready = True
 
     def graph_counts(self) -> dict[str, int]:
-        """Nodes per label and relationships per type (``:Label`` / ``[TYPE]`` keys)."""
-        nodes = self._frame(cypher.NODE_COUNTS)
+        """Nodes per label and relationships per type (``:Label`` / ``[TYPE]`` keys), without
+        graphinv's bookkeeping nodes (facts, lock)."""
+        nodes = self._frame(cypher.NODE_COUNTS, internal=list(cypher.INTERNAL_LABELS))
         relationships = self._frame(cypher.RELATIONSHIP_COUNTS)
         counts = dict(zip(":" + nodes["label"], nodes["n"].tolist(), strict=True))
         types = "[" + relationships["type"] + "]"
@@ -204,15 +231,78 @@ class Neo4jStore(Store):
         if self._owns_driver:
             self.driver.close()
 
+    # -- facts and the write lock --------------------------------------------------------
+
+    def _read_meta(self) -> Mapping[str, str]:
+        rows = self._frame(cypher.META_READ)
+        return {str(k): str(v) for k, v in zip(rows["key"], rows["value"], strict=True)}
+
+    def _write_meta(self, values: Mapping[str, str]) -> None:
+        self.ensure_schema()
+        rows = [{"key": k, "value": v} for k, v in values.items()]
+        self._write(cypher.META_WRITE, rows=rows)
+
+    def _write(self, statement: str, **params: Any) -> None:
+        """One write statement in its own transaction."""
+        with self._session() as session, self._failing(statement):
+            session.execute_write(_values, statement, params)
+
+    def _lock_holder_now(self) -> LockHolder | None:
+        found = self._frame(cypher.LOCK_READ, name=_LOCK_NAME)
+        return None if found.empty else LockHolder.from_dict(found["holder"].iloc[0])
+
+    def _acquire_lock(self, holder: LockHolder, *, wait: float) -> None:
+        """Create the lock node; the uniqueness constraint refuses a second one."""
+        self.ensure_schema()
+        deadline = time.monotonic() + wait
+        while True:
+            with self._session() as session:
+                try:
+                    session.execute_write(
+                        _values, cypher.LOCK_TAKE, {"name": _LOCK_NAME, "holder": holder.to_dict()}
+                    )
+                    return
+                except neo4j.exceptions.ConstraintError:
+                    pass  # held: see by whom below
+            current = self._lock_holder_now()
+            if current is None:
+                continue  # released in between
+            if current.is_gone():
+                log.warning(
+                    "taking over the write lock of %s: that process no longer runs",
+                    current.describe(),
+                )
+                self._write(cypher.LOCK_RELEASE, name=_LOCK_NAME, token=current.token)
+                continue
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"the Neo4j store is locked by {current.describe()}; waited {wait:g} s "
+                    "(GRAPHINV_LOCK_WAIT sets how long). If that process is gone (another "
+                    "host, a lost machine), `graphinv unlock` removes the lock."
+                )
+            time.sleep(_POLL_SECONDS)
+
+    def _release_lock(self, holder: LockHolder) -> None:
+        self._write(cypher.LOCK_RELEASE, name=_LOCK_NAME, token=holder.token)
+
+    def _break_lock(self) -> LockHolder | None:
+        current = self._lock_holder_now()
+        if current is not None:
+            self._write(cypher.LOCK_BREAK, name=_LOCK_NAME)
+        return current
+
     # -- loading -------------------------------------------------------------------------
 
-    def _load(self, platform: Platform, *, progress: bool) -> tuple[int, dict[str, float]]:
+    def _load(
+        self, platform: Platform, *, progress: bool, finish: Mapping[str, str]
+    ) -> tuple[int, dict[str, float]]:
         """MERGE validated frames into the graph; loading the same frames twice changes nothing.
 
         Order: constraints, accounts, identifier nodes, attribute tables, relationships,
-        usage, labels (each kind of node exists before relationships MATCH it). Node writes
-        return element ids, so relationship batches find both ends without an index seek.
-        Steps timed: ``nodes``, ``links``, ``usage`` and ``labels``.
+        usage, labels (each kind of node exists before relationships MATCH it), then the
+        facts ``finish`` (the finished load record). Node writes return element ids, so
+        relationship batches find both ends without an index seek. Steps timed: ``nodes``,
+        ``links``, ``usage`` and ``labels``.
         """
         self.ensure_schema()
         tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
@@ -237,6 +327,7 @@ class Neo4jStore(Store):
             if "labels" in tables:
                 with _timed(steps, "labels"):
                     writer.send("labels", cypher.LABELS_SET, tables["labels"])
+        self._write_meta(finish)
         return len(links) + usage_nodes, steps
 
     def _write_nodes(
