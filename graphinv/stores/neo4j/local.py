@@ -219,16 +219,16 @@ class LocalNeo4j:
         """
         if self.gds_version() is not None:
             return self.plugins
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise LocalNeo4jError("Maven (`mvn`) is not on PATH; it fetches the GDS jars")
-        self.install()
         foreign = sorted(p.name for p in self.plugins.iterdir()) if self.plugins.is_dir() else []
         if foreign:
             raise LocalNeo4jError(
                 f"{self.plugins} already holds {', '.join(foreign[:5])}; GDS installs into an "
                 "empty plugins folder only, so move those files away first"
             )
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise LocalNeo4jError("Maven (`mvn`) is not on PATH; it fetches the GDS jars")
+        self.install()
         env = self._java_env()
         on_server = _resolved_artifacts(mvn, POM, env, f"-Dneo4j.version={self.version()}")
         staging = self.plugins.with_name("plugins.partial")
