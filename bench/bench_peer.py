@@ -260,8 +260,8 @@ def run_peer(args: argparse.Namespace, preset: str, seed: int, accounts: int | N
                               "toUndirected": undirected_s, "leiden+stream": leiden_s},
                     **quality(_rings(communities), labels),
                 })
-            driver.execute_query("CALL gds.graph.drop($graph)", graph=capped)
-        driver.execute_query("CALL gds.graph.drop($graph)", graph="all")
+            driver.execute_query("CALL gds.graph.drop($graph, false) YIELD graphName", graph=capped)
+        driver.execute_query("CALL gds.graph.drop($graph, false) YIELD graphName", graph="all")
     jvm = jvm_peak_mib(args)
     n = int(labels["account_id"].nunique())
     for row in rows:
@@ -309,6 +309,8 @@ def tune(args: argparse.Namespace) -> dict:
         fresh_server(args)
         rows += child(args, "peer", preset, seed, accounts,
                       {"wcc_caps": list(GRID["cap"]), "similarity": grid})
+        # Kept as it comes: a failure later does not lose the measured rows.
+        args.settings.with_suffix(".rows.json").write_text(json.dumps(rows))
         print(f"tuned on {preset} seed {seed}", file=sys.stderr, flush=True)
     chosen = {}
     for method in ("GDS WCC", "GDS nodeSimilarity+Leiden"):
@@ -326,9 +328,18 @@ def tune(args: argparse.Namespace) -> dict:
         print(f"\n{method} on tuning seeds (mean over {len(TUNING)} seeds; chosen: "
               f"{chosen[method]}, benign within {BENIGN_PER_10K:g}/10k on every seed: "
               f"{bool(len(candidates))})")
-        print(per_setting.sort_values("f1", ascending=False).to_markdown(index=False,
-                                                                          floatfmt=".3f"))
+        print(markdown(per_setting.sort_values("f1", ascending=False)))
     return {"chosen": chosen, "tuning_seeds": [list(t) for t in TUNING], "rows": rows}
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    def cell(value) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -382,8 +393,8 @@ def main() -> None:
           "(4 in the open edition, capped by the cores)")
     try:
         if args.tune:
-            tuned = tune(args)
             args.settings.parent.mkdir(parents=True, exist_ok=True)
+            tuned = tune(args)
             args.settings.write_text(json.dumps(tuned, indent=1))
         chosen = json.loads(args.settings.read_text())["chosen"]
         print(f"\npeer settings (chosen on tuning seeds {TUNING}): {chosen}")
