@@ -312,6 +312,7 @@ def tune(args: argparse.Namespace) -> dict:
         # Kept as it comes: a failure later does not lose the measured rows.
         args.settings.with_suffix(".rows.json").write_text(json.dumps(rows))
         print(f"tuned on {preset} seed {seed}", file=sys.stderr, flush=True)
+    args.settings.with_suffix(".rows.json").unlink()  # the caller writes them with the choice
     chosen = {}
     for method in ("GDS WCC", "GDS nodeSimilarity+Leiden"):
         frame = pd.DataFrame([{**r["setting"], **r} for r in rows if r["method"] == method])
