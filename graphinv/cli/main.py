@@ -162,18 +162,28 @@ def neo4j() -> None:
 
 @neo4j.command("start")
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for Bolt.")
-def neo4j_start(timeout: float) -> None:
+@click.option(
+    "--with-gds", "with_gds", is_flag=True,
+    help="Also install Neo4j Graph Data Science (open edition, ~15 MB more); once installed, "
+    "every start loads it (env GRAPHINV_NEO4J_GDS=1 does the same).",
+)
+def neo4j_start(timeout: float, with_gds: bool) -> None:
     """Install (first time) and start the local server; waits until Bolt answers."""
+    import dataclasses
+
+    from graphinv.investigate.browser_kit import install_local
     from graphinv.stores.neo4j.local import LocalNeo4j
 
     server = LocalNeo4j.from_env()
-    from graphinv.investigate.browser_kit import install_local
-
+    if with_gds:
+        server = dataclasses.replace(server, gds=True)
     with console.status("Starting Neo4j (the first start downloads ~140 MB of jars)…"):
         status = server.start(timeout=timeout, web_kit=install_local)
+    gds = server.loaded_gds_version()
     console.print(
         f"Neo4j {status.version} running (pid {status.pid})\n"
         f"  Bolt     {status.bolt_uri}\n  Browser  {status.browser_url}\n  Home     {status.home}\n"
+        f"  GDS      {gds + ' loaded' if gds else 'not installed (start --with-gds)'}\n"
         "Connect in Browser with Authentication type \"No authentication\" (this local server "
         "runs without auth; the link above preselects it). The graphinv style is applied and "
         "the guide opens on connect.\n"
@@ -195,13 +205,20 @@ def neo4j_status() -> None:
     """Say whether the local server runs; exit status 0 when it does, 3 when it does not."""
     from graphinv.stores.neo4j.local import LocalNeo4j
 
-    status = LocalNeo4j.from_env().status()
+    server = LocalNeo4j.from_env()
+    status = server.status()
     if status.running:
+        gds = server.loaded_gds_version()
         console.print(
-            f"running (pid {status.pid}) at {status.bolt_uri}, Browser {status.browser_url}"
+            f"running (pid {status.pid}) at {status.bolt_uri}, Browser {status.browser_url}; "
+            + (f"GDS {gds} loaded" if gds else "GDS not loaded")
         )
     else:
-        console.print(f"not running (home {status.home}, installed: {status.version or 'no'})")
+        gds = server.gds_version()
+        console.print(
+            f"not running (home {status.home}, installed: {status.version or 'no'}, "
+            f"GDS installed: {gds or 'no'})"
+        )
     sys.exit(0 if status.running else 3)
 
 

@@ -2,8 +2,14 @@
 
 ``neo4j/pom.xml`` names the server (``org.neo4j:neo4j`` and ``org.neo4j.app:neo4j-server``)
 and Neo4j Browser; Maven copies every jar into ``HOME/lib`` once. The server then runs as
-``java -cp 'HOME/lib/*' org.neo4j.server.CommunityEntryPoint`` in the background, bound to
-127.0.0.1 only, with authentication off (it is a developer's sandbox, never a shared server).
+``java -cp 'HOME/lib/*:HOME/plugins/*' org.neo4j.server.CommunityEntryPoint`` in the
+background, bound to 127.0.0.1 only, with authentication off (it is a developer's sandbox,
+never a shared server).
+
+With ``gds=True`` (``graphinv neo4j start --with-gds``) ``neo4j/gds-pom.xml`` adds Neo4j Graph
+Data Science (open edition): its jars go into ``HOME/plugins`` once, minus the artifacts the
+server already has in ``HOME/lib``, and every later start loads them (as Neo4j's own launcher
+loads whatever sits in ``plugins/``).
 
 Examples
 --------
@@ -27,6 +33,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,9 +43,12 @@ from graphinv.errors import LocalNeo4jError
 
 # The poms ship inside the package, so an installed wheel can assemble the server too.
 POM = Path(__file__).with_name("pom.xml")
+GDS_POM = Path(__file__).with_name("gds-pom.xml")
 VERSION_PROBE = Path(__file__).with_name("newest-5.26.pom.xml")
 SUPPORTED_JAVA = (17, 21)
 ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
+# A jar that only the GDS open edition ships; its version is the installed GDS version.
+GDS_MARKER = re.compile(r"opengds-extension-(\d+\.\d+\.\d+)\.jar")
 
 # The flags of the stock 5.26 neo4j.conf that matter on Java 17: Netty and the page cache
 # reach into JDK internals, so these packages must be opened to the unnamed module.
@@ -97,6 +107,9 @@ class LocalNeo4j:
     jars
         Where the jars live; defaults to ``home/lib``. Several homes (say, a throw-away one
         in a test) can share one download.
+    gds
+        Install Neo4j Graph Data Science into ``home/plugins`` on start when it is not there
+        yet. Once installed, every start loads it, whatever this flag says.
     """
 
     home: Path = Path(".neo4j")
@@ -105,18 +118,24 @@ class LocalNeo4j:
     heap: str = "2g"
     pagecache: str = "2g"
     jars: Path | None = None
+    gds: bool = False
 
     @classmethod
     def from_env(cls) -> LocalNeo4j:
         """Build from ``GRAPHINV_NEO4J_HOME``, ``…_BOLT_PORT``, ``…_HTTP_PORT``, ``…_HEAP``,
-        ``…_PAGECACHE``; unset ones keep their defaults (home: :func:`default_home`)."""
+        ``…_PAGECACHE``, ``…_GDS`` (``1``/``true`` installs GDS on start); unset ones keep
+        their defaults (home: :func:`default_home`)."""
         env = os.environ
+        gds = env.get("GRAPHINV_NEO4J_GDS", "").strip().lower()
+        if gds not in ("", "0", "false", "no", "1", "true", "yes"):
+            raise LocalNeo4jError(f"GRAPHINV_NEO4J_GDS={gds!r}: use 1/true/yes or 0/false/no")
         return cls(
             home=Path(env.get("GRAPHINV_NEO4J_HOME") or default_home()),
             bolt_port=int(env.get("GRAPHINV_NEO4J_BOLT_PORT", 7687)),
             http_port=int(env.get("GRAPHINV_NEO4J_HTTP_PORT", 7474)),
             heap=env.get("GRAPHINV_NEO4J_HEAP", "2g"),
             pagecache=env.get("GRAPHINV_NEO4J_PAGECACHE", "2g"),
+            gds=gds in ("1", "true", "yes"),
         )
 
     # -- paths ---------------------------------------------------------------------------
@@ -124,6 +143,10 @@ class LocalNeo4j:
     @property
     def lib(self) -> Path:
         return self.jars if self.jars is not None else self.home / "lib"
+
+    @property
+    def plugins(self) -> Path:
+        return self.home / "plugins"
 
     @property
     def conf_dir(self) -> Path:
@@ -182,6 +205,74 @@ class LocalNeo4j:
         staging.rename(self.lib)
         return self.lib
 
+    def install_gds(self) -> Path:
+        """Copy Neo4j Graph Data Science from Maven Central into ``home/plugins`` (once).
+
+        Jars whose artifact (group and artifact id) the server already has in ``home/lib``
+        are left out: two copies of, say, Jackson on one class path break the server. Names
+        alone would mislead: ``org.neo4j.gds:annotations`` and ``org.neo4j.gds:neo4j-values``
+        share a file-name stem with Neo4j's own jars but hold other classes, so they stay.
+
+        Returns the plugins folder. As with the server jars, a half-finished copy is never
+        mistaken for a finished one.
+
+        Raises
+        ------
+        LocalNeo4jError
+            Maven missing or failing, or ``home/plugins`` holding files graphinv did not put
+            there (they are not overwritten; move them away first).
+        """
+        if self.gds_version() is not None:
+            return self.plugins
+        foreign = sorted(p.name for p in self.plugins.iterdir()) if self.plugins.is_dir() else []
+        if foreign:
+            raise LocalNeo4jError(
+                f"{self.plugins} already holds {', '.join(foreign[:5])}; GDS installs into an "
+                "empty plugins folder only, so move those files away first"
+            )
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise LocalNeo4jError("Maven (`mvn`) is not on PATH; it fetches the GDS jars")
+        self.install()
+        env = self._java_env()
+        on_server = _resolved_artifacts(mvn, POM, env, f"-Dneo4j.version={self.version()}")
+        staging = self.plugins.with_name("plugins.partial")
+        download = self.plugins.with_name("plugins.download")
+        for folder in (staging, download):
+            shutil.rmtree(folder, ignore_errors=True)
+        # The repository layout (group/artifact/version/file) tells each jar's artifact exactly.
+        done = subprocess.run(
+            [mvn, "-q", "-B", "-f", str(GDS_POM), "dependency:copy-dependencies",
+             f"-DoutputDirectory={download.resolve()}", "-Dmdep.useRepositoryLayout=true"],
+            capture_output=True, text=True, env=env,
+        )
+        if done.returncode != 0:
+            shutil.rmtree(download, ignore_errors=True)
+            raise LocalNeo4jError(
+                "Maven could not fetch the GDS jars:\n" + (done.stdout + done.stderr)[-3000:]
+            )
+        staging.mkdir(parents=True)
+        for jar in download.rglob("*.jar"):
+            parts = jar.relative_to(download).parts
+            group, artifact = ".".join(parts[:-3]), parts[-3]
+            if (group, artifact) not in on_server:
+                jar.rename(staging / jar.name)
+        shutil.rmtree(download)
+        self.plugins.mkdir(parents=True, exist_ok=True)
+        self.plugins.rmdir()
+        staging.rename(self.plugins)
+        return self.plugins
+
+    def gds_version(self) -> str | None:
+        """The GDS version in ``home/plugins``, or None when GDS is not installed."""
+        if not self.plugins.is_dir():
+            return None
+        for jar in self.plugins.glob("opengds-extension-*.jar"):
+            match = GDS_MARKER.fullmatch(jar.name)
+            if match:
+                return match.group(1)
+        return None
+
     def version(self) -> str | None:
         """The Neo4j version in ``home/lib``, or None when not installed."""
         if not self.lib.is_dir():
@@ -219,6 +310,13 @@ class LocalNeo4j:
             "dbms.security.auth_enabled": "false",
             "dbms.usage_report.enabled": "false",
             "db.tx_log.rotation.retention_policy": "1 files",
+            # GDS reaches into kernel internals; only its own procedures get that, and only
+            # when it is installed.
+            **(
+                {"dbms.security.procedures.unrestricted": "gds.*"}
+                if self.gds_version() is not None
+                else {}
+            ),
             # Style and guide of `graphinv browser-kit`, served from home/web/ by this server.
             # The style itself is applied by the kit's index.html, without a frame.
             "browser.post_connect_cmd": (
@@ -276,6 +374,8 @@ class LocalNeo4j:
                     "with GRAPHINV_NEO4J_BOLT_PORT / GRAPHINV_NEO4J_HTTP_PORT"
                 )
         self.install()
+        if self.gds:
+            self.install_gds()
         self.write_conf()
         if web_kit is not None:
             web_kit(self.home, self.lib)
@@ -284,7 +384,9 @@ class LocalNeo4j:
         heap_flags = (f"-Xms{self.heap}", f"-Xmx{self.heap}")
         cmd = [
             str(java), *heap_flags, *JVM_FLAGS,
-            "-cp", f"{self.lib.resolve()}/*",
+            # plugins/* as Neo4j's own launcher has it: GDS registers through the kernel's
+            # extension services, which only see jars on the class path.
+            "-cp", f"{self.lib.resolve()}/*:{self.plugins.resolve()}/*",
             ENTRY_POINT, f"--home-dir={home}", f"--config-dir={home / 'conf'}", "--console-mode",
         ]
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
@@ -332,6 +434,32 @@ class LocalNeo4j:
         self.pid_file.unlink(missing_ok=True)
         return True
 
+    def loaded_gds_version(self) -> str | None:
+        """The GDS version the running server answers ``CALL gds.version()`` with.
+
+        None when the server runs without GDS. Unlike :meth:`gds_version` (what is in
+        ``home/plugins``), this asks the server itself, so it proves GDS registered.
+
+        Raises
+        ------
+        LocalNeo4jError
+            The server does not answer on its Bolt port.
+        """
+        import neo4j
+
+        driver = neo4j.GraphDatabase.driver(self.bolt_uri, auth=None, connection_timeout=5)
+        try:
+            with driver, driver.session() as session:
+                return session.run("CALL gds.version()").single(strict=True)["gdsVersion"]
+        except neo4j.exceptions.ClientError as error:
+            if error.code == "Neo.ClientError.Procedure.ProcedureNotFound":
+                return None
+            raise LocalNeo4jError(
+                f"{self.bolt_uri} refused `CALL gds.version()`: {error}"
+            ) from error
+        except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError) as error:
+            raise LocalNeo4jError(f"{self.bolt_uri} does not answer: {error}") from error
+
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the server's console log (where start-up errors appear)."""
         candidates = [self.console_log, self.home / "logs" / "neo4j.log"]
@@ -365,6 +493,29 @@ def newest_release(mvn: str, env: dict[str, str]) -> str | None:
     )
     match = re.search(r"org\.neo4j:neo4j:jar:(5\.26\.\d+)", done.stdout)
     return match.group(1) if match else None
+
+
+def _resolved_artifacts(
+    mvn: str, pom: Path, env: dict[str, str], *args: str
+) -> set[tuple[str, str]]:
+    """(group, artifact) of every dependency Maven resolves for ``pom``."""
+    with tempfile.TemporaryDirectory() as folder:
+        listing = Path(folder) / "dependencies.txt"
+        done = subprocess.run(
+            [mvn, "-q", "-B", "-f", str(pom), "dependency:list", f"-DoutputFile={listing}", *args],
+            capture_output=True, text=True, env=env,
+        )
+        if done.returncode != 0 or not listing.is_file():
+            raise LocalNeo4jError(
+                f"Maven could not list the dependencies of {pom.name}:\n"
+                + (done.stdout + done.stderr)[-3000:]
+            )
+        text = listing.read_text()
+    # Lines read "   group:artifact:jar[:classifier]:version:scope[ -- module …]".
+    found = re.findall(r"^\s+([\w.\-]+):([\w.\-]+):jar:\S+", text, re.MULTILINE)
+    if not found:
+        raise LocalNeo4jError(f"Maven listed no dependencies for {pom.name}:\n{text[-2000:]}")
+    return set(found)
 
 
 def find_java() -> Path:
