@@ -8,7 +8,8 @@ into a template id without keeping its text:
    become ``qcode``/``qstr``; numbers become ``0``; punctuation and runs of whitespace one
    space;
 2. **shingle and MinHash** (vectorised numpy, no per-prompt Python): word 3-grams hashed
-   from the UTF-8 bytes, ``num_perm`` multiply-shift hash functions, the minimum per prompt;
+   from the UTF-8 bytes; one-permutation MinHash with ``num_perm`` bins and rotation
+   densification (one pass over the shingles instead of one per hash function);
 3. **LSH and cluster**: ``bands`` × ``rows`` banding proposes pairs (prompt–prompt within a
    chunk, prompt–known template through a persisted index); a pair joins when the
    estimated Jaccard similarity reaches ``threshold``; connected components are templates.
@@ -125,27 +126,26 @@ class FingerprintParams:
 
 _CODE = r"(?s)```.*?```"
 _QUOTED = r"\"[^\"\n]{0,500}\"|“[^”\n]{0,500}”|«[^»\n]{0,500}»|`[^`\n]{0,200}`"
-_NUMBER = r"\b\d+(?:[.,:/]\d+)*\b"
+_NUMBER = r"\d[\d.,:/]*"
 _PUNCTUATION = r"[^\p{L}\p{N}\s]+"
-_SPACES = r"\s{2,}|[^\S ]"
 
 
 def normalise(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Lower-case text with fillings masked and punctuation gone, words one space apart.
+    """Lower-case text with fillings masked and punctuation gone; words split on whitespace.
+
+    Runs of whitespace are left as they are: :func:`minhash` splits on any run.
 
     Examples
     --------
-    >>> normalise(pa.array(['Fix "a=1"  in Line 42, please!', None])).to_pylist()
-    ['fix qstr in line 0 please', None]
+    >>> normalise(pa.array(['Fix "a=1" in Line 42, please!', None])).to_pylist()
+    ['fix  qstr  in line 0 please ', None]
     """
     out = pc.utf8_lower(texts)
-    out = pc.replace_substring_regex(out, _CODE, " qcode ")
+    if pc.any(pc.match_substring(out, "```")).as_py():
+        out = pc.replace_substring_regex(out, _CODE, " qcode ")
     out = pc.replace_substring_regex(out, _QUOTED, " qstr ")
-    out = pc.replace_substring_regex(out, _NUMBER, " 0 ")
-    # Punctuation first, then whitespace runs: cheaper than one pass over every space.
+    out = pc.replace_substring_regex(out, _NUMBER, "0")
     out = pc.replace_substring_regex(out, _PUNCTUATION, " ")
-    out = pc.replace_substring_regex(out, _SPACES, " ")
-    out = pc.utf8_trim(out, " ")
     if isinstance(out, pa.ChunkedArray):
         out = out.combine_chunks()
     return out
@@ -164,6 +164,28 @@ def _salt_word(salt: str) -> np.uint64:
     return np.uint64(int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "big"))
 
 
+def _hash_strings(words: pa.Array, salt: str) -> np.ndarray:
+    """A stable 64-bit hash of each string, from its UTF-8 bytes (vectorised)."""
+    words = words.cast(pa.large_string())
+    n = len(words)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    offsets = np.frombuffer(words.buffers()[1], dtype=np.int64)[words.offset : words.offset + n + 1]
+    data = np.frombuffer(words.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    starts = offsets[:-1] - offsets[0]
+    lengths = np.diff(offsets)
+    position = np.arange(len(data)) - np.repeat(starts, lengths)
+    longest = int(lengths.max()) if n else 1
+    powers = np.cumprod(np.full(max(longest, 1), np.uint64(1099511628211), dtype=np.uint64))
+    powers = np.r_[np.uint64(1), powers[:-1]]
+    with np.errstate(over="ignore"):
+        contrib = (data.astype(np.uint64) + np.uint64(1)) * powers[position]
+        sums = np.zeros(n, dtype=np.uint64)
+        nonempty = lengths > 0
+        sums[nonempty] = np.add.reduceat(contrib, starts[nonempty]) if len(contrib) else 0
+        return _mix(sums ^ _salt_word(salt) ^ lengths.astype(np.uint64))
+
+
 def minhash(normalised: pa.Array, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
     """MinHash signatures (n × num_perm, uint32) and word counts of normalised texts.
 
@@ -176,96 +198,75 @@ def minhash(normalised: pa.Array, params: FingerprintParams) -> tuple[np.ndarray
     >>> bool((sig[0] == sig[1]).all()), bool((sig[0] == sig[2]).any()), words.tolist()
     (True, False, [4, 4, 1])
     """
-    arr = normalised.cast(pa.large_string()) if normalised.type != pa.large_string() else normalised
-    arr = arr.fill_null("")
-    n = len(arr)
+    n = len(normalised)
     k = params.num_perm
     none = np.full((n, k), np.iinfo(np.uint32).max, dtype=np.uint32)
     if n == 0:
         return none, np.zeros(0, dtype=np.int64)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
-    data_buffer = arr.buffers()[2]
-    if data_buffer is None or offsets[-1] == offsets[0]:
-        return none, np.zeros(n, dtype=np.int64)
-    data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
-    doc_start = offsets[:-1] - offsets[0]
-    doc_len = np.diff(offsets)
-
-    # Words: maximal runs of non-space bytes inside one text.
-    word = data != _SPACE
-    boundary = np.zeros(len(data), dtype=bool)
-    boundary[doc_start[doc_len > 0]] = True
-    prev_space = np.r_[True, ~word[:-1]]
-    starts = np.flatnonzero(word & (prev_space | boundary))
-    if len(starts) == 0:
-        return none, np.zeros(n, dtype=np.int64)
-    # Hash of a word: sum of (byte + 1) * P^position, then mixed; spaces contribute nothing.
-    word_id = np.cumsum(word & (prev_space | boundary)) - 1
-    position = np.arange(len(data)) - starts[np.maximum(word_id, 0)]
-    longest = int(position.max()) + 1
-    powers = np.cumprod(np.full(longest, np.uint64(1099511628211), dtype=np.uint64))
-    powers = np.r_[np.uint64(1), powers[:-1]]
-    with np.errstate(over="ignore"):
-        contrib = np.where(word, (data.astype(np.uint64) + np.uint64(1)) * powers[position],
-                           np.uint64(0))
-        words = _mix(np.add.reduceat(contrib, starts) ^ _salt_word(params.salt))
-    doc_of_word = np.searchsorted(doc_start, starts, side="right") - 1
-    # Empty texts share their start with the next one; searchsorted picks the last of them.
+    lists = pc.utf8_split_whitespace(normalised.fill_null(""))
+    flat = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists)
+    keep_word = pc.greater(pc.binary_length(flat), 0)
+    flat = flat.filter(keep_word)
+    doc_of_word = parent.filter(keep_word).to_numpy().astype(np.int64)
     n_words = np.bincount(doc_of_word, minlength=n)
+    if len(flat) == 0:
+        return none, n_words
+    # Hash each distinct word once (a chunk repeats its vocabulary many times over).
+    encoded = pc.dictionary_encode(flat)
+    words = _hash_strings(encoded.dictionary, params.salt)[
+        encoded.indices.to_numpy(zero_copy_only=False)]
 
     # Shingles: s consecutive words of one text; a text shorter than s is one shingle.
     s = params.shingle
     w = len(words)
-    same = [np.ones(w, dtype=bool)]
-    shifted = [words]
-    for j in range(1, s):
-        ok = np.zeros(w, dtype=bool)
-        ok[: w - j] = doc_of_word[j:] == doc_of_word[: w - j]
-        nxt = np.zeros(w, dtype=np.uint64)
-        nxt[: w - j] = words[j:]
-        same.append(ok)
-        shifted.append(np.where(ok, nxt, np.uint64(0)))
-    first_of_doc = np.r_[True, doc_of_word[1:] != doc_of_word[:-1]]
-    keep = same[-1] | (first_of_doc & (n_words[doc_of_word] < s))
+    value = words.copy()
+    ok = np.ones(w, dtype=bool)
     with np.errstate(over="ignore"):
-        value = shifted[0]
         for j in range(1, s):
-            value = _mix(value * np.uint64(31) + shifted[j] + np.uint64(j))
+            nxt = np.zeros(w, dtype=np.uint64)
+            nxt[: w - j] = words[j:]
+            same = np.zeros(w, dtype=bool)
+            same[: w - j] = doc_of_word[j:] == doc_of_word[: w - j]
+            ok &= same
+            value = _mix(value * np.uint64(31) + np.where(same, nxt, np.uint64(0)) + np.uint64(j))
+    first_of_doc = np.r_[True, doc_of_word[1:] != doc_of_word[:-1]]
+    keep = ok | (first_of_doc & (n_words[doc_of_word] < s))
     shingles = value[keep]
     owner = doc_of_word[keep]
 
-    # One-permutation hashing: the top bits of a shingle's hash pick one of k bins, the low
-    # 32 bits compete for that bin's minimum; one pass instead of k (Li et al., 2012).
+    # One-permutation hashing: the shingle hash picks one of k bins and its high 32 bits
+    # compete for that bin's minimum; one pass instead of k (Li, Owen & Zhang, 2012).
     with np.errstate(over="ignore"):
         mixed = _mix(shingles ^ _salt_word(params.salt + "/oph"))
-    flat = docs_of_shingle(owner, k) + (mixed % np.uint64(k)).astype(np.int64)
-    values = (mixed >> np.uint64(32)).astype(np.uint32)
+    flat_bin = owner * k + (mixed % np.uint64(k)).astype(np.int64)
     sig = none.ravel()
-    np.minimum.at(sig, flat, values)
-    sig = _densify(sig.reshape(n, k), n_words > 0)
-    return sig, n_words
-
-
-def docs_of_shingle(owner: np.ndarray, k: int) -> np.ndarray:
-    """Start of each shingle's text in the flattened (n × k) signature."""
-    return owner.astype(np.int64) * k
+    np.minimum.at(sig, flat_bin, (mixed >> np.uint64(32)).astype(np.uint32))
+    return _densify(sig.reshape(n, k), n_words > 0), n_words
 
 
 def _densify(sig: np.ndarray, has_words: np.ndarray) -> np.ndarray:
-    """Fill empty bins from the next non-empty bin to the right (circular), shifted by the
-    distance, so short texts still compare on all k positions (rotation densification)."""
-    empty = sig == np.iinfo(np.uint32).max
-    if not empty[has_words].any():
-        return sig
+    """Fill each empty bin from the next non-empty bin to the right (circular), shifted by
+    the distance, so short texts still compare on all k positions (rotation densification,
+    Shrivastava & Li, 2014)."""
     n, k = sig.shape
-    doubled = np.concatenate([sig, sig], axis=1)
-    position = np.where(np.concatenate([~empty, ~empty], axis=1), np.arange(2 * k), 2 * k)
-    nearest = np.minimum.accumulate(position[:, ::-1], axis=1)[:, ::-1][:, :k]
-    nearest = np.minimum(nearest, 2 * k - 1)
-    distance = (nearest - np.arange(k)).astype(np.uint32)
-    filled = np.take_along_axis(doubled, nearest, axis=1) + distance * np.uint32(0x9E3779B1)
-    out = np.where(empty, filled, sig)
-    out[~has_words] = np.iinfo(np.uint32).max
+    empty_value = np.iinfo(np.uint32).max
+    columns = np.ascontiguousarray(sig.T)
+    out = columns.copy()
+    carry = np.full(n, empty_value, dtype=np.uint32)
+    distance = np.zeros(n, dtype=np.uint32)
+    step = np.uint32(0x9E3779B1)
+    with np.errstate(over="ignore"):
+        for position in range(2 * k - 1, -1, -1):
+            j = position % k
+            column = columns[j]
+            has = column != empty_value
+            carry = np.where(has, column, carry)
+            distance = np.where(has, 0, distance + 1).astype(np.uint32)
+            if position < k:
+                out[j] = np.where(has, column, carry + distance * step)
+    out = np.ascontiguousarray(out.T)
+    out[~has_words] = empty_value
     return out
 
 

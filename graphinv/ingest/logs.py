@@ -168,42 +168,56 @@ class _Chunk:
 
 
 def _read_jsonl(path: Path, *, chunk_bytes: int, max_request_bytes: int) -> Iterator[_Chunk]:
+    """Blocks of whole lines (about ``chunk_bytes`` each), parsed; line numbers kept."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        handle = opener(path, "rb")
-        line_no = 0
+    line_no = 0
+    rest = b""
+    with opener(path, "rb") as handle:
         while True:
             try:
-                batch = handle.readlines(chunk_bytes)
-            except (OSError, EOFError) as exc:
+                block = handle.read(chunk_bytes)
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
                 raise InputError(f"{path}: cannot be read after line {line_no} ({exc})") from exc
-            if not batch:
-                break
-            yield _parse_lines(batch, line_no, path, max_request_bytes)
-            line_no += len(batch)
-    finally:
-        if "handle" in locals():
-            handle.close()
+            data = rest + block
+            if not block:
+                if data:
+                    yield _parse_block(data + b"\n", line_no, path, max_request_bytes)
+                return
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # one line longer than a block: read on
+                rest = data
+                continue
+            data, rest = data[:cut], data[cut:]
+            chunk = _parse_block(data, line_no, path, max_request_bytes)
+            line_no += data.count(b"\n")
+            yield chunk
 
 
-def _parse_lines(batch: list[bytes], first: int, path: Path, limit: int) -> _Chunk:
-    refused: list[dict[str, object]] = []
-    keep_lines, keep_numbers = [], []
-    for i, line in enumerate(batch):
-        number = first + i + 1
-        if len(line) > limit:
-            refused.append(_refusal(path, number, "prompt",
-                                    f"request of {len(line):,} bytes exceeds the limit of "
-                                    f"{limit:,} bytes", {}))
-        elif line.strip():
-            keep_lines.append(line if line.endswith(b"\n") else line + b"\n")
-            keep_numbers.append(number)
-        else:
-            refused.append({"_blank": True})
-    lines = np.array(keep_numbers, dtype=np.int64)
-    if not keep_lines:
+def _parse_block(data: bytes, first: int, path: Path, limit: int) -> _Chunk:
+    """Parse a block of complete lines; blank and oversized lines are set aside first."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    starts = np.r_[0, ends[:-1] + 1]
+    length = ends - starts
+    numbers = first + 1 + np.arange(len(ends))
+    short = length <= 2
+    blank = np.zeros(len(ends), dtype=bool)
+    if short.any():
+        blank[short] = [not data[a:b].strip() for a, b in zip(starts[short], ends[short],
+                                                              strict=True)]
+    big = length > limit
+    refused: list[dict[str, object]] = [{"_blank": True}] * int(blank.sum())
+    refused += [
+        _refusal(path, int(numbers[i]), "prompt",
+                 f"request of {int(length[i]):,} bytes exceeds the limit of {limit:,} bytes", {})
+        for i in np.flatnonzero(big)
+    ]
+    keep = ~(blank | big)
+    if not keep.all():
+        data = b"".join(data[a : b + 1] for a, b in zip(starts[keep], ends[keep], strict=True))
+    lines = numbers[keep]
+    if not len(lines):
         return _Chunk(SCHEMA.empty_table(), lines, refused)
-    data = b"".join(keep_lines)
     try:
         table = pj.read_json(
             io.BytesIO(data),
@@ -211,22 +225,22 @@ def _parse_lines(batch: list[bytes], first: int, path: Path, limit: int) -> _Chu
             parse_options=pj.ParseOptions(explicit_schema=SCHEMA,
                                           unexpected_field_behavior="ignore"),
         )
-        if table.num_rows == len(keep_lines):
+        if table.num_rows == len(lines):
             return _Chunk(table.select(SCHEMA.names), lines, refused)
     except pa.ArrowInvalid:
         pass
     # Some line is broken or mistyped: parse line by line to find and refuse just those.
-    rows, numbers = [], []
-    for line, number in zip(keep_lines, keep_numbers, strict=True):
+    rows, good = [], []
+    for line, number in zip(data.splitlines(), lines, strict=True):
         row, problems = _parse_one(line)
         if problems:
-            refused.append(_refusal(path, number, ",".join(p[0] for p in problems),
+            refused.append(_refusal(path, int(number), ",".join(p[0] for p in problems),
                                     "; ".join(p[1] for p in problems), row or {}))
         else:
             rows.append(row)
-            numbers.append(number)
+            good.append(number)
     table = pa.Table.from_pylist(rows, schema=SCHEMA) if rows else SCHEMA.empty_table()
-    return _Chunk(table, np.array(numbers, dtype=np.int64), refused)
+    return _Chunk(table, np.array(good, dtype=np.int64), refused)
 
 
 def _parse_one(line: bytes) -> tuple[dict | None, list[tuple[str, str]]]:
