@@ -74,8 +74,9 @@ class FingerprintParams:
         MinHash hash functions per prompt.
     bands
         LSH bands (``num_perm`` must be a multiple); ``rows = num_perm // bands``. With the
-        defaults (16 × 4) a pair at Jaccard 0.5 is proposed with probability 0.64 and one
-        at 0.2 with 0.03; pairs are then checked against ``threshold``.
+        defaults (20 × 3) a pair at Jaccard 0.45 is proposed with probability 0.85, one at
+        0.3 with 0.42 and one at 0.1 with 0.02; pairs are then checked against
+        ``threshold``.
     threshold
         Estimated Jaccard similarity of word 3-grams at which two prompts join.
     shingle
@@ -87,18 +88,23 @@ class FingerprintParams:
     max_pending
         Distinct prompts waiting for a second instance; beyond it the oldest become
         free-form (bounds memory whatever the log size).
+    short_words
+        Texts with fewer words join only texts with the same signature: in a handful of
+        words a shingle Jaccard cannot tell a filled-in slot from another prompt ("You are
+        a helpful assistant." vs "… Answer concisely.").
     salt
         Mixed into every hash (the CLI uses the pseudonymisation key when given, so the
         index cannot be probed with guessed texts without it).
     """
 
-    num_perm: int = 64
-    bands: int = 16
+    num_perm: int = 60
+    bands: int = 20
     threshold: float = 0.4
     shingle: int = 3
     min_requests: int = 2
     reps_per_template: int = 6
     max_pending: int = 400_000
+    short_words: int = 8
     salt: str = ""
 
     def __post_init__(self) -> None:
@@ -117,7 +123,8 @@ class FingerprintParams:
 
     def identity(self) -> dict[str, object]:
         """What must match for an index to be reused (the salt only as a hash)."""
-        out = {k: v for k, v in asdict(self).items() if k in ("num_perm", "bands", "shingle")}
+        out = {k: v for k, v in asdict(self).items()
+               if k in ("num_perm", "bands", "shingle", "short_words")}
         out["salt_sha256"] = hashlib.sha256(self.salt.encode()).hexdigest()[:16]
         return out
 
@@ -302,6 +309,7 @@ class TemplateIndex:
     templates: pd.DataFrame
     signatures: np.ndarray
     rep_template: np.ndarray
+    rep_words: np.ndarray
     _band_index: list[tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
 
     COLUMNS = ("fingerprint", "category", "category_rule", "elicits_reasoning",
@@ -316,7 +324,7 @@ class TemplateIndex:
             "template_tokens": pd.Series(dtype="int64"), "requests": pd.Series(dtype="int64"),
         })
         return cls(params, frame, np.zeros((0, params.num_perm), np.uint32),
-                   np.zeros(0, np.int64))
+                   np.zeros(0, np.int64), np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return len(self.templates)
@@ -341,8 +349,9 @@ class TemplateIndex:
             )
         frame = pq.read_table(directory / "templates.parquet").to_pandas()
         with np.load(directory / "signatures.npz") as stored:
-            sig, rep = stored["signatures"], stored["rep_template"]
-        return cls(params, frame, sig.astype(np.uint32), rep.astype(np.int64))
+            sig, rep, words = stored["signatures"], stored["rep_template"], stored["rep_words"]
+        return cls(params, frame, sig.astype(np.uint32), rep.astype(np.int64),
+                   words.astype(np.int64))
 
     def save(self, directory: Path) -> None:
         """Write the index (atomically per file) so the next run reuses its ids."""
@@ -351,7 +360,8 @@ class TemplateIndex:
         pq.write_table(pa.Table.from_pandas(self.templates, preserve_index=False), tmp)
         tmp.replace(directory / "templates.parquet")
         tmp = directory / "signatures.tmp.npz"
-        np.savez_compressed(tmp, signatures=self.signatures, rep_template=self.rep_template)
+        np.savez_compressed(tmp, signatures=self.signatures, rep_template=self.rep_template,
+                            rep_words=self.rep_words)
         tmp.replace(directory / "signatures.npz")
         meta = {"version": INDEX_VERSION, "params": self.params.identity()}
         (directory / "index.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -366,10 +376,12 @@ class TemplateIndex:
                 self._band_index.append((keys[order, band], order))
         return self._band_index
 
-    def add_representatives(self, sig: np.ndarray, template: np.ndarray) -> None:
+    def add_representatives(self, sig: np.ndarray, template: np.ndarray,
+                            words: np.ndarray) -> None:
         if len(sig):
             self.signatures = np.concatenate([self.signatures, sig])
             self.rep_template = np.concatenate([self.rep_template, template])
+            self.rep_words = np.concatenate([self.rep_words, words])
             self._band_index = None
 
 
@@ -396,6 +408,7 @@ class TemplateClusterer:
         self._pending_doc = np.zeros(0, dtype=np.int64)
         self._pending_sig = np.zeros((0, k), dtype=np.uint32)
         self._pending_weight = np.zeros(0, dtype=np.int64)
+        self._pending_words = np.zeros(0, dtype=np.int64)
         self._reps = np.bincount(index.rep_template, minlength=len(index)).astype(np.int64)
         self.resolved = np.zeros(0, dtype=np.int64)
         self.dropped = np.zeros(0, dtype=np.int64)
@@ -427,7 +440,7 @@ class TemplateClusterer:
         empty = n_words == 0
         self._doc_template[first + np.flatnonzero(empty)] = EMPTY
         live = np.flatnonzero(~empty)
-        self._cluster(first + live, sig[live], weight[live], unique, live)
+        self._cluster(first + live, sig[live], weight[live], n_words[live], unique, live)
         return doc_of_request
 
     def cluster_of(self, doc_ids: np.ndarray) -> np.ndarray:
@@ -445,6 +458,7 @@ class TemplateClusterer:
         self._pending_doc = np.zeros(0, dtype=np.int64)
         self._pending_sig = np.zeros((0, k), dtype=np.uint32)
         self._pending_weight = np.zeros(0, dtype=np.int64)
+        self._pending_words = np.zeros(0, dtype=np.int64)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -459,6 +473,7 @@ class TemplateClusterer:
         docs: np.ndarray,
         sig: np.ndarray,
         weight: np.ndarray,
+        n_words: np.ndarray,
         unique: pa.Array,
         position: np.ndarray,
     ) -> None:
@@ -468,6 +483,7 @@ class TemplateClusterer:
         node_doc = np.r_[self._pending_doc, docs]
         node_sig = np.concatenate([self._pending_sig, sig])
         node_weight = np.r_[self._pending_weight, weight]
+        node_words = np.r_[self._pending_words, n_words]
         n_nodes = len(node_doc)
         n_tpl = len(self.index)
         keys = band_keys(node_sig, p)
@@ -487,7 +503,8 @@ class TemplateClusterer:
         if len(u):
             pair = np.unique(np.minimum(u, v) * n_nodes + np.maximum(u, v))
             u, v = pair // n_nodes, pair % n_nodes
-            ok = _similar(node_sig[u], node_sig[v], p.threshold)
+            short = np.minimum(node_words[u], node_words[v]) < p.short_words
+            ok = _similar(node_sig[u], node_sig[v], p.threshold, short)
             u, v = u[ok], v[ok]
 
         # Candidate (prompt, known template) pairs through the representatives' band keys.
@@ -503,7 +520,8 @@ class TemplateClusterer:
             du, rv = np.concatenate(tu), np.concatenate(tv)
             pair = np.unique(du * len(self.index.signatures) + rv)
             du, rv = pair // len(self.index.signatures), pair % len(self.index.signatures)
-            ok = _similar(node_sig[du], self.index.signatures[rv], p.threshold)
+            short = np.minimum(node_words[du], self.index.rep_words[rv]) < p.short_words
+            ok = _similar(node_sig[du], self.index.signatures[rv], p.threshold, short)
             du, tv_ = du[ok], self.index.rep_template[rv[ok]]
         else:
             du = tv_ = np.zeros(0, dtype=np.int64)
@@ -547,12 +565,13 @@ class TemplateClusterer:
         self._doc_template[node_doc[has_tpl]] = assigned[has_tpl]
         was_pending = np.arange(n_nodes) < n_pend
         self.resolved = node_doc[has_tpl & was_pending]
-        self._add_representatives(node_sig, assigned, has_tpl)
+        self._add_representatives(node_sig, node_words, assigned, has_tpl)
 
         waiting = ~has_tpl
         self._pending_doc = node_doc[waiting]
         self._pending_sig = node_sig[waiting]
         self._pending_weight = node_weight[waiting]
+        self._pending_words = node_words[waiting]
         excess = len(self._pending_doc) - p.max_pending
         if excess > 0:
             self.dropped = self._pending_doc[:excess].copy()
@@ -560,6 +579,7 @@ class TemplateClusterer:
             self._pending_doc = self._pending_doc[excess:]
             self._pending_sig = self._pending_sig[excess:]
             self._pending_weight = self._pending_weight[excess:]
+            self._pending_words = self._pending_words[excess:]
 
     def _new_templates(self, texts: list[str]) -> None:
         salt = self.params.salt.encode()
@@ -585,7 +605,8 @@ class TemplateClusterer:
         self._reps = np.r_[self._reps, np.zeros(len(rows), np.int64)]
 
     def _add_representatives(
-        self, node_sig: np.ndarray, assigned: np.ndarray, has_tpl: np.ndarray
+        self, node_sig: np.ndarray, node_words: np.ndarray, assigned: np.ndarray,
+        has_tpl: np.ndarray,
     ) -> None:
         idx = np.flatnonzero(has_tpl)
         if not len(idx):
@@ -597,14 +618,17 @@ class TemplateClusterer:
         room = self.params.reps_per_template - self._reps[tpl]
         take = rank < room
         if take.any():
-            self.index.add_representatives(node_sig[idx[take]], tpl[take])
+            self.index.add_representatives(node_sig[idx[take]], tpl[take],
+                                           node_words[idx[take]])
             self._reps += np.bincount(tpl[take], minlength=len(self._reps))
 
 
-def _similar(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
-    """Estimated Jaccard similarity of signature pairs (row-wise) at least ``threshold``."""
+def _similar(a: np.ndarray, b: np.ndarray, threshold: float, exact: np.ndarray) -> np.ndarray:
+    """Signature pairs (row-wise) with estimated Jaccard similarity at least ``threshold``,
+    or equal where ``exact``."""
     out = np.zeros(len(a), dtype=bool)
     step = 200_000
     for i in range(0, len(a), step):
-        out[i : i + step] = (a[i : i + step] == b[i : i + step]).mean(axis=1) >= threshold
+        share = (a[i : i + step] == b[i : i + step]).mean(axis=1)
+        out[i : i + step] = np.where(exact[i : i + step], share == 1.0, share >= threshold)
     return out
