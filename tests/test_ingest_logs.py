@@ -172,9 +172,14 @@ def test_pseudonymise_keys_every_identifier_and_fails_closed(tmp_path, monkeypat
                          pseudonymise_key=KEY.encode())
     assert report.pseudonymised
     text = _all_text(tmp_path / "out")
-    assert "198.51.100.7" not in text and "python-sdk" not in text and "pf_" not in text
+    assert "198.51.100.7" not in text and "python-sdk" not in text
     links = pd.read_parquet(tmp_path / "out" / "links.parquet")
     assert links["value"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert set(links["kind"]) == {"ip", "api_client", "prompt_fingerprint"}
+    rules = pd.read_parquet(tmp_path / "out" / "ingest_state" / "template_rules.parquet")
+    attributes = pd.read_parquet(tmp_path / "out" / "prompt_fingerprints.parquet")
+    assert set(rules["fingerprint"]) == set(attributes["fingerprint"]) == set(
+        links.loc[links["kind"] == "prompt_fingerprint", "value"])
     # Another key, or none, on the same output is refused.
     with pytest.raises(Exception, match="pseudonymise"):
         ingest_logs(tmp_path / "logs.jsonl", tmp_path / "out")
@@ -192,12 +197,13 @@ def test_pseudonymise_keys_every_identifier_and_fails_closed(tmp_path, monkeypat
 def test_delta_appends_idempotently_with_stable_ids(synthetic, tmp_path):
     with gzip.open(next((synthetic / "logs").iterdir()), "rb") as handle:
         lines = handle.read().splitlines(keepends=True)
-    cut = len(lines) // 2
+    # Day 1: requests before the window's eighth day; the delta: the rest.
+    early = np.array([json.loads(line)["time"] < "2025-03-10" for line in lines])
     day1, day2 = tmp_path / "day1", tmp_path / "day2"
     day1.mkdir()
     day2.mkdir()
-    (day1 / "a.jsonl").write_bytes(b"".join(lines[:cut]))
-    (day2 / "b.jsonl").write_bytes(b"".join(lines[cut:]))
+    (day1 / "a.jsonl").write_bytes(b"".join(np.array(lines, dtype=object)[early]))
+    (day2 / "b.jsonl").write_bytes(b"".join(np.array(lines, dtype=object)[~early]))
     out = tmp_path / "out"
     ingest_logs(day1, out, base=synthetic / "base", keep_assignments=True)
     first = pd.read_parquet(out / "ingest_state" / "assignments.parquet")

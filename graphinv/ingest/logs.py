@@ -10,8 +10,9 @@ validates every row, and writes a folder ``graphinv load`` reads:
 * ``links``: ``ip``, ``api_client`` (user agent) and ``prompt_fingerprint`` per account
   (first/last seen, cumulative count), plus the base export's links (cards, sign-up IPs);
 * ``prompt_fingerprints``: ``category``, ``elicits_reasoning``, ``template_tokens`` from
-  transparent rules (:mod:`graphinv.ingest.prompt_rules`); the rule names sit in
-  ``ingest_state/templates/templates.parquet`` for explanations;
+  transparent rules (:mod:`graphinv.ingest.prompt_rules`); which rules fired
+  (``category_rule``, ``reasoning_rules``) sits in ``ingest_state/template_rules.parquet``
+  under the same fingerprint ids, for score explanations;
 * ``accounts`` (and ``ips``, ``payment_methods``, ``labels``) from ``base`` when given,
   else accounts derived from the logs (``created_at`` = first request seen).
 
@@ -628,17 +629,19 @@ def ingest_logs(
     log_links = _log_links(links, fingerprints)
     log_usage = usage.result()
     log_usage["hour"] = pd.to_datetime(log_usage["hour"], unit="s", utc=True)
-    attributes = _attributes(index)
+    rules = index.templates.copy()
     if pseudonymise_key is not None:
         keyed = pseudonymise(Platform(pd.DataFrame(), log_links, log_usage,
-                                      prompt_fingerprints=attributes), key=pseudonymise_key)
-        log_links, attributes = keyed.links, keyed.prompt_fingerprints
+                                      prompt_fingerprints=rules), key=pseudonymise_key)
+        log_links, rules = keyed.links, keyed.prompt_fingerprints
+    attributes = rules[["fingerprint", "category", "elicits_reasoning", "template_tokens"]]
     state = _State.load(state_dir)
     state.merge(log_links, log_usage)
     written = _write_output(out, state, attributes, base_platform, pseudonymise_key)
 
     # State last: an ingest that fails before this point can simply be run again.
     index.save(state_dir / "templates")
+    _write_table(rules, state_dir / "template_rules.parquet")
     state.save(state_dir)
     if keep_assignments:
         _write_assignments(state_dir, assignments, clusterer, fingerprints=
@@ -709,13 +712,6 @@ def _log_links(links: dict[str, _Aggregate], fingerprints: np.ndarray) -> pd.Dat
         "last_seen": pd.to_datetime(frame["last"].astype(np.int64), unit="s", utc=True),
         "count": frame["count"].astype(np.int64),
     })
-
-
-def _attributes(index: TemplateIndex) -> pd.DataFrame:
-    t = index.templates
-    return pd.DataFrame({"fingerprint": t["fingerprint"], "category": t["category"],
-                         "elicits_reasoning": t["elicits_reasoning"].astype(bool),
-                         "template_tokens": t["template_tokens"].astype(np.int64)})
 
 
 def _read_base(base: Path, now: pd.Timestamp) -> Platform:
@@ -861,7 +857,7 @@ def _write_quarantine(directory: Path, refused: list[dict[str, object]]) -> Path
         target.unlink(missing_ok=True)
         return None
     directory.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(refused)
+    frame = pd.DataFrame(refused).sort_values(["source_file", "row"], kind="stable")
     ordered = ["source_file", "row", "column", "reason"] + [
         c for c in SCHEMA.names if c in frame.columns]
     frame[ordered].to_csv(target, index=False)
