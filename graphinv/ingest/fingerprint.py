@@ -4,9 +4,9 @@ A distillation operator sends one scaffold with thousands of fillings (another q
 other numbers, other names) from thousands of accounts. The pipeline here turns each prompt
 into a template id without keeping its text:
 
-1. **normalise** (vectorised, Arrow compute): lower case; fenced code and quoted spans
-   become ``qcode``/``qstr``; numbers become ``0``; punctuation and runs of whitespace one
-   space;
+1. **normalise** (vectorised, Arrow compute): fenced code and quoted spans become
+   ``qcode``/``qstr`` (one pass over the text); then, once per distinct word of a chunk,
+   lower case, digits as ``0``, punctuation as a word break;
 2. **shingle and MinHash** (vectorised numpy, no per-prompt Python): word 3-grams hashed
    from the UTF-8 bytes; one-permutation MinHash with ``num_perm`` bins and rotation
    densification (one pass over the shingles instead of one per hash function);
@@ -137,25 +137,41 @@ _NUMBER = r"\d[\d.,:/]*"
 _PUNCTUATION = r"[^\p{L}\p{N}\s]+"
 
 
-def normalise(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Lower-case text with fillings masked and punctuation gone; words split on whitespace.
+def mask(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Fenced code and quoted spans replaced by ``qcode``/``qstr``: the passes that must see
+    the whole text. Case, numbers and punctuation are normalised word by word in
+    :func:`minhash`, once per distinct word of a chunk.
 
-    Runs of whitespace are left as they are: :func:`minhash` splits on any run.
+    Examples
+    --------
+    >>> mask(pa.array(['Fix "a=1" in Line 42', None])).to_pylist()
+    ['Fix  qstr  in Line 42', None]
+    """
+    out = texts
+    if pc.any(pc.match_substring(out, "```")).as_py():
+        out = pc.replace_substring_regex(out, _CODE, " qcode ")
+    out = pc.replace_substring_regex(out, _QUOTED, " qstr ")
+    if isinstance(out, pa.ChunkedArray):
+        out = out.combine_chunks()
+    return out
+
+
+def _clean_words(words: pa.Array) -> pa.Array:
+    out = pc.utf8_lower(words)
+    out = pc.replace_substring_regex(out, _NUMBER, "0")
+    return pc.replace_substring_regex(out, _PUNCTUATION, " ")
+
+
+def normalise(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Lower-case text with fillings masked and punctuation gone (what the rules read).
 
     Examples
     --------
     >>> normalise(pa.array(['Fix "a=1" in Line 42, please!', None])).to_pylist()
-    ['fix  qstr  in line 0 please ', None]
+    ['fix qstr in line 0 please', None]
     """
-    out = pc.utf8_lower(texts)
-    if pc.any(pc.match_substring(out, "```")).as_py():
-        out = pc.replace_substring_regex(out, _CODE, " qcode ")
-    out = pc.replace_substring_regex(out, _QUOTED, " qstr ")
-    out = pc.replace_substring_regex(out, _NUMBER, "0")
-    out = pc.replace_substring_regex(out, _PUNCTUATION, " ")
-    if isinstance(out, pa.ChunkedArray):
-        out = out.combine_chunks()
-    return out
+    out = _clean_words(mask(texts))
+    return pc.utf8_trim(pc.replace_substring_regex(out, r"\s+", " "), " ")
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -178,7 +194,9 @@ def _hash_strings(words: pa.Array, salt: str) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
     offsets = np.frombuffer(words.buffers()[1], dtype=np.int64)[words.offset : words.offset + n + 1]
-    data = np.frombuffer(words.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    buffer = words.buffers()[2]
+    data = (np.frombuffer(buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
+            if buffer is not None else np.zeros(0, dtype=np.uint8))
     starts = offsets[:-1] - offsets[0]
     lengths = np.diff(offsets)
     position = np.arange(len(data)) - np.repeat(starts, lengths)
@@ -212,17 +230,26 @@ def minhash(normalised: pa.Array, params: FingerprintParams) -> tuple[np.ndarray
         return none, np.zeros(0, dtype=np.int64)
     lists = pc.utf8_split_whitespace(normalised.fill_null(""))
     flat = pc.list_flatten(lists)
-    parent = pc.list_parent_indices(lists)
-    keep_word = pc.greater(pc.binary_length(flat), 0)
-    flat = flat.filter(keep_word)
-    doc_of_word = parent.filter(keep_word).to_numpy().astype(np.int64)
-    n_words = np.bincount(doc_of_word, minlength=n)
-    if len(flat) == 0:
-        return none, n_words
-    # Hash each distinct word once (a chunk repeats its vocabulary many times over).
+    parent = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
+    # Each distinct raw word is cleaned (case, digits, punctuation) and hashed once; a word
+    # like "step-by-step" cleans to several words, so occurrences expand to its pieces.
     encoded = pc.dictionary_encode(flat)
-    words = _hash_strings(encoded.dictionary, params.salt)[
-        encoded.indices.to_numpy(zero_copy_only=False)]
+    pieces = pc.utf8_split_whitespace(_clean_words(encoded.dictionary))
+    piece_count = pc.list_value_length(pieces).to_numpy(zero_copy_only=False).astype(np.int64)
+    piece_flat = pc.list_flatten(pieces)
+    piece_ok = pc.greater(pc.binary_length(piece_flat), 0).to_numpy(zero_copy_only=False)
+    piece_hash = _hash_strings(piece_flat, params.salt)
+    piece_start = np.r_[0, np.cumsum(piece_count)[:-1]]
+    occurrence = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    count = piece_count[occurrence]
+    index = np.repeat(piece_start[occurrence], count) + (
+        np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count))
+    keep_piece = piece_ok[index]
+    words = piece_hash[index][keep_piece]
+    doc_of_word = np.repeat(parent, count)[keep_piece]
+    n_words = np.bincount(doc_of_word, minlength=n)
+    if len(words) == 0:
+        return none, n_words
 
     # Shingles: s consecutive words of one text; a text shorter than s is one shingle.
     s = params.shingle
@@ -426,7 +453,7 @@ class TemplateClusterer:
         present = np.flatnonzero(~np.asarray(texts.is_null().to_numpy(zero_copy_only=False)))
         if len(present) == 0:
             return doc_of_request
-        norm = normalise(texts.take(pa.array(present)))
+        norm = mask(texts.take(pa.array(present)))
         encoded = pc.dictionary_encode(norm)
         unique = encoded.dictionary
         inverse = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
@@ -551,7 +578,7 @@ class TemplateClusterer:
             cand = np.flatnonzero(forming & is_new)
             first_idx = cand[np.unique(node_comp[cand], return_index=True)[1]]
             comps_named = node_comp[first_idx]
-            texts = unique.take(pa.array(position[first_idx - n_pend])).to_pylist()
+            texts = normalise(unique.take(pa.array(position[first_idx - n_pend]))).to_pylist()
             codes = np.arange(n_tpl, n_tpl + len(first_idx))
             tpl_of_comp[comps_named] = codes
             self._new_templates(texts)
