@@ -80,7 +80,8 @@ def speed(sizes: list[int], workdir: Path, console: Console) -> None:
         gz = sum(p.stat().st_size for p in (data / "logs").iterdir()) / 1e6
         n = int(report["requests_read"])
         table.add_row(f"{n:,}", f"{gz:,.0f}", f"{seconds:,.1f}", f"{n / seconds:,.0f}",
-                      f"{cpu:,.1f}", f"{n / cpu:,.0f}", f"{peak / 1024:,.0f}", f"{int(report['templates']):,}",
+                      f"{cpu:,.1f}", f"{n / cpu:,.0f}", f"{peak / 1024:,.0f}",
+                      f"{int(report['templates']):,}",
                       f"{os.getloadavg()[0]:.1f}")
         console.print(table)
 
@@ -128,7 +129,8 @@ def main() -> None:
                         help="Keep generated logs here (default: a temporary folder).")
     args = parser.parse_args()
     console = Console()
-    with tempfile.TemporaryDirectory(dir=ROOT / "data" if (ROOT / "data").exists() else None) as tmp:
+    scratch = ROOT / "data" if (ROOT / "data").exists() else None
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.part == "speed":

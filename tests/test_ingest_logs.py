@@ -243,3 +243,16 @@ def test_unknown_account_with_base_and_cli(synthetic, tmp_path):
     q = pd.read_csv(tmp_path / "o" / "quarantine" / "request_logs.csv")
     assert q["reason"].tolist() == ["account_id not in the base accounts"]
     assert q["row"].tolist() == [1]
+
+
+def test_synthetic_lines_follow_the_published_schema(synthetic):
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas"
+                         / "request_log.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    with gzip.open(next((synthetic / "logs").iterdir()), "rt") as handle:
+        lines = [json.loads(next(handle)) for _ in range(200)]
+    assert all(validator.is_valid(line) for line in lines)
+    assert not validator.is_valid({**lines[0], "input_tokens": -1})
+    assert {"prompt" in line for line in lines} == {True, False}

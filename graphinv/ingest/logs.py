@@ -147,7 +147,8 @@ def log_files(paths: Path | Sequence[Path]) -> list[Path]:
     for path in [paths] if isinstance(paths, Path) else list(paths):
         path = Path(path)
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(LOG_SUFFIXES))
+            found += sorted(p for p in path.iterdir()
+                            if p.is_file() and p.name.endswith(LOG_SUFFIXES))
         elif path.is_file():
             if not path.name.endswith(LOG_SUFFIXES):
                 raise InputError(f"{path}: not a request log (.jsonl, .jsonl.gz or .parquet)")
@@ -275,7 +276,8 @@ def _parse_one(line: bytes) -> tuple[dict | None, list[tuple[str, str]]]:
             )
             if not ok:
                 problems.append((name, "messages is not a list of {role, content} text objects"))
-            row[name] = [{"role": m.get("role"), "content": m.get("content")} for m in v] if ok else v
+            row[name] = ([{"role": m.get("role"), "content": m.get("content")} for m in v]
+                         if ok else v)
     return row, problems
 
 
@@ -838,7 +840,8 @@ def _write_output(out: Path, state: _State, attributes: pd.DataFrame, base: Plat
 
 def _write_assignments(state_dir: Path, parts: list[pa.Table], clusterer: TemplateClusterer,
                        *, fingerprints: np.ndarray) -> None:
-    table = pa.concat_tables(parts) if parts else pa.table({"request_id": pa.array([], pa.string())})
+    empty = pa.table({"request_id": pa.array([], pa.string())})
+    table = pa.concat_tables(parts) if parts else empty
     columns = {"request_id": table["request_id"]}
     for part in ("user", "system"):
         if f"{part}_doc" not in table.column_names:

@@ -67,8 +67,8 @@ _OPENERS = {
     "coding": ("write a python function that", "fix the bug in this javascript code",
                "refactor this sql query"),
     "math": ("solve the equation", "calculate the integral of", "prove the theorem that"),
-    "agentic_tool_use": ("you are an agent with tools available", "decide the next action and tool call",
-                         "plan the api call sequence"),
+    "agentic_tool_use": ("you are an agent with tools available",
+                         "decide the next action and tool call", "plan the api call sequence"),
     "science": ("explain the chemistry of", "describe the physics experiment",
                 "explain the biology of"),
     "reasoning_puzzles": ("solve this logic puzzle", "which statement must be true in this riddle",
@@ -387,6 +387,6 @@ def write_logs(
     return {
         "requests": int(total),
         "parts": parts,
-        "templates": int(len(np.unique(rows.tpl))),
+        "templates": len(np.unique(rows.tpl)),
         "free_form": free_total,
     }
