@@ -256,3 +256,16 @@ def test_synthetic_lines_follow_the_published_schema(synthetic):
     assert all(validator.is_valid(line) for line in lines)
     assert not validator.is_valid({**lines[0], "input_tokens": -1})
     assert {"prompt" in line for line in lines} == {True, False}
+
+
+def test_parquet_logs_with_a_mistyped_column(tmp_path):
+    rows = [_row(request_id=f"q{i}") for i in range(4)]
+    frame = pd.DataFrame(rows)
+    frame["input_tokens"] = ["100", "7", "lots", "3"]  # text column in the export
+    frame.to_parquet(tmp_path / "day.parquet")
+    report = ingest_logs(tmp_path / "day.parquet", tmp_path / "out")
+    q = pd.read_csv(report.quarantine_file)
+    assert q[["row", "column"]].values.tolist() == [[3, "input_tokens"]]
+    assert q["reason"].item() == "input_tokens is not an integer"
+    usage = pd.read_parquet(tmp_path / "out" / "usage.parquet")
+    assert usage["input_tokens"].sum() == 110 and usage["requests"].sum() == 3

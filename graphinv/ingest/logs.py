@@ -167,6 +167,7 @@ class _Chunk:
     table: pa.Table
     lines: np.ndarray
     refused: list[dict[str, object]] = field(default_factory=list)
+    blank: int = 0
 
 
 def _read_jsonl(path: Path, *, chunk_bytes: int, max_request_bytes: int) -> Iterator[_Chunk]:
@@ -208,8 +209,7 @@ def _parse_block(data: bytes, first: int, path: Path, limit: int) -> _Chunk:
         blank[short] = [not data[a:b].strip() for a, b in zip(starts[short], ends[short],
                                                               strict=True)]
     big = length > limit
-    refused: list[dict[str, object]] = [{"_blank": True}] * int(blank.sum())
-    refused += [
+    refused = [
         _refusal(path, int(numbers[i]), "prompt",
                  f"request of {int(length[i]):,} bytes exceeds the limit of {limit:,} bytes", {})
         for i in np.flatnonzero(big)
@@ -219,7 +219,7 @@ def _parse_block(data: bytes, first: int, path: Path, limit: int) -> _Chunk:
         data = b"".join(data[a : b + 1] for a, b in zip(starts[keep], ends[keep], strict=True))
     lines = numbers[keep]
     if not len(lines):
-        return _Chunk(SCHEMA.empty_table(), lines, refused)
+        return _Chunk(SCHEMA.empty_table(), lines, refused, int(blank.sum()))
     try:
         table = pj.read_json(
             io.BytesIO(data),
@@ -228,7 +228,7 @@ def _parse_block(data: bytes, first: int, path: Path, limit: int) -> _Chunk:
                                           unexpected_field_behavior="ignore"),
         )
         if table.num_rows == len(lines):
-            return _Chunk(table.select(SCHEMA.names), lines, refused)
+            return _Chunk(table.select(SCHEMA.names), lines, refused, int(blank.sum()))
     except pa.ArrowInvalid:
         pass
     # Some line is broken or mistyped: parse line by line to find and refuse just those.
@@ -242,7 +242,7 @@ def _parse_block(data: bytes, first: int, path: Path, limit: int) -> _Chunk:
             rows.append(row)
             good.append(number)
     table = pa.Table.from_pylist(rows, schema=SCHEMA) if rows else SCHEMA.empty_table()
-    return _Chunk(table, np.array(good, dtype=np.int64), refused)
+    return _Chunk(table, np.array(good, dtype=np.int64), refused, int(blank.sum()))
 
 
 def _parse_one(line: bytes) -> tuple[dict | None, list[tuple[str, str]]]:
@@ -330,8 +330,9 @@ def _coerce_parquet(table: pa.Table, lines: np.ndarray, path: Path, limit: int) 
             continue
         if f.type == pa.int64():
             values = pd.to_numeric(col.to_pandas(), errors="coerce")
-            wrong = (values.isna() & col.is_valid().to_numpy(zero_copy_only=False)).to_numpy()
-            wrong |= (values.fillna(0) != np.floor(values.fillna(0))).to_numpy()
+            valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False))
+            filled = values.fillna(0).to_numpy(dtype=float)
+            wrong = (values.isna().to_numpy() & valid) | (filled != np.floor(filled))
             reasons.append((wrong, f.name, f"{f.name} is not an integer"))
             columns[f.name] = pa.array(values.where(~wrong).astype("Int64"), pa.int64())
         else:
@@ -605,11 +606,10 @@ def ingest_logs(
             else _read_jsonl(path, chunk_bytes=chunk_bytes, max_request_bytes=max_request_bytes)
         )
         for chunk in chunks:
-            blank += sum(1 for r in chunk.refused if r.get("_blank"))
-            early = [r for r in chunk.refused if not r.get("_blank")]
+            blank += chunk.blank
             valid, late = _validate(chunk, path, now=now, accounts=accounts)
-            refused += early + late
-            read += chunk.table.num_rows + len(early)
+            refused += chunk.refused + late
+            read += chunk.table.num_rows + len(chunk.refused)
             ingested += len(valid.seconds)
             _aggregate_chunk(valid, usage, links)
             n = len(valid.seconds)
@@ -850,8 +850,7 @@ def _write_assignments(state_dir: Path, parts: list[pa.Table], clusterer: Templa
         names = np.where(code >= 0, fingerprints[np.maximum(code, 0)] if len(fingerprints)
                          else "", None)
         columns[f"{part}_fingerprint"] = pa.array(names, pa.string())
-    _tmp = state_dir / "assignments.parquet"
-    pq.write_table(pa.table(columns), _tmp)
+    pq.write_table(pa.table(columns), state_dir / "assignments.parquet")
 
 
 def _write_quarantine(directory: Path, refused: list[dict[str, object]]) -> Path | None:
