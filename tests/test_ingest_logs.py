@@ -269,3 +269,22 @@ def test_parquet_logs_with_a_mistyped_column(tmp_path):
     assert q["reason"].item() == "input_tokens is not an integer"
     usage = pd.read_parquet(tmp_path / "out" / "usage.parquet")
     assert usage["input_tokens"].sum() == 110 and usage["requests"].sum() == 3
+
+
+def test_command_line_ingest_load_sweep_evaluate(tmp_path, monkeypatch):
+    """synth --logs → ingest → load → sweep → evaluate, through the command line."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    db = ["--quiet", "--db", str(tmp_path / "g.duckdb")]
+    result = runner.invoke(cli, ["synth", "s", "--accounts", "400", "--seed", "12", "--logs"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["ingest", "s/logs", "out", "--base", "s/base"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, [*db, "load", "out", "--kind", "api_client"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, [*db, "sweep", "--json", "sweep.json"])
+    report = json.loads((tmp_path / "sweep.json").read_text())
+    assert result.exit_code == report["exit_code"] and report["counts"]["rings"] > 0
+    result = runner.invoke(cli, [*db, "evaluate", "--labels", "out", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["extraction_mean_f1"] > 0.3
