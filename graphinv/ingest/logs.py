@@ -56,7 +56,7 @@ import pyarrow.parquet as pq
 
 from graphinv.errors import ConfigError, InputError
 from graphinv.ingest.fingerprint import FingerprintParams, TemplateClusterer, TemplateIndex
-from graphinv.ingest.load import find_files, read_dir
+from graphinv.ingest.load import read_dir
 from graphinv.ingest.pseudonymise import pseudonymise
 from graphinv.schema import EARLIEST, FUTURE_SLACK, TABLES, Platform, conform
 
@@ -721,7 +721,6 @@ def _read_base(base: Path, now: pd.Timestamp) -> Platform:
     if quarantine.count():
         raise InputError(f"{base}: {quarantine.count():,} invalid rows; `graphinv load` it to "
                          "see them, fix the export, then ingest")
-    find_files(base)
     return platform
 
 
