@@ -288,3 +288,15 @@ def test_command_line_ingest_load_sweep_evaluate(tmp_path, monkeypatch):
     result = runner.invoke(cli, [*db, "evaluate", "--labels", "out", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["extraction_mean_f1"] > 0.3
+
+
+def test_full_pending_pool_still_counts_free_form(tmp_path):
+    from graphinv.ingest.fingerprint import FingerprintParams
+
+    rng = np.random.default_rng(0)
+    vocab = [a + b + c for a in "bcdfg" for b in "aeiou" for c in "lmnrst"]
+    rows = [json.dumps(_row(prompt=" ".join(rng.choice(vocab, 20)))) for _ in range(3000)]
+    (tmp_path / "l.jsonl").write_text("\n".join(rows) + "\n")
+    report = ingest_logs(tmp_path / "l.jsonl", tmp_path / "o", chunk_bytes=50_000,
+                         params=FingerprintParams(max_pending=500))
+    assert report.free_form_requests == 3000 and report.templates == 0

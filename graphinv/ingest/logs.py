@@ -592,7 +592,7 @@ def ingest_logs(
     pending = _Aggregate(["account_id", "doc"], ["count"], ["first"], ["last"])
     assignments: list[pa.Table] = []
     refused: list[dict[str, object]] = []
-    read = ingested = blank = 0
+    read = ingested = blank = free_form = 0
     skipped, done = [], []
 
     for path in files:
@@ -615,7 +615,7 @@ def ingest_logs(
             n = len(valid.seconds)
             docs = clusterer.add(pa.concat_arrays([
                 valid.user.cast(pa.string()), valid.system.cast(pa.string())]))
-            _attribute(clusterer, docs, np.r_[valid.account, valid.account],
+            free_form += _attribute(clusterer, docs, np.r_[valid.account, valid.account],
                        np.r_[valid.seconds, valid.seconds], links["prompt_fingerprint"], pending)
             if keep_assignments:
                 assignments.append(pa.table({"request_id": valid.request_id,
@@ -624,7 +624,7 @@ def ingest_logs(
 
     clusterer.finish()
     leftover = pending.result()
-    free_form = int(leftover["count"].sum()) if len(leftover) else 0
+    free_form += int(leftover["count"].sum()) if len(leftover) else 0
     new_templates = len(index) - known_templates
     fingerprints = index.templates["fingerprint"].to_numpy()
 
@@ -673,8 +673,10 @@ def _aggregate_chunk(v: _Valid, usage: _Aggregate, links: dict[str, _Aggregate])
 
 
 def _attribute(clusterer: TemplateClusterer, docs: np.ndarray, account: np.ndarray,
-               seconds: np.ndarray, prompt_links: _Aggregate, pending: _Aggregate) -> None:
-    """Requests on known templates become links now; the others wait with their prompt."""
+               seconds: np.ndarray, prompt_links: _Aggregate, pending: _Aggregate) -> int:
+    """Requests on known templates become links now; the others wait with their prompt.
+
+    Returns the requests whose text left the pending pool as free-form (pool full)."""
     code = clusterer.cluster_of(docs)
     now = code >= 0
     prompt_links.add(_link_frame(account[now], code[now], seconds[now]))
@@ -695,6 +697,8 @@ def _attribute(clusterer: TemplateClusterer, docs: np.ndarray, account: np.ndarr
                 "first": gone["first"].to_numpy()[ok], "last": gone["last"].to_numpy()[ok],
                 "count": gone["count"].to_numpy()[ok]}))
             pending.parts = [held[~leaving]]
+            return int(gone["count"].to_numpy()[~ok].sum())
+    return 0
 
 
 def _log_links(links: dict[str, _Aggregate], fingerprints: np.ndarray) -> pd.DataFrame:
