@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from graphinv.cli.ingest import ingest_command
 from graphinv.cli.investigate import (
     browser_kit_command,
     case,
@@ -237,14 +238,29 @@ def neo4j_status() -> None:
 )
 @click.option("--delta", is_flag=True,
               help="With --next-day: write only the new or changed rows (an incremental load).")
+@click.option("--logs", "with_logs", is_flag=True,
+              help="Also write raw request logs (OUT/logs), the account export without them "
+              "(OUT/base) and each request's planted template (OUT/request_labels.parquet).")
 @pass_context
 def synth(lazy: _LazyContext, out: Path, preset: str, seed: int, n_accounts: int | None,
-          fmt: str, previous_dir: Path | None, delta: bool) -> None:
+          fmt: str, previous_dir: Path | None, delta: bool, with_logs: bool) -> None:
     """Write a synthetic platform with planted rings and ground truth (labels) to OUT."""
     from graphinv.ingest.load import read_dir
     from graphinv.synth import generate, next_day, next_day_delta, write_platform
 
     started = time.perf_counter()
+    if with_logs:
+        from graphinv.synth.logs import write_logs
+
+        if previous_dir is not None or fmt != "parquet":
+            raise click.UsageError("--logs writes Parquet tables of a new platform")
+        with console.status(f"Rendering request logs of the {preset} platform (seed {seed})…"):
+            summary = write_logs(out, preset=preset, seed=seed, n_accounts=n_accounts)
+        console.print(f"{summary['requests']:,} requests in {summary['parts']} part(s) under "
+                      f"{out / 'logs'}; {summary['templates']:,} planted templates, "
+                      f"{summary['free_form']:,} free-form prompts; "
+                      f"{time.perf_counter() - started:.1f} s, peak memory {_peak_mb():,.0f} MB")
+        return
     if previous_dir is None:
         if delta:
             raise click.UsageError("--delta needs --next-day")
@@ -591,7 +607,7 @@ def unlock(lazy: _LazyContext) -> None:
                       highlight=False)
 
 
-for command in (queries, ring, case, review, indicators, browser_kit_command):
+for command in (queries, ring, case, review, indicators, browser_kit_command, ingest_command):
     cli.add_command(command)
 
 
