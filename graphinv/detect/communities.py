@@ -130,6 +130,7 @@ class DetectionOptions:
     campaign_min_concentration: float = 0.5
     merge_resolution: float | None = 0.1
     merge_min_piece: int = 3
+    merge_min_shared: int = 3
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,9 @@ def detect_rings(
     label, components, runs = _leiden(weights, comp, options)
     merged = 0
     if options.merge_resolution is not None:
-        label, merged = _merge_pieces(label, projection.ring_evidence, options)
+        label, merged = _merge_pieces(
+            label, projection.ring_evidence, projection.ring_identifiers, options
+        )
     ring_of = _number_rings(label, projection.account_ids, options.min_ring_size)
     rings = _ring_table(projection.weights, ring_of, comp)
     members = pd.DataFrame(
@@ -294,7 +297,12 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
     return label, len(comp_start), runs
 
 
-def _merge_pieces(label: np.ndarray, evidence: sp.csr_matrix, options: DetectionOptions):
+def _merge_pieces(
+    label: np.ndarray,
+    evidence: sp.csr_matrix,
+    identifiers: sp.csr_matrix | None,
+    options: DetectionOptions,
+):
     """Join Leiden communities by CPM at ``merge_resolution`` on the graph of communities.
 
     Returns the new label per account (``-1`` still for accounts outside searched
@@ -312,6 +320,13 @@ def _merge_pieces(label: np.ndarray, evidence: sp.csr_matrix, options: Detection
     keep = (w / (size[a] * size[b]) >= gamma) & (
         np.minimum(size[a], size[b]) >= options.merge_min_piece
     )
+    if identifiers is not None and options.merge_min_shared > 1:
+        # Distinct rare cards/IPs held on both sides: one shared proxy IP is what a
+        # household or VPN user next to a ring looks like; pieces of one ring share many.
+        held = (member.T @ identifiers).tocsr()
+        held.data[:] = 1
+        shared = np.asarray((held[a].multiply(held[b])).sum(axis=1)).ravel()
+        keep &= shared >= options.merge_min_shared
     a, b, w = a[keep], b[keep], w[keep]
     nodes = np.unique(np.r_[a, b])
     if len(nodes) == 0:

@@ -135,6 +135,8 @@ class ProjectionOptions:
     lockstep_bucket_cap: int = 200
     seed: int = 0
     ring_evidence_kinds: tuple[str, ...] = ("payment_method", "ip")
+    rarity: str = "surprisal"
+    rarity_reference: float = 0.01
 
     def kind_weight(self, kind: str) -> float:
         """Weight of a link kind before rarity scaling."""
@@ -197,12 +199,18 @@ class Projection:
         The part of ``weights`` from identifiers (and their co-activity tokens) of the
         kinds in ``ProjectionOptions.ring_evidence_kinds``; same shape, symmetric, zero
         diagonal, at most ``weights`` entrywise.
+    ring_identifiers : scipy.sparse.csr_matrix or None
+        Binary accounts × identifiers incidence of the ring-evidence identifiers used by
+        2 to ``hub_cap`` accounts: which rare cards and IPs each account holds. The merge
+        pass counts the distinct ones two pieces share. ``None`` for a hand-built
+        projection (pieces then join on evidence density alone).
     """
 
     account_ids: np.ndarray
     weights: sp.csr_matrix
     stats: ProjectionStats
     ring_evidence: sp.csr_matrix
+    ring_identifiers: sp.csr_matrix | None = None
 
 
 def project(platform: Platform, *, options: ProjectionOptions | None = None) -> Projection:
@@ -240,7 +248,7 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
     ident = _pair_codes(kind_codes, pd.factorize(links["value"])[0][keep])
     evidence = np.isin(np.asarray(kinds, dtype=str), options.ring_evidence_kinds)[kind_codes]
 
-    (other, ring_evidence), hub_stats = _identifier_matrix(
+    (other, ring_evidence), ring_identifiers, hub_stats = _identifier_matrix(
         rows, ident, kind_codes, kinds, kind_w, evidence, n, options
     )
     weights = other + ring_evidence
@@ -250,7 +258,7 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
         first = _epoch_ns(links["first_seen"])[keep]
         token = _pair_codes(ident, first // window)
         co_weight = kind_w[kind_codes] * options.co_activity_weight
-        (co, co_evidence), _, co_tokens = _token_matrix(
+        (co, co_evidence), _, co_tokens, _ = _token_matrix(
             rows, token, co_weight, evidence, n, options.hub_cap
         )
         weights = weights + co + co_evidence
@@ -272,7 +280,11 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
         edges=int(weights.nnz // 2),
     )
     return Projection(
-        account_ids=account_ids, weights=weights, stats=stats, ring_evidence=ring_evidence
+        account_ids=account_ids,
+        weights=weights,
+        stats=stats,
+        ring_evidence=ring_evidence,
+        ring_identifiers=ring_identifiers,
     )
 
 
@@ -314,9 +326,20 @@ def _pair_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, evidence, n, options):
     """Rarity-weighted projection over whole identifiers (split as in :func:`_token_matrix`),
     and per-kind hub counts."""
-    matrix, degree, _ = _token_matrix(rows, ident, kind_w[kind_codes], evidence, n, options.hub_cap)
-    ident_kind = np.empty(len(degree), dtype=np.int64)
+    ident_kind = np.zeros(int(ident.max(initial=-1)) + 1, dtype=np.int64)
     ident_kind[ident] = kind_codes
+    evidence_kind = np.unique(kind_codes[evidence])
+    rarity = None
+    if options.rarity == "surprisal":
+
+        def rarity(degree):
+            return _surprisal_rarity(
+                degree, ident_kind, options.rarity_reference, surprising=evidence_kind
+            )
+
+    matrix, degree, _, incidence = _token_matrix(
+        rows, ident, kind_w[kind_codes], evidence, n, options.hub_cap, rarity=rarity
+    )
     hub = degree > options.hub_cap
     shared = degree >= 2
     identifiers, hubs, hub_links = {}, {}, {}
@@ -325,7 +348,7 @@ def _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, evidence, n, opti
         identifiers[k] = int(np.sum(shared & of_kind))
         hubs[k] = int(np.sum(hub & of_kind))
         hub_links[k] = int(np.sum(degree[hub & of_kind]))
-    return matrix, (identifiers, hubs, hub_links)
+    return matrix, incidence, (identifiers, hubs, hub_links)
 
 
 def _distinct(token: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -333,11 +356,37 @@ def _distinct(token: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, 
     return np.divmod(_unique(token.astype(np.int64) * n + rows), n)
 
 
-def _token_matrix(rows, token, weight, evidence, n, cap):
+def _surprisal_rarity(degree, ident_kind, reference, *, surprising):
+    """Rarity factor per identifier against its own kind's degree distribution.
+
+    ``L`` is the share of the kind's account–identifier uses that sit on identifiers with
+    at least ``d`` accounts: how often an account of this platform is found on an
+    identifier this crowded. Its surprisal ``ln(1/L)``, in units of ``ln(1/reference)``
+    and capped at 1, is the factor, floored by Adamic–Adar's ``1/log(1 + d)``. On a
+    platform where 99 % of cards have one account, a card of 30 is very rare
+    (factor 1); on one where most accounts sit behind big CGNAT or campus IPs, an IP of
+    30 is not (factor near Adamic–Adar).
+    """
+    factor = 1.0 / np.log1p(np.maximum(degree, 1))
+    ceiling = np.log(1.0 / reference)
+    for kind in surprising:
+        of_kind = np.flatnonzero((ident_kind == kind) & (degree >= 1))
+        d = degree[of_kind]
+        ordered = np.sort(d)
+        # tail[i]: uses on identifiers with degree >= ordered[i] (ties share the tail).
+        tail = np.r_[np.cumsum(ordered[::-1])[::-1], 0]
+        share = tail[np.searchsorted(ordered, d, side="left")] / max(int(ordered.sum()), 1)
+        surprise = np.minimum(1.0, np.log(1.0 / share) / ceiling)
+        factor[of_kind] = np.maximum(factor[of_kind], surprise)
+    return factor
+
+
+def _token_matrix(rows, token, weight, evidence, n, cap, *, rarity=None):
     """``B · W · Bᵀ`` over tokens shared by 2 to ``cap`` accounts, in two parts.
 
-    ``weight`` is the kind weight of each link; a token's weight is that over
-    ``log(1 + degree)``. ``evidence`` flags links of ring-evidence kinds (a token has one
+    ``weight`` is the kind weight of each link; a token's weight is that times
+    ``rarity(degree)`` (per token, given every token's degree), by default
+    ``1 / log(1 + degree)``. ``evidence`` flags links of ring-evidence kinds (a token has one
     kind). Returns the products over the other tokens and over the evidence tokens (their
     sum is the projection; splitting the columns costs no more than one product), the
     number of accounts of every token, and the number of tokens used.
@@ -352,7 +401,8 @@ def _token_matrix(rows, token, weight, evidence, n, cap):
     kept = tok_u[sel]  # sorted
     new = np.r_[True, kept[1:] != kept[:-1]] if len(kept) else np.zeros(0, dtype=bool)
     cols, col = kept[new], np.cumsum(new) - 1
-    w = tok_weight[cols] / np.log1p(degree[cols])
+    factor = 1.0 / np.log1p(degree[cols]) if rarity is None else rarity(degree)[cols]
+    w = tok_weight[cols] * factor
     rows_kept = rows_u[sel]
     parts = []
     for part in (~tok_evidence[kept], tok_evidence[kept]):
@@ -360,7 +410,8 @@ def _token_matrix(rows, token, weight, evidence, n, cap):
             (np.ones(int(part.sum())), (rows_kept[part], col[part])), shape=(n, len(cols))
         )
         parts.append((b @ sp.diags(w) @ b.T).tocsr())
-    return tuple(parts), degree, len(cols)
+    # The evidence incidence (accounts × evidence tokens) is the last ``b``.
+    return tuple(parts), degree, len(cols), b[:, tok_evidence[cols]].tocsr()
 
 
 def _lockstep(usage, index, options):
