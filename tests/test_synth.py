@@ -11,9 +11,10 @@ import pytest
 from graphinv.errors import ConfigError
 from graphinv.schema import TABLES, Platform
 from graphinv.synth import PRESETS, generate, resolve_params, write_platform
-from graphinv.synth.world import KINDS, TRAITS
+from graphinv.synth.world import KINDS, STYLES, TRAITS
 
 ADVERSARIAL = ("extraction", "card_testing", "free_tier_farming")
+RING_STYLES = STYLES[1:8]
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,8 @@ def test_extraction_infrastructure_is_shared_but_not_one_card(
     labelled_links: pd.DataFrame,
 ) -> None:
     ext = labelled_links[labelled_links["kind_y"] == "extraction"]
+    # Ordinary rings only: the harder ring styles have their own tests below.
+    ext = ext[~ext["traits"].str.contains("|".join(RING_STYLES))]
     cards = ext[ext["kind_x"] == "payment_method"]
     per_card = cards.groupby("value")["account_id"].nunique()
     assert per_card.max() <= 10 and (per_card >= 2).mean() > 0.7
@@ -126,7 +129,10 @@ def test_extraction_infrastructure_is_shared_but_not_one_card(
 
 
 def test_extraction_traffic_shape(plat: Platform) -> None:
-    kind = plat.usage["account_id"].map(plat.labels.set_index("account_id")["kind"])
+    labels = plat.labels.set_index("account_id")
+    kind = plat.usage["account_id"].map(labels["kind"])
+    # Operators without a schedule stay on one model: they have a test of their own.
+    kind = kind.mask(plat.usage["account_id"].map(labels["traits"]).str.contains("aperiodic"))
     sums = plat.usage.groupby(kind)[["input_tokens", "output_tokens"]].sum()
     ratio = sums["output_tokens"] / sums["input_tokens"]
     assert ratio["extraction"] > 3 * ratio["benign"]
