@@ -213,6 +213,9 @@ def test_pieces_linked_by_sparse_card_or_ip_evidence_merge():
     det = detect_rings(proj, platform=platform)
     assert det.rings["size"].tolist() == [12]
     assert det.stats.merged_pieces == 2
+    # The pieces share four distinct IPs; asking for five keeps them apart.
+    few = detect_rings(proj, platform=platform, options=DetectionOptions(merge_min_shared=5))
+    assert few.rings["size"].tolist() == [6, 6]
     # γ₂ is a density: above the ~0.14 of card/IP evidence between the pieces, no merge.
     tight = detect_rings(proj, platform=platform, options=DetectionOptions(merge_resolution=0.2))
     assert tight.rings["size"].tolist() == [6, 6]
@@ -225,8 +228,15 @@ def test_lone_account_sharing_an_ip_with_a_piece_does_not_join():
     det = detect_rings(proj, platform=platform)
     assert "lone" not in set(det.members["account_id"])
     assert det.rings["size"].tolist() == [12]
-    # The piece-size floor is what keeps it out: its IP alone is dense enough evidence.
-    loose = detect_rings(proj, platform=platform, options=DetectionOptions(merge_min_piece=1))
+    # Two guards keep it out, each enough alone: the piece-size floor, and the count of
+    # distinct rare cards/IPs the pieces share (one proxy IP). Its IP alone is dense
+    # enough evidence, so with both lifted it joins.
+    for guard in ({"merge_min_piece": 1}, {"merge_min_shared": 1}):
+        kept = detect_rings(proj, platform=platform, options=DetectionOptions(**guard))
+        assert "lone" not in set(kept.members["account_id"])
+    loose = detect_rings(
+        proj, platform=platform, options=DetectionOptions(merge_min_piece=1, merge_min_shared=1)
+    )
     assert "lone" in set(loose.members["account_id"])
 
 

@@ -297,8 +297,12 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
         + f"), peak memory {report.peak_memory_mb:,.0f} MB"
     )
     if report.exit_code:
-        console.print(f"[bold red]Alert:[/] {len(report.alerts)} new or respawned ring(s) "
-                      f"score ≥ {report.alert_threshold}: {', '.join(report.alerts['ring_id'])}")
+        groups = report.alert_campaigns
+        console.print(
+            f"[bold red]Alert:[/] {len(groups)} operator(s) ({len(report.alerts)} new or "
+            f"respawned ring(s) score ≥ {report.alert_threshold}): "
+            + "; ".join(f"{g.campaign_id} ({', '.join(g.rings)})" for g in groups.itertuples())
+        )
     sys.exit(report.exit_code)
 
 

@@ -49,14 +49,17 @@ Examples
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import time
 from dataclasses import asdict, dataclass
+from typing import Annotated, Literal
 
 import igraph as ig
 import leidenalg
 import numpy as np
 import pandas as pd
+import pydantic
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
@@ -66,17 +69,23 @@ from graphinv.schema import Platform
 __all__ = ["Detection", "DetectionOptions", "DetectionStats", "detect_rings"]
 
 
-@dataclass(frozen=True)
+_Positive = Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]
+_Share = Annotated[float, pydantic.Field(ge=0, le=1)]
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
 class DetectionOptions:
     """How rings and campaigns are cut from the projection.
+
+    Validated when built: a bad value raises ``pydantic.ValidationError`` naming the field.
 
     Parameters
     ----------
     resolution : float
-        CPM resolution ``γ``: the minimum mean pairwise weight inside a ring.
+        CPM resolution ``γ``: the minimum mean pairwise weight inside a ring (> 0).
         Default ``0.4``.
     min_ring_size : int
-        Communities with fewer accounts are not rings. Default ``5``.
+        Communities with fewer live accounts are not rings (≥ 2). Default ``5``.
     min_edge_weight : float
         Edges lighter than this are dropped before components and Leiden: one weakly
         shared identifier cannot make two accounts a ring at any useful resolution,
@@ -88,9 +97,12 @@ class DetectionOptions:
         Leiden quality function. With ``"modularity"`` the resolution is the usual
         modularity resolution, not a density. Default ``"CPM"``.
     implementation : {"igraph", "leidenalg"}
-        Which Leiden implementation runs: igraph's C core (``community_leiden``) or the
-        ``leidenalg`` package; the same algorithm by the same authors. igraph's is
-        about ten times faster on dense components. Default ``"igraph"``.
+        Which Leiden implementation runs. ``"igraph"``: igraph's C core
+        (``community_leiden``), about ten times faster on dense components; igraph only
+        draws from a process-wide generator, so it runs in a forked child process whose
+        generator is seeded there, leaving this process's untouched (POSIX only).
+        ``"leidenalg"``: in this process with its own seeded generator. Default
+        ``"igraph"``.
     n_iterations : int
         Leiden iterations per component; negative runs until no improvement.
         Default ``-1``.
@@ -109,28 +121,38 @@ class DetectionOptions:
     merge_resolution : float or None
         CPM resolution ``γ₂`` of the pass that joins Leiden's pieces: the minimum mean
         pairwise weight of per-ring evidence (``Projection.ring_evidence``) between two
-        pieces for them to join. ``None`` turns the pass off. Default ``0.1``.
+        pieces for them to join. ``None`` turns the pass off. Default ``0.03``.
     merge_min_piece : int
         Pieces with fewer accounts (accounts of components smaller than
         ``min_ring_size`` count as pieces of one) neither join nor are joined.
         Default ``3``: two benign users behind one residential proxy IP form a piece of
         two that the card/IP evidence would otherwise join to the ring using that proxy.
+    merge_min_shared : int
+        Two pieces join only when they hold at least this many distinct rare cards or
+        IPs in common (``Projection.ring_identifiers``): more than a chance overlap, such
+        as one household or VPN user on a ring's proxy exit. Default ``3``.
+    inactive_statuses : tuple[str, ...]
+        Account ``status`` values (in ``platform.accounts``) of accounts that are kept in
+        the projection as structure but never listed as ring members: a banned member's
+        card is often what holds the survivors together, and a banned account needs no
+        alert. Default ``("banned", "suspended", "closed")``.
     """
 
-    resolution: float = 0.4
-    min_ring_size: int = 5
-    min_edge_weight: float = 0.2
-    seed: int = 0
-    objective: str = "CPM"
-    implementation: str = "igraph"
+    resolution: _Positive = 0.4
+    min_ring_size: Annotated[int, pydantic.Field(ge=2)] = 5
+    min_edge_weight: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)] = 0.2
+    seed: Annotated[int, pydantic.Field(ge=0)] = 0
+    objective: Literal["CPM", "modularity"] = "CPM"
+    implementation: Literal["igraph", "leidenalg"] = "igraph"
     n_iterations: int = -1
     campaign_kinds: tuple[str, ...] = ("payment_method", "prompt_fingerprint")
     campaign_proxy_asn: bool = True
-    campaign_min_share: float = 0.3
-    campaign_min_concentration: float = 0.5
-    merge_resolution: float | None = 0.1
-    merge_min_piece: int = 3
-    merge_min_shared: int = 3
+    campaign_min_share: _Share = 0.3
+    campaign_min_concentration: _Share = 0.5
+    merge_resolution: _Positive | None = 0.03
+    merge_min_piece: Annotated[int, pydantic.Field(ge=1)] = 3
+    merge_min_shared: Annotated[int, pydantic.Field(ge=1)] = 3
+    inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
 
 
 @dataclass(frozen=True)
@@ -225,6 +247,8 @@ def detect_rings(
         label, merged = _merge_pieces(
             label, projection.ring_evidence, projection.ring_identifiers, options
         )
+    # Inactive accounts held the structure together; only live ones are ring members.
+    label = np.where(_inactive(projection.account_ids, platform, options), -1, label)
     ring_of = _number_rings(label, projection.account_ids, options.min_ring_size)
     rings = _ring_table(projection.weights, ring_of, comp)
     members = pd.DataFrame(
@@ -280,21 +304,18 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
     # CPM quality is Σ over same-ring pairs of (w − γ): when every pair is linked with
     # w ≥ γ, the whole component is optimal and Leiden has nothing to do.
     complete = (n_edges == comp_size * (comp_size - 1) // 2) & (min_w >= options.resolution)
-    next_label = 0
-    runs = 0
+    jobs = []
     for c, (s, size) in enumerate(zip(comp_start, comp_size, strict=True)):
-        nodes = order[s : s + size]
-        if complete[c]:
-            label[nodes] = next_label
-            next_label += 1
-            continue
-        e = slice(edge_start[c], edge_end[c])
-        graph = ig.Graph(n=int(size), edges=np.column_stack([row[e] - s, col[e] - s]))
-        membership = _partition(graph, w[e], options)
-        label[nodes] = next_label + membership
+        if not complete[c]:
+            e = slice(edge_start[c], edge_end[c])
+            jobs.append((int(size), np.column_stack([row[e] - s, col[e] - s]), w[e]))
+    memberships = iter(_partitions(jobs, options))
+    next_label = 0
+    for c, (s, size) in enumerate(zip(comp_start, comp_size, strict=True)):
+        membership = np.zeros(size, dtype=np.int64) if complete[c] else next(memberships)
+        label[order[s : s + size]] = next_label + membership
         next_label += int(membership.max()) + 1
-        runs += 1
-    return label, len(comp_start), runs
+    return label, len(comp_start), len(jobs)
 
 
 def _merge_pieces(
@@ -354,32 +375,88 @@ def _merge_pieces(
     return new, int(joined.sum())
 
 
-def _partition(graph: ig.Graph, weights: np.ndarray, options: DetectionOptions) -> np.ndarray:
+def _partitions(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
+    """Leiden membership of each ``(n_nodes, edges, weights)`` component, in order.
+
+    Every component gets a generator seeded with ``options.seed``, so its rings depend on
+    the seed and the component alone.
+    """
+    if not jobs:
+        return []
     if options.implementation == "leidenalg":
-        kind = {"CPM": leidenalg.CPMVertexPartition,
-                "modularity": leidenalg.RBConfigurationVertexPartition}[options.objective]
-        part = leidenalg.find_partition(
-            graph,
-            kind,
-            weights=weights,
-            resolution_parameter=options.resolution,
-            n_iterations=options.n_iterations,
-            seed=options.seed,
-        )
-        return np.asarray(part.membership, dtype=np.int64)
-    # igraph draws from a process-wide generator; a fresh seeded one per component makes
-    # the result depend on the seed and the component alone.
-    ig.set_random_number_generator(random.Random(options.seed))
-    try:
-        part = graph.community_leiden(
+        return [_leidenalg(*job, options) for job in jobs]
+    return _in_child(_igraph_all, jobs, options)
+
+
+def _leidenalg(size: int, edges: np.ndarray, weights: np.ndarray, options) -> np.ndarray:
+    kind = {"CPM": leidenalg.CPMVertexPartition,
+            "modularity": leidenalg.RBConfigurationVertexPartition}[options.objective]
+    part = leidenalg.find_partition(
+        ig.Graph(n=size, edges=edges),
+        kind,
+        weights=weights,
+        resolution_parameter=options.resolution,
+        n_iterations=options.n_iterations,
+        seed=options.seed,
+    )
+    return np.asarray(part.membership, dtype=np.int64)
+
+
+def _igraph_all(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
+    """igraph's Leiden on every component; runs in a child process (:func:`_in_child`)."""
+    out = []
+    for size, edges, weights in jobs:
+        # igraph draws from one process-wide generator; this process is a throw-away
+        # child, so seeding it per component touches no caller's state.
+        ig.set_random_number_generator(random.Random(options.seed))
+        part = ig.Graph(n=size, edges=edges).community_leiden(
             objective_function=options.objective,
             weights=weights,
             resolution=options.resolution,
             n_iterations=options.n_iterations,
         )
+        out.append(np.asarray(part.membership, dtype=np.int64))
+    return out
+
+
+def _in_child(function, *args):
+    """``function(*args)`` in a forked child process, its result sent back by pipe.
+
+    Fork hands the arguments over without copying; only the result is pickled.
+    """
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main, args=(send, function, args), daemon=True)
+    child.start()
+    send.close()
+    try:
+        ok, value = receive.recv()
+    except EOFError:
+        value, ok = f"the Leiden child process died (exit code {child.exitcode})", False
     finally:
-        ig.set_random_number_generator(random)
-    return np.asarray(part.membership, dtype=np.int64)
+        receive.close()
+        child.join()
+    if not ok:
+        raise RuntimeError(value)
+    return value
+
+
+def _child_main(send, function, args) -> None:
+    try:
+        result = (True, function(*args))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises
+        result = (False, f"{type(error).__name__}: {error}")
+    send.send(result)
+    send.close()
+
+
+def _inactive(account_ids: np.ndarray, platform: Platform, options) -> np.ndarray:
+    """Per projection row: is the account's status one of ``inactive_statuses``."""
+    accounts = platform.accounts
+    if "status" not in accounts.columns or not options.inactive_statuses:
+        return np.zeros(len(account_ids), dtype=bool)
+    gone = accounts.loc[accounts["status"].isin(list(options.inactive_statuses)), "account_id"]
+    return np.isin(account_ids, np.asarray(gone, dtype=object).astype(str))
 
 
 def _number_rings(label: np.ndarray, account_ids: np.ndarray, min_size: int) -> np.ndarray:

@@ -53,9 +53,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
+import pydantic
 import scipy.sparse as sp
 
 from graphinv.schema import Platform
@@ -74,9 +76,15 @@ def _default_kind_weights() -> Mapping[str, float]:
     return MappingProxyType({"payment_method": 1.0, "ip": 0.5, "prompt_fingerprint": 0.5})
 
 
-@dataclass(frozen=True)
+_NonNegative = Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]
+_Count = Annotated[int, pydantic.Field(ge=1)]
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
 class ProjectionOptions:
     """How shared identifiers and shared timing turn into account × account weights.
+
+    Validated when built: a bad value raises ``pydantic.ValidationError`` naming the field.
 
     Parameters
     ----------
@@ -119,24 +127,42 @@ class ProjectionOptions:
         :attr:`Projection.ring_evidence`: identifiers a single ring holds, unlike prompt
         templates or client versions that a whole campaign shares. Default
         ``("payment_method", "ip")``.
+    rarity : {"surprisal", "adamic_adar"}
+        How an identifier's weight falls with its number of accounts ``d``.
+        ``"adamic_adar"``: ``1 / log(1 + d)``. ``"surprisal"``: for the kinds in
+        ``ring_evidence_kinds``, the larger of that and how surprising an identifier of
+        ``d`` accounts is among the identifiers of its own kind on this platform (see
+        ``rarity_reference``); other kinds keep Adamic–Adar. Default ``"surprisal"``.
+    rarity_reference : float
+        Share of a kind's account–identifier uses at or below which an identifier that
+        crowded counts as fully rare (factor 1). Surprisal ``ln(1/L)`` of the share ``L``
+        of uses on identifiers of at least ``d`` accounts is measured in units of
+        ``ln(1/rarity_reference)``. Default ``0.01``.
     """
 
-    kind_weights: Mapping[str, float] = field(default_factory=_default_kind_weights)
-    default_kind_weight: float = 0.5
-    hub_cap: int = 200
+    kind_weights: Mapping[str, _NonNegative] = field(default_factory=_default_kind_weights)
+    default_kind_weight: _NonNegative = 0.5
+    hub_cap: Annotated[int, pydantic.Field(ge=2)] = 200
     co_activity_window: str = "1D"
-    co_activity_weight: float = 1.0
-    lockstep_weight: float = 1.0
-    lockstep_min_hours: int = 8
-    lockstep_max_share: float = 0.8
-    lockstep_threshold: float = 0.6
-    lockstep_bands: int = 16
-    lockstep_rows: int = 4
-    lockstep_bucket_cap: int = 200
-    seed: int = 0
+    co_activity_weight: _NonNegative = 1.0
+    lockstep_weight: _NonNegative = 1.0
+    lockstep_min_hours: _Count = 8
+    lockstep_max_share: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.8
+    lockstep_threshold: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.6
+    lockstep_bands: _Count = 16
+    lockstep_rows: _Count = 4
+    lockstep_bucket_cap: Annotated[int, pydantic.Field(ge=2)] = 200
+    seed: Annotated[int, pydantic.Field(ge=0)] = 0
     ring_evidence_kinds: tuple[str, ...] = ("payment_method", "ip")
-    rarity: str = "surprisal"
-    rarity_reference: float = 0.01
+    rarity: Literal["surprisal", "adamic_adar"] = "surprisal"
+    rarity_reference: Annotated[float, pydantic.Field(gt=0, lt=1)] = 0.01
+
+    @pydantic.field_validator("co_activity_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if value and pd.Timedelta(value) <= pd.Timedelta(0):
+            raise ValueError(f"co_activity_window {value!r} must be a positive duration or ''")
+        return value
 
     def kind_weight(self, kind: str) -> float:
         """Weight of a link kind before rarity scaling."""
