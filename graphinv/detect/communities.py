@@ -444,7 +444,7 @@ def _in_child(function, *args):
 def _child_main(send, function, args) -> None:
     try:
         result = (True, function(*args))
-    except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises
+    except BaseException as error:  # any failure is reported to the parent, which raises
         result = (False, f"{type(error).__name__}: {error}")
     send.send(result)
     send.close()
