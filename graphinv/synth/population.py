@@ -29,7 +29,6 @@ from graphinv.synth.world import (
     FREE_MAIL,
     FREE_MAIL_WEIGHTS,
     HOUR,
-    LITTLE_SHARED,
     PROXY_COUNTRIES,
     SIGNUP_PATHS,
     STYLES,
@@ -268,9 +267,10 @@ def build_population(params: SynthParams, *, rng: np.random.Generator) -> Popula
         ban[gi[respawned]] + rng.exponential(1.5 * HOUR, respawned.sum()), w - HOUR
     )
     style = np.where(in_group, g_style[gi], 0)
-    # Members of rings that share little have no home life to hide behind either.
+    # Camouflage belongs to ordinary rings: members of rings that share little have no
+    # home life to hide behind, and a one-model operator mixes in no other traffic.
     camouflage = ext & ~respawned & ~banned & (rng.random(n) < params.camouflage_share)
-    camouflage &= ~np.isin(style, LITTLE_SHARED)
+    camouflage &= style == S["plain"]
 
     signup, program = _signup_paths(kind, rng, params)
     card_mode, traits = _payment(kind, group, g_kind, g_style, camouflage, params, rng)

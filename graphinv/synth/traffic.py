@@ -264,11 +264,10 @@ def _extraction(pop: Population, infra: Infrastructure, params: SynthParams, rng
     style = pop.g_style[g]
     # ... and one that never pivots: one model throughout.
     model[style == S["aperiodic_ring"]] = F1
-    # Rings that share little send their own templates where others send the ring's; a
-    # hub-template ring mostly its public hub template.
+    # Rings that share little vary their prompts per account (no ring or campaign
+    # templates); a hub-template ring mostly sends its public hub template.
     loner = np.isin(style, LITTLE_SHARED)
-    own_tpl = pick(*infra.acct_tpl, acc[loner], rng)
-    tpl[loner] = np.where(shared[loner], tpl[loner], own_tpl)
+    tpl[loner] = pick(*infra.acct_tpl, acc[loner], rng)
     hub = style == S["hub_template_ring"]
     on_hub = hub & (rng.random(len(acc)) < 0.6)
     tpl[on_hub] = infra.ring_hub_tpl[g[on_hub]]
