@@ -131,6 +131,13 @@ class DetectionOptions:
         Two pieces join only when they hold at least this many distinct rare cards or
         IPs in common (``Projection.ring_identifiers``): more than a chance overlap, such
         as one household or VPN user on a ring's proxy exit. Default ``3``.
+    evidence_component_weight : float or None
+        Third pass (after the merge): among accounts left outside rings, groups connected
+        by per-ring evidence edges at least this heavy become communities (see
+        :func:`_evidence_components`). ``None`` turns it off. Default ``0.3``.
+    evidence_component_strength : float
+        In that pass, accounts whose kept evidence sums to less are peeled off first.
+        Default ``1.5``.
     inactive_statuses : tuple[str, ...]
         Account ``status`` values (in ``platform.accounts``) of accounts that are kept in
         the projection as structure but never listed as ring members: a banned member's
@@ -153,6 +160,8 @@ class DetectionOptions:
     merge_min_piece: Annotated[int, pydantic.Field(ge=1)] = 3
     merge_min_shared: Annotated[int, pydantic.Field(ge=1)] = 3
     inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
+    evidence_component_weight: _Positive | None = 0.3
+    evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 1.5
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,8 @@ class DetectionStats:
         Components Leiden ran on; the rest were complete enough to be one ring as is.
     merged_pieces : int
         Leiden communities that the merge pass joined with at least one other.
+    evidence_grouped : int
+        Accounts outside rings that the third pass grouped by card/IP evidence.
     rings, accounts_in_rings, campaigns : int
     seconds : float
         Wall time of the detection (projection excluded).
@@ -175,6 +186,7 @@ class DetectionStats:
     components: int
     leiden_runs: int
     merged_pieces: int
+    evidence_grouped: int
     rings: int
     accounts_in_rings: int
     campaigns: int
@@ -247,6 +259,9 @@ def detect_rings(
         label, merged = _merge_pieces(
             label, projection.ring_evidence, projection.ring_identifiers, options
         )
+    grouped = 0
+    if options.evidence_component_weight is not None:
+        label, grouped = _evidence_components(label, projection.ring_evidence, options)
     # Inactive accounts held the structure together; only live ones are ring members.
     label = np.where(_inactive(projection.account_ids, platform, options), -1, label)
     ring_of = _number_rings(label, projection.account_ids, options.min_ring_size)
@@ -269,6 +284,7 @@ def detect_rings(
         components=components,
         leiden_runs=runs,
         merged_pieces=merged,
+        evidence_grouped=grouped,
         rings=len(rings),
         accounts_in_rings=int(np.sum(ring_of >= 0)),
         campaigns=len(campaigns),
@@ -373,6 +389,44 @@ def _merge_pieces(
     new = np.unique(target[piece], return_inverse=True)[1].astype(np.int64)
     new[alone & ~np.isin(piece, nodes[joined])] = -1
     return new, int(joined.sum())
+
+
+def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
+    """Groups held together by card/IP evidence alone, among accounts left outside rings.
+
+    CPM keeps a group only while its mean pairwise weight exceeds ``γ``: a ring whose
+    members each share a card or an exit with two or three others (a chain), or one exit
+    with all (a star of light edges), never is. Among the accounts whose community is
+    smaller than ``min_ring_size``, per-ring evidence edges of at least
+    ``evidence_component_weight`` are kept; accounts whose kept evidence sums to less
+    than ``evidence_component_strength`` are peeled off, repeatedly (a weighted core: a
+    household or a customer of a ring's residential exit hangs on by one light edge);
+    connected components of what is left with at least ``min_ring_size`` accounts
+    become communities. Returns the labels and the number of accounts grouped.
+    """
+    sizes = np.bincount(label[label >= 0], minlength=int(label.max(initial=-1)) + 1)
+    outside = np.flatnonzero((label < 0) | (sizes[np.maximum(label, 0)] < options.min_ring_size))
+    if len(outside) < options.min_ring_size:
+        return label, 0
+    sub = evidence[outside][:, outside]
+    sub = sub.multiply(sub >= options.evidence_component_weight).tocsr()
+    alive = np.ones(len(outside), dtype=bool)
+    while True:
+        strength = np.asarray(sub @ alive.astype(np.float64)).ravel()
+        weak = alive & (strength < options.evidence_component_strength)
+        if not weak.any():
+            break
+        alive &= ~weak
+    keep = sp.diags(alive.astype(np.float64))
+    _, comp = connected_components(keep @ sub @ keep, directed=False)
+    big = np.bincount(comp[alive], minlength=int(comp.max(initial=-1)) + 1)
+    chosen = alive & (big[comp] >= options.min_ring_size)
+    if not chosen.any():
+        return label, 0
+    label = label.copy()
+    new = np.unique(comp[chosen], return_inverse=True)[1]
+    label[outside[chosen]] = label.max(initial=-1) + 1 + new
+    return label, int(chosen.sum())
 
 
 def _partitions(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
