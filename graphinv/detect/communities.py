@@ -404,7 +404,7 @@ def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
     connected components of what is left with at least ``min_ring_size`` accounts
     become communities. Returns the labels and the number of accounts grouped.
     """
-    sizes = np.bincount(label[label >= 0], minlength=int(label.max(initial=-1)) + 1)
+    sizes = np.bincount(label[label >= 0], minlength=int(label.max(initial=0)) + 1)
     outside = np.flatnonzero((label < 0) | (sizes[np.maximum(label, 0)] < options.min_ring_size))
     if len(outside) < options.min_ring_size:
         return label, 0
@@ -548,7 +548,8 @@ def _ring_table(weights: sp.csr_matrix, ring_of: np.ndarray, comp: np.ndarray) -
     internal = np.bincount(ri[same], weights=w[same], minlength=n_rings)
     n_internal = np.bincount(ri[same], minlength=n_rings)
     cut = ri != rj
-    external = np.bincount(ri[cut & (ri >= 0)], weights=w[cut & (ri >= 0)], minlength=n_rings)
+    external = np.zeros(n_rings)
+    external += np.bincount(ri[cut & (ri >= 0)], weights=w[cut & (ri >= 0)], minlength=n_rings)
     external += np.bincount(rj[cut & (rj >= 0)], weights=w[cut & (rj >= 0)], minlength=n_rings)
     members = np.flatnonzero(ring_of >= 0)
     size = np.bincount(ring_of[members], minlength=n_rings)
