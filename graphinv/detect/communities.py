@@ -510,7 +510,8 @@ def _inactive(account_ids: np.ndarray, platform: Platform, options) -> np.ndarra
     if "status" not in accounts.columns or not options.inactive_statuses:
         return np.zeros(len(account_ids), dtype=bool)
     gone = accounts.loc[accounts["status"].isin(list(options.inactive_statuses)), "account_id"]
-    return np.isin(account_ids, np.asarray(gone, dtype=object).astype(str))
+    # A hash lookup: numpy's isin sorts object arrays of strings, seconds at 1M accounts.
+    return pd.Index(account_ids).isin(gone.astype(str))
 
 
 def _number_rings(label: np.ndarray, account_ids: np.ndarray, min_size: int) -> np.ndarray:
