@@ -304,12 +304,14 @@ def test_a_ring_held_by_one_card_of_thirty_accounts_is_found_whole():
 
 
 def test_a_chain_ring_is_found_by_its_card_evidence():
-    # Every member shares a card with the next one only: the mean pairwise weight of a
-    # 20-account chain is far below γ, so CPM alone returns nothing of size ≥ 5.
+    # Every member shares a card with the one before and the one after only (a closed
+    # chain): the mean pairwise weight of 20 accounts is far below γ, so CPM alone
+    # returns nothing of size ≥ 5.
     ring = [f"r{i:02d}" for i in range(20)]
     chain = [(ring[i], "payment_method", f"link-{i // 2}", T0, T0, 1) for i in range(20)]
     chain += [(ring[i], "payment_method", f"cross-{i}", T0, T0, 1) for i in range(1, 19, 2)]
     chain += [(ring[i + 1], "payment_method", f"cross-{i}", T0, T0, 1) for i in range(1, 19, 2)]
+    chain += [(a, "payment_method", "close", T0, T0, 1) for a in (ring[19], ring[0])]
     # A household hangs on one member by a single card (started on another day): peeled
     # off, never in the ring.
     later = T0 + pd.Timedelta(days=40)

@@ -137,7 +137,7 @@ class DetectionOptions:
         :func:`_evidence_components`). ``None`` turns it off. Default ``0.3``.
     evidence_component_strength : float
         In that pass, accounts whose kept evidence sums to less are peeled off first.
-        Default ``1.5``.
+        Default ``2.5``.
     inactive_statuses : tuple[str, ...]
         Account ``status`` values (in ``platform.accounts``) of accounts that are kept in
         the projection as structure but never listed as ring members: a banned member's
@@ -161,7 +161,7 @@ class DetectionOptions:
     merge_min_shared: Annotated[int, pydantic.Field(ge=1)] = 3
     inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
     evidence_component_weight: _Positive | None = 0.3
-    evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 1.5
+    evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 2.5
 
 
 @dataclass(frozen=True)
