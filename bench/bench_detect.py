@@ -45,11 +45,33 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def run_graphinv(n: int, seed: int) -> dict:
-    from graphinv.detect.communities import detect_rings
-    from graphinv.detect.projection import project
+def detect_modules(before: str | None):
+    """``project`` and ``detect_rings`` of this tree, or of an earlier version's copies of
+    ``graphinv/detect/projection.py`` and ``communities.py`` kept in the folder ``before``
+    (``git show REF:graphinv/detect/projection.py > DIR/projection.py``): the same platform,
+    from this tree's generator, goes through both."""
+    if not before:
+        from graphinv.detect.communities import detect_rings
+        from graphinv.detect.projection import project
+
+        return project, detect_rings
+    import importlib.util
+
+    modules = []
+    for name in ("projection", "communities"):
+        spec = importlib.util.spec_from_file_location(f"before_{name}", f"{before}/{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        modules.append(module)
+    return modules[0].project, modules[1].detect_rings
+
+
+def run_graphinv(n: int, seed: int, before: str | None = None) -> dict:
     from graphinv.evaluate import evaluate
     from graphinv.synth import generate
+
+    project, detect_rings = detect_modules(before)
 
     t = time.perf_counter()
     platform = generate(preset="case-24k", seed=seed, n_accounts=n)
@@ -78,6 +100,8 @@ def run_graphinv(n: int, seed: int) -> dict:
         "rings": det.stats.rings,
         "leiden_runs": det.stats.leiden_runs,
         "merged_pieces": det.stats.merged_pieces,
+        "flagged_rings": ev.flagged_rings,
+        "extraction_rings": ev.extraction_rings,
         "campaigns": det.stats.campaigns,
         **quality(ev),
     }
@@ -155,10 +179,18 @@ def run_baseline(n: int, seed: int, max_edges: int) -> dict:
     }
 
 
-def child(kind: str, n: int, seed: int, timeout: float, max_edges: int) -> dict:
-    """Run one measurement in a fresh interpreter and return its JSON line."""
+def child(kind: str, n: int, seed: int, timeout: float, max_edges: int,
+          code: str | None = None) -> dict:
+    """Run one measurement in a fresh interpreter and return its JSON line.
+
+    ``code``: a folder with an earlier version's detection modules
+    (:func:`detect_modules`), measured instead of this tree's on the same platform, so
+    before and after run on one machine in one run.
+    """
     cmd = [sys.executable, __file__, "--child", kind, "--n", str(n), "--seed", str(seed),
            "--baseline-max-edges", str(max_edges)]
+    if code:
+        cmd += ["--before", code]
     t = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
@@ -168,6 +200,7 @@ def child(kind: str, n: int, seed: int, timeout: float, max_edges: int) -> dict:
         return {"method": kind, "accounts": n, "skipped": proc.stderr.strip().splitlines()[-1]}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["wall_s"] = time.perf_counter() - t
+    result["code"] = code or "this tree"
     return result
 
 
@@ -192,16 +225,19 @@ def table(rows: list[dict], columns: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,300000,1000000")
-    parser.add_argument("--baseline-sizes", default="10000,30000,100000,300000")
+    parser.add_argument("--baseline-sizes", default="10000,30000,100000,300000",
+                        help="'' skips the baseline")
     parser.add_argument("--baseline-budget", type=float, default=600.0)
     parser.add_argument("--baseline-max-edges", type=int, default=20_000_000)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--json", help="also write all rows to this file")
+    parser.add_argument("--before", help="folder with an earlier version's detect/projection.py "
+                        "and communities.py, measured at each size right before this tree's")
     parser.add_argument("--child", choices=["graphinv", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "graphinv":
-        print(json.dumps(run_graphinv(args.n, args.seed)))
+        print(json.dumps(run_graphinv(args.n, args.seed, args.before)))
         return
     if args.child == "baseline":
         print(json.dumps(run_baseline(args.n, args.seed, args.baseline_max_edges)))
@@ -210,10 +246,11 @@ def main() -> None:
     print(f"machine: {machine()}")
     rows = []
     for n in map(int, args.sizes.split(",")):
-        rows.append(child("graphinv", n, args.seed, 3600, args.baseline_max_edges))
-        print(json.dumps(rows[-1]), flush=True)
+        for code in ([args.before] if args.before else []) + [None]:
+            rows.append(child("graphinv", n, args.seed, 3600, args.baseline_max_edges, code))
+            print(json.dumps(rows[-1]), flush=True)
     base = []
-    for n in map(int, args.baseline_sizes.split(",")):
+    for n in [int(x) for x in args.baseline_sizes.split(",") if x]:
         base.append(child("baseline", n, args.seed, args.baseline_budget + 300,
                           args.baseline_max_edges))
         print(json.dumps(base[-1]), flush=True)
@@ -222,18 +259,28 @@ def main() -> None:
     print()
     print(f"machine: {machine()}")
     print("\ngraphinv (projection + Leiden CPM per component + campaigns)")
-    print(table(rows, ["accounts", "links", "usage_rows", "synth_s", "project_s", "detect_s",
-                       "total_s", "peak_rss_gib", "rss_after_synth_gib", "edges", "rings",
-                       "extraction_mean_f1", "ari", "benign_in_extraction_rings", "skipped"]))
-    done = [r for r in rows if "total_s" in r]
+    print(table(rows, ["code", "accounts", "links", "usage_rows", "synth_s", "project_s",
+                       "detect_s", "total_s", "peak_rss_gib", "rss_after_synth_gib", "edges",
+                       "rings",
+                       "extraction_mean_f1", "ari", "benign_in_extraction_rings",
+                       "flagged_rings", "extraction_rings", "skipped"]))
+    done = [r for r in rows if "total_s" in r and r.get("code") == "this tree"]
     if len(done) >= 2:
         a, b = done[0], done[-1]
         exponent = np.log(b["total_s"] / a["total_s"]) / np.log(b["accounts"] / a["accounts"])
         print(f"time grows as accounts^{exponent:.2f} from {a['accounts']:,} to {b['accounts']:,}")
-    print("\nnaive baseline (unweighted projection; networkx Louvain; connected components)")
-    print(table(base, ["accounts", "links", "edges", "project_s", "louvain_s", "components_s",
-                       "peak_rss_gib", "extraction_mean_f1", "ari", "cc_extraction_mean_f1",
-                       "cc_ari", "skipped"]))
+    for r in rows:
+        if r.get("code") != "this tree" and "total_s" in r:
+            after = next((a for a in done if a["accounts"] == r["accounts"]), None)
+            if after:
+                print(f"at {r['accounts']:,} accounts: detection (projection + Leiden) "
+                      f"{r['total_s']:.1f} s before, {after['total_s']:.1f} s after "
+                      f"({100 * (after['total_s'] / r['total_s'] - 1):+.0f} %)")
+    if base:
+        print("\nnaive baseline (unweighted projection; networkx Louvain; connected components)")
+        print(table(base, ["accounts", "links", "edges", "project_s", "louvain_s",
+                           "components_s", "peak_rss_gib", "extraction_mean_f1", "ari",
+                           "cc_extraction_mean_f1", "cc_ari", "skipped"]))
     same = [(r, b) for b in base if "total_s" in b for r in done if r["accounts"] == b["accounts"]]
     for r, b in same:
         print(f"at {r['accounts']:,} accounts: baseline/graphinv time "

@@ -17,6 +17,19 @@ Accounts
     trait (cgnat, vpn, office_nat, university_nat, camouflage, …) show
     where a weakness is. ``in_extraction_rings`` counts accounts inside found rings that
     are mostly extraction: for benign kinds it is the damage a merge would do.
+    ``benign_flagged_per_10k`` puts the benign count on the platform's scale.
+Live accounts
+    Detection runs on live accounts: banned and suspended ones (label trait ``banned`` or
+    ``suspended``, or a ``status`` column other than ``active``) cannot be found. The
+    ``*_active`` figures repeat F1, precision and recall with them left out of both the
+    true and the found rings, next to the all-label figures.
+Rings before scoring
+    ``ring_purity``: of all accounts in found rings, the share labelled an abuse kind.
+    ``flagged_rings`` against ``extraction_rings``: how many alerts per true ring.
+Traps
+    ``by_trap``, one row per label trait: true abuse rings most of whose members carry
+    it (their mean and worst best-match F1, and the share of their accounts flagged), and
+    the trait's benign accounts flagged or inside a found ring.
 
 Examples
 --------
@@ -28,14 +41,14 @@ Examples
 ... })
 >>> members = pd.DataFrame({"ring_id": ["x"] * 4, "account_id": list("abcd")})
 >>> ev = evaluate(members, labels)
->>> ev.extraction_mean_f1, ev.extraction_recall, ev.benign_flagged
-(1.0, 1.0, 0)
+>>> ev.extraction_mean_f1, ev.extraction_recall, ev.benign_flagged, ev.ring_purity
+(1.0, 1.0, 0, 1.0)
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Annotated
 
 import numpy as np
@@ -45,11 +58,13 @@ import pydantic
 from graphinv.config import Settings
 from graphinv.errors import stage_options
 
-__all__ = ["ABUSE_KINDS", "Evaluation", "EvaluationOptions", "evaluate"]
+__all__ = ["ABUSE_KINDS", "INACTIVE_TRAITS", "Evaluation", "EvaluationOptions", "evaluate"]
 
 #: Label kinds that are coordinated abuse; every other kind is benign.
 ABUSE_KINDS = ("extraction", "card_testing", "free_tier_farming")
 _TRAITS = ("cgnat", "vpn", "office_nat", "university_nat", "camouflage")
+#: Label traits of accounts that are not live (detection never sees them).
+INACTIVE_TRAITS = ("banned", "suspended")
 
 
 @stage_options("evaluation")
@@ -104,6 +119,21 @@ class Evaluation:
         Flagged accounts of benign kinds.
     benign_in_extraction_rings : int
         Accounts of benign kinds inside found rings that are mostly extraction.
+    benign_accounts : int
+        Labelled accounts of benign kinds.
+    benign_flagged_per_10k : float
+        ``benign_flagged`` per 10,000 benign accounts.
+    ring_purity : float
+        Before scoring: share of the accounts in found rings that are labelled an abuse
+        kind (NaN when nothing was found).
+    flagged_rings : int
+        Found rings scored at or above ``threshold`` (every found ring without scores).
+    flagged_per_true_ring : float
+        ``flagged_rings / extraction_rings``.
+    inactive_accounts : int
+        Labelled accounts that are banned or suspended.
+    extraction_mean_f1_active, extraction_precision_active, extraction_recall_active : float
+        The same figures with inactive accounts left out of true and found rings.
     per_ring : pandas.DataFrame
         ``ring_id, kind, size, best_ring, overlap, precision, recall, f1`` per true ring.
     by_kind : pandas.DataFrame
@@ -112,6 +142,11 @@ class Evaluation:
     by_trait : pandas.DataFrame
         ``trait, accounts, extraction, extraction_flagged, other, other_flagged,
         other_in_extraction_rings``.
+    by_trap : pandas.DataFrame
+        ``trait, abuse_rings, mean_f1, min_f1, abuse_accounts, abuse_flagged_share,
+        benign_accounts, benign_flagged, benign_in_rings``: per label trait, the true abuse
+        rings most of whose members carry it, and its benign accounts flagged or in any
+        found ring.
     """
 
     accounts: int
@@ -130,6 +165,16 @@ class Evaluation:
     per_ring: pd.DataFrame
     by_kind: pd.DataFrame
     by_trait: pd.DataFrame
+    benign_accounts: int = 0
+    benign_flagged_per_10k: float = math.nan
+    ring_purity: float = math.nan
+    flagged_rings: int = 0
+    flagged_per_true_ring: float = math.nan
+    inactive_accounts: int = 0
+    extraction_mean_f1_active: float = math.nan
+    extraction_precision_active: float = math.nan
+    extraction_recall_active: float = math.nan
+    by_trap: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_dict(self) -> dict:
         """JSON-able dict: the scalars, ``by_kind``, ``by_trait``, and ``per_ring`` rows
@@ -157,8 +202,17 @@ class Evaluation:
             value = getattr(self, f.name)
             if not isinstance(value, pd.DataFrame):
                 head.add_row(f.name, _fmt(value))
-        parts = [head]
-        for title, frame in (("By label kind", self.by_kind), ("By trait", self.by_trait)):
+        side = Table(title="Extraction rings: all labels vs live accounts only")
+        for column in ("", "all labels", f"live ({self.inactive_accounts:,} left out)"):
+            side.add_column(column, justify="right" if column else "left")
+        for name in ("extraction_mean_f1", "extraction_precision", "extraction_recall"):
+            side.add_row(name, _fmt(getattr(self, name)), _fmt(getattr(self, f"{name}_active")))
+        parts = [head, side]
+        for title, frame in (
+            ("By label kind", self.by_kind),
+            ("By trait", self.by_trait),
+            ("By trap (true abuse rings per trait; benign accounts per trait)", self.by_trap),
+        ):
             table = Table(title=title)
             for column in frame.columns:
                 text = frame[column].dtype == object
@@ -226,6 +280,14 @@ def evaluate(
     is_extraction = (kind == "extraction").to_numpy()
     n_flagged = int(found.isin(flagged_rings).sum())
     ext_rings = per_ring[per_ring["kind"] == "extraction"]
+    live = ~_inactive(truth)
+    live_found = found[found.index.isin(truth.index[live])]
+    live_rings = _best_match(truth[live], live_found)
+    live_rings = live_rings[live_rings["kind"] == "extraction"]
+    live_flagged = is_flagged & live
+    live_extraction = is_extraction & live
+    n_benign = int(benign.sum())
+    n_flagged_rings = int(found[found.isin(flagged_rings)].nunique())
     return Evaluation(
         accounts=len(truth),
         rings_found=int(found.nunique()),
@@ -243,6 +305,20 @@ def evaluate(
         per_ring=per_ring,
         by_kind=_by_kind(kind, is_flagged, is_in_extraction, per_ring),
         by_trait=_by_trait(truth, is_flagged, is_in_extraction, is_extraction),
+        benign_accounts=n_benign,
+        benign_flagged_per_10k=_ratio(10_000 * int((is_flagged & benign).sum()), n_benign),
+        ring_purity=_mean(found_kind.isin(ABUSE_KINDS)),
+        flagged_rings=n_flagged_rings,
+        flagged_per_true_ring=_ratio(n_flagged_rings, len(ext_rings)),
+        inactive_accounts=int((~live).sum()),
+        extraction_mean_f1_active=_mean(live_rings["f1"]),
+        extraction_precision_active=_ratio(
+            int((live_flagged & is_extraction).sum()), int(live_flagged.sum())
+        ),
+        extraction_recall_active=_ratio(
+            int((live_flagged & is_extraction).sum()), int(live_extraction.sum())
+        ),
+        by_trap=_by_trap(truth, per_ring, is_flagged, kind.index.isin(found.index)),
     )
 
 
@@ -345,6 +421,70 @@ def _by_trait(truth, is_flagged, is_in_extraction, is_extraction) -> pd.DataFram
             }
         )
     return pd.DataFrame(rows)
+
+
+def _inactive(truth: pd.DataFrame) -> np.ndarray:
+    """Banned or suspended accounts: by a ``status`` column, else by label traits."""
+    out = np.zeros(len(truth), dtype=bool)
+    if "status" in truth:
+        out |= (truth["status"].fillna("active").astype(str) != "active").to_numpy()
+    if "traits" in truth:
+        names = truth["traits"].fillna("").astype(str).str.split(";")
+        out |= names.map(lambda ts: any(t in INACTIVE_TRAITS for t in ts)).to_numpy(dtype=bool)
+    return out
+
+
+def _trait_lists(truth: pd.DataFrame) -> pd.Series:
+    if "traits" not in truth:
+        return pd.Series([[]] * len(truth), index=truth.index, dtype=object)
+    return truth["traits"].fillna("").astype(str).str.split(";")
+
+
+def _by_trap(
+    truth: pd.DataFrame, per_ring: pd.DataFrame, is_flagged: np.ndarray, in_found: np.ndarray
+) -> pd.DataFrame:
+    exploded = _trait_lists(truth).explode()
+    exploded = exploded[exploded.fillna("") != ""]
+    abuse = truth["kind"].astype(str).isin(ABUSE_KINDS).to_numpy()
+    ring_of = truth["ring_id"]
+    f1 = per_ring.set_index("ring_id")["f1"]
+    ring_size = per_ring.set_index("ring_id")["size"]
+    rows = []
+    for trait in sorted(set(exploded)):
+        has = truth.index.isin(exploded.index[(exploded == trait).to_numpy()])
+        carriers = ring_of[has & abuse].dropna().value_counts()
+        rings = carriers.index[2 * carriers > ring_size.reindex(carriers.index).to_numpy()]
+        ring_f1 = f1.reindex(rings)
+        benign = has & ~abuse
+        rows.append(
+            {
+                "trait": trait,
+                "abuse_rings": len(rings),
+                "mean_f1": _mean(ring_f1),
+                "min_f1": float(ring_f1.min()) if len(ring_f1) else math.nan,
+                "abuse_accounts": int((has & abuse).sum()),
+                "abuse_flagged_share": _ratio(
+                    int((has & abuse & is_flagged).sum()), int((has & abuse).sum())
+                ),
+                "benign_accounts": int(benign.sum()),
+                "benign_flagged": int((benign & is_flagged).sum()),
+                "benign_in_rings": int((benign & in_found).sum()),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(_TRAP_COLUMNS))
+
+
+_TRAP_COLUMNS = (
+    "trait",
+    "abuse_rings",
+    "mean_f1",
+    "min_f1",
+    "abuse_accounts",
+    "abuse_flagged_share",
+    "benign_accounts",
+    "benign_flagged",
+    "benign_in_rings",
+)
 
 
 def _share_050(f1: pd.Series) -> float:

@@ -1,10 +1,14 @@
 """One sweep: load the platform from a store, find rings, score them, keep their ids
 stable across sweeps, write the result back and report.
 
-Rings are detected among live accounts only (:func:`live_platform`): a banned account is
-already enforced, and left in it would glue its replacement, which reuses its cards, to
-the old ring. Its links stay in the store, so the previous sweep's rings keep their
-identifiers and a respawn can still be traced to them (``docs/lineage.md``).
+Banned and suspended accounts stay in the projection as structure (a banned member's card
+is often the one the survivors share) but are never ring members: detection lists live
+accounts only (``DetectionOptions.inactive_statuses``, ``docs/detection.md``). Lineage
+compares rings over live links (:func:`live_platform`), and the store keeps every link,
+so a respawn can still be traced to the ring it replaces (``docs/lineage.md``).
+
+Alerts are grouped by campaign: rings of one operator (sharing cards, templates or a
+proxy ASN) raise one alert, not one per ring.
 
 Examples
 --------
@@ -63,6 +67,9 @@ class SweepReport:
         ``predecessors``, ``explanation``, and the feature values.
     alerts : DataFrame
         New or respawned rings scoring at or above ``alert_threshold``.
+    alert_campaigns : DataFrame
+        The same alerts, one row per campaign (one operator): ``campaign_id``, ``rings``
+        (ring ids, best score first), ``accounts``, ``top_score``.
     """
 
     sweep_id: str
@@ -84,6 +91,14 @@ class SweepReport:
     def alerts(self) -> pd.DataFrame:
         fresh = self.rings["status"].isin(["new", "respawned"])
         return self.rings[fresh & (self.rings["score"] >= self.alert_threshold)]
+
+    @property
+    def alert_campaigns(self) -> pd.DataFrame:
+        alerts = self.alerts.sort_values(["score", "ring_id"], ascending=[False, True])
+        grouped = alerts.groupby("campaign_id", sort=False).agg(
+            rings=("ring_id", list), accounts=("size", "sum"), top_score=("score", "max")
+        )
+        return grouped.reset_index()
 
     @property
     def exit_code(self) -> int:
@@ -110,6 +125,7 @@ class SweepReport:
                     "lineage": self.lineage,
                     "alert_threshold": self.alert_threshold,
                     "alerts": self.alerts["ring_id"].tolist(),
+                    "alert_campaigns": self.alert_campaigns.to_dict("records"),
                     "exit_code": self.exit_code,
                     "seconds": self.seconds,
                     "peak_memory_mb": self.peak_memory_mb,
@@ -176,9 +192,9 @@ def _locked_sweep(
         store.release()
         live = live_platform(platform, settings.lineage.inactive_statuses)
     with timer("projection"):
-        projection = project(live, options=settings.projection)
+        projection = project(platform, options=settings.projection)
     with timer("leiden"):
-        detection = detect_rings(projection, platform=live, options=settings.detection)
+        detection = detect_rings(projection, platform=platform, options=settings.detection)
     with timer("scoring"):
         scores = score_rings(detection.members, platform, options=settings.scoring)
     with timer("lineage"):
@@ -222,7 +238,8 @@ def _locked_sweep(
         projection=projection.stats.to_dict(),
         detection={"resolution": settings.detection.resolution,
                    "min_ring_size": settings.detection.min_ring_size,
-                   "seed": settings.detection.seed},
+                   "seed": settings.detection.seed,
+                   **detection.stats.to_dict()},
         lineage=lineage.summary(),
         rings=rings,
         dissolved=lineage.dissolved,

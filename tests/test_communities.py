@@ -213,6 +213,9 @@ def test_pieces_linked_by_sparse_card_or_ip_evidence_merge():
     det = detect_rings(proj, platform=platform)
     assert det.rings["size"].tolist() == [12]
     assert det.stats.merged_pieces == 2
+    # The pieces share four distinct IPs; asking for five keeps them apart.
+    few = detect_rings(proj, platform=platform, options=DetectionOptions(merge_min_shared=5))
+    assert few.rings["size"].tolist() == [6, 6]
     # γ₂ is a density: above the ~0.14 of card/IP evidence between the pieces, no merge.
     tight = detect_rings(proj, platform=platform, options=DetectionOptions(merge_resolution=0.2))
     assert tight.rings["size"].tolist() == [6, 6]
@@ -225,8 +228,15 @@ def test_lone_account_sharing_an_ip_with_a_piece_does_not_join():
     det = detect_rings(proj, platform=platform)
     assert "lone" not in set(det.members["account_id"])
     assert det.rings["size"].tolist() == [12]
-    # The piece-size floor is what keeps it out: its IP alone is dense enough evidence.
-    loose = detect_rings(proj, platform=platform, options=DetectionOptions(merge_min_piece=1))
+    # Two guards keep it out, each enough alone: the piece-size floor, and the count of
+    # distinct rare cards/IPs the pieces share (one proxy IP). Its IP alone is dense
+    # enough evidence, so with both lifted it joins.
+    for guard in ({"merge_min_piece": 1}, {"merge_min_shared": 1}):
+        kept = detect_rings(proj, platform=platform, options=DetectionOptions(**guard))
+        assert "lone" not in set(kept.members["account_id"])
+    loose = detect_rings(
+        proj, platform=platform, options=DetectionOptions(merge_min_piece=1, merge_min_shared=1)
+    )
     assert "lone" in set(loose.members["account_id"])
 
 
@@ -257,3 +267,115 @@ def test_merge_pass_is_deterministic_for_a_seed():
     pd.testing.assert_frame_equal(runs[0].members, runs[1].members)
     assert runs[0].stats.merged_pieces == runs[1].stats.merged_pieces > 0
     assert runs[0].stats.rings < 12
+
+
+# --- Whole rings on platforms nobody tuned on (issue 17) -----------------------------
+
+
+def background(n: int = 2000) -> list[tuple]:
+    """A platform where almost every card has one account, and a few households share one."""
+    links = [(f"u{k:05d}", "payment_method", f"own-{k}", T0, T0, 1) for k in range(n)]
+    links += [(f"u{k:05d}", "payment_method", f"home-{k // 3}", T0, T0, 1) for k in range(60)]
+    return links
+
+
+def frame(links: list[tuple], status: dict[str, str] | None = None) -> Platform:
+    table = pd.DataFrame(links, columns=LINK_COLUMNS)
+    ids = sorted(table["account_id"].unique())
+    accounts = pd.DataFrame({"account_id": ids})
+    if status is not None:
+        accounts["status"] = [status.get(a, "active") for a in ids]
+    return Platform(accounts, table, pd.DataFrame(columns=["account_id", "hour"]))
+
+
+def test_a_ring_held_by_one_card_of_thirty_accounts_is_found_whole():
+    # Adamic–Adar gives a 30-account card 1/log 31 ≈ 0.29 per pair, below γ = 0.4: no
+    # CPM community. On a platform where 99 % of cards have one account such a card is
+    # very rare, and the surprisal weight keeps the ring whole.
+    ring = [f"r{i:02d}" for i in range(30)]
+    # Each member started on the card on a different day: no co-activity to lean on.
+    days = [T0 + pd.Timedelta(days=i) for i in range(30)]
+    funding = [(a, "payment_method", "funding", t, t, 1) for a, t in zip(ring, days, strict=True)]
+    platform = frame(background() + funding)
+    found = detect_rings(project(platform), platform=platform)
+    assert rings_as_sets(found) == {frozenset(ring)}
+    naive = project(platform, options=ProjectionOptions(rarity="adamic_adar"))
+    assert detect_rings(naive, platform=platform).stats.rings == 0
+
+
+def test_a_chain_ring_is_found_by_its_card_evidence():
+    # Every member shares a card with the one before and the one after only (a closed
+    # chain): the mean pairwise weight of 20 accounts is far below γ, so CPM alone
+    # returns nothing of size ≥ 5.
+    ring = [f"r{i:02d}" for i in range(20)]
+    chain = [(ring[i], "payment_method", f"link-{i // 2}", T0, T0, 1) for i in range(20)]
+    chain += [(ring[i], "payment_method", f"cross-{i}", T0, T0, 1) for i in range(1, 19, 2)]
+    chain += [(ring[i + 1], "payment_method", f"cross-{i}", T0, T0, 1) for i in range(1, 19, 2)]
+    chain += [(a, "payment_method", "close", T0, T0, 1) for a in (ring[19], ring[0])]
+    # A household hangs on one member by a single card (started on another day): peeled
+    # off, never in the ring.
+    later = T0 + pd.Timedelta(days=40)
+    chain += [(ring[0], "payment_method", "family", T0, T0, 1)]
+    chain += [("h1", "payment_method", "family", later, later, 1)]
+    platform = frame(background() + chain)
+    proj = project(platform)
+    found = detect_rings(proj, platform=platform)
+    assert rings_as_sets(found) == {frozenset(ring)}
+    assert found.stats.evidence_grouped == 20
+    off = DetectionOptions(evidence_component_weight=None)
+    assert detect_rings(proj, platform=platform, options=off).stats.rings == 0
+
+
+def test_banned_members_hold_the_ring_together_but_are_not_listed():
+    # Two groups of four live accounts, each on one card; the operator's three banned
+    # accounts used both cards. Live alone, each group is below min_ring_size.
+    live = [f"r{i}" for i in range(8)]
+    banned = ["b0", "b1", "b2"]
+    links = [(a, "payment_method", f"card-{i // 4}", T0, T0, 1) for i, a in enumerate(live)]
+    links += [(b, "payment_method", f"card-{k}", T0, T0, 1) for b in banned for k in (0, 1)]
+    platform = frame(background() + links, status=dict.fromkeys(banned, "banned"))
+    found = detect_rings(project(platform), platform=platform)
+    assert rings_as_sets(found) == {frozenset(live)}
+    # Without them (detection on live accounts only, the old behaviour) there is no ring.
+    alive = frame(background() + [row for row in links if row[0] not in banned])
+    assert detect_rings(project(alive), platform=alive).stats.rings == 0
+
+
+def test_options_are_validated_at_the_door():
+    import pydantic
+    import pytest
+
+    for bad in ({"resolution": -1}, {"min_ring_size": 0}, {"objective": "cpm"},
+                {"merge_resolution": 0}, {"no_such_option": 1}):
+        with pytest.raises(pydantic.ValidationError):
+            DetectionOptions(**bad)
+    for bad in ({"hub_cap": 1}, {"rarity": "tfidf"}, {"co_activity_window": "-1D"},
+                {"kind_weights": {"ip": -0.5}}):
+        with pytest.raises(pydantic.ValidationError):
+            ProjectionOptions(**bad)
+
+
+def test_leiden_never_touches_the_callers_random_state():
+    import random
+
+    import igraph as ig
+
+    proj, _ = planted([25, 25, 25], p_in=0.3, noise=150, seed=5)
+    platform = empty_platform(proj.account_ids)
+    mine = random.Random(9)  # a caller's own generator for igraph
+    ig.set_random_number_generator(mine)
+    try:
+        random.seed(123)
+        module_state, my_state = random.getstate(), mine.getstate()
+        runs = [
+            detect_rings(proj, platform=platform, options=DetectionOptions(seed=7))
+            for _ in range(2)
+        ]
+        assert random.getstate() == module_state
+        assert mine.getstate() == my_state
+        ig.Graph.Erdos_Renyi(n=5, m=3)
+        assert mine.getstate() != my_state  # igraph still draws from the caller's generator
+    finally:
+        ig.set_random_number_generator(random)
+    pd.testing.assert_frame_equal(runs[0].members, runs[1].members)
+    assert runs[0].stats.leiden_runs > 0

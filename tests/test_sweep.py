@@ -51,6 +51,7 @@ def test_report_is_json_and_exit_code_follows_alerts(days, tmp_path: Path) -> No
     try:
         store.load(day0, progress=False)
         report = run_sweep(store, progress=False)
+        members = store.read_members()
         quiet = run_sweep(store, progress=False, alert_threshold=1.01)
     finally:
         store.close()
@@ -60,6 +61,16 @@ def test_report_is_json_and_exit_code_follows_alerts(days, tmp_path: Path) -> No
     fresh = report.rings["status"].isin(["new", "respawned"])
     expected = bool((fresh & (report.rings["score"] >= report.alert_threshold)).any())
     assert report.exit_code == (EXIT_ALERT if expected else 0)
+    # One alert per operator: every alerting ring sits in exactly one campaign group.
+    groups = plain["alert_campaigns"]
+    assert sorted(r for g in groups for r in g["rings"]) == sorted(plain["alerts"])
+    campaign_of = report.rings.set_index("ring_id")["campaign_id"]
+    for group in groups:
+        assert {campaign_of[r] for r in group["rings"]} == {group["campaign_id"]}
+    assert len(groups) == report.alerts["campaign_id"].nunique()
+    # Banned and suspended accounts are structure, never ring members.
+    status = day0.accounts.set_index("account_id")["status"]
+    assert (status.reindex(members["account_id"]) == "active").all()
     # The second sweep over the same data: every ring continues, nothing is new, no alert.
     assert set(quiet.rings["status"]) == {"continuing"}
     assert quiet.exit_code == 0

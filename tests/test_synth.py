@@ -11,9 +11,10 @@ import pytest
 from graphinv.errors import ConfigError
 from graphinv.schema import TABLES, Platform
 from graphinv.synth import PRESETS, generate, resolve_params, write_platform
-from graphinv.synth.world import KINDS, TRAITS
+from graphinv.synth.world import KINDS, STYLES, TRAITS
 
 ADVERSARIAL = ("extraction", "card_testing", "free_tier_farming")
+RING_STYLES = STYLES[1:8]
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,8 @@ def test_extraction_infrastructure_is_shared_but_not_one_card(
     labelled_links: pd.DataFrame,
 ) -> None:
     ext = labelled_links[labelled_links["kind_y"] == "extraction"]
+    # Ordinary rings only: the harder ring styles have their own tests below.
+    ext = ext[~ext["traits"].str.contains("|".join(RING_STYLES))]
     cards = ext[ext["kind_x"] == "payment_method"]
     per_card = cards.groupby("value")["account_id"].nunique()
     assert per_card.max() <= 10 and (per_card >= 2).mean() > 0.7
@@ -126,7 +129,10 @@ def test_extraction_infrastructure_is_shared_but_not_one_card(
 
 
 def test_extraction_traffic_shape(plat: Platform) -> None:
-    kind = plat.usage["account_id"].map(plat.labels.set_index("account_id")["kind"])
+    labels = plat.labels.set_index("account_id")
+    kind = plat.usage["account_id"].map(labels["kind"])
+    # Operators without a schedule stay on one model: they have a test of their own.
+    kind = kind.mask(plat.usage["account_id"].map(labels["traits"]).str.contains("aperiodic"))
     sums = plat.usage.groupby(kind)[["input_tokens", "output_tokens"]].sum()
     ratio = sums["output_tokens"] / sums["input_tokens"]
     assert ratio["extraction"] > 3 * ratio["benign"]
@@ -238,3 +244,160 @@ def test_scaling_and_overrides() -> None:
     assert sum(c.n_accounts for c in p.campaigns) == 2 * sum(
         c.n_accounts for c in PRESETS["small"].campaigns
     )
+
+
+CORE = ("payment_method", "ip", "prompt_fingerprint")
+
+
+def _rings_with(labels: pd.DataFrame, trait: str) -> dict[str, set[str]]:
+    carriers = labels[labels["traits"].str.split(";").map(lambda ts: trait in ts)]
+    return carriers.groupby("ring_id")["account_id"].agg(set).to_dict()
+
+
+def _holders(links: pd.DataFrame, kind: str) -> pd.Series:
+    return links[links["kind"] == kind].groupby("value")["account_id"].agg(set)
+
+
+def test_every_preset_plants_each_harder_ring_and_twin() -> None:
+    for name, p in PRESETS.items():
+        for field in (
+            "star_card_rings",
+            "star_proxy_rings",
+            "funding_tree_rings",
+            "sparse_rings",
+            "hub_ip_rings",
+            "hub_template_rings",
+            "aperiodic_rings",
+            "company_card_twins",
+            "campus_class_twins",
+        ):
+            assert getattr(p, field) >= 1, (name, field)
+    labels = generate(preset="small", seed=3).labels
+    for style in (*RING_STYLES, "company_card", "campus_class"):
+        rings = _rings_with(labels, style)
+        assert len(rings) == getattr(PRESETS["small"], _COUNT_OF[style]), style
+        kinds = set(labels.loc[labels["ring_id"].isin(rings), "kind"])
+        assert kinds == ({"extraction"} if style in RING_STYLES else {_TWIN_KIND[style]})
+
+
+_COUNT_OF = {
+    **{s: s + "s" for s in STYLES[1:8]},
+    "company_card": "company_card_twins",
+    "campus_class": "campus_class_twins",
+}
+_TWIN_KIND = {"company_card": "office", "campus_class": "university"}
+
+
+def test_star_rings_hang_on_one_identifier(plat: Platform) -> None:
+    labels, links = plat.labels, plat.links
+    benign = set(labels.loc[labels["kind"] == "benign", "account_id"])
+    p = PRESETS["small"]
+    for members in _rings_with(labels, "star_card_ring").values():
+        assert p.hard_ring_size[0] <= len(members) <= p.hard_ring_size[1]
+        cards = _holders(links[links["account_id"].isin(members)], "payment_method")
+        assert len(cards) == 1
+        # The card funds every member (banned and respawned ones too) and nobody else.
+        assert _holders(links, "payment_method")[cards.index[0]] == members
+    for members in _rings_with(labels, "star_proxy_ring").values():
+        mine = links[links["account_id"].isin(members)]
+        ips = _holders(mine, "ip")
+        hub = ips[ips.map(len) == len(members)]
+        assert len(hub) == 1
+        # Nobody else but a few customers of the residential line.
+        others = _holders(links, "ip")[hub.index[0]] - members
+        assert len(others) <= 3 and others <= benign
+        # Little else is shared: own cards (a respawn inherits its predecessor's).
+        assert _holders(mine, "payment_method").map(len).max() <= 2
+        assert _holders(mine, "prompt_fingerprint").map(len).max() <= 2
+
+
+def test_funding_tree_and_sparse_rings(plat: Platform) -> None:
+    labels, links = plat.labels, plat.links
+    for members in _rings_with(labels, "funding_tree_ring").values():
+        mine = links[links["account_id"].isin(members)]
+        cards = _holders(mine, "payment_method")
+        assert len(cards) >= 3
+        assert (cards.map(len) >= 2).all() and (cards.map(len) < len(members)).all()
+        assert set().union(*cards) == members
+        cards_per_member = mine[mine["kind"] == "payment_method"].groupby("account_id").size()
+        assert (cards_per_member >= 2).any()  # the subsets overlap
+        everyone = _holders(links, "payment_method")
+        assert all(everyone[c] <= members for c in cards.index)
+    for members in _rings_with(labels, "sparse_ring").values():
+        mine = links[links["account_id"].isin(members) & links["kind"].isin(CORE)]
+        pairs = mine.merge(mine, on=["kind", "value"])
+        pairs = pairs[pairs["account_id_x"] != pairs["account_id_y"]]
+        mates = pairs.groupby("account_id_x")["account_id_y"].nunique()
+        # Two or three ring-mates each (a respawn also shares with its predecessor's).
+        assert mates.median() <= 3 and mates.max() <= 5
+        assert mates.min() >= 2 and len(mates) == len(members)
+
+
+def test_hub_rings_hide_behind_a_public_identifier(plat: Platform) -> None:
+    labels, links = plat.labels, plat.links
+    kind = labels.set_index("account_id")["kind"]
+    traits = labels.set_index("account_id")["traits"]
+    lo, hi = PRESETS["small"].ring_hub_accounts
+    for style, id_kind in (("hub_ip_ring", "ip"), ("hub_template_ring", "prompt_fingerprint")):
+        rings = _rings_with(labels, style)
+        assert rings, style
+        for members in rings.values():
+            held = _holders(links[links["account_id"].isin(members)], id_kind)
+            hub = held.map(len).idxmax()
+            assert len(held[hub]) >= 0.9 * len(members)
+            everyone = _holders(links, id_kind)[hub]
+            # Far above the projection's default hub cap of 200, and mostly benign users.
+            assert lo <= len(everyone) <= hi
+            public = everyone - members
+            assert (kind[list(public)] == "benign").all()
+            assert traits[list(public)].str.contains("ring_hub_user").all()
+
+
+def test_aperiodic_rings_have_no_schedule_and_one_model(plat: Platform) -> None:
+    usage = plat.usage.merge(plat.labels, on="account_id")
+    usage = usage[usage["kind"] == "extraction"].sort_values("hour")
+
+    def top_gap_share(rows: pd.DataFrame) -> float:
+        gaps = rows.groupby("account_id")["hour"].diff().dropna()
+        return float(gaps.value_counts(normalize=True).iloc[0])
+
+    loose = usage["traits"].str.contains("aperiodic_ring")
+    assert loose.any()
+    assert usage.loc[loose, "model"].nunique() == 1
+    # An ordinary ring's members come back on a period; these do not.
+    ordinary = ~usage["traits"].str.contains("|".join(RING_STYLES) + "|camouflage")
+    assert top_gap_share(usage[loose]) < 0.15 < 0.25 < top_gap_share(usage[ordinary])
+
+
+def test_benign_twins(plat: Platform) -> None:
+    labels, links = plat.labels, plat.links
+    for members in _rings_with(labels, "company_card").values():
+        cards = _holders(links[links["account_id"].isin(members)], "payment_method")
+        assert len(cards) == 1 and _holders(links, "payment_method")[cards.index[0]] == members
+        assert not labels.set_index("account_id").loc[list(members), "traits"].str.contains(
+            "office_nat"
+        ).any()
+    active = set(plat.usage["account_id"])
+    for members in _rings_with(labels, "campus_class").values():
+        live = members & active
+        assert len(live) >= 20
+        for id_kind in ("ip", "prompt_fingerprint"):
+            held = _holders(links[links["account_id"].isin(members)], id_kind)
+            shared = held[held.map(len) >= len(live) / 2]
+            # One NAT address and one course template: every active student, nobody else.
+            assert len(shared) == 1, id_kind
+            assert live <= shared.iloc[0] <= members
+    # A family shares a card and a home line.
+    households = labels[labels["kind"] == "household"].groupby("ring_id")["account_id"].agg(set)
+    ips, cards = _holders(links, "ip"), _holders(links, "payment_method")
+    for members in households.head(20):
+        assert any(h == members for h in cards)
+        assert any(members <= h for h in ips)
+
+
+def test_inactive_traits_match_status(plat: Platform) -> None:
+    status = plat.accounts.set_index("account_id")["status"]
+    traits = plat.labels.set_index("account_id")["traits"].str.split(";")
+    for name in ("banned", "suspended"):
+        has = traits.map(lambda ts, n=name: n in ts)
+        assert (status[has.index[has]] == name).all() and has.sum() == (status == name).sum()

@@ -422,6 +422,13 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
             rest = groups[shown:]
             console.print(f"  … and {len(rest)} more group(s), "
                           f"{sum(g['accounts'] for g in rest):,} accounts (--json for all)")
+        campaigns = report.alert_campaigns
+        console.print(
+            f"  By operator: {len(campaigns)} campaign(s): "
+            + "; ".join(f"{g.campaign_id} ({len(g.rings)} ring(s))"
+                        for g in campaigns.itertuples()),
+            highlight=False,
+        )
     console.print(f"Review queue: {len(escalated)} escalated, "
                   f"{int((queue['priority'] == 'alert').sum())} alerting, "
                   f"{int((queue['priority'] == 'in review').sum())} in review — "

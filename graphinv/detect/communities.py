@@ -49,14 +49,17 @@ Examples
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import time
 from dataclasses import asdict, dataclass
+from typing import Annotated, Literal
 
 import igraph as ig
 import leidenalg
 import numpy as np
 import pandas as pd
+import pydantic
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
@@ -66,17 +69,23 @@ from graphinv.schema import Platform
 __all__ = ["Detection", "DetectionOptions", "DetectionStats", "detect_rings"]
 
 
-@dataclass(frozen=True)
+_Positive = Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]
+_Share = Annotated[float, pydantic.Field(ge=0, le=1)]
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
 class DetectionOptions:
     """How rings and campaigns are cut from the projection.
+
+    Validated when built: a bad value raises ``pydantic.ValidationError`` naming the field.
 
     Parameters
     ----------
     resolution : float
-        CPM resolution ``γ``: the minimum mean pairwise weight inside a ring.
+        CPM resolution ``γ``: the minimum mean pairwise weight inside a ring (> 0).
         Default ``0.4``.
     min_ring_size : int
-        Communities with fewer accounts are not rings. Default ``5``.
+        Communities with fewer live accounts are not rings (≥ 2). Default ``5``.
     min_edge_weight : float
         Edges lighter than this are dropped before components and Leiden: one weakly
         shared identifier cannot make two accounts a ring at any useful resolution,
@@ -88,9 +97,12 @@ class DetectionOptions:
         Leiden quality function. With ``"modularity"`` the resolution is the usual
         modularity resolution, not a density. Default ``"CPM"``.
     implementation : {"igraph", "leidenalg"}
-        Which Leiden implementation runs: igraph's C core (``community_leiden``) or the
-        ``leidenalg`` package; the same algorithm by the same authors. igraph's is
-        about ten times faster on dense components. Default ``"igraph"``.
+        Which Leiden implementation runs. ``"igraph"``: igraph's C core
+        (``community_leiden``), about ten times faster on dense components; igraph only
+        draws from a process-wide generator, so it runs in a forked child process whose
+        generator is seeded there, leaving this process's untouched (POSIX only).
+        ``"leidenalg"``: in this process with its own seeded generator. Default
+        ``"igraph"``.
     n_iterations : int
         Leiden iterations per component; negative runs until no improvement.
         Default ``-1``.
@@ -109,27 +121,47 @@ class DetectionOptions:
     merge_resolution : float or None
         CPM resolution ``γ₂`` of the pass that joins Leiden's pieces: the minimum mean
         pairwise weight of per-ring evidence (``Projection.ring_evidence``) between two
-        pieces for them to join. ``None`` turns the pass off. Default ``0.1``.
+        pieces for them to join. ``None`` turns the pass off. Default ``0.03``.
     merge_min_piece : int
         Pieces with fewer accounts (accounts of components smaller than
         ``min_ring_size`` count as pieces of one) neither join nor are joined.
         Default ``3``: two benign users behind one residential proxy IP form a piece of
         two that the card/IP evidence would otherwise join to the ring using that proxy.
+    merge_min_shared : int
+        Two pieces join only when they hold at least this many distinct rare cards or
+        IPs in common (``Projection.ring_identifiers``): more than a chance overlap, such
+        as one household or VPN user on a ring's proxy exit. Default ``3``.
+    evidence_component_weight : float or None
+        Third pass (after the merge): among accounts left outside rings, groups connected
+        by per-ring evidence edges at least this heavy become communities (see
+        :func:`_evidence_components`). ``None`` turns it off. Default ``0.3``.
+    evidence_component_strength : float
+        In that pass, accounts whose kept evidence sums to less are peeled off first.
+        Default ``2.5``.
+    inactive_statuses : tuple[str, ...]
+        Account ``status`` values (in ``platform.accounts``) of accounts that are kept in
+        the projection as structure but never listed as ring members: a banned member's
+        card is often what holds the survivors together, and a banned account needs no
+        alert. Default ``("banned", "suspended", "closed")``.
     """
 
-    resolution: float = 0.4
-    min_ring_size: int = 5
-    min_edge_weight: float = 0.2
-    seed: int = 0
-    objective: str = "CPM"
-    implementation: str = "igraph"
+    resolution: _Positive = 0.4
+    min_ring_size: Annotated[int, pydantic.Field(ge=2)] = 5
+    min_edge_weight: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)] = 0.2
+    seed: Annotated[int, pydantic.Field(ge=0)] = 0
+    objective: Literal["CPM", "modularity"] = "CPM"
+    implementation: Literal["igraph", "leidenalg"] = "igraph"
     n_iterations: int = -1
     campaign_kinds: tuple[str, ...] = ("payment_method", "prompt_fingerprint")
     campaign_proxy_asn: bool = True
-    campaign_min_share: float = 0.3
-    campaign_min_concentration: float = 0.5
-    merge_resolution: float | None = 0.1
-    merge_min_piece: int = 3
+    campaign_min_share: _Share = 0.3
+    campaign_min_concentration: _Share = 0.5
+    merge_resolution: _Positive | None = 0.03
+    merge_min_piece: Annotated[int, pydantic.Field(ge=1)] = 3
+    merge_min_shared: Annotated[int, pydantic.Field(ge=1)] = 3
+    inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
+    evidence_component_weight: _Positive | None = 0.3
+    evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 2.5
 
 
 @dataclass(frozen=True)
@@ -144,6 +176,8 @@ class DetectionStats:
         Components Leiden ran on; the rest were complete enough to be one ring as is.
     merged_pieces : int
         Leiden communities that the merge pass joined with at least one other.
+    evidence_grouped : int
+        Accounts outside rings that the third pass grouped by card/IP evidence.
     rings, accounts_in_rings, campaigns : int
     seconds : float
         Wall time of the detection (projection excluded).
@@ -152,6 +186,7 @@ class DetectionStats:
     components: int
     leiden_runs: int
     merged_pieces: int
+    evidence_grouped: int
     rings: int
     accounts_in_rings: int
     campaigns: int
@@ -221,7 +256,14 @@ def detect_rings(
     label, components, runs = _leiden(weights, comp, options)
     merged = 0
     if options.merge_resolution is not None:
-        label, merged = _merge_pieces(label, projection.ring_evidence, options)
+        label, merged = _merge_pieces(
+            label, projection.ring_evidence, projection.ring_identifiers, options
+        )
+    grouped = 0
+    if options.evidence_component_weight is not None:
+        label, grouped = _evidence_components(label, projection.ring_evidence, options)
+    # Inactive accounts held the structure together; only live ones are ring members.
+    label = np.where(_inactive(projection.account_ids, platform, options), -1, label)
     ring_of = _number_rings(label, projection.account_ids, options.min_ring_size)
     rings = _ring_table(projection.weights, ring_of, comp)
     members = pd.DataFrame(
@@ -242,6 +284,7 @@ def detect_rings(
         components=components,
         leiden_runs=runs,
         merged_pieces=merged,
+        evidence_grouped=grouped,
         rings=len(rings),
         accounts_in_rings=int(np.sum(ring_of >= 0)),
         campaigns=len(campaigns),
@@ -277,24 +320,26 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
     # CPM quality is Σ over same-ring pairs of (w − γ): when every pair is linked with
     # w ≥ γ, the whole component is optimal and Leiden has nothing to do.
     complete = (n_edges == comp_size * (comp_size - 1) // 2) & (min_w >= options.resolution)
-    next_label = 0
-    runs = 0
+    jobs = []
     for c, (s, size) in enumerate(zip(comp_start, comp_size, strict=True)):
-        nodes = order[s : s + size]
-        if complete[c]:
-            label[nodes] = next_label
-            next_label += 1
-            continue
-        e = slice(edge_start[c], edge_end[c])
-        graph = ig.Graph(n=int(size), edges=np.column_stack([row[e] - s, col[e] - s]))
-        membership = _partition(graph, w[e], options)
-        label[nodes] = next_label + membership
+        if not complete[c]:
+            e = slice(edge_start[c], edge_end[c])
+            jobs.append((int(size), np.column_stack([row[e] - s, col[e] - s]), w[e]))
+    memberships = iter(_partitions(jobs, options))
+    next_label = 0
+    for c, (s, size) in enumerate(zip(comp_start, comp_size, strict=True)):
+        membership = np.zeros(size, dtype=np.int64) if complete[c] else next(memberships)
+        label[order[s : s + size]] = next_label + membership
         next_label += int(membership.max()) + 1
-        runs += 1
-    return label, len(comp_start), runs
+    return label, len(comp_start), len(jobs)
 
 
-def _merge_pieces(label: np.ndarray, evidence: sp.csr_matrix, options: DetectionOptions):
+def _merge_pieces(
+    label: np.ndarray,
+    evidence: sp.csr_matrix,
+    identifiers: sp.csr_matrix | None,
+    options: DetectionOptions,
+):
     """Join Leiden communities by CPM at ``merge_resolution`` on the graph of communities.
 
     Returns the new label per account (``-1`` still for accounts outside searched
@@ -312,6 +357,13 @@ def _merge_pieces(label: np.ndarray, evidence: sp.csr_matrix, options: Detection
     keep = (w / (size[a] * size[b]) >= gamma) & (
         np.minimum(size[a], size[b]) >= options.merge_min_piece
     )
+    if identifiers is not None and options.merge_min_shared > 1:
+        # Distinct rare cards/IPs held on both sides: one shared proxy IP is what a
+        # household or VPN user next to a ring looks like; pieces of one ring share many.
+        held = (member.T @ identifiers).tocsr()
+        held.data[:] = 1
+        shared = np.asarray((held[a].multiply(held[b])).sum(axis=1)).ravel()
+        keep &= shared >= options.merge_min_shared
     a, b, w = a[keep], b[keep], w[keep]
     nodes = np.unique(np.r_[a, b])
     if len(nodes) == 0:
@@ -339,32 +391,127 @@ def _merge_pieces(label: np.ndarray, evidence: sp.csr_matrix, options: Detection
     return new, int(joined.sum())
 
 
-def _partition(graph: ig.Graph, weights: np.ndarray, options: DetectionOptions) -> np.ndarray:
+def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
+    """Groups held together by card/IP evidence alone, among accounts left outside rings.
+
+    CPM keeps a group only while its mean pairwise weight exceeds ``γ``: a ring whose
+    members each share a card or an exit with two or three others (a chain), or one exit
+    with all (a star of light edges), never is. Among the accounts whose community is
+    smaller than ``min_ring_size``, per-ring evidence edges of at least
+    ``evidence_component_weight`` are kept; accounts whose kept evidence sums to less
+    than ``evidence_component_strength`` are peeled off, repeatedly (a weighted core: a
+    household or a customer of a ring's residential exit hangs on by one light edge);
+    connected components of what is left with at least ``min_ring_size`` accounts
+    become communities. Returns the labels and the number of accounts grouped.
+    """
+    sizes = np.bincount(label[label >= 0], minlength=int(label.max(initial=0)) + 1)
+    outside = np.flatnonzero((label < 0) | (sizes[np.maximum(label, 0)] < options.min_ring_size))
+    if len(outside) < options.min_ring_size:
+        return label, 0
+    sub = evidence[outside][:, outside]
+    sub = sub.multiply(sub >= options.evidence_component_weight).tocsr()
+    alive = np.ones(len(outside), dtype=bool)
+    while True:
+        strength = np.asarray(sub @ alive.astype(np.float64)).ravel()
+        weak = alive & (strength < options.evidence_component_strength)
+        if not weak.any():
+            break
+        alive &= ~weak
+    keep = sp.diags(alive.astype(np.float64))
+    _, comp = connected_components(keep @ sub @ keep, directed=False)
+    big = np.bincount(comp[alive], minlength=int(comp.max(initial=-1)) + 1)
+    chosen = alive & (big[comp] >= options.min_ring_size)
+    if not chosen.any():
+        return label, 0
+    label = label.copy()
+    new = np.unique(comp[chosen], return_inverse=True)[1]
+    label[outside[chosen]] = label.max(initial=-1) + 1 + new
+    return label, int(chosen.sum())
+
+
+def _partitions(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
+    """Leiden membership of each ``(n_nodes, edges, weights)`` component, in order.
+
+    Every component gets a generator seeded with ``options.seed``, so its rings depend on
+    the seed and the component alone.
+    """
+    if not jobs:
+        return []
     if options.implementation == "leidenalg":
-        kind = {"CPM": leidenalg.CPMVertexPartition,
-                "modularity": leidenalg.RBConfigurationVertexPartition}[options.objective]
-        part = leidenalg.find_partition(
-            graph,
-            kind,
-            weights=weights,
-            resolution_parameter=options.resolution,
-            n_iterations=options.n_iterations,
-            seed=options.seed,
-        )
-        return np.asarray(part.membership, dtype=np.int64)
-    # igraph draws from a process-wide generator; a fresh seeded one per component makes
-    # the result depend on the seed and the component alone.
-    ig.set_random_number_generator(random.Random(options.seed))
-    try:
-        part = graph.community_leiden(
+        return [_leidenalg(*job, options) for job in jobs]
+    return _in_child(_igraph_all, jobs, options)
+
+
+def _leidenalg(size: int, edges: np.ndarray, weights: np.ndarray, options) -> np.ndarray:
+    kind = {"CPM": leidenalg.CPMVertexPartition,
+            "modularity": leidenalg.RBConfigurationVertexPartition}[options.objective]
+    part = leidenalg.find_partition(
+        ig.Graph(n=size, edges=edges),
+        kind,
+        weights=weights,
+        resolution_parameter=options.resolution,
+        n_iterations=options.n_iterations,
+        seed=options.seed,
+    )
+    return np.asarray(part.membership, dtype=np.int64)
+
+
+def _igraph_all(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
+    """igraph's Leiden on every component; runs in a child process (:func:`_in_child`)."""
+    out = []
+    for size, edges, weights in jobs:
+        # igraph draws from one process-wide generator; this process is a throw-away
+        # child, so seeding it per component touches no caller's state.
+        ig.set_random_number_generator(random.Random(options.seed))
+        part = ig.Graph(n=size, edges=edges).community_leiden(
             objective_function=options.objective,
             weights=weights,
             resolution=options.resolution,
             n_iterations=options.n_iterations,
         )
+        out.append(np.asarray(part.membership, dtype=np.int64))
+    return out
+
+
+def _in_child(function, *args):
+    """``function(*args)`` in a forked child process, its result sent back by pipe.
+
+    Fork hands the arguments over without copying; only the result is pickled.
+    """
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main, args=(send, function, args), daemon=True)
+    child.start()
+    send.close()
+    try:
+        ok, value = receive.recv()
+    except EOFError:
+        value, ok = f"the Leiden child process died (exit code {child.exitcode})", False
     finally:
-        ig.set_random_number_generator(random)
-    return np.asarray(part.membership, dtype=np.int64)
+        receive.close()
+        child.join()
+    if not ok:
+        raise RuntimeError(value)
+    return value
+
+
+def _child_main(send, function, args) -> None:
+    try:
+        result = (True, function(*args))
+    except BaseException as error:  # any failure is reported to the parent, which raises
+        result = (False, f"{type(error).__name__}: {error}")
+    send.send(result)
+    send.close()
+
+
+def _inactive(account_ids: np.ndarray, platform: Platform, options) -> np.ndarray:
+    """Per projection row: is the account's status one of ``inactive_statuses``."""
+    accounts = platform.accounts
+    if "status" not in accounts.columns or not options.inactive_statuses:
+        return np.zeros(len(account_ids), dtype=bool)
+    gone = accounts.loc[accounts["status"].isin(list(options.inactive_statuses)), "account_id"]
+    # A hash lookup: numpy's isin sorts object arrays of strings, seconds at 1M accounts.
+    return pd.Index(account_ids).isin(gone.astype(str))
 
 
 def _number_rings(label: np.ndarray, account_ids: np.ndarray, min_size: int) -> np.ndarray:
@@ -402,7 +549,8 @@ def _ring_table(weights: sp.csr_matrix, ring_of: np.ndarray, comp: np.ndarray) -
     internal = np.bincount(ri[same], weights=w[same], minlength=n_rings)
     n_internal = np.bincount(ri[same], minlength=n_rings)
     cut = ri != rj
-    external = np.bincount(ri[cut & (ri >= 0)], weights=w[cut & (ri >= 0)], minlength=n_rings)
+    external = np.zeros(n_rings)
+    external += np.bincount(ri[cut & (ri >= 0)], weights=w[cut & (ri >= 0)], minlength=n_rings)
     external += np.bincount(rj[cut & (rj >= 0)], weights=w[cut & (rj >= 0)], minlength=n_rings)
     members = np.flatnonzero(ring_of >= 0)
     size = np.bincount(ring_of[members], minlength=n_rings)

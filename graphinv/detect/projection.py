@@ -53,9 +53,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
+import pydantic
 import scipy.sparse as sp
 
 from graphinv.schema import Platform
@@ -74,9 +76,15 @@ def _default_kind_weights() -> Mapping[str, float]:
     return MappingProxyType({"payment_method": 1.0, "ip": 0.5, "prompt_fingerprint": 0.5})
 
 
-@dataclass(frozen=True)
+_NonNegative = Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]
+_Count = Annotated[int, pydantic.Field(ge=1)]
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
 class ProjectionOptions:
     """How shared identifiers and shared timing turn into account × account weights.
+
+    Validated when built: a bad value raises ``pydantic.ValidationError`` naming the field.
 
     Parameters
     ----------
@@ -119,22 +127,42 @@ class ProjectionOptions:
         :attr:`Projection.ring_evidence`: identifiers a single ring holds, unlike prompt
         templates or client versions that a whole campaign shares. Default
         ``("payment_method", "ip")``.
+    rarity : {"surprisal", "adamic_adar"}
+        How an identifier's weight falls with its number of accounts ``d``.
+        ``"adamic_adar"``: ``1 / log(1 + d)``. ``"surprisal"``: for the kinds in
+        ``ring_evidence_kinds``, the larger of that and how surprising an identifier of
+        ``d`` accounts is among the identifiers of its own kind on this platform (see
+        ``rarity_reference``); other kinds keep Adamic–Adar. Default ``"surprisal"``.
+    rarity_reference : float
+        Share of a kind's account–identifier uses at or below which an identifier that
+        crowded counts as fully rare (factor 1). Surprisal ``ln(1/L)`` of the share ``L``
+        of uses on identifiers of at least ``d`` accounts is measured in units of
+        ``ln(1/rarity_reference)``. Default ``0.01``.
     """
 
-    kind_weights: Mapping[str, float] = field(default_factory=_default_kind_weights)
-    default_kind_weight: float = 0.5
-    hub_cap: int = 200
+    kind_weights: Mapping[str, _NonNegative] = field(default_factory=_default_kind_weights)
+    default_kind_weight: _NonNegative = 0.5
+    hub_cap: Annotated[int, pydantic.Field(ge=2)] = 200
     co_activity_window: str = "1D"
-    co_activity_weight: float = 1.0
-    lockstep_weight: float = 1.0
-    lockstep_min_hours: int = 8
-    lockstep_max_share: float = 0.8
-    lockstep_threshold: float = 0.6
-    lockstep_bands: int = 16
-    lockstep_rows: int = 4
-    lockstep_bucket_cap: int = 200
-    seed: int = 0
+    co_activity_weight: _NonNegative = 1.0
+    lockstep_weight: _NonNegative = 1.0
+    lockstep_min_hours: _Count = 8
+    lockstep_max_share: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.8
+    lockstep_threshold: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.6
+    lockstep_bands: _Count = 16
+    lockstep_rows: _Count = 4
+    lockstep_bucket_cap: Annotated[int, pydantic.Field(ge=2)] = 200
+    seed: Annotated[int, pydantic.Field(ge=0)] = 0
     ring_evidence_kinds: tuple[str, ...] = ("payment_method", "ip")
+    rarity: Literal["surprisal", "adamic_adar"] = "surprisal"
+    rarity_reference: Annotated[float, pydantic.Field(gt=0, lt=1)] = 0.01
+
+    @pydantic.field_validator("co_activity_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if value and pd.Timedelta(value) <= pd.Timedelta(0):
+            raise ValueError(f"co_activity_window {value!r} must be a positive duration or ''")
+        return value
 
     def kind_weight(self, kind: str) -> float:
         """Weight of a link kind before rarity scaling."""
@@ -197,12 +225,18 @@ class Projection:
         The part of ``weights`` from identifiers (and their co-activity tokens) of the
         kinds in ``ProjectionOptions.ring_evidence_kinds``; same shape, symmetric, zero
         diagonal, at most ``weights`` entrywise.
+    ring_identifiers : scipy.sparse.csr_matrix or None
+        Binary accounts × identifiers incidence of the ring-evidence identifiers used by
+        2 to ``hub_cap`` accounts: which rare cards and IPs each account holds. The merge
+        pass counts the distinct ones two pieces share. ``None`` for a hand-built
+        projection (pieces then join on evidence density alone).
     """
 
     account_ids: np.ndarray
     weights: sp.csr_matrix
     stats: ProjectionStats
     ring_evidence: sp.csr_matrix
+    ring_identifiers: sp.csr_matrix | None = None
 
 
 def project(platform: Platform, *, options: ProjectionOptions | None = None) -> Projection:
@@ -240,7 +274,7 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
     ident = _pair_codes(kind_codes, pd.factorize(links["value"])[0][keep])
     evidence = np.isin(np.asarray(kinds, dtype=str), options.ring_evidence_kinds)[kind_codes]
 
-    (other, ring_evidence), hub_stats = _identifier_matrix(
+    (other, ring_evidence), ring_identifiers, hub_stats = _identifier_matrix(
         rows, ident, kind_codes, kinds, kind_w, evidence, n, options
     )
     weights = other + ring_evidence
@@ -250,7 +284,7 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
         first = _epoch_ns(links["first_seen"])[keep]
         token = _pair_codes(ident, first // window)
         co_weight = kind_w[kind_codes] * options.co_activity_weight
-        (co, co_evidence), _, co_tokens = _token_matrix(
+        (co, co_evidence), _, co_tokens, _ = _token_matrix(
             rows, token, co_weight, evidence, n, options.hub_cap
         )
         weights = weights + co + co_evidence
@@ -272,7 +306,11 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
         edges=int(weights.nnz // 2),
     )
     return Projection(
-        account_ids=account_ids, weights=weights, stats=stats, ring_evidence=ring_evidence
+        account_ids=account_ids,
+        weights=weights,
+        stats=stats,
+        ring_evidence=ring_evidence,
+        ring_identifiers=ring_identifiers,
     )
 
 
@@ -314,9 +352,20 @@ def _pair_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, evidence, n, options):
     """Rarity-weighted projection over whole identifiers (split as in :func:`_token_matrix`),
     and per-kind hub counts."""
-    matrix, degree, _ = _token_matrix(rows, ident, kind_w[kind_codes], evidence, n, options.hub_cap)
-    ident_kind = np.empty(len(degree), dtype=np.int64)
+    ident_kind = np.zeros(int(ident.max(initial=-1)) + 1, dtype=np.int64)
     ident_kind[ident] = kind_codes
+    evidence_kind = np.unique(kind_codes[evidence])
+    rarity = None
+    if options.rarity == "surprisal":
+
+        def rarity(degree):
+            return _surprisal_rarity(
+                degree, ident_kind, options.rarity_reference, surprising=evidence_kind
+            )
+
+    matrix, degree, _, incidence = _token_matrix(
+        rows, ident, kind_w[kind_codes], evidence, n, options.hub_cap, rarity=rarity
+    )
     hub = degree > options.hub_cap
     shared = degree >= 2
     identifiers, hubs, hub_links = {}, {}, {}
@@ -325,7 +374,7 @@ def _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, evidence, n, opti
         identifiers[k] = int(np.sum(shared & of_kind))
         hubs[k] = int(np.sum(hub & of_kind))
         hub_links[k] = int(np.sum(degree[hub & of_kind]))
-    return matrix, (identifiers, hubs, hub_links)
+    return matrix, incidence, (identifiers, hubs, hub_links)
 
 
 def _distinct(token: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -333,11 +382,37 @@ def _distinct(token: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, 
     return np.divmod(_unique(token.astype(np.int64) * n + rows), n)
 
 
-def _token_matrix(rows, token, weight, evidence, n, cap):
+def _surprisal_rarity(degree, ident_kind, reference, *, surprising):
+    """Rarity factor per identifier against its own kind's degree distribution.
+
+    ``L`` is the share of the kind's account–identifier uses that sit on identifiers with
+    at least ``d`` accounts: how often an account of this platform is found on an
+    identifier this crowded. Its surprisal ``ln(1/L)``, in units of ``ln(1/reference)``
+    and capped at 1, is the factor, floored by Adamic–Adar's ``1/log(1 + d)``. On a
+    platform where 99 % of cards have one account, a card of 30 is very rare
+    (factor 1); on one where most accounts sit behind big CGNAT or campus IPs, an IP of
+    30 is not (factor near Adamic–Adar).
+    """
+    factor = 1.0 / np.log1p(np.maximum(degree, 1))
+    ceiling = np.log(1.0 / reference)
+    for kind in surprising:
+        of_kind = np.flatnonzero((ident_kind == kind) & (degree >= 1))
+        d = degree[of_kind]
+        ordered = np.sort(d)
+        # tail[i]: uses on identifiers with degree >= ordered[i] (ties share the tail).
+        tail = np.r_[np.cumsum(ordered[::-1])[::-1], 0]
+        share = tail[np.searchsorted(ordered, d, side="left")] / max(int(ordered.sum()), 1)
+        surprise = np.minimum(1.0, np.log(1.0 / share) / ceiling)
+        factor[of_kind] = np.maximum(factor[of_kind], surprise)
+    return factor
+
+
+def _token_matrix(rows, token, weight, evidence, n, cap, *, rarity=None):
     """``B · W · Bᵀ`` over tokens shared by 2 to ``cap`` accounts, in two parts.
 
-    ``weight`` is the kind weight of each link; a token's weight is that over
-    ``log(1 + degree)``. ``evidence`` flags links of ring-evidence kinds (a token has one
+    ``weight`` is the kind weight of each link; a token's weight is that times
+    ``rarity(degree)`` (per token, given every token's degree), by default
+    ``1 / log(1 + degree)``. ``evidence`` flags links of ring-evidence kinds (a token has one
     kind). Returns the products over the other tokens and over the evidence tokens (their
     sum is the projection; splitting the columns costs no more than one product), the
     number of accounts of every token, and the number of tokens used.
@@ -352,7 +427,8 @@ def _token_matrix(rows, token, weight, evidence, n, cap):
     kept = tok_u[sel]  # sorted
     new = np.r_[True, kept[1:] != kept[:-1]] if len(kept) else np.zeros(0, dtype=bool)
     cols, col = kept[new], np.cumsum(new) - 1
-    w = tok_weight[cols] / np.log1p(degree[cols])
+    factor = 1.0 / np.log1p(degree[cols]) if rarity is None else rarity(degree)[cols]
+    w = tok_weight[cols] * factor
     rows_kept = rows_u[sel]
     parts = []
     for part in (~tok_evidence[kept], tok_evidence[kept]):
@@ -360,7 +436,8 @@ def _token_matrix(rows, token, weight, evidence, n, cap):
             (np.ones(int(part.sum())), (rows_kept[part], col[part])), shape=(n, len(cols))
         )
         parts.append((b @ sp.diags(w) @ b.T).tocsr())
-    return tuple(parts), degree, len(cols)
+    # The evidence incidence (accounts × evidence tokens) is the last ``b``.
+    return tuple(parts), degree, len(cols), b[:, tok_evidence[cols]].tocsr()
 
 
 def _lockstep(usage, index, options):

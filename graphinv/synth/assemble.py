@@ -31,6 +31,7 @@ from graphinv.synth.world import (
     COUNTRY_CODES,
     HOUR,
     KINDS,
+    LITTLE_SHARED,
     MODELS,
     SIGNUP_PATHS,
     TRAITS,
@@ -271,7 +272,8 @@ def _clients(
     """One API client (SDK and version) per account: request metadata.
 
     Most people run a handful of current SDKs; each campaign's tooling pins a rare, old one
-    that a few benign stragglers also still run. Camouflaged members use popular ones.
+    that a few benign stragglers also still run. Camouflaged members, and rings that share
+    little, use popular ones.
     """
     n, m = len(pop.kind), params.api_clients
     zipf = 1.0 / np.arange(1, m + 1) ** 1.3
@@ -280,6 +282,9 @@ def _clients(
     ext = (pop.kind == K["extraction"]) & (
         pop.traits & np.uint32(1 << TRAITS.index("camouflage")) == 0
     )
+    # Rings that share little run stock clients too.
+    g_style = np.where(pop.group >= 0, pop.g_style[np.maximum(pop.group, 0)], 0)
+    ext &= ~np.isin(g_style, LITTLE_SHARED)
     g_campaign = pop.g_campaign[np.maximum(pop.group, 0)]
     pinned = ext & (rng.random(n) < 0.9)
     client[pinned] = rare[g_campaign[pinned]]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphinv.synth.arrays import partition, ragged, ranks_in_groups
-from graphinv.synth.params import SynthParams
+from graphinv.synth.params import CAPABILITY_SWEEP, SynthParams
 from graphinv.synth.population import (
     CARD_GROUP,
     CARD_OWN,
@@ -31,7 +31,7 @@ from graphinv.synth.population import (
     CARD_TESTER,
     Population,
 )
-from graphinv.synth.world import COUNTRIES, TRAIT, C, K
+from graphinv.synth.world import COUNTRIES, LITTLE_SHARED, TRAIT, C, K, S
 
 N_COUNTRIES = len(COUNTRIES)
 _RES_PER_COUNTRY, _MOBILE_PER_COUNTRY, _N_CLOUD, _N_VPN = 3, 2, 6, 5
@@ -47,7 +47,8 @@ class Infrastructure:
 
     ``acct_ip``/``acct_tpl`` are ragged lists (offsets, items) of the IPs and templates an
     account's ordinary traffic draws from; ``pool`` is the ragged list of IPs each abuse
-    ring (group) rotates through. Card links are (account, card, first-seen second, tries).
+    ring (group) rotates through; ``first_ip``/``first_tpl`` the identifier an account's
+    first active hour must use (-1: none). Card links are (account, card, first-seen second, tries).
     """
 
     ip_int: np.ndarray
@@ -64,6 +65,9 @@ class Infrastructure:
     acct_tpl: tuple[np.ndarray, np.ndarray]
     campaign_tpl_base: np.ndarray
     ring_tpl_base: np.ndarray
+    ring_hub_tpl: np.ndarray
+    first_ip: np.ndarray
+    first_tpl: np.ndarray
     farm_tpl: np.ndarray
     probe_tpl: int
     card_type: np.ndarray
@@ -158,6 +162,45 @@ def _repeat_pick(counts: np.ndarray, pool_size: np.ndarray, rng: np.random.Gener
     return (rng.random(int(counts.sum())) * np.repeat(pool_size, counts)).astype(np.int64)
 
 
+def _hub_public(
+    ring_size: int, benign: np.ndarray, params: SynthParams, rng: np.random.Generator
+) -> np.ndarray:
+    """Benign accounts on a ring's hub identifier: the hub carries ``ring_hub_accounts``
+    accounts in all (at most half of the active individuals on a small platform)."""
+    lo, hi = params.ring_hub_accounts
+    total = int(np.exp(rng.uniform(np.log(lo), np.log(hi + 1))))
+    count = min(max(total - ring_size, 0), len(benign) // 2)
+    return rng.choice(benign, count, replace=False) if count else np.zeros(0, dtype=np.int64)
+
+
+def _ring_cards(
+    n: int, style: int, params: SynthParams, rng: np.random.Generator
+) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+    """Who holds which of a ring's cards: ((member index, card index) pairs, cards).
+
+    Ordinary rings pass each card among a few members; a star-card ring funds everyone
+    from one card and a star-proxy ring gives everyone a card of their own; a funding
+    tree's cards each fund an overlapping subset; a sparse ring's card ``j`` is held by
+    members ``j`` and ``j + 1`` only, round the ring.
+    """
+    if style == S["star_card_ring"]:
+        return (np.arange(n), np.zeros(n, dtype=np.int64)), 1
+    if style == S["star_proxy_ring"]:
+        return (np.arange(n), np.arange(n)), n
+    if style == S["sparse_ring"]:
+        j = np.arange(n)
+        return (np.r_[j, (j + 1) % n], np.r_[j, j]), n
+    if style == S["funding_tree_ring"]:
+        k = max(3, round(n / 6))
+        subset = rng.integers(max(2, n // 6), max(3, n // 2) + 1, k)
+        who = np.concatenate([rng.choice(n, min(int(s), n), replace=False) for s in subset])
+        card = np.repeat(np.arange(k), np.minimum(subset, n))
+        unfunded = np.setdiff1d(np.arange(n), who)
+        return (np.r_[who, unfunded], np.r_[card, rng.integers(0, k, len(unfunded))]), k
+    sizes = partition(n, *params.accounts_per_card, rng)
+    return (np.arange(n), np.repeat(np.arange(len(sizes)), sizes)), len(sizes)
+
+
 def build_infrastructure(
     pop: Population, params: SynthParams, *, rng: np.random.Generator
 ) -> Infrastructure:
@@ -190,6 +233,9 @@ def _ips(pop: Population, params: SynthParams, rng: np.random.Generator) -> dict
     alloc = _IpAlloc()
     own: list[tuple[np.ndarray, np.ndarray]] = []  # (account, ip) pairs
     traits = np.zeros(n, dtype=np.uint32)
+    # An identifier an account's first hour goes through, so a hub or a class's NAT
+    # carries every account it is meant to (not only those whose draws happen to hit it).
+    first_ip = np.full(n, -1, dtype=np.int64)
 
     # Home lines: one per account, more as the ISP reassigns addresses and people roam
     # (cafés, travel); a household shares one line.
@@ -210,7 +256,12 @@ def _ips(pop: Population, params: SynthParams, rng: np.random.Generator) -> dict
         (K["enterprise_app"], 2, 8),
     ):
         g_ids = np.flatnonzero(pop.g_kind == gkind)
+        if gkind == K["office"]:
+            # A remote company: its people work from home lines, only the card in common.
+            g_ids = g_ids[pop.g_style[g_ids] != S["company_card"]]
         per = rng.integers(lo, hi + 1, len(g_ids))
+        if gkind == K["university"]:
+            per[pop.g_style[g_ids] == S["campus_class"]] = 1
         g_country = np.repeat(pop.g_country[g_ids].astype(np.int64), per)
         if gkind == K["university"]:
             asn = np.repeat(asns.uni0 + np.arange(len(g_ids)), per)
@@ -220,13 +271,16 @@ def _ips(pop: Population, params: SynthParams, rng: np.random.Generator) -> dict
         else:
             asn = asns.residential(g_country, rng)
         ips, start = alloc.new(asn), np.cumsum(per) - per
-        members = np.flatnonzero(kind == gkind)
+        members = np.flatnonzero((kind == gkind) & np.isin(group, g_ids))
         m_group = np.searchsorted(g_ids, group[members])
         # Each member reaches the group network through one or two of its addresses.
         picks = 1 + (rng.random(len(members)) < 0.3)
         m = np.repeat(members, picks)
         mg = np.repeat(m_group, picks)
         own.append((m, ips[start[mg] + _repeat_pick(picks, per[m_group], rng)]))
+        if gkind == K["university"]:
+            in_class = pop.g_style[group[members]] == S["campus_class"]
+            first_ip[members[in_class]] = ips[start[m_group[in_class]]]
 
     # Mobile CGNAT: a carrier's few exits carry thousands of subscribers each.
     cg = np.flatnonzero(pop.traits & TRAIT["cgnat"] > 0)
@@ -251,11 +305,45 @@ def _ips(pop: Population, params: SynthParams, rng: np.random.Generator) -> dict
     own.append((np.repeat(heavy_cloud, picks), alloc.new(asns.cloud(int(picks.sum()), rng))))
 
     # Ring pools: residential proxy exits for extraction rings, cloud (and VPN) for abuse.
+    # Rings that share little have no pool (each member keeps sticky exits of its own),
+    # a star-proxy ring one exit, a hub-IP ring one carrier exit shared with the public.
     g_pool: list[tuple[np.ndarray, np.ndarray]] = []
     ext_g = np.flatnonzero(pop.g_kind == K["extraction"])
+    style = pop.g_style[ext_g]
     size = np.maximum(5, np.ceil(pop.g_size[ext_g] * params.proxy_ips_per_member)).astype(int)
+    size[np.isin(style, LITTLE_SHARED)] = 0
+    size[style == S["star_proxy_ring"]] = 1
     proxy_ips = alloc.new(asns.residential(np.repeat(pop.g_country[ext_g].astype(int), size), rng))
     g_pool.append((np.repeat(ext_g, size), proxy_ips))
+    hub_g = ext_g[style == S["hub_ip_ring"]]
+    hub_ips = alloc.new(asns.mobile(pop.g_country[hub_g].astype(np.int64), rng))
+    g_pool.append((hub_g, hub_ips))
+    benign = np.flatnonzero((kind == K["benign"]) & pop.active)
+    for gid, ip in zip(hub_g, hub_ips, strict=True):
+        who = _hub_public(int(pop.g_size[gid]), benign, params, rng)
+        own.append((who, np.full(len(who), ip)))
+        traits[who] |= TRAIT["ring_hub_user"]
+        first_ip[who] = ip
+    sticky_style = np.setdiff1d(LITTLE_SHARED, [S["star_proxy_ring"], S["hub_ip_ring"]])
+    g_style = np.where(group >= 0, pop.g_style[gi], 0)
+    sticky = np.flatnonzero((kind == K["extraction"]) & np.isin(g_style, sticky_style))
+    m = np.repeat(sticky, rng.integers(1, 3, len(sticky)))
+    sticky_ips = alloc.new(asns.residential(pop.g_country[group[m]].astype(np.int64), rng))
+    own.append((m, sticky_ips))
+    # A sparse ring's chords: every third member of its first half shares one exit with
+    # the member half the ring away, so each has two or three ring-mates in all.
+    chords = []
+    for gid in np.flatnonzero(pop.g_style == S["sparse_ring"]):
+        half = int(pop.g_size[gid]) // 2
+        a = pop.g_start[gid] + np.arange(0, half, 3)
+        chords.append(np.stack([a, a + half], axis=1))
+    if chords:
+        pairs = np.concatenate(chords)
+        chord_ips = alloc.new(
+            asns.residential(pop.g_country[group[pairs[:, 0]]].astype(np.int64), rng)
+        )
+        own.append((pairs.ravel(), np.repeat(chord_ips, 2)))
+        sticky_ips = np.concatenate([sticky_ips, chord_ips])
     for gkind, lo, hi in ((K["card_testing"], 2, 6), (K["free_tier_farming"], 3, 10)):
         g_ids = np.flatnonzero(pop.g_kind == gkind)
         per = rng.integers(lo, hi + 1, len(g_ids))
@@ -264,8 +352,8 @@ def _ips(pop: Population, params: SynthParams, rng: np.random.Generator) -> dict
     g_pool.append((np.repeat(farms, 2), vpn_ips[rng.integers(0, n_vpn, 2 * len(farms))]))
 
     # Residential proxies are real people's lines: some exits carry benign customers too.
+    proxy_ips = np.concatenate([proxy_ips, sticky_ips])
     shared = proxy_ips[rng.random(len(proxy_ips)) < params.proxy_ip_benign_share]
-    benign = np.flatnonzero((kind == K["benign"]) & pop.active)
     if len(benign) and len(shared):
         users = rng.integers(1, 4, len(shared))
         who = rng.choice(benign, int(users.sum()))
@@ -286,6 +374,7 @@ def _ips(pop: Population, params: SynthParams, rng: np.random.Generator) -> dict
     has = acct_ip[0][1:] > acct_ip[0][:-1]
     signup_ip[has] = acct_ip[1][acct_ip[0][:-1][has]]
     ringed = ~has & (group >= 0)
+    ringed[ringed] = pool[0][gi[ringed] + 1] > pool[0][gi[ringed]]
     start, stop = pool[0][gi[ringed]], pool[0][gi[ringed] + 1]
     signup_ip[ringed] = pool[1][start + (rng.random(ringed.sum()) * (stop - start)).astype(int)]
     return {
@@ -296,6 +385,7 @@ def _ips(pop: Population, params: SynthParams, rng: np.random.Generator) -> dict
         "ip_proxy": proxy_flag,
         "acct_ip": acct_ip,
         "signup_ip": signup_ip,
+        "first_ip": first_ip,
         "pool": pool,
         "traits": traits,
     }
@@ -349,6 +439,8 @@ def _templates(pop: Population, params: SynthParams, rng: np.random.Generator) -
     # A course hands its class the same few reasoning-heavy exercises.
     g_uni = np.flatnonzero(pop.g_kind == K["university"])
     per = rng.integers(2, 6, len(g_uni))
+    # A class of one course: one exercise template, which every active student uses.
+    per[pop.g_style[g_uni] == S["campus_class"]] = 1
     course = new(
         rng.choice([C["math"], C["coding"], C["science"]], int(per.sum())),
         np.ones(int(per.sum()), dtype=bool),
@@ -356,9 +448,14 @@ def _templates(pop: Population, params: SynthParams, rng: np.random.Generator) -
     )
     start = np.cumsum(per) - per
     students = np.flatnonzero((kind == K["university"]) & styled)
-    students = students[rng.random(len(students)) < params.course_template_share]
+    in_class = pop.g_style[pop.group[students]] == S["campus_class"]
+    students = students[in_class | (rng.random(len(students)) < params.course_template_share)]
     sg = np.searchsorted(g_uni, pop.group[students])
-    pairs.append((students, course[start[sg] + _repeat_pick(np.ones_like(sg), per[sg], rng)]))
+    chosen = course[start[sg] + _repeat_pick(np.ones_like(sg), per[sg], rng)]
+    pairs.append((students, chosen))
+    first_tpl = np.full(n, -1, dtype=np.int64)
+    in_class = pop.g_style[pop.group[students]] == S["campus_class"]
+    first_tpl[students[in_class]] = chosen[in_class]
     traits[students] |= TRAIT["course_template"]
 
     # An enterprise app sends one long system prompt from every key.
@@ -387,6 +484,38 @@ def _templates(pop: Population, params: SynthParams, rng: np.random.Generator) -
         )[0]
     farm = new(np.full(3, C["writing"]), np.zeros(3, dtype=bool), rng.integers(100, 300, 3))
 
+    # Rings that share little: two to four templates of each member's own.
+    g_style = np.where(pop.group >= 0, pop.g_style[np.maximum(pop.group, 0)], 0)
+    loners = np.flatnonzero((kind == K["extraction"]) & np.isin(g_style, LITTLE_SHARED))
+    owners = np.repeat(loners, rng.integers(2, 5, len(loners)))
+    sweep = np.array([C[x] for x in CAPABILITY_SWEEP])
+    pairs.append(
+        (
+            owners,
+            new(
+                rng.choice(sweep, len(owners)),
+                rng.random(len(owners)) < params.reasoning_share,
+                rng.integers(50, 400, len(owners)),
+            ),
+        )
+    )
+    # A hub-template ring works through one public "explain step by step" template that
+    # hundreds of benign users send too.
+    hub_g = np.flatnonzero(pop.g_style == S["hub_template_ring"])
+    hub_tpl = new(
+        np.full(len(hub_g), C["reasoning_puzzles"]),
+        np.ones(len(hub_g), dtype=bool),
+        rng.integers(30, 120, len(hub_g)),
+    )
+    ring_hub_tpl = np.full(len(pop.g_kind), -1, dtype=np.int64)
+    ring_hub_tpl[hub_g] = hub_tpl
+    public = np.flatnonzero((kind == K["benign"]) & styled)
+    for gid, tpl in zip(hub_g, hub_tpl, strict=True):
+        who = _hub_public(int(pop.g_size[gid]), public, params, rng)
+        pairs.append((who, np.full(len(who), tpl)))
+        traits[who] |= TRAIT["ring_hub_user"]
+        first_tpl[who] = tpl
+
     owner = np.concatenate([o for o, _ in pairs])
     item = np.concatenate([t for _, t in pairs])
     return {
@@ -396,6 +525,8 @@ def _templates(pop: Population, params: SynthParams, rng: np.random.Generator) -
         "acct_tpl": ragged(owner, item, n),
         "campaign_tpl_base": campaign_base,
         "ring_tpl_base": ring_base,
+        "ring_hub_tpl": ring_hub_tpl,
+        "first_tpl": first_tpl,
         "farm_tpl": farm,
         "probe_tpl": int(popular[0]),
         "traits": traits,
@@ -452,32 +583,33 @@ def _cards(pop: Population, params: SynthParams, rng: np.random.Generator) -> di
     # Prepaid cards passed around a ring, each among a few members; respawns inherit theirs.
     ring = np.flatnonzero((mode == CARD_RING) & (pop.traits & TRAIT["respawned"] == 0))
     ring = ring[np.lexsort((rng.random(len(ring)), pop.group[ring]))]
-    sizes = (
-        np.concatenate(
-            [
-                partition(int(s), *params.accounts_per_card, rng)
-                for s in np.bincount(pop.group[ring])[np.unique(pop.group[ring])]
-            ]
-        )
-        if len(ring)
-        else np.zeros(0, dtype=np.int64)
-    )
-    first = ring[np.cumsum(sizes) - sizes]
-    camp = pop.g_campaign[pop.group[first]]
+    groups, counts = np.unique(pop.group[ring], return_counts=True)
+    holders, card_of, card_group = [], [], []
+    for g, members in zip(groups, np.split(ring, np.cumsum(counts)[:-1]), strict=True):
+        idx, k = _ring_cards(len(members), int(pop.g_style[g]), params, rng)
+        holders.append(members[idx[0]])
+        card_of.append(idx[1] + sum(len(c) for c in card_group))
+        card_group.append(np.full(k, g))
+    holder = np.concatenate(holders) if holders else np.zeros(0, dtype=np.int64)
+    ring_card = np.concatenate(card_of) if card_of else np.zeros(0, dtype=np.int64)
+    c_group = np.concatenate(card_group) if card_group else np.zeros(0, dtype=np.int64)
+    camp = pop.g_campaign[c_group]
     camp_bins = rng.choice(prepaid_bins, (len(params.campaigns), 3))
-    pre = rng.random(len(sizes)) < params.prepaid_share
+    pre = rng.random(len(c_group)) < params.prepaid_share
     b = np.where(
-        pre, camp_bins[camp, rng.integers(0, 3, len(sizes))], rng.choice(issuer_bins, len(sizes))
+        pre,
+        camp_bins[camp, rng.integers(0, 3, len(c_group))],
+        rng.choice(issuer_bins, len(c_group)),
     )
-    cards = new(np.zeros(len(sizes), dtype=int), b, pop.country[first], pre)
-    ring_card = np.repeat(cards, sizes)
-    links.append((ring, ring_card, created[ring] + delay[ring], np.zeros(len(ring))))
-    heir = pop.successor[ring] >= 0
+    cards = new(np.zeros(len(c_group), dtype=int), b, pop.g_country[c_group], pre)
+    ring_card = cards[ring_card]
+    links.append((holder, ring_card, created[holder] + delay[holder], np.zeros(len(holder))))
+    heir = pop.successor[holder] >= 0
     links.append(
         (
-            pop.successor[ring][heir],
+            pop.successor[holder][heir],
             ring_card[heir],
-            created[pop.successor[ring][heir]] + 60,
+            created[pop.successor[holder][heir]] + 60,
             np.zeros(heir.sum()),
         )
     )

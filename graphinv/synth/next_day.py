@@ -168,7 +168,7 @@ def true_rings(platform: Platform, *, kinds: tuple[str, ...] = ("extraction",)) 
     >>> from graphinv.synth import generate
     >>> rings = true_rings(generate(preset="small", seed=0))
     >>> rings["ring_id"].nunique()
-    20
+    17
     """
     labels = platform.labels
     status = labels["account_id"].map(platform.accounts.set_index("account_id")["status"])
@@ -418,6 +418,8 @@ def _new_pools(
     attrs = ips.set_index("ip")
     fresh_rows = []
     for ring, pool, n in wanted:
+        if n == 0:  # a one-exit pool is reused whole
+            continue
         like = rng.choice(pool, n)
         addresses = _fresh_addresses(like, taken, rng)
         taken.update(addresses)

@@ -129,6 +129,24 @@ class SynthParams:
     free_tier_farming_accounts: int = 150
     farm_ring_size: tuple[int, int] = (30, 300)
     free_tier_quota: int = 300
+    # Harder extraction rings: how many rings of each style, carved out of the campaigns'
+    # accounts (docs/synth.md, "Harder rings and their benign twins").
+    star_card_rings: int = 1
+    star_proxy_rings: int = 1
+    funding_tree_rings: int = 1
+    sparse_rings: int = 1
+    hub_ip_rings: int = 1
+    hub_template_rings: int = 1
+    aperiodic_rings: int = 1
+    hard_ring_size: tuple[int, int] = (20, 60)
+    hub_ring_size: tuple[int, int] = (20, 120)
+    ring_hub_accounts: tuple[int, int] = (700, 3_300)
+    aperiodic_jitter_hours: tuple[int, int] = (3, 8)
+    # Benign twins of the harder rings.
+    company_card_twins: int = 2
+    company_card_size: tuple[int, int] = (25, 35)
+    campus_class_twins: int = 2
+    campus_class_size: tuple[int, int] = (35, 45)
 
 
 _SHARES = tuple(f.name for f in dataclasses.fields(SynthParams) if f.name.endswith("_share"))
@@ -139,6 +157,17 @@ _RANGES = tuple(
     and isinstance(getattr(SynthParams(), f.name), tuple)
 )
 _COUNT_FIELDS = ("card_testing_accounts", "free_tier_farming_accounts")
+#: Ring counts per style and twin counts: absolute, set per preset (``scale`` scales them).
+STYLE_COUNTS = (
+    "star_card_rings",
+    "star_proxy_rings",
+    "funding_tree_rings",
+    "sparse_rings",
+    "hub_ip_rings",
+    "hub_template_rings",
+    "aperiodic_rings",
+)
+TWIN_COUNTS = ("company_card_twins", "campus_class_twins")
 
 
 def _case_24k() -> SynthParams:
@@ -152,6 +181,23 @@ def _case_24k() -> SynthParams:
         ),
         card_testing_accounts=1_000,
         free_tier_farming_accounts=3_000,
+        star_card_rings=4,
+        star_proxy_rings=4,
+        funding_tree_rings=4,
+        sparse_rings=4,
+        hub_ip_rings=3,
+        hub_template_rings=3,
+        aperiodic_rings=4,
+        company_card_twins=60,
+        campus_class_twins=60,
+    )
+
+
+def _medium() -> SynthParams:
+    # case-24k at 100k accounts, with every harder ring style and twin kept in it.
+    counts = dict.fromkeys(STYLE_COUNTS, 1) | {"star_card_rings": 2, "star_proxy_rings": 2}
+    return dataclasses.replace(
+        scale(_case_24k(), 100_000), **counts, company_card_twins=8, campus_class_twins=8
     )
 
 
@@ -172,13 +218,14 @@ def scale(params: SynthParams, n_accounts: int) -> SynthParams:
         )
         for c in params.campaigns
     )
-    counts = {k: round(getattr(params, k) * f) for k in _COUNT_FIELDS}
+    counts = {k: round(getattr(params, k) * f) for k in (*_COUNT_FIELDS, *STYLE_COUNTS)}
+    counts |= {k: round(getattr(params, k) * f) for k in TWIN_COUNTS}
     return dataclasses.replace(params, n_accounts=n_accounts, campaigns=campaigns, **counts)
 
 
 PRESETS: dict[str, SynthParams] = {
     "small": SynthParams(),
-    "medium": scale(_case_24k(), 100_000),
+    "medium": _medium(),
     "case-24k": _case_24k(),
 }
 
@@ -204,6 +251,15 @@ def validate(params: SynthParams) -> SynthParams:
         f"{name}={getattr(params, name)} is not a range (lo, hi) with 1 <= lo <= hi"
         for name in _RANGES
         if not 1 <= getattr(params, name)[0] <= getattr(params, name)[1]
+    ]
+    for name in ("ring_hub_accounts", "aperiodic_jitter_hours"):
+        lo, hi = getattr(params, name)
+        if not 1 <= lo <= hi:
+            problems.append(f"{name}={(lo, hi)} is not a range (lo, hi) with 1 <= lo <= hi")
+    problems += [
+        f"{name}={getattr(params, name)} is negative"
+        for name in (*STYLE_COUNTS, *TWIN_COUNTS)
+        if getattr(params, name) < 0
     ]
     for c in params.campaigns:
         if not 1 <= c.ring_size[0] <= c.ring_size[1]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from graphinv.errors import ConfigError
 from graphinv.synth.arrays import partition
-from graphinv.synth.params import SynthParams
+from graphinv.synth.params import STYLE_COUNTS, SynthParams
 from graphinv.synth.world import (
     COUNTRY_WEIGHTS,
     DAY,
@@ -31,8 +31,10 @@ from graphinv.synth.world import (
     HOUR,
     PROXY_COUNTRIES,
     SIGNUP_PATHS,
+    STYLES,
     TRAIT,
     K,
+    S,
 )
 
 # How an account pays: what the infrastructure stage builds for it.
@@ -47,8 +49,9 @@ class Population:
 
     ``number`` is the public id number (``acct_0000001`` is 1), in order of sign-up.
     ``group`` is -1 for plain individuals; heavy users are groups of one. ``g_campaign``
-    indexes ``campaign_names``. ``successor`` maps a banned extraction account to the
-    account that respawned it (-1 otherwise). ``active`` marks accounts with traffic in
+    indexes ``campaign_names``; ``g_style`` indexes ``world.STYLES`` (0 for ordinary
+    groups). ``successor`` maps a banned extraction account to the account that
+    respawned it (-1 otherwise). ``active`` marks accounts with traffic in
     the window (only benign accounts are ever dormant).
     """
 
@@ -68,6 +71,7 @@ class Population:
     active: np.ndarray
     g_kind: np.ndarray
     g_size: np.ndarray
+    g_style: np.ndarray
     g_start: np.ndarray
     g_campaign: np.ndarray
     g_country: np.ndarray
@@ -77,37 +81,80 @@ class Population:
     n_orgs: int
 
 
+def _style_rings(params: SynthParams, rng: np.random.Generator) -> list[list[tuple[int, int]]]:
+    """(style, size) of the harder rings, per campaign, carved out of its accounts."""
+    wanted = []
+    for name in STYLE_COUNTS:
+        style = S[name.removesuffix("s")]
+        size = (
+            params.hub_ring_size
+            if style in (S["hub_ip_ring"], S["hub_template_ring"])
+            else params.hard_ring_size
+        )
+        for _ in range(getattr(params, name)):
+            wanted.append((style, size))
+    left = np.array([c.n_accounts for c in params.campaigns], dtype=np.int64)
+    out: list[list[tuple[int, int]]] = [[] for _ in params.campaigns]
+    for style, (lo, hi) in wanted:
+        if style == S["aperiodic_ring"]:
+            ci = int(rng.choice(len(left), p=left / max(left.sum(), 1)))
+            lo, hi = params.campaigns[ci].ring_size
+        size = int(np.exp(rng.uniform(np.log(lo), np.log(hi + 1))))
+        size = min(max(size, lo), hi)
+        fits = left >= size
+        if not fits.any():
+            raise ConfigError(
+                f"campaigns have too few accounts left for a {STYLES[style]} of {size}; "
+                "lower the harder-ring counts or raise campaign accounts"
+            )
+        if style != S["aperiodic_ring"] or not fits[ci]:
+            weight = np.where(fits, left, 0)
+            ci = int(rng.choice(len(left), p=weight / weight.sum()))
+        out[ci].append((style, size))
+        left[ci] -= size
+    return out
+
+
 def _blocks(params: SynthParams, rng: np.random.Generator) -> tuple[list, int]:
-    """(kind, campaign, sizes) blocks in layout order, and the number of individuals."""
-    blocks = [
-        (K["extraction"], ci, partition(c.n_accounts, *c.ring_size, rng))
-        for ci, c in enumerate(params.campaigns)
-    ]
+    """(kind, campaign, sizes, styles) blocks in layout order, and the number of individuals."""
+    blocks = []
+    for ci, (c, styled) in enumerate(zip(params.campaigns, _style_rings(params, rng), strict=True)):
+        rest = c.n_accounts - sum(size for _, size in styled)
+        plain = partition(rest, *c.ring_size, rng)
+        sizes = np.concatenate([[size for _, size in styled], plain]).astype(np.int64)
+        styles = np.concatenate([[style for style, _ in styled], np.zeros(len(plain))])
+        # Ring numbers must not tell the styles apart.
+        order = rng.permutation(len(sizes))
+        blocks.append((K["extraction"], ci, sizes[order], styles[order].astype(np.int8)))
     nc = len(params.campaigns)
-    blocks.append(
-        (
-            K["card_testing"],
-            nc,
-            partition(params.card_testing_accounts, *params.card_testing_ring_size, rng),
-        )
-    )
-    blocks.append(
-        (
-            K["free_tier_farming"],
-            nc + 1,
-            partition(params.free_tier_farming_accounts, *params.farm_ring_size, rng),
-        )
-    )
+    for kind, camp, total, size in (
+        (K["card_testing"], nc, params.card_testing_accounts, params.card_testing_ring_size),
+        (K["free_tier_farming"], nc + 1, params.free_tier_farming_accounts, params.farm_ring_size),
+    ):
+        sizes = partition(total, *size, rng)
+        blocks.append((kind, camp, sizes, np.zeros(len(sizes), dtype=np.int8)))
     n_benign = params.n_accounts - sum(int(b[2].sum()) for b in blocks)
+    twins = {
+        "office": (params.company_card_twins, params.company_card_size, S["company_card"]),
+        "university": (params.campus_class_twins, params.campus_class_size, S["campus_class"]),
+    }
     for kind, share, size in (
         ("enterprise_app", params.enterprise_share, params.enterprise_keys),
         ("university", params.university_share, params.university_size),
         ("office", params.office_share, params.office_size),
         ("household", params.household_share, params.household_size),
     ):
-        blocks.append((K[kind], -1, partition(round(share * n_benign), *size, rng)))
+        sizes = partition(round(share * n_benign), *size, rng)
+        styles = np.zeros(len(sizes), dtype=np.int8)
+        if kind in twins:
+            count, (lo, hi), style = twins[kind]
+            extra = rng.integers(lo, hi + 1, count)
+            order = rng.permutation(len(sizes) + count)
+            sizes = np.concatenate([sizes, extra])[order]
+            styles = np.concatenate([styles, np.full(count, style, dtype=np.int8)])[order]
+        blocks.append((K[kind], -1, sizes, styles))
     heavy = round(params.heavy_user_share * n_benign)
-    blocks.append((K["heavy_user"], -1, np.ones(heavy, dtype=np.int64)))
+    blocks.append((K["heavy_user"], -1, np.ones(heavy, dtype=np.int64), np.zeros(heavy, np.int8)))
     n_individuals = params.n_accounts - sum(int(b[2].sum()) for b in blocks)
     if n_individuals < 0:
         raise ConfigError("benign structure shares add up to more than the benign population")
@@ -178,12 +225,13 @@ def build_population(params: SynthParams, *, rng: np.random.Generator) -> Popula
         Per-account and per-group arrays.
     """
     blocks, n_ind = _blocks(params, rng)
-    g_kind = np.concatenate([np.full(len(s), k) for k, _, s in blocks]).astype(np.int8)
-    g_campaign = np.concatenate([np.full(len(s), c) for _, c, s in blocks]).astype(np.int16)
-    g_size = np.concatenate([s for _, _, s in blocks]).astype(np.int64)
+    g_kind = np.concatenate([np.full(len(s), k) for k, _, s, _ in blocks]).astype(np.int8)
+    g_campaign = np.concatenate([np.full(len(s), c) for _, c, s, _ in blocks]).astype(np.int16)
+    g_size = np.concatenate([s for _, _, s, _ in blocks]).astype(np.int64)
+    g_style = np.concatenate([st for *_, st in blocks]).astype(np.int8)
     g_start = np.cumsum(g_size) - g_size
     # Groups are numbered within their block: ring 0 of each campaign, household 0, …
-    g_number = np.concatenate([np.arange(len(s)) for _, _, s in blocks])
+    g_number = np.concatenate([np.arange(len(s)) for _, _, s, _ in blocks])
     ng, n = len(g_size), params.n_accounts
     w = params.window_days * DAY
     group = np.concatenate([np.repeat(np.arange(ng), g_size), np.full(n_ind, -1)])
@@ -218,10 +266,16 @@ def build_population(params: SynthParams, *, rng: np.random.Generator) -> Popula
     created[respawned] = np.minimum(
         ban[gi[respawned]] + rng.exponential(1.5 * HOUR, respawned.sum()), w - HOUR
     )
+    style = np.where(in_group, g_style[gi], 0)
+    # Camouflage belongs to ordinary rings: members of rings that share little have no
+    # home life to hide behind, and a one-model operator mixes in no other traffic.
     camouflage = ext & ~respawned & ~banned & (rng.random(n) < params.camouflage_share)
+    camouflage &= style == S["plain"]
 
     signup, program = _signup_paths(kind, rng, params)
-    card_mode, traits = _payment(kind, group, g_kind, camouflage, params, rng)
+    card_mode, traits = _payment(kind, group, g_kind, g_style, camouflage, params, rng)
+    for st in np.unique(style[style > 0]):
+        traits[style == st] |= TRAIT[STYLES[st]]
     for flag, name in (
         (burst, "burst_signup"),
         (program, "program_signup"),
@@ -233,7 +287,7 @@ def build_population(params: SynthParams, *, rng: np.random.Generator) -> Popula
     benign = ~np.isin(kind, [*ADVERSARIAL_GROUPS, K["enterprise_app"]])
     for share, name in ((params.cgnat_share, "cgnat"), (params.vpn_share, "vpn")):
         traits[benign & (rng.random(n) < share)] |= TRAIT[name]
-    traits[kind == K["office"]] |= TRAIT["office_nat"]
+    traits[(kind == K["office"]) & (style != S["company_card"])] |= TRAIT["office_nat"]
     traits[kind == K["university"]] |= TRAIT["university_nat"]
     traits[kind == K["enterprise_app"]] |= TRAIT["enterprise_template"] | TRAIT["cloud_ip"]
     heavy = kind == K["heavy_user"]
@@ -265,12 +319,13 @@ def build_population(params: SynthParams, *, rng: np.random.Generator) -> Popula
         org=org,
         domain=domain,
         suspended=suspended & ~banned,
-        traits=traits,
+        traits=traits | np.where(suspended & ~banned, TRAIT["suspended"], 0).astype(np.uint32),
         successor=successor,
         ban_time=ban_time,
         active=~dormant,
         g_kind=g_kind,
         g_size=g_size,
+        g_style=g_style,
         g_start=g_start,
         g_campaign=g_campaign,
         g_country=g_country.astype(np.int8),
@@ -306,6 +361,7 @@ def _payment(
     kind: np.ndarray,
     group: np.ndarray,
     g_kind: np.ndarray,
+    g_style: np.ndarray,
     camouflage: np.ndarray,
     params: SynthParams,
     rng: np.random.Generator,
@@ -320,6 +376,7 @@ def _payment(
     traits[kind == K["household"]] |= TRAIT["household_card"]
     # Some companies bill every key to one corporate card.
     g_shared = rng.random(len(g_kind)) < params.office_shared_card_share
+    g_shared |= g_style == S["company_card"]
     office_shared = (kind == K["office"]) & g_shared[np.maximum(group, 0)]
     mode[kind == K["office"]] = CARD_OWN
     mode[office_shared] = CARD_GROUP

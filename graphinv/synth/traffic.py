@@ -26,7 +26,16 @@ from graphinv.synth.arrays import pick, ranks_in_groups
 from graphinv.synth.infra import RING_TEMPLATES_PER_CATEGORY, Infrastructure
 from graphinv.synth.params import SynthParams
 from graphinv.synth.population import Population
-from graphinv.synth.world import COUNTRIES, HOUR, TRAIT, K, activity_cdf, business_hours
+from graphinv.synth.world import (
+    COUNTRIES,
+    HOUR,
+    LITTLE_SHARED,
+    TRAIT,
+    K,
+    S,
+    activity_cdf,
+    business_hours,
+)
 
 F1, MINI, F2 = 0, 1, 2
 N_MODELS = 3
@@ -145,6 +154,11 @@ def _ordinary(pop: Population, infra: Infrastructure, params: SynthParams, rng) 
     per_req_in = rng.lognormal(np.log(700), 0.9, len(acc))
     inp = req * per_req_in
     out = inp * ratio_acc[acc] * rng.lognormal(0, 0.3, len(acc))
+    ip, tpl = pick(*infra.acct_ip, acc, rng), pick(*infra.acct_tpl, acc, rng)
+    first_row = np.cumsum(hours) - hours
+    for chosen, first in ((ip, infra.first_ip), (tpl, infra.first_tpl)):
+        forced = first[who] >= 0
+        chosen[first_row[forced]] = first[who[forced]]
     return Rows(
         acc,
         hour,
@@ -152,8 +166,8 @@ def _ordinary(pop: Population, infra: Infrastructure, params: SynthParams, rng) 
         req.astype(np.int64),
         np.maximum(inp, req).astype(np.int64),
         np.maximum(out, 1).astype(np.int64),
-        pick(*infra.acct_ip, acc, rng),
-        pick(*infra.acct_tpl, acc, rng),
+        ip,
+        tpl,
     )
 
 
@@ -216,6 +230,11 @@ def _extraction(pop: Population, infra: Infrastructure, params: SynthParams, rng
     hour = start + base * (w - start) // w
     jitter = rng.random(len(acc)) < 0.15
     hour[jitter] += rng.choice([-1, 1], jitter.sum())
+    # Operators without a schedule: every turn lands hours off, so no period shows.
+    lo_j, hi_j = params.aperiodic_jitter_hours
+    g_jitter = rng.uniform(lo_j, hi_j, len(pop.g_kind))
+    loose = pop.g_style[pop.group[acc]] == S["aperiodic_ring"]
+    hour[loose] += np.round(rng.normal(0, g_jitter[pop.group[acc[loose]]])).astype(np.int64)
     hour = np.clip(hour, start, w - 1)
     # A banned member's later turns go to the account that replaced it.
     banned = hour * HOUR >= pop.ban_time[acc]
@@ -242,12 +261,26 @@ def _extraction(pop: Population, infra: Infrastructure, params: SynthParams, rng
     release = params.release_day * 24 + 17
     lag = np.array([c.pivot_lag_hours for c in params.campaigns])[camp]
     model = np.where((hour >= release + lag) & (rng.random(len(acc)) < 0.9), F2, F1)
+    style = pop.g_style[g]
+    # ... and one that never pivots: one model throughout.
+    model[style == S["aperiodic_ring"]] = F1
+    # Rings that share little vary their prompts per account (no ring or campaign
+    # templates); a hub-template ring mostly sends its public hub template.
+    loner = np.isin(style, LITTLE_SHARED)
+    tpl[loner] = pick(*infra.acct_tpl, acc[loner], rng)
+    hub = style == S["hub_template_ring"]
+    on_hub = hub & (rng.random(len(acc)) < 0.6)
+    tpl[on_hub] = infra.ring_hub_tpl[g[on_hub]]
     # The pool rotates: each day the ring works through the next few exits.
     p_off, p_items = infra.pool
     size = p_off[g + 1] - p_off[g]
     lo_d, hi_d = params.proxy_ips_per_day
-    per_day = np.minimum(rng.integers(lo_d, hi_d + 1, len(pop.g_kind))[g], size)
-    j = (hour // 24 * per_day + rng.integers(0, 1 << 30, len(acc)) % per_day) % size
+    per_day = np.maximum(np.minimum(rng.integers(lo_d, hi_d + 1, len(pop.g_kind))[g], size), 1)
+    j = (hour // 24 * per_day + rng.integers(0, 1 << 30, len(acc)) % per_day) % np.maximum(size, 1)
+    ip = np.where(size > 0, p_items[np.minimum(p_off[g] + j, len(p_items) - 1)], -1)
+    # Without a pool, each member goes through its own sticky exits.
+    sticky = size == 0
+    ip[sticky] = pick(*infra.acct_ip, acc[sticky], rng)
     return Rows(
         acc,
         hour,
@@ -255,7 +288,7 @@ def _extraction(pop: Population, infra: Infrastructure, params: SynthParams, rng
         req.astype(np.int64),
         inp.astype(np.int64),
         out.astype(np.int64),
-        p_items[p_off[g] + j],
+        ip,
         tpl,
     )
 

@@ -47,8 +47,49 @@ TRAITS = (
     "camouflage",
     "banned",
     "respawned",
+    "suspended",
+    # Harder extraction rings (one trait per ring style, on every member).
+    "star_card_ring",
+    "star_proxy_ring",
+    "funding_tree_ring",
+    "sparse_ring",
+    "hub_ip_ring",
+    "hub_template_ring",
+    "aperiodic_ring",
+    # Benign users on the hub IP or template such a ring hides behind.
+    "ring_hub_user",
+    # Benign twins of the harder rings.
+    "company_card",
+    "campus_class",
 )
 TRAIT = {name: np.uint32(1 << i) for i, name in enumerate(TRAITS)}
+
+# Ring styles: how a group shares identifiers. 0 is the ordinary extraction ring (card
+# groups of a few, a rotating proxy pool, ring templates) or ordinary benign structure.
+# The first seven are extraction styles, the last two benign twins (docs/synth.md).
+STYLES = (
+    "plain",
+    "star_card_ring",
+    "star_proxy_ring",
+    "funding_tree_ring",
+    "sparse_ring",
+    "hub_ip_ring",
+    "hub_template_ring",
+    "aperiodic_ring",
+    "company_card",
+    "campus_class",
+)
+S = {name: i for i, name in enumerate(STYLES)}
+# Extraction styles whose members share little beyond their one defining identifier: no
+# ring proxy pool (each member keeps its own sticky exits) and no ring templates.
+LITTLE_SHARED = (
+    S["star_card_ring"],
+    S["star_proxy_ring"],
+    S["funding_tree_ring"],
+    S["sparse_ring"],
+    S["hub_ip_ring"],
+    S["hub_template_ring"],
+)
 
 SIGNUP_PATHS = ("self_serve", "education", "startup_program", "research_access", "enterprise")
 TIERS = ("free", "standard", "verified", "enterprise")
