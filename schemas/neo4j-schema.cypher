@@ -10,6 +10,8 @@ CREATE CONSTRAINT sweep_id IF NOT EXISTS FOR (n:Sweep) REQUIRE n.id IS UNIQUE;
 CREATE CONSTRAINT ring_sweep_id IF NOT EXISTS FOR (n:Ring) REQUIRE (n.sweep_id, n.id) IS UNIQUE;
 CREATE CONSTRAINT campaign_sweep_id IF NOT EXISTS FOR (n:Campaign) REQUIRE (n.sweep_id, n.id) IS UNIQUE;
 CREATE CONSTRAINT ground_truth_account IF NOT EXISTS FOR (n:GroundTruth) REQUIRE n.account_id IS UNIQUE;
+CREATE CONSTRAINT graphinv_meta_key IF NOT EXISTS FOR (n:GraphinvMeta) REQUIRE n.key IS UNIQUE;
+CREATE CONSTRAINT graphinv_lock_name IF NOT EXISTS FOR (n:GraphinvLock) REQUIRE n.name IS UNIQUE;
 CREATE INDEX ring_id IF NOT EXISTS FOR (n:Ring) ON (n.id);
 CREATE INDEX ring_rank IF NOT EXISTS FOR (n:Ring) ON (n.rank);
 CREATE INDEX identifier_kind IF NOT EXISTS FOR (n:Identifier) ON (n.kind);

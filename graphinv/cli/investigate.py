@@ -114,7 +114,9 @@ def run_saved_query(query_id: str, pairs: tuple[str, ...], fmt: str) -> None:
             raise QueryError(f"--param {pair!r}: write NAME=VALUE")
         values[name.strip()] = value
     bind(query, values)  # parameter errors before opening a store
-    frame = run_query(_context(read=True).store, query, params=values)
+    # Saved queries are Cypher: on the embedded store say so, rather than "no such file".
+    frame = run_query(_context(read="://" in click.get_current_context().obj.where()).store,
+                      query, params=values)
     if fmt == "json":
         # Numbers, booleans and lists stay JSON values; graph objects become their text.
         records = [{k: _json_value(v) for k, v in row.items()}
