@@ -332,17 +332,20 @@ def load(
     retries = _RetryCounter()
     driver_log = logging.getLogger("neo4j.session")  # where the driver logs its retries
     driver_log.addFilter(retries)
-    if bulk:
-        from graphinv.investigate.browser_kit import install_local
+    try:
+        if bulk:
+            from graphinv.investigate.browser_kit import install_local
 
-        server = LocalNeo4j.from_env()
-        with console.status("Importing offline with neo4j-admin, then starting Neo4j…"):
-            # The kit goes in first: the import starts the server, which serves it from then.
-            install_local(server.home, server.install())
-            report = context.bulk_load(folder, server, **options)
-    else:
-        report = context.load(folder, **options)
-    driver_log.removeFilter(retries)
+            server = LocalNeo4j.from_env()
+            with console.status("Importing offline with neo4j-admin, then starting Neo4j…"):
+                # The kit goes in first: the import starts the server, which serves it from then.
+                install_local(server.home, server.install())
+                report = context.bulk_load(folder, server, **options)
+        else:
+            report = context.load(folder, **options)
+    finally:
+        # A failed load must not leave the filter swallowing later warnings.
+        driver_log.removeFilter(retries)
     console.print(report.summary_table())
     if retries.count:
         console.print(f"{retries.count} transient Neo4j error(s) (e.g. deadlocks between "
