@@ -40,6 +40,10 @@ class RingNotFound(GraphinvError):
     """A ring id that the store does not hold."""
 
 
+class MissingExtra(GraphinvError, ImportError):
+    """An optional package (plots, notebooks) is not installed; the message names the extra."""
+
+
 def invalid_settings(where: str, problems: Iterable[Mapping[str, Any]]) -> ConfigError:
     """A :class:`ConfigError` naming stage, key, value and bound of every problem.
 

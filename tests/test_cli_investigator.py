@@ -43,3 +43,15 @@ def test_read_commands_say_there_is_no_sweep_and_create_no_store(tmp_path, monke
         assert result.exit_code == 1, (args, result.output)
         assert "no sweep in ./graphinv.duckdb" in result.output, result.output
     assert not (tmp_path / "graphinv.duckdb").exists()
+
+
+def test_error_messages_print_brackets_literally(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from graphinv.cli import cli
+
+    # A path (or an extra like graphinv[notebooks]) in square brackets is not Rich markup.
+    db = tmp_path / "store[notebooks].duckdb"
+    result = CliRunner().invoke(cli, ["--db", str(db), "rings"])
+    assert result.exit_code == 1
+    assert "store[notebooks].duckdb" in result.output

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from graphinv.cli.ingest import ingest_command
@@ -50,7 +51,8 @@ class _Group(click.Group):
         except GraphinvError as error:
             if ctx.params.get("debug"):
                 raise
-            err_console.print(f"[bold red]Error:[/] {error}", highlight=False)
+            # Messages quote data and extras ('graphinv[notebooks]'): never read as markup.
+            err_console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False)
             ctx.exit(1)
 
 

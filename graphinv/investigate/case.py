@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from graphinv.config import Settings
-from graphinv.errors import RingNotFound
+from graphinv.errors import MissingExtra, RingNotFound
 from graphinv.schema import Platform
 from graphinv.score.scoring import score_rings
 from graphinv.stores.base import Store
@@ -765,7 +765,7 @@ def _pyplot() -> Any:
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise ImportError(
+        raise MissingExtra(
             "plots and HTML case files need matplotlib: pip install 'graphinv[notebooks]'"
         ) from exc
     return plt
