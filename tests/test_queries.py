@@ -136,7 +136,7 @@ def plant_two_sweeps(store: Store) -> dict[str, str]:
     rings2["predecessors"] = [[r] for r in rings2["ring_id"]]
     lineage = pd.DataFrame({
         "ring_id": rings2["ring_id"], "previous_ring_id": rings2["ring_id"],
-        "kind": rings2["status"], "shared_members": rings2["size"], "member_jaccard": 1.0,
+        "status": rings2["status"], "shared_members": rings2["size"], "member_jaccard": 1.0,
         "shared_identifiers": 0, "infra_overlap": 0.0,
     })
     campaigns = rings.groupby("campaign_id", as_index=False).agg(
