@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +61,9 @@ class Context:
     read_only
         Open the embedded store read-only: for commands that only read, so they work while
         a sweep computes and on read-only media.
+    env_store
+        Let ``NEO4J_URI`` choose the store when ``neo4j_uri`` is None; False when the
+        embedded file was named explicitly (an explicit choice beats the environment).
     """
 
     settings: Settings | None = None
@@ -68,6 +72,7 @@ class Context:
     use_env: bool = True
     progress: bool = True
     read_only: bool = False
+    env_store: bool = True
     _store: Store | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -78,17 +83,39 @@ class Context:
     def store(self) -> Store:
         """The open store (opened on first use)."""
         if self._store is None:
-            self._store = open_store(
-                neo4j_uri=self.neo4j_uri,
-                path=self.db_path,
-                use_env=self.use_env,
-                read_only=self.read_only,
-            )
+            uri, _ = self._neo4j_target()
+            if uri is None:
+                self._store = open_store(
+                    path=self.db_path, use_env=False, read_only=self.read_only
+                )
+            else:
+                self._store = open_store(
+                    neo4j_uri=uri, use_env=self.use_env, read_only=self.read_only
+                )
         return self._store
 
     def load_warning(self) -> str | None:
         """Why results may not reflect the store's data (its last load did not finish)."""
         return self.store.unfinished_load()
+
+    def store_description(self) -> str:
+        """Which store the context works on and what chose it, e.g. for a command's stderr.
+
+        Examples
+        --------
+        >>> Context(db_path=Path("g.duckdb"), use_env=False).store_description()
+        'store: embedded DuckDB file g.duckdb'
+        """
+        uri, source = self._neo4j_target()
+        if uri is None:
+            return f"store: embedded DuckDB file {self.db_path}"
+        return f"store: Neo4j at {uri} (from {source})"
+
+    def _neo4j_target(self) -> tuple[str | None, str]:
+        if self.neo4j_uri:
+            return self.neo4j_uri, "--neo4j"
+        env_uri = os.environ.get("NEO4J_URI") if self.use_env and self.env_store else None
+        return (env_uri, "NEO4J_URI") if env_uri else (None, "")
 
     def load(
         self,
@@ -102,14 +129,17 @@ class Context:
 
         Link kinds accepted: the core ones, those declared in settings (``[load]
         extra_kinds`` and the keys of ``[projection] kind_weights``), and ``extra_kinds``;
-        rows of any other kind go to quarantine.
+        rows of any other kind go to quarantine. With ``pseudonymise`` the key comes from
+        ``GRAPHINV_PSEUDONYMISE_KEY``; an unset or empty key is an error, checked before
+        the store is opened.
         """
+        key = key_from_env() if pseudonymise else None
         return load_dir(
             Path(folder),
             self.store,
             extra_kinds=self._kinds(extra_kinds),
             quarantine_dir=quarantine_dir,
-            pseudonymise_key=key_from_env() if pseudonymise else None,
+            pseudonymise_key=key,
             progress=self.progress,
         )
 
@@ -126,12 +156,13 @@ class Context:
         ``neo4j-admin database import`` (:class:`OfflineImport`); starts it afterwards."""
         from graphinv.stores.neo4j.bulk import OfflineImport
 
+        key = key_from_env() if pseudonymise else None
         return load_dir(
             Path(folder),
             OfflineImport(server),
             extra_kinds=self._kinds(extra_kinds),
             quarantine_dir=quarantine_dir,
-            pseudonymise_key=key_from_env() if pseudonymise else None,
+            pseudonymise_key=key,
             progress=self.progress,
         )
 

@@ -57,6 +57,7 @@ import pydantic
 
 from graphinv.config import Settings
 from graphinv.errors import stage_options
+from graphinv.output import terminal_text
 
 __all__ = ["ABUSE_KINDS", "INACTIVE_TRAITS", "Evaluation", "EvaluationOptions", "evaluate"]
 
@@ -201,7 +202,7 @@ class Evaluation:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, pd.DataFrame):
-                head.add_row(f.name, _fmt(value))
+                head.add_row(f.name, terminal_text(_fmt(value)))
         side = Table(title="Extraction rings: all labels vs live accounts only")
         for column in ("", "all labels", f"live ({self.inactive_accounts:,} left out)"):
             side.add_column(column, justify="right" if column else "left")
@@ -216,9 +217,10 @@ class Evaluation:
             table = Table(title=title)
             for column in frame.columns:
                 text = frame[column].dtype == object
-                table.add_column(column, justify="left" if text else "right")
+                table.add_column(terminal_text(column), justify="left" if text else "right")
             for row in frame.itertuples(index=False):
-                table.add_row(*(_fmt(v) for v in row))
+                # Label kinds and traits come from an input file: print them as plain text.
+                table.add_row(*(terminal_text(_fmt(v)) for v in row))
             parts.append(table)
         return Group(*parts)
 

@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from graphinv.errors import ConfigError, InputError
+from graphinv.output import private_dir, write_csv
 
 ColumnType = Literal["string", "timestamp", "int", "float", "bool"]
 
@@ -227,6 +229,14 @@ _INT_LIMIT = 2**63
 
 QUARANTINE_COLUMNS = ("source_file", "row", "column", "reason")
 
+# One limit on text values for both stores. Neo4j refuses index keys above 8,167 bytes
+# ("Property value is too large to index"); 2,000 characters take at most 8,000 bytes of
+# UTF-8, which leaves room for the kind beside a value in the (kind, value) key. Real
+# identifiers (ids, IPs, fingerprints, e-mail domains) are under 100 characters.
+MAX_VALUE_CHARS = 2_000
+# A table has at most 8 columns; a header far wider is a wrong or hostile file.
+MAX_COLUMNS = 256
+
 _DTYPES: dict[ColumnType, tuple[str, str]] = {
     # (dtype when the column is required, dtype when it may hold missing values)
     "string": ("str", "str"),
@@ -316,9 +326,16 @@ class Quarantine:
         """Write ``directory/<table>.csv`` for each table with refused rows.
 
         Files of tables that are now clean are removed, so a folder never shows stale
-        rejections from an earlier load.
+        rejections from an earlier load. Files are owner-only, never written through a
+        symbolic link, and cells a spreadsheet would run as formulas get a leading ``'``
+        (:mod:`graphinv.output`).
+
+        Raises
+        ------
+        UnsafePathError
+            A quarantine file is a symbolic link (planted to redirect the write).
         """
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         written = []
         for name in TABLES:
             target = directory / f"{name}.csv"
@@ -326,8 +343,7 @@ class Quarantine:
             if frame is None or frame.empty:
                 target.unlink(missing_ok=True)
                 continue
-            frame.to_csv(target, index=False)
-            written.append(target)
+            written.append(write_csv(frame, target))
         return written
 
 
@@ -345,8 +361,10 @@ def validate(
     a value has the wrong type, a timestamp is unparseable, before 2000 or more than a day
     in the future, a count is negative (links need ``count ≥ 1``), ``last_seen <
     first_seen``, a usage ``hour`` is not the start of an hour, a link ``kind`` is unknown,
-    its key repeats an earlier row's (the first one stays), or its ``account_id`` is not in
-    the good ``accounts`` rows. Surrounding whitespace is ignored; empty text is missing.
+    its key repeats an earlier row's (the first one stays), its ``account_id`` is not in
+    the good ``accounts`` rows, or a text value is longer than :data:`MAX_VALUE_CHARS`
+    characters (one limit for both stores; Neo4j cannot index longer keys). Surrounding
+    whitespace is ignored; empty text is missing.
 
     Parameters
     ----------
@@ -414,7 +432,13 @@ def check_columns(spec: TableSpec, columns: Sequence[str], source: str) -> None:
     graphinv.errors.InputError: ips.csv: unknown column(s) ['ASN']; expected columns: ip, asn, ...
     """
     expected = ", ".join(spec.column_names)
-    repeated = sorted({c for c in columns if list(columns).count(c) > 1})
+    if len(columns) > MAX_COLUMNS:
+        raise InputError(
+            f"{source}: {len(columns):,} columns in the header, more than the {MAX_COLUMNS} "
+            f"graphinv reads; expected columns: {expected}"
+        )
+    # Counting once keeps a wide header linear (list.count per column was quadratic).
+    repeated = sorted(name for name, n in Counter(columns).items() if n > 1)
     if repeated:
         raise InputError(f"{source}: column(s) {repeated} appear more than once")
     missing = [c for c in spec.required_columns if c not in columns]
@@ -469,6 +493,7 @@ class _TableCheck:
             self._flag(missing, column.name, "missing value")
         present = ~missing
         if column.type == "string":
+            self._check_length(column.name, series, present)
             self.values[column.name] = series.astype("str")
             return
         if column.type == "timestamp":
@@ -487,6 +512,17 @@ class _TableCheck:
         reason = f"not {_ARTICLE[column.type]}: " + self._shown(column.name, bad)
         self._flag(bad, column.name, reason)
         self.values[column.name] = parsed.where(~bad)
+
+    def _check_length(self, name: str, series: pd.Series, present: np.ndarray) -> None:
+        """Flag text longer than :data:`MAX_VALUE_CHARS` (the value itself is not repeated)."""
+        text = series if pd.api.types.is_object_dtype(series.dtype) else series.astype("str")
+        lengths = text.str.len().to_numpy(dtype="float64", na_value=0)
+        long = present & (lengths > MAX_VALUE_CHARS)
+        if not long.any():
+            return
+        shown = pd.Series(lengths[long], index=self.raw.index[long]).map("{:,.0f}".format)
+        reason = "value too long: " + shown + f" characters, at most {MAX_VALUE_CHARS:,}"
+        self._flag(long, name, reason)
 
     def _check_table_rules(self, now: pd.Timestamp) -> None:
         name = self.spec.name

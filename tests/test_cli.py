@@ -68,7 +68,10 @@ def test_load_sweep_rings_evaluate(
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--db", str(tmp_path / "g.duckdb"), "load", str(tmp_path)])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: ")
+    # The store the command chose comes first (on stderr), then one error line.
+    store_line, error_line = result.output.splitlines()
+    assert store_line.startswith("store: embedded DuckDB file")
+    assert error_line.startswith("Error: ")
     assert "Traceback" not in result.output
 
 

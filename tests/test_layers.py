@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "graphinv"
 
 # Lowest first. Modules of one layer may import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("graphinv.errors", "graphinv.schema"),
+    ("graphinv.errors", "graphinv.schema", "graphinv.output"),
     ("graphinv.synth",),
     ("graphinv.stores",),
     ("graphinv.ingest",),

@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from graphinv.output import csv_text, terminal_text
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -77,7 +79,7 @@ def list_queries() -> None:
         params = ", ".join(
             p.name + ("" if p.required else f"={_text(p.default)}") for p in query.parameters
         )
-        table.add_row(query.category, query.id, query.name, params)
+        table.add_row(*(terminal_text(v) for v in (query.category, query.id, query.name, params)))
     console.print(table)
 
 
@@ -88,10 +90,11 @@ def show_query(query_id: str) -> None:
     from graphinv.investigate.querylib import get_query
 
     query = get_query(query_id)
-    console.print(f"[bold]{query.name}[/] ({query.id}, {query.category})\n{query.description}\n")
+    name, qid, category = (terminal_text(v) for v in (query.name, query.id, query.category))
+    console.print(f"[bold]{name}[/] ({qid}, {category})\n{terminal_text(query.description)}\n")
     for p in query.parameters:
         default = "required" if p.required else f"default {_text(p.default)}"
-        console.print(f"  ${p.name}: {p.type}, {default} — {p.description}")
+        console.print(terminal_text(f"  ${p.name}: {p.type}, {default} — {p.description}"))
     console.print()
     click.echo(query.query)
 
@@ -125,9 +128,9 @@ def run_saved_query(query_id: str, pairs: tuple[str, ...], fmt: str) -> None:
         return
     frame = frame.map(_text) if len(frame) else frame
     if fmt == "csv":
-        click.echo(frame.to_csv(index=False), nl=False)
+        click.echo(csv_text(frame), nl=False)
     else:
-        console.print(_table(frame, title=f"{query.name} ({len(frame)} rows)"))
+        console.print(_table(frame, title=f"{terminal_text(query.name)} ({len(frame)} rows)"))
 
 
 # -- ring ----------------------------------------------------------------------------------
@@ -144,20 +147,22 @@ def ring(ring_id: str, sweep_id: str | None, limit: int) -> None:
     case = Case(ring_id, context=_swept_context(), sweep_id=sweep_id)
     info = case.ring
     decision = case.decision
-    predecessors = ", ".join(info["predecessors"]) or "none"
+    text = {key: terminal_text(value) for key, value in info.items()}
+    predecessors = ", ".join(terminal_text(p) for p in info["predecessors"]) or "none"
     lines = [
-        f"rank {info['rank']} · score {info['score']:.2f} · {info['size']} accounts · "
-        f"campaign {info['campaign_id']} · sweep {info['sweep_id']}",
-        f"lineage: {info['status'] or 'new'} · predecessors: {predecessors}",
+        f"rank {text['rank']} · score {info['score']:.2f} · {text['size']} accounts · "
+        f"campaign {text['campaign_id']} · sweep {text['sweep_id']}",
+        f"lineage: {terminal_text(info['status'] or 'new')} · predecessors: {predecessors}",
     ]
     if info["lineage_evidence"]:
-        lines.append(f"evidence: {info['lineage_evidence']}")
-    lines.append(f"review: {decision['disposition']} ({decision['priority']}) · "
-                 f"{decision['reason']}"
-                 + (f" · assignee {decision['assignee']}" if decision["assignee"] else ""))
+        lines.append(f"evidence: {text['lineage_evidence']}")
+    lines.append(f"review: {terminal_text(decision['disposition'])} "
+                 f"({terminal_text(decision['priority'])}) · {terminal_text(decision['reason'])}"
+                 + (f" · assignee {terminal_text(decision['assignee'])}"
+                    if decision["assignee"] else ""))
     if decision["last_note"]:
-        lines.append(f"last note: {decision['last_note']}")
-    console.print(Panel("\n".join(lines), title=f"Ring {info['ring_id']}"), highlight=False,
+        lines.append(f"last note: {terminal_text(decision['last_note'])}")
+    console.print(Panel("\n".join(lines), title=f"Ring {text['ring_id']}"), highlight=False,
                   soft_wrap=False)
     breakdown = case.breakdown.loc[case.breakdown["contribution"] > 0,
                                    ["feature", "group", "contribution", "text"]]
@@ -189,12 +194,13 @@ def ring(ring_id: str, sweep_id: str | None, limit: int) -> None:
     where = click.get_current_context().obj
     flag = "" if where.where() == "./graphinv.duckdb" else (
         f" --neo4j {where.where()}" if "://" in where.where() else f" --db {where.where()}")
-    console.print(f"Case file: graphinv{flag} case {info['ring_id']} --html case.html "
+    flag, ring = terminal_text(flag), text["ring_id"]
+    console.print(f"Case file: graphinv{flag} case {ring} --html case.html "
                   "--csv accounts.csv\n"
-                  f"Decide:    graphinv{flag} review {info['ring_id']} --set-status "
+                  f"Decide:    graphinv{flag} review {ring} --set-status "
                   "confirmed --note '…'\n"
-                  f"Share:     graphinv{flag} indicators {info['ring_id']} --out "
-                  f"{info['ring_id']}.stix.json", highlight=False)
+                  f"Share:     graphinv{flag} indicators {ring} --out "
+                  f"{ring}.stix.json", highlight=False)
 
 
 # -- case ----------------------------------------------------------------------------------
@@ -216,10 +222,11 @@ def case(ring_id: str, html_path: Path | None, csv_path: Path | None,
 
     opened = Case(ring_id, context=_swept_context(), sweep_id=sweep_id)
     if html_path is not None:
-        console.print(f"Case file: {opened.to_html(html_path)}")
+        console.print(f"Case file: {terminal_text(opened.to_html(html_path))}")
     if csv_path is not None:
-        console.print(f"Accounts to action: {opened.to_csv(csv_path)} ({len(opened.members)} rows)")
-    console.print(repr(opened))
+        written = terminal_text(opened.to_csv(csv_path))
+        console.print(f"Accounts to action: {written} ({len(opened.members)} rows)")
+    console.print(terminal_text(repr(opened)))
 
 
 # -- indicators ----------------------------------------------------------------------------
@@ -338,7 +345,9 @@ def browser_kit_command(out_dir: Path, local: bool) -> None:
     from graphinv.stores.neo4j.local import LocalNeo4j
 
     written = browser_kit.write_kit(out_dir)
-    console.print(f"Wrote {written['guide']} and {written['style']}.")
+    console.print(
+        f"Wrote {terminal_text(written['guide'])} and {terminal_text(written['style'])}."
+    )
     server = LocalNeo4j.from_env()
     if local and server.version() is not None:
         zipped = browser_kit.install_local(server.home, server.lib)
@@ -358,9 +367,10 @@ def browser_kit_command(out_dir: Path, local: bool) -> None:
         "  browser.remote_content_hostname_whitelist=guides.neo4j.com,localhost,HOST\n"
         "  browser.post_connect_cmd="
         + browser_kit.post_connect_command(http_port=7474, host="HOST")
-        + f"\nand restart. Without server access: serve {out_dir}/ from any whitelisted "
+        + f"\nand restart. Without server access: serve {terminal_text(out_dir)}/ from any "
+        "whitelisted "
         f"host and type :play URL/guide.html, or paste :style and the content of "
-        f"{written['style'].name} into Browser. See docs/investigate.md."
+        f"{terminal_text(written['style'].name)} into Browser. See docs/investigate.md."
     )
 
 
@@ -370,9 +380,9 @@ def browser_kit_command(out_dir: Path, local: bool) -> None:
 def _table(frame: pd.DataFrame, *, title: str) -> Table:
     table = Table(title=title)
     for column in frame.columns:
-        table.add_column(str(column), overflow="fold")
+        table.add_column(terminal_text(column), overflow="fold")
     for row in frame.itertuples(index=False):
-        table.add_row(*(_text(v) for v in row))
+        table.add_row(*(terminal_text(_text(v)) for v in row))
     return table
 
 

@@ -8,6 +8,7 @@ traceback appears only with ``--debug``.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from graphinv.cli.ingest import ingest_command
@@ -29,6 +29,7 @@ from graphinv.cli.investigate import (
     ring,
 )
 from graphinv.errors import GraphinvError, InputError
+from graphinv.output import csv_text, terminal_text, visible_controls, write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,8 +52,8 @@ class _Group(click.Group):
         except GraphinvError as error:
             if ctx.params.get("debug"):
                 raise
-            # Messages quote data and extras ('graphinv[notebooks]'): never read as markup.
-            err_console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False)
+            # Messages quote file names, headers and values: print them as plain text.
+            err_console.print(f"[bold red]Error:[/] {terminal_text(error)}", highlight=False)
             ctx.exit(1)
 
 
@@ -64,7 +65,9 @@ class _Group(click.Group):
 )
 @click.option(
     "--db", "db_path", type=click.Path(path_type=Path), default=Path("graphinv.duckdb"),
-    show_default=True, help="The embedded store's DuckDB file (used without --neo4j/NEO4J_URI).",
+    show_default=True,
+    help="The embedded store's DuckDB file. Given explicitly, it wins over NEO4J_URI; "
+    "without it, NEO4J_URI (when set) picks Neo4j.",
 )
 @click.option(
     "--config", "config_path", type=click.Path(path_type=Path),
@@ -82,7 +85,13 @@ def cli(
     quiet: bool,
 ) -> None:
     """graphinv: find coordinated account rings that distil AI models."""
-    ctx.obj = _LazyContext(neo4j_uri, db_path, config_path, not quiet)
+    # Stores, quarantine files, exports and the local server's files hold identifiers:
+    # everything this process creates is owner-only.
+    os.umask(0o077)
+    explicit_db = ctx.get_parameter_source("db_path") is click.core.ParameterSource.COMMANDLINE
+    if explicit_db and neo4j_uri:
+        raise click.UsageError("--db and --neo4j name two different stores; give one")
+    ctx.obj = _LazyContext(neo4j_uri, db_path, config_path, not quiet, env_store=not explicit_db)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -90,15 +99,24 @@ class _LazyContext:
     """Builds the Context (settings, store) only for commands that need one."""
 
     def __init__(
-        self, neo4j_uri: str | None, db_path: Path, config_path: Path | None, progress: bool
+        self,
+        neo4j_uri: str | None,
+        db_path: Path,
+        config_path: Path | None,
+        progress: bool,
+        *,
+        env_store: bool = True,
     ) -> None:
         self._args = (neo4j_uri, db_path, config_path)
         self.progress = progress
+        self.env_store = env_store
         self._context: Context | None = None
+        self._announced = False
 
-    def get(self, *, read_only: bool = False) -> Context:
+    def get(self, *, read_only: bool = False, announce: bool = True) -> Context:
         """The context; ``read_only`` for commands that only read (the embedded store then
-        opens read-only, so they run during a sweep and on read-only media)."""
+        opens read-only, so they run during a sweep and on read-only media); ``announce``
+        says on stderr which store the command works on."""
         if self._context is None:
             from graphinv.config import load_settings
             from graphinv.context import Context
@@ -110,7 +128,11 @@ class _LazyContext:
                 db_path=db_path,
                 progress=self.progress,
                 read_only=read_only,
+                env_store=self.env_store,
             )
+        if announce and not self._announced:
+            self._announced = True
+            err_console.print(terminal_text(self._context.store_description()), highlight=False)
         return self._context
 
     def where(self) -> str:
@@ -118,13 +140,15 @@ class _LazyContext:
         import os
 
         neo4j_uri, db_path, _ = self._args
-        return neo4j_uri or os.environ.get("NEO4J_URI") or _shown(Path(db_path))
+        env_uri = os.environ.get("NEO4J_URI") if self.env_store else None
+        return neo4j_uri or env_uri or _shown(Path(db_path))
 
     def require_store(self) -> None:
         import os
 
         neo4j_uri, db_path, _ = self._args
-        if neo4j_uri or os.environ.get("NEO4J_URI") or Path(db_path).exists():
+        env_uri = os.environ.get("NEO4J_URI") if self.env_store else None
+        if neo4j_uri or env_uri or Path(db_path).exists():
             return
         raise GraphinvError(
             f"no sweep in {self.where()}: no such file (use --db PATH or --neo4j URI)"
@@ -147,10 +171,8 @@ def warn_unfinished(context: Context) -> None:
     """Warn on stderr that the store's last load did not finish (results may be stale)."""
     problem = context.load_warning()
     if problem is not None:
-        from rich.markup import escape
-
         err_console.print(
-            f"[bold yellow]Warning:[/] {escape(problem)}; what follows may not reflect it.",
+            f"[bold yellow]Warning:[/] {terminal_text(problem)}; what follows may not reflect it.",
             highlight=False,
         )
 
@@ -185,7 +207,8 @@ def neo4j_start(timeout: float, with_gds: bool) -> None:
     gds = server.loaded_gds_version()
     console.print(
         f"Neo4j {status.version} running (pid {status.pid})\n"
-        f"  Bolt     {status.bolt_uri}\n  Browser  {status.browser_url}\n  Home     {status.home}\n"
+        f"  Bolt     {status.bolt_uri}\n  Browser  {status.browser_url}\n"
+        f"  Home     {terminal_text(status.home)}\n"
         f"  GDS      {gds + ' loaded' if gds else 'not installed (start --with-gds)'}\n"
         "Connect in Browser with Authentication type \"No authentication\" (this local server "
         "runs without auth; the link above preselects it). The graphinv style is applied and "
@@ -219,7 +242,7 @@ def neo4j_status() -> None:
     else:
         gds = server.gds_version()
         console.print(
-            f"not running (home {status.home}, installed: {status.version or 'no'}, "
+            f"not running (home {terminal_text(status.home)}, installed: {status.version or 'no'}, "
             f"GDS installed: {gds or 'no'})"
         )
     sys.exit(0 if status.running else 3)
@@ -270,8 +293,8 @@ def synth(lazy: _LazyContext, out: Path, preset: str, seed: int, n_accounts: int
             platform = generate(preset=preset, seed=seed, n_accounts=n_accounts)
         title = f"Synthetic platform '{preset}' (seed {seed}) in {out}"
     else:
-        with console.status(f"Moving {previous_dir} on by a day (seed {seed})…"):
-            kinds = lazy.get().settings.load.extra_kinds
+        with console.status(f"Moving {terminal_text(previous_dir)} on by a day (seed {seed})…"):
+            kinds = lazy.get(announce=False).settings.load.extra_kinds
             previous, quarantine = read_dir(previous_dir, extra_kinds=kinds)
             if quarantine.count():
                 raise InputError(
@@ -283,7 +306,7 @@ def synth(lazy: _LazyContext, out: Path, preset: str, seed: int, n_accounts: int
                 platform = next_day_delta(previous, platform)
         title = f"{previous_dir} one day later{' (new rows only)' if delta else ''} in {out}"
     written = write_platform(platform, out, fmt=fmt)
-    table = Table(title=title)
+    table = Table(title=terminal_text(title))
     table.add_column("table")
     table.add_column("rows", justify="right")
     table.add_column("MB", justify="right")
@@ -386,8 +409,9 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
         if str(json_path) == "-":
             click.echo(text)
             sys.exit(report.exit_code)
-        json_path.write_text(text)
-    console.print(_rings_table(report.rings.head(top), title=f"Sweep {report.sweep_id}",
+        write_text(json_path, text)
+    console.print(_rings_table(report.rings.head(top),
+                               title=f"Sweep {terminal_text(report.sweep_id)}",
                                threshold=context.settings.scoring.threshold))
     counts, lineage = report.counts, report.lineage
     console.print(
@@ -422,7 +446,7 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
                       f"score ≥ {report.alert_threshold}:", highlight=False)
         shown = 12
         for group in groups[:shown]:
-            console.print(f"  {group['text']}", highlight=False)
+            console.print(f"  {terminal_text(group['text'])}", highlight=False)
         if len(groups) > shown:
             rest = groups[shown:]
             console.print(f"  … and {len(rest)} more group(s), "
@@ -430,7 +454,7 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
         campaigns = report.alert_campaigns
         console.print(
             f"  By operator: {len(campaigns)} campaign(s): "
-            + "; ".join(f"{g.campaign_id} ({len(g.rings)} ring(s))"
+            + "; ".join(f"{terminal_text(g.campaign_id)} ({len(g.rings)} ring(s))"
                         for g in campaigns.itertuples()),
             highlight=False,
         )
@@ -461,14 +485,15 @@ def rings(lazy: _LazyContext, sweep_id: str | None, limit: int, members: bool, f
         frame = context.rings(sweep_id=sweep_id).head(limit)
     if fmt == "csv":
         frame = frame if members else frame.drop(columns=["features"])
-        click.echo(frame.to_csv(index=False), nl=False)
+        click.echo(csv_text(frame), nl=False)
     elif fmt == "json":
         click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
     elif members:
-        console.print(frame.to_string(index=False))
+        listing = frame.map(visible_controls).to_string(index=False)
+        console.print(listing, markup=False, highlight=False)
     else:
         console.print(_rings_table(frame, title="Rings (latest sweep)" if not sweep_id
-                                   else f"Rings of {sweep_id}",
+                                   else f"Rings of {terminal_text(sweep_id)}",
                                    threshold=context.settings.scoring.threshold, wide=wide))
 
 
@@ -527,8 +552,11 @@ def fit_weights_command(lazy: _LazyContext, labels_dir: Path | None, from_decisi
     if out is None:
         click.echo(text, nl=False)
     else:
-        out.write_text(text)
-        console.print(f"Wrote {out}; use it with --config {out} or as ./graphinv.toml.")
+        write_text(out, text)
+        console.print(
+            f"Wrote {terminal_text(out)}; use it with --config {terminal_text(out)} "
+            "or as ./graphinv.toml."
+        )
 
 
 def _rings_table(frame: pd.DataFrame, *, title: str, threshold: float | None = None,
@@ -556,12 +584,12 @@ def _rings_table(frame: pd.DataFrame, *, title: str, threshold: float | None = N
                    and following is not None and not (following >= threshold))
         table.add_row(
             str(row.rank),
-            str(row.ring_id),
+            terminal_text(row.ring_id),
             "" if pd.isna(score) else f"{score:.2f}",
             str(row.size),
-            str(getattr(row, "status", "") or ""),
-            str(getattr(row, "campaign_id", "") or ""),
-            why if wide else _shorten(why, WHY_WIDTH),
+            terminal_text(getattr(row, "status", "") or ""),
+            terminal_text(getattr(row, "campaign_id", "") or ""),
+            terminal_text(why if wide else _shorten(why, WHY_WIDTH)),
             end_section=crosses,
         )
     return table

@@ -28,21 +28,27 @@ import csv
 import gzip
 import io
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.table import Table
 
-from graphinv.errors import InputError
-from graphinv.ingest.pseudonymise import pseudonymise
-from graphinv.schema import TABLES, Platform, Quarantine, check_columns, validate
+from graphinv.errors import InputError, StoreError
+from graphinv.ingest.files import GuardedStream, ReadLimits
+from graphinv.ingest.pseudonymise import ENV_KEY, key_id, pseudonymise, pseudonymise_quarantine
+from graphinv.output import terminal_text
+from graphinv.schema import TABLES, Platform, Quarantine, TableSpec, check_columns, validate
 from graphinv.stores.base import LoadTarget
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
+# The store metadata key recording how identifier values were written.
+PSEUDONYMISATION = "pseudonymisation"
 EXIT_CLEAN = 0
 EXIT_QUARANTINED = 3
 
@@ -95,14 +101,15 @@ class LoadReport:
 
     def summary_table(self) -> Table:
         """A rich table: rows read, loaded and quarantined per table, then totals and rate."""
-        table = Table(title=f"graphinv load {self.source} → {self.store}")
+        # Paths are the user's to choose and may hold markup or control characters.
+        table = Table(title=f"graphinv load {terminal_text(self.source)} → {self.store}")
         for heading in ("table", "file", "read", "loaded", "quarantined"):
             table.add_column(heading, justify="left" if heading in ("table", "file") else "right")
         for name in self.rows_read:
             quarantined = self.rows_quarantined.get(name, 0)
             table.add_row(
                 name,
-                self.files[name].name,
+                terminal_text(self.files[name].name),
                 f"{self.rows_read[name]:,}",
                 f"{self.rows_loaded.get(name, 0):,}",
                 f"[red]{quarantined:,}[/red]" if quarantined else "0",
@@ -115,8 +122,12 @@ class LoadReport:
             f"{sum(self.rows_loaded.values()):,}",
             f"{sum(self.rows_quarantined.values()):,}",
         )
-        notes = [f"quarantine: {p}" for p in self.quarantine_files]
-        notes += [f"ignored (not a table name): {p.name}" for p in self.ignored_files]
+        notes = [f"quarantine: {terminal_text(p)}" for p in self.quarantine_files]
+        notes += [
+            f"ignored (not a table name): {terminal_text(p.name)}" for p in self.ignored_files
+        ]
+        if self.pseudonymised:
+            notes.append("identifier values pseudonymised (keyed HMAC), quarantine files too")
         if notes:
             table.caption = "\n".join(notes)
         return table
@@ -128,7 +139,8 @@ def find_files(path: Path) -> tuple[dict[str, Path], list[Path]]:
     Raises
     ------
     InputError
-        ``path`` is not a folder, a table has two files, or a required table has none.
+        ``path`` is not a folder, a table has two files, a table's name is taken by a
+        folder (or another non-file), or a required table has none.
     """
     if not path.is_dir():
         raise InputError(f"{path} is not a folder")
@@ -136,9 +148,14 @@ def find_files(path: Path) -> tuple[dict[str, Path], list[Path]]:
     ignored = []
     for file in sorted(path.iterdir()):
         suffix = next((s for s in SUFFIXES if file.name.endswith(s)), None)
-        if suffix is None or not file.is_file():
+        if suffix is None:
             continue
         name = file.name[: -len(suffix)]
+        if name in TABLES and not file.is_file():
+            what = "a folder" if file.is_dir() else "not a regular file"
+            raise InputError(f"{file} is {what}; the {name} table must be a {suffix} file")
+        if not file.is_file():
+            continue
         if name not in TABLES:
             ignored.append(file)
             continue
@@ -152,8 +169,12 @@ def find_files(path: Path) -> tuple[dict[str, Path], list[Path]]:
     return found, ignored
 
 
-def read_table(file: Path, table: str) -> pd.DataFrame:
+def read_table(file: Path, table: str, *, limits: ReadLimits | None = None) -> pd.DataFrame:
     """One table file as a raw frame: CSV values as text, Parquet values as stored.
+
+    CSV (and gzip) files are streamed through :class:`~graphinv.ingest.files.GuardedStream`,
+    so a file is never held whole in memory and a hostile one (a decompression bomb, an
+    endless line, a huge header) stops early with a clear error.
 
     Raises
     ------
@@ -161,54 +182,71 @@ def read_table(file: Path, table: str) -> pd.DataFrame:
         The file cannot be read (see the module docstring); the message names the file.
     """
     spec = TABLES[table]
+    limits = limits or ReadLimits()
     if file.name.endswith(".parquet"):
-        try:
-            data = pq.read_table(file)
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{file}: not a readable Parquet file ({exc})") from exc
-        check_columns(spec, data.column_names, str(file))
-        return data.to_pandas()
+        return _read_parquet(file, spec, limits)
     try:
-        raw = _open_bytes(file)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        with _open_guarded(file, limits) as stream:
+            first = stream.first_line()
+            if first is None:
+                raise InputError(f"{file}: empty file (no header)")
+            header = _header(first, file, spec)
+            try:
+                frame = pd.read_csv(
+                    io.BufferedReader(stream, buffer_size=limits.block_bytes),
+                    dtype=str,
+                    keep_default_na=False,
+                    na_values=[""],
+                    skipinitialspace=False,
+                    encoding="utf-8",
+                )
+            except pd.errors.ParserError as exc:
+                raise InputError(f"{file}: malformed CSV: {exc}") from exc
+    except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{file}: cannot be read ({exc})") from exc
-    text = _decode(raw, file)
-    if not text.strip():
-        raise InputError(f"{file}: empty file (no header)")
-    header = next(csv.reader(io.StringIO(text.splitlines()[0])))
-    header = [h.strip() for h in header]
-    check_columns(spec, header, str(file))
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            skipinitialspace=False,
-        )
-    except pd.errors.ParserError as exc:
-        raise InputError(f"{file}: malformed CSV: {exc}") from exc
     frame.columns = header
     return frame
 
 
-def _open_bytes(file: Path) -> bytes:
+def _open_guarded(file: Path, limits: ReadLimits) -> GuardedStream:
     if file.name.endswith(".gz"):
-        with gzip.open(file, "rb") as handle:
-            return handle.read()
-    return file.read_bytes()
+        compressed = file.stat().st_size
+        return GuardedStream(
+            gzip.open(file, "rb"), file, compressed_bytes=compressed, limits=limits
+        )
+    return GuardedStream(file.open("rb"), file, limits=limits)
 
 
-def _decode(raw: bytes, file: Path) -> str:
-    try:
-        # utf-8-sig: spreadsheet exports often start with a byte-order mark.
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+def _header(line: bytes, file: Path, spec: TableSpec) -> list[str]:
+    """The column names of a CSV header line, checked against the table's columns."""
+    text = line.decode("utf-8")
+    if not text.strip():
         raise InputError(
-            f"{file}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
-            "re-export as UTF-8"
-        ) from exc
+            f"{file}: line 1 is blank; the first line must be the header "
+            f"({', '.join(spec.column_names)})"
+        )
+    header = [h.strip() for h in next(csv.reader([text]))]
+    check_columns(spec, header, str(file))
+    return header
+
+
+def _read_parquet(file: Path, spec: TableSpec, limits: ReadLimits) -> pd.DataFrame:
+    """A Parquet table, after its metadata passed the column and size caps."""
+    try:
+        metadata = pq.read_metadata(file)
+        check_columns(spec, metadata.schema.names, str(file))
+        inflated = sum(
+            metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
+        )
+        if inflated > limits.max_text_bytes:
+            raise InputError(
+                f"{file}: {inflated:,} bytes uncompressed, more than "
+                f"{limits.max_text_bytes:,}; graphinv refuses files this large"
+            )
+        data = pq.read_table(file)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{file}: not a readable Parquet file ({exc})") from exc
+    return data.to_pandas()
 
 
 def read_dir(
@@ -305,6 +343,67 @@ def _prepare(
     return _Prepared(files, ignored, platform, quarantine)
 
 
+class MetaStore(Protocol):
+    """What the loader needs beside loading: a few recorded facts about the store."""
+
+    def read_meta(self) -> dict[str, str]: ...
+
+    def write_meta(self, values: Mapping[str, str]) -> None: ...
+
+
+def pseudonymisation_marker(key: bytes | None) -> str:
+    """How a store's identifier values are written: ``raw`` or ``hmac-sha256 key <id>``."""
+    return "raw" if key is None else f"hmac-sha256 key {key_id(key)}"
+
+
+def record_pseudonymisation(store: LoadTarget, key: bytes | None) -> None:
+    """Refuse a load that would mix raw and pseudonymised values (or two keys) in ``store``.
+
+    The first load records its marker (:func:`pseudonymisation_marker`) in the store's
+    metadata, before any data, so even an interrupted load leaves it; later loads must
+    match it.
+
+    Raises
+    ------
+    StoreError
+        The store's marker differs from this load's, or the store cannot record one.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from graphinv.stores import open_store
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
+    ...     record_pseudonymisation(store, b"0123456789abcdef")
+    ...     try:
+    ...         record_pseudonymisation(store, None)
+    ...     except StoreError as error:
+    ...         print(str(error)[:60])
+    ...     store.close()
+    the embedded store holds identifiers pseudonymised (hmac-sha
+    """
+    if not callable(getattr(store, "read_meta", None)) or not callable(
+        getattr(store, "write_meta", None)
+    ):
+        raise StoreError(
+            f"the {store.backend} store cannot record how its values are pseudonymised"
+        )
+    meta_store: MetaStore = store  # type: ignore[assignment]
+    wanted = pseudonymisation_marker(key)
+    recorded = meta_store.read_meta().get(PSEUDONYMISATION)
+    if recorded is None:
+        meta_store.write_meta({PSEUDONYMISATION: wanted})
+        return
+    if recorded != wanted:
+        held = "raw identifiers" if recorded == "raw" else f"identifiers pseudonymised ({recorded})"
+        this = "raw identifiers" if key is None else f"identifiers pseudonymised ({wanted})"
+        raise StoreError(
+            f"the {store.backend} store holds {held}; this load would add {this}, and the two "
+            "never match. Load with the store's setting (--pseudonymise and the same "
+            f"{ENV_KEY}, or without), or into a new store. Nothing was loaded."
+        )
+
+
 def load_dir(
     path: Path,
     store: LoadTarget,
@@ -345,11 +444,18 @@ def load_dir(
     ------
     InputError
         A file cannot be read at all; nothing is loaded then.
+    StoreError
+        The store holds values pseudonymised otherwise (raw vs keyed, or another key);
+        nothing is loaded then.
     """
     started = time.perf_counter()
     prepared = _prepare(path, extra_kinds=extra_kinds, pseudonymise_key=pseudonymise_key)
+    record_pseudonymisation(store, pseudonymise_key)
+    quarantine = prepared.quarantine
+    if pseudonymise_key is not None:
+        quarantine = pseudonymise_quarantine(quarantine, key=pseudonymise_key)
     quarantine_dir = quarantine_dir or store.default_quarantine_dir()
-    quarantine_files = prepared.quarantine.write(quarantine_dir)
+    quarantine_files = quarantine.write(quarantine_dir)
     stats = store.load(prepared.platform, progress=progress, source=str(path.resolve()))
     return prepared.report(
         source=path,

@@ -22,10 +22,11 @@ import os
 import pandas as pd
 
 from graphinv.errors import ConfigError
-from graphinv.schema import Platform
+from graphinv.schema import Platform, Quarantine
 
 ENV_KEY = "GRAPHINV_PSEUDONYMISE_KEY"
 MIN_KEY_BYTES = 16
+KEY_ID_MESSAGE = b"graphinv pseudonymisation key id v1"
 
 # (table, column, kind): attribute columns that hold the same values as links of that kind.
 # An IP prefix reveals the network as much as the IP does, so it is keyed too.
@@ -37,21 +38,43 @@ ATTRIBUTE_COLUMNS = (
 )
 
 
-def key_from_env() -> bytes | None:
-    """The key in ``GRAPHINV_PSEUDONYMISE_KEY`` (UTF-8), or None when it is unset.
+def key_from_env() -> bytes:
+    """The key in ``GRAPHINV_PSEUDONYMISE_KEY`` (UTF-8), for a load that asked to pseudonymise.
+
+    Fails closed: asking to pseudonymise without a usable key is an error, never a load of
+    raw values.
 
     Raises
     ------
     ConfigError
-        The key is shorter than 16 bytes (too weak to stop guessing IPs, which are few).
+        The key is unset, empty or shorter than 16 bytes (too weak to stop guessing IPs,
+        which are few).
     """
     text = os.environ.get(ENV_KEY)
-    if not text:
-        return None
+    if text is None or not text.strip():
+        state = "unset" if text is None else "empty"
+        raise ConfigError(
+            f"pseudonymisation was asked for but {ENV_KEY} is {state}; set it to a secret of "
+            f"at least {MIN_KEY_BYTES} bytes (nothing was loaded)"
+        )
     key = text.encode()
     if len(key) < MIN_KEY_BYTES:
         raise ConfigError(f"{ENV_KEY} must be at least {MIN_KEY_BYTES} bytes long")
     return key
+
+
+def key_id(key: bytes) -> str:
+    """A short public name of a key: HMAC of a fixed text under it; the key stays secret.
+
+    A store records it to refuse a later load under another key (whose pseudonyms would
+    never match the stored ones).
+
+    Examples
+    --------
+    >>> key_id(b"0123456789abcdef")
+    '4280b74476c8f73c'
+    """
+    return hmac.new(key, KEY_ID_MESSAGE, hashlib.sha256).hexdigest()[:16]
 
 
 def pseudonym(value: str, *, kind: str, key: bytes) -> str:
@@ -90,6 +113,44 @@ def pseudonymise(platform: Platform, *, key: bytes) -> Platform:
         frame[column] = _keyed(frame[column], kind=kind, key=key)
         changes[table] = frame
     return dataclasses.replace(platform, **changes)
+
+
+def pseudonymise_quarantine(quarantine: Quarantine, *, key: bytes) -> Quarantine:
+    """Quarantined rows with the same identifier columns keyed as in :func:`pseudonymise`.
+
+    Quarantine files hold a row's original values as text; under pseudonymisation they
+    must not keep the raw identifiers the store never sees. A link's value is keyed with
+    the row's own (stripped) kind, valid or not, so a fixed row matches the loaded one.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"reason": ["x"], "kind": [" ip"], "value": ["203.0.113.7"]})
+    >>> q = pseudonymise_quarantine(Quarantine({"links": rows}), key=b"0123456789abcdef")
+    >>> q.rows["links"]["value"].item() == pseudonym("203.0.113.7", kind="ip",
+    ...                                                key=b"0123456789abcdef")
+    True
+    """
+    changed: dict[str, pd.DataFrame] = {}
+    for table, frame in quarantine.rows.items():
+        frame = frame.copy()
+        if table == "links" and "value" in frame:
+            kinds = frame["kind"].astype("str").str.strip() if "kind" in frame else ""
+            frame["value"] = [
+                pseudonym(str(v).strip(), kind=str(k), key=key) if _present(v) else v
+                for v, k in zip(frame["value"], pd.Series(kinds, index=frame.index), strict=True)
+            ]
+        for attribute_table, column, kind in ATTRIBUTE_COLUMNS:
+            if table == attribute_table and column in frame:
+                frame[column] = [
+                    pseudonym(str(v).strip(), kind=kind, key=key) if _present(v) else v
+                    for v in frame[column]
+                ]
+        changed[table] = frame
+    return Quarantine(changed)
+
+
+def _present(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _keyed(values: pd.Series, *, kind: str, key: bytes) -> pd.Series:

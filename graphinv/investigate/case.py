@@ -44,6 +44,7 @@ import pandas as pd
 
 from graphinv.config import Settings
 from graphinv.errors import MissingExtra, RingNotFound
+from graphinv.output import write_csv, write_text
 from graphinv.schema import Platform
 from graphinv.score.scoring import score_rings
 from graphinv.stores.base import Store
@@ -593,17 +594,15 @@ class Case:
             commands=html.escape("\n".join(provenance["commands"])),
             **{f"img_{name}": data for name, data in images.items()},
         )
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
-        return path
+        return write_text(Path(path), page)
 
     def to_csv(self, path: Path) -> Path:
-        """Write the accounts to action with the reason for each (see :attr:`enforcement`)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.enforcement.to_csv(path, index=False)
-        return path
+        """Write the accounts to action with the reason for each (see :attr:`enforcement`).
+
+        Owner-only, never through a symbolic link, formula-like cells neutralised
+        (:func:`graphinv.output.write_csv`).
+        """
+        return write_csv(self.enforcement, Path(path))
 
 
 # -- frames ------------------------------------------------------------------------------

@@ -179,12 +179,16 @@ class EmbeddedStore(Store):
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock_fd: int | None = None
         self._open: duckdb.DuckDBPyConnection | None = None
+        created = not self.path.exists()
         stored: dict[str, set[str]] = {}
         for table, column in self._sql(
             "SELECT table_name, column_name FROM duckdb_columns() "
             "WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall():
             stored.setdefault(table, set()).add(column)
+        if created and self.path.exists():
+            # The file holds every identifier loaded: readable by its owner only.
+            self.path.chmod(0o600)
         if read_only:
             self._check_current(stored)
             return
@@ -517,6 +521,22 @@ class EmbeddedStore(Store):
         columns = list(DECISION_COLUMNS)
         listed = ", ".join(_quote(c) for c in columns)
         return self._fetch(f'SELECT {listed} FROM ring_decisions ORDER BY "at", rowid', {})
+
+    # -- store metadata ------------------------------------------------------------------
+
+    def read_meta(self) -> dict[str, str]:
+        """Facts recorded about the store (key → value); empty for a store without any."""
+        if not self._has_table("graphinv_meta"):  # a read-only file from before the table
+            return {}
+        return dict(self._con.execute("SELECT key, value FROM graphinv_meta").fetchall())
+
+    def write_meta(self, values: Mapping[str, str]) -> None:
+        """Record facts about the store (replacing earlier values of the same keys)."""
+        rows = [[str(k), str(v)] for k, v in values.items()]
+        try:
+            self._con.executemany("INSERT OR REPLACE INTO graphinv_meta VALUES (?, ?)", rows)
+        except duckdb.Error as exc:
+            raise StoreError(f"DuckDB refused the store's metadata: {exc}") from exc
 
     # -- generic -------------------------------------------------------------------------
 

@@ -70,6 +70,7 @@ def bulk_import(
     csv_dir: Path | None = None,
     heap: str = "1g",
     keep_csv: bool = False,
+    meta: Mapping[str, str] | None = None,
 ) -> BulkImportStats:
     """Import a validated platform into a stopped, empty database of a local Neo4j.
 
@@ -87,6 +88,9 @@ def bulk_import(
         JVM heap of the importer; it also uses off-heap memory up to 90 % of free RAM.
     keep_csv
         Keep the CSV files after a successful import.
+    meta
+        Facts about the store to record with it (``(:GraphinvMeta {key, value})`` nodes,
+        as :meth:`Neo4jStore.write_meta` writes them).
 
     Raises
     ------
@@ -108,7 +112,7 @@ def bulk_import(
     csv_dir = csv_dir or server.home / "import" / "graphinv-bulk"
     shutil.rmtree(csv_dir, ignore_errors=True)
     csv_dir.mkdir(parents=True)
-    arguments = write_import_csv(platform, csv_dir)
+    arguments = write_import_csv(platform, csv_dir, meta=meta)
     home = server.home.resolve()
     command = [
         str(find_java()),
@@ -142,7 +146,9 @@ def bulk_import(
     )
 
 
-def write_import_csv(platform: Platform, folder: Path) -> list[str]:
+def write_import_csv(
+    platform: Platform, folder: Path, *, meta: Mapping[str, str] | None = None
+) -> list[str]:
     """Write the importer's node and relationship CSV files; return its file arguments."""
     tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
     arguments: list[str] = []
@@ -213,6 +219,9 @@ def write_import_csv(platform: Platform, folder: Path) -> list[str]:
             }
         )
         write("relationships", cypher.checked_type("HAS_USAGE"), "has_usage", has_usage)
+    if meta:
+        facts = pd.DataFrame({"key:ID(GraphinvMeta)": list(meta), "value": list(meta.values())})
+        write("nodes", cypher.checked_label("GraphinvMeta"), "graphinv_meta", facts)
     if multiline:
         arguments.append("--multiline-fields=true")
     return arguments
@@ -296,17 +305,25 @@ class OfflineImport(LoadTarget):
     def __init__(self, server: LocalNeo4j, *, start: bool = True) -> None:
         self.server = server
         self.start = start
+        self._meta: dict[str, str] = {}
+
+    def read_meta(self) -> dict[str, str]:
+        """The facts to import (the database is empty before an offline import)."""
+        return dict(self._meta)
+
+    def write_meta(self, values: Mapping[str, str]) -> None:
+        """Facts to record in the database by the next :meth:`load`'s import."""
+        self._meta.update({str(k): str(v) for k, v in values.items()})
 
     def _load(
         self, platform: Platform, *, progress: bool, finish: Mapping[str, str]
     ) -> tuple[int, dict[str, float]]:
-        stats = bulk_import(platform, server=self.server)
+        # The import is all or nothing, so its load record goes in finished with the data.
+        stats = bulk_import(platform, server=self.server, meta={**self._meta, **finish})
         if self.start:
             from graphinv.stores.neo4j.store import Neo4jStore
 
             self.server.start()
             with Neo4jStore.connect(self.server.bolt_uri) as store:
                 store.ensure_schema()
-                # The import is all or nothing: its record is written finished.
-                store.write_meta(finish)
         return stats.relationships, {"import": stats.seconds}
