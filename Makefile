@@ -6,15 +6,27 @@ DEMO := data/demo
 # The local Neo4j of a checkout lives in the checkout (an installed wheel uses a per-user folder).
 export GRAPHINV_NEO4J_HOME ?= $(CURDIR)/.neo4j
 
-.PHONY: demo check test bench neo4j-start neo4j-stop clean
+.PHONY: demo check test bench lock neo4j-start neo4j-stop clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e '.[dev,notebooks]'
+# Installs the exact tested set (hashes checked), then graphinv itself without resolving
+# anything further: what runs here is what the suite passed on.
+$(VENV)/.installed: pyproject.toml requirements-dev-lock.txt | $(BIN)/activate
+	$(BIN)/pip install -q --require-hashes -r requirements-dev-lock.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
+
+# Re-resolve the lock files from pyproject.toml's ranges (after changing a dependency),
+# then run `make test` on the result before committing them.
+lock: | $(BIN)/activate
+	$(BIN)/pip install -q 'uv>=0.13,<0.14'
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes \
+		-o requirements-lock.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra notebooks --python-version 3.11 \
+		--generate-hashes -o requirements-dev-lock.txt
 
 # The main job on the embedded store (DuckDB file): no server, no Java.
 demo: $(VENV)/.installed

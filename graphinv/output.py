@@ -22,6 +22,7 @@ Examples
 
 from __future__ import annotations
 
+import csv
 import errno
 import os
 import re
@@ -100,14 +101,24 @@ def neutralise_cells(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def csv_text(frame: pd.DataFrame) -> str:
-    """``frame`` as CSV text (no index) with formula-like cells neutralised."""
-    return neutralise_cells(frame).to_csv(index=False)
+    """``frame`` as CSV text (no index): formula-like cells neutralised, text quoted.
+
+    Every text cell is quoted: pandas leaves a lone carriage return inside a value
+    unquoted, which splits the row for most readers.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> csv_text(pd.DataFrame({"id": ["=1+1", "a\\rb"], "n": [1, 2]})).split("\\n")
+    ['"id","n"', '"\\'=1+1",1', '"a\\rb",2', '']
+    """
+    return neutralise_cells(frame).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` as CSV to ``path``: cells neutralised, owner-only, no link followed."""
+    """Write ``frame`` as CSV to ``path`` (as :func:`csv_text`), owner-only, no link followed."""
     with open_private(path, "w") as handle:
-        neutralise_cells(frame).to_csv(handle, index=False)
+        handle.write(csv_text(frame))
     return Path(path)
 
 

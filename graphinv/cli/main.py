@@ -85,9 +85,6 @@ def cli(
     quiet: bool,
 ) -> None:
     """graphinv: find coordinated account rings that distil AI models."""
-    # Stores, quarantine files, exports and the local server's files hold identifiers:
-    # everything this process creates is owner-only.
-    os.umask(0o077)
     explicit_db = ctx.get_parameter_source("db_path") is click.core.ParameterSource.COMMANDLINE
     if explicit_db and neo4j_uri:
         raise click.UsageError("--db and --neo4j name two different stores; give one")
@@ -652,7 +649,13 @@ for command in (queries, ring, case, review, indicators, browser_kit_command, in
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    Stores (DuckDB and its write-ahead log), quarantine files, exports and the local
+    server's files hold identifiers, so everything the command creates is owner-only. Set
+    here, not in the group, so that invoking the group in-process leaves the caller's umask.
+    """
+    os.umask(0o077)
     cli(prog_name="graphinv")
 
 

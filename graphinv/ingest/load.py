@@ -250,7 +250,11 @@ def _read_parquet(file: Path, spec: TableSpec, limits: ReadLimits) -> pd.DataFra
 
 
 def read_dir(
-    path: Path, *, extra_kinds: Sequence[str] = (), now: pd.Timestamp | None = None
+    path: Path,
+    *,
+    extra_kinds: Sequence[str] = (),
+    now: pd.Timestamp | None = None,
+    limits: ReadLimits | None = None,
 ) -> tuple[Platform, Quarantine]:
     """Read and validate every table file in ``path``.
 
@@ -262,6 +266,8 @@ def read_dir(
         Link kinds accepted beside the core ones.
     now
         Reference time for "in the future" checks (default: now).
+    limits
+        Caps on hostile files (default :class:`~graphinv.ingest.files.ReadLimits`).
 
     Raises
     ------
@@ -284,13 +290,17 @@ def read_dir(
     (1, [2])
     """
     files, _ = find_files(path)
-    return _read_files(files, extra_kinds=extra_kinds, now=now)
+    return _read_files(files, extra_kinds=extra_kinds, now=now, limits=limits)
 
 
 def _read_files(
-    files: Mapping[str, Path], *, extra_kinds: Sequence[str], now: pd.Timestamp | None = None
+    files: Mapping[str, Path],
+    *,
+    extra_kinds: Sequence[str],
+    now: pd.Timestamp | None = None,
+    limits: ReadLimits | None = None,
 ) -> tuple[Platform, Quarantine]:
-    raw = {name: read_table(file, name) for name, file in files.items()}
+    raw = {name: read_table(file, name, limits=limits) for name, file in files.items()}
     if raw["accounts"].empty:
         raise InputError(f"{files['accounts']}: no accounts (header only)")
     sources = {name: file.name for name, file in files.items()}
@@ -334,10 +344,14 @@ class _Prepared:
 
 
 def _prepare(
-    path: Path, *, extra_kinds: Sequence[str], pseudonymise_key: bytes | None
+    path: Path,
+    *,
+    extra_kinds: Sequence[str],
+    pseudonymise_key: bytes | None,
+    limits: ReadLimits | None,
 ) -> _Prepared:
     files, ignored = find_files(path)
-    platform, quarantine = _read_files(files, extra_kinds=extra_kinds)
+    platform, quarantine = _read_files(files, extra_kinds=extra_kinds, limits=limits)
     if pseudonymise_key is not None:
         platform = pseudonymise(platform, key=pseudonymise_key)
     return _Prepared(files, ignored, platform, quarantine)
@@ -412,6 +426,7 @@ def load_dir(
     quarantine_dir: Path | None = None,
     pseudonymise_key: bytes | None = None,
     progress: bool = True,
+    limits: ReadLimits | None = None,
 ) -> LoadReport:
     """Read, validate and load a folder of exports into ``store``.
 
@@ -434,6 +449,9 @@ def load_dir(
         from ``GRAPHINV_PSEUDONYMISE_KEY``).
     progress
         Show progress bars.
+    limits
+        Caps on hostile files (line length, size, gzip inflation; see
+        :class:`~graphinv.ingest.files.ReadLimits`); raise them for an unusual export.
 
     Returns
     -------
@@ -449,7 +467,9 @@ def load_dir(
         nothing is loaded then.
     """
     started = time.perf_counter()
-    prepared = _prepare(path, extra_kinds=extra_kinds, pseudonymise_key=pseudonymise_key)
+    prepared = _prepare(
+        path, extra_kinds=extra_kinds, pseudonymise_key=pseudonymise_key, limits=limits
+    )
     record_pseudonymisation(store, pseudonymise_key)
     quarantine = prepared.quarantine
     if pseudonymise_key is not None:
