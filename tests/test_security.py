@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import io
 import re
 import stat
 import tomllib
@@ -151,7 +152,7 @@ HOSTILE_IDS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "@SUM(1+1)*cmd|' /C 
 
 def test_exported_cells_cannot_run_as_formulas() -> None:
     frame = pd.DataFrame({"account_id": [*HOSTILE_IDS, "-5", "acct_1"], "n": range(8)})
-    cells = pd.read_csv(pd.io.common.StringIO(csv_text(frame)), dtype=str,
+    cells = pd.read_csv(io.StringIO(csv_text(frame)), dtype=str,
                         keep_default_na=False)["account_id"]
     assert all(c.startswith("'") for c in cells[: len(HOSTILE_IDS)])
     assert cells.tolist()[-2:] == ["-5", "acct_1"]  # a plain number runs nothing
@@ -224,9 +225,10 @@ def test_rings_members_listing_and_csv_are_safe(hostile_store: tuple[Path, str])
     code, listing = run("--db", str(db), "--quiet", "rings", "--members")
     assert code == 0, listing
     assert "\x1b" not in listing and "[link=http://evil.example]" in listing
-    code, text = run("--db", str(db), "--quiet", "rings", "--members", "--format", "csv")
-    assert code == 0, text
-    rows = pd.read_csv(pd.io.common.StringIO(text.split("\n", 1)[1]), dtype=str)
+    result = CliRunner().invoke(cli, ["--db", str(db), "rings", "--members", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("store: embedded DuckDB file")  # not in the CSV
+    rows = pd.read_csv(io.StringIO(result.stdout), dtype=str)
     assert rows["account_id"].str.startswith("=cmd|").sum() == 0
     assert rows["account_id"].str.startswith("'=cmd|").sum() > 0
 
