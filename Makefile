@@ -48,7 +48,8 @@ demo: $(VENV)/.installed
 TYPED := graphinv/stores graphinv/score graphinv/config.py graphinv/evaluate.py \
 	graphinv/errors.py graphinv/ingest/load.py graphinv/ingest/pseudonymise.py \
 	graphinv/ingest/fingerprint.py graphinv/ingest/prompt_rules.py \
-	graphinv/investigate/querylib.py graphinv/investigate/browser_kit.py
+	graphinv/investigate/querylib.py graphinv/investigate/browser_kit.py \
+	graphinv/ingest/files.py graphinv/output.py
 
 # The fast loop: lint, types and every test that needs neither Neo4j nor a large preset.
 check: $(VENV)/.installed

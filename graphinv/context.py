@@ -84,14 +84,13 @@ class Context:
         """The open store (opened on first use)."""
         if self._store is None:
             uri, _ = self._neo4j_target()
-            if uri is None:
-                self._store = open_store(
-                    path=self.db_path, use_env=False, read_only=self.read_only
-                )
-            else:
-                self._store = open_store(
-                    neo4j_uri=uri, use_env=self.use_env, read_only=self.read_only
-                )
+            self._store = open_store(
+                neo4j_uri=uri,
+                path=self.db_path,
+                use_env=self.use_env,
+                read_only=self.read_only,
+                uri_from_env=False,
+            )
         return self._store
 
     def load_warning(self) -> str | None:

@@ -176,7 +176,11 @@ def open_private(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise
     try:
         os.fchmod(descriptor, FILE_MODE)
-        handle = os.fdopen(descriptor, mode, **({"encoding": "utf-8"} if mode == "w" else {}))
+        handle: IO[Any] = (
+            os.fdopen(descriptor, mode, encoding="utf-8")
+            if "b" not in mode
+            else os.fdopen(descriptor, mode)
+        )
     except BaseException:
         os.close(descriptor)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,3 +198,28 @@ def test_indicators_share_keyed_hashes_in_stix(embedded: tuple[Path, str], tmp_p
         assert pseudonym(value, kind=kind, key=key) in text
     grouping = next(o for o in bundle["objects"] if o["type"] == "grouping")
     assert grouping["x_graphinv_ring_id"] == ring_id and grouping["description"]
+
+
+def test_provenance_names_every_input_file_by_hash(tmp_path: Path) -> None:
+    from graphinv.synth import write_platform
+
+    first, second = tmp_path / "day1", tmp_path / "day2"
+    write_platform(generate(preset="small", seed=7, n_accounts=600), first)
+    write_platform(generate(preset="small", seed=8, n_accounts=300), second)
+    db = tmp_path / "g.duckdb"
+    with Context(db_path=db, use_env=False, progress=False) as ctx:
+        ctx.load(first)
+        ctx.sweep()
+        ring_id = str(ctx.rings()["ring_id"].iloc[0])
+        before_second_load = Case(ring_id, context=ctx).provenance["input_files"]
+        ctx.load(second)
+        history = ctx.store.load_history()
+    assert [record.source for record in history] == [str(first.resolve()), str(second.resolve())]
+    links = next(f for f in history[0].files if f.name.startswith("links"))
+    assert links.sha256 == hashlib.sha256((first / links.name).read_bytes()).hexdigest()
+    assert links.bytes == (first / links.name).stat().st_size
+    # The case rests on the first load only: the second came after its sweep.
+    assert links.sha256 in before_second_load and str(second.resolve()) not in before_second_load
+    with Context(db_path=db, use_env=False, progress=False) as ctx:
+        page = Case(ring_id, context=ctx).to_html(tmp_path / "case.html").read_text()
+    assert links.sha256 in page

@@ -287,7 +287,7 @@ def test_command_line_ingest_load_sweep_evaluate(tmp_path, monkeypatch):
     assert result.exit_code == report["exit_code"] and report["counts"]["rings"] > 0
     result = runner.invoke(cli, [*db, "evaluate", "--labels", "out", "--format", "json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["extraction_mean_f1"] > 0.3
+    assert json.loads(result.stdout)["extraction_mean_f1"] > 0.3
 
 
 def test_full_pending_pool_still_counts_free_form(tmp_path):

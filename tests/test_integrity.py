@@ -213,7 +213,7 @@ def concurrent_sweeps(store_args: list[str], open_store: object) -> None:
     reader = graphinv(store_args, "rings", "--format", "csv")
     code, out, err = finished(reader)
     assert code == 0, err
-    assert out.startswith("sweep_id,ring_id") and len(out.splitlines()) > 1
+    assert out.startswith('"sweep_id","ring_id"') and len(out.splitlines()) > 1
     patient = graphinv(store_args, "sweep")
     for process in (first, patient):
         code, _, err = finished(process)

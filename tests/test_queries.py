@@ -221,7 +221,7 @@ def test_every_saved_query_returns_rows_on_neo4j(
             cli, ["--neo4j", neo4j_uri, "--quiet", "queries", "run", "top-rings", "--format",
                   "json"])
         assert as_json.exit_code == 0, as_json.output
-        first = json.loads(as_json.output)[0]
+        first = json.loads(as_json.stdout)[0]
         assert isinstance(first["score"], float) and isinstance(first["rank"], int)
     finally:
         store.close()

@@ -173,7 +173,7 @@ def test_review_command_sets_and_lists(tmp_path: Path) -> None:
     assert "rF: in_progress" in set_result.output
     listed = runner.invoke(cli, ["--db", str(db), "review", "--format", "json"])
     assert listed.exit_code == 0, listed.output
-    rows = pd.DataFrame(json.loads(listed.output))
+    rows = pd.DataFrame(json.loads(listed.stdout))
     assert rows["ring_id"].tolist() == ["rA", "rF"]
     assert rows["priority"].tolist() == ["escalated", "in review"]
     table = runner.invoke(cli, ["--db", str(db), "review"])

@@ -21,7 +21,6 @@ import codecs
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -92,7 +91,7 @@ class GuardedStream(io.RawIOBase):
 
     def __init__(
         self,
-        source: BinaryIO,
+        source: io.BufferedIOBase,
         file: Path,
         *,
         compressed_bytes: int | None = None,

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,7 +45,7 @@ from graphinv.ingest.files import GuardedStream, ReadLimits
 from graphinv.ingest.pseudonymise import ENV_KEY, key_id, pseudonymise, pseudonymise_quarantine
 from graphinv.output import terminal_text
 from graphinv.schema import TABLES, Platform, Quarantine, TableSpec, check_columns, validate
-from graphinv.stores.base import LoadTarget
+from graphinv.stores.base import InputFile, LoadTarget
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 # The store metadata key recording how identifier values were written.
@@ -418,6 +419,28 @@ def record_pseudonymisation(store: LoadTarget, key: bytes | None) -> None:
         )
 
 
+def input_files(files: Iterable[Path], *, folder: Path) -> tuple[InputFile, ...]:
+    """SHA-256 and size of each file a load read, named relative to the input ``folder``.
+
+    The load record keeps them, so a case file can say exactly which exports it rests on.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = (Path(tmp) / "accounts.csv").write_text("account_id\\n")
+    ...     input_files([Path(tmp) / "accounts.csv"], folder=Path(tmp))[0].sha256[:12]
+    '334f8cc209cc'
+    """
+    digests = []
+    for file in sorted(files):
+        with file.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        name = file.relative_to(folder).as_posix() if file.is_relative_to(folder) else str(file)
+        digests.append(InputFile(name=name, sha256=digest, bytes=file.stat().st_size))
+    return tuple(digests)
+
+
 def load_dir(
     path: Path,
     store: LoadTarget,
@@ -476,7 +499,12 @@ def load_dir(
         quarantine = pseudonymise_quarantine(quarantine, key=pseudonymise_key)
     quarantine_dir = quarantine_dir or store.default_quarantine_dir()
     quarantine_files = quarantine.write(quarantine_dir)
-    stats = store.load(prepared.platform, progress=progress, source=str(path.resolve()))
+    stats = store.load(
+        prepared.platform,
+        progress=progress,
+        source=str(path.resolve()),
+        files=input_files(prepared.files.values(), folder=path),
+    )
     return prepared.report(
         source=path,
         store=store.backend,

@@ -313,8 +313,9 @@ class Case:
             "settings_source": params.get("settings_source"),
             "data_window": params.get("data_window"),
             "settings": params.get("settings", {}),
-            "input_files": "not recorded: `graphinv load` keeps no file hashes; hash the "
-                           "input folder (sha256sum) when you hand this file over",
+            "input_files": self._input_files(
+                sweeps.loc[sweep_id, "at"] if sweep_id in sweeps.index else None
+            ),
             "commands": [
                 f"graphinv {store} load INPUT_FOLDER",
                 f"graphinv {store} sweep --json sweep.json",
@@ -323,6 +324,28 @@ class Case:
                 "--csv accounts.csv",
             ],
         }
+
+    def _input_files(self, sweep_at: Any) -> str:
+        """The loads the sweep ran on, each with its source and every file's SHA-256."""
+        cutoff = pd.Timestamp(sweep_at) if sweep_at is not None else None
+        if cutoff is not None and cutoff.tzinfo is None:
+            cutoff = cutoff.tz_localize("UTC")
+        loads = [
+            record
+            for record in self._store.load_history()
+            if cutoff is None or (record.finished is not None and record.finished <= cutoff)
+        ]
+        if not loads:
+            return (
+                "not recorded (the store was loaded before graphinv kept file hashes); hash "
+                "the input folder (sha256sum) when you hand this file over"
+            )
+        return "\n".join(
+            f"{record.load_id} from {record.source}: "
+            + "; ".join(f"{file.name} sha256 {file.sha256} ({file.bytes:,} bytes)"
+                        for file in record.files)
+            for record in loads
+        )
 
     @property
     def enforcement(self) -> pd.DataFrame:

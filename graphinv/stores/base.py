@@ -79,6 +79,8 @@ FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 # The store's facts table (key -> text) holds the last load's record under this key.
 LOAD_KEY = "load"
+# Every finished load is also kept under LOAD_KEY/<load id>: the store's load history.
+LOAD_HISTORY_PREFIX = f"{LOAD_KEY}/"
 # How long a writer waits for another one's lock before giving up (GRAPHINV_LOCK_WAIT).
 DEFAULT_LOCK_WAIT = 300.0
 
@@ -116,9 +118,32 @@ class LoadStats:
 
 
 @dataclass(frozen=True)
+class InputFile:
+    """One file a load read: its name in the input folder, SHA-256 of its bytes, its size.
+
+    Examples
+    --------
+    >>> InputFile.from_json(InputFile("links.csv", "ab" * 32, 10).to_json()).name
+    'links.csv'
+    """
+
+    name: str
+    sha256: str
+    bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, "bytes": self.bytes}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InputFile:
+        return cls(name=str(data["name"]), sha256=str(data["sha256"]), bytes=int(data["bytes"]))
+
+
+@dataclass(frozen=True)
 class LoadRecord:
-    """What a store knows of its last load: which, from where, how many rows, and whether it
-    finished (``finished`` is None while it runs, and forever after a crash).
+    """What a store knows of a load: which, from where, which files (with their SHA-256), how
+    many rows, and whether it finished (``finished`` is None while it runs, and forever
+    after a crash).
 
     Examples
     --------
@@ -134,9 +159,12 @@ class LoadRecord:
     host: str
     pid: int
     finished: datetime | None = None
+    files: tuple[InputFile, ...] = ()
 
     @classmethod
-    def begin(cls, source: str, rows: Mapping[str, int]) -> LoadRecord:
+    def begin(
+        cls, source: str, rows: Mapping[str, int], files: tuple[InputFile, ...] = ()
+    ) -> LoadRecord:
         started = datetime.now(UTC)
         return cls(
             load_id=f"L{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
@@ -145,6 +173,7 @@ class LoadRecord:
             rows=dict(rows),
             host=socket.gethostname(),
             pid=os.getpid(),
+            files=tuple(files),
         )
 
     def done(self) -> LoadRecord:
@@ -161,6 +190,7 @@ class LoadRecord:
                 "rows": dict(self.rows),
                 "host": self.host,
                 "pid": self.pid,
+                "files": [file.to_json() for file in self.files],
             },
             sort_keys=True,
         )
@@ -177,6 +207,7 @@ class LoadRecord:
             host=str(data.get("host", "")),
             pid=int(data.get("pid", 0)),
             finished=None if finished is None else datetime.fromisoformat(finished),
+            files=tuple(InputFile.from_json(file) for file in data.get("files", ())),
         )
 
     def describe(self) -> str:
@@ -263,7 +294,12 @@ class LoadTarget(ABC):
 
     @final
     def load(
-        self, platform: Platform, *, progress: bool = True, source: str | None = None
+        self,
+        platform: Platform,
+        *,
+        progress: bool = True,
+        source: str | None = None,
+        files: tuple[InputFile, ...] = (),
     ) -> LoadStats:
         """Write validated frames: a store MERGEs them (the module's merge rule), so loading
         the same frames twice changes nothing; the offline importer needs an empty database.
@@ -286,6 +322,7 @@ class LoadTarget(ABC):
         record = LoadRecord.begin(
             source or "frames in memory",
             {name: len(frame) for name, frame in platform.tables().items()},
+            files,
         )
         started = time.perf_counter()
         relationships, steps = self._recorded_load(platform, record, progress=progress)
@@ -304,7 +341,7 @@ class LoadTarget(ABC):
         self, platform: Platform, record: LoadRecord, *, progress: bool
     ) -> tuple[int, dict[str, float]]:
         """Run :meth:`_load`; a store records the load around it (see :class:`Store`)."""
-        return self._load(platform, progress=progress, finish={LOAD_KEY: record.done().to_json()})
+        return self._load(platform, progress=progress, finish=_finished(record))
 
     @abstractmethod
     def _load(
@@ -315,6 +352,12 @@ class LoadTarget(ABC):
         ``finish`` are facts (key -> text) to record as the load's last write, in the same
         transaction as the rows where the backend has one: the finished load record.
         """
+
+
+def _finished(record: LoadRecord) -> dict[str, str]:
+    """The facts a finished load writes: the last load's record and its history entry."""
+    text = record.done().to_json()
+    return {LOAD_KEY: text, f"{LOAD_HISTORY_PREFIX}{record.load_id}": text}
 
 
 @dataclass(frozen=True)
@@ -381,6 +424,16 @@ class Store(LoadTarget):
         """The record of the last load (None for a store loaded before records existed)."""
         text = self.read_meta().get(LOAD_KEY)
         return None if text is None else LoadRecord.from_json(text)
+
+    @final
+    def load_history(self) -> list[LoadRecord]:
+        """Every finished load, oldest first (loads from before histories existed are absent)."""
+        records = [
+            LoadRecord.from_json(text)
+            for key, text in self.read_meta().items()
+            if key.startswith(LOAD_HISTORY_PREFIX)
+        ]
+        return sorted(records, key=lambda record: record.started)
 
     @final
     def unfinished_load(self) -> str | None:
@@ -452,9 +505,7 @@ class Store(LoadTarget):
         with self.exclusive("load"):
             # Committed on its own before any row: a crash from here on leaves it unfinished.
             self._write_meta({LOAD_KEY: record.to_json()})
-            return self._load(
-                platform, progress=progress, finish={LOAD_KEY: record.done().to_json()}
-            )
+            return self._load(platform, progress=progress, finish=_finished(record))
 
     @abstractmethod
     def _read_meta(self) -> Mapping[str, str]:

@@ -522,22 +522,6 @@ class EmbeddedStore(Store):
         listed = ", ".join(_quote(c) for c in columns)
         return self._fetch(f'SELECT {listed} FROM ring_decisions ORDER BY "at", rowid', {})
 
-    # -- store metadata ------------------------------------------------------------------
-
-    def read_meta(self) -> dict[str, str]:
-        """Facts recorded about the store (key → value); empty for a store without any."""
-        if not self._has_table("graphinv_meta"):  # a read-only file from before the table
-            return {}
-        return dict(self._con.execute("SELECT key, value FROM graphinv_meta").fetchall())
-
-    def write_meta(self, values: Mapping[str, str]) -> None:
-        """Record facts about the store (replacing earlier values of the same keys)."""
-        rows = [[str(k), str(v)] for k, v in values.items()]
-        try:
-            self._con.executemany("INSERT OR REPLACE INTO graphinv_meta VALUES (?, ?)", rows)
-        except duckdb.Error as exc:
-            raise StoreError(f"DuckDB refused the store's metadata: {exc}") from exc
-
     # -- generic -------------------------------------------------------------------------
 
     def default_quarantine_dir(self) -> Path:

@@ -20,6 +20,7 @@ def open_store(
     database: str | None = None,
     use_env: bool = True,
     read_only: bool = False,
+    uri_from_env: bool = True,
 ) -> Store:
     """Open the Neo4j store when a URI is given (or ``NEO4J_URI`` is set), else the DuckDB file.
 
@@ -38,6 +39,9 @@ def open_store(
         Neo4j database name (default ``NEO4J_DATABASE`` or the server's default).
     use_env
         Read ``NEO4J_*`` variables; False forces the embedded store when no URI is given.
+    uri_from_env
+        Let ``NEO4J_URI`` choose Neo4j when ``neo4j_uri`` is None; False when the caller
+        chose the store itself (an explicit ``--db`` beats the environment).
     read_only
         Open the DuckDB file read-only (several readers may share it, and it may sit on
         read-only media).
@@ -64,7 +68,7 @@ def open_store(
     """
     env: Mapping[str, str] = os.environ if use_env else {}
     lock_wait = lock_wait_from(env)
-    uri = neo4j_uri or env.get("NEO4J_URI")
+    uri = neo4j_uri or (env.get("NEO4J_URI") if uri_from_env else None)
     if uri:
         from graphinv.stores.neo4j.store import Neo4jStore
 
