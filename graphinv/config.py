@@ -83,6 +83,34 @@ class LoadOptions:
     extra_kinds: tuple[_Kind, ...] = ("api_client", "device", "email", "referral")
 
 
+_Price = Annotated[float, pydantic.Field(ge=0)]
+
+
+@stage_options("case")
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
+class CaseOptions:
+    """What a case file adds to the store's data.
+
+    Parameters
+    ----------
+    prices : mapping of model to (input, output) price
+        List price in US dollars per million input and output tokens, per model name as
+        it appears in ``usage.model``. Spend is not in the input contract, so a case file
+        estimates it from tokens only for the models priced here and names the others.
+
+    Examples
+    --------
+    >>> CaseOptions(prices={"frontier-large": (3.0, 15.0)}).prices["frontier-large"]
+    (3.0, 15.0)
+    >>> CaseOptions(prices={"frontier-large": (-1.0, 15.0)})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    graphinv.errors.ConfigError: case.prices.frontier-large.0 = -1: must be ≥ 0
+    """
+
+    prices: dict[str, tuple[_Price, _Price]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The options of every stage, as used by one run."""
@@ -92,6 +120,7 @@ class Settings:
     detection: DetectionOptions = field(default_factory=DetectionOptions)
     scoring: ScoringOptions = field(default_factory=ScoringOptions)
     lineage: LineageOptions = field(default_factory=LineageOptions)
+    case: CaseOptions = field(default_factory=CaseOptions)
     source: str = "defaults"
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +179,7 @@ def _option_class(stage: str) -> type:
         "detection": DetectionOptions,
         "scoring": ScoringOptions,
         "lineage": LineageOptions,
+        "case": CaseOptions,
     }[stage]
 
 

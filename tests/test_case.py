@@ -223,3 +223,27 @@ def test_provenance_names_every_input_file_by_hash(tmp_path: Path) -> None:
     with Context(db_path=db, use_env=False, progress=False) as ctx:
         page = Case(ring_id, context=ctx).to_html(tmp_path / "case.html").read_text()
     assert links.sha256 in page
+
+
+def test_spend_is_estimated_from_configured_prices_only(embedded: tuple[Path, str]) -> None:
+    from graphinv.config import load_settings
+
+    db, ring_id = embedded
+    with Context(db_path=db, use_env=False, progress=False) as ctx:
+        unpriced = Case(ring_id, context=ctx)
+    assert "not estimated" in unpriced.totals["spend"]
+    tokens = unpriced.timeline.groupby("model")[["input_tokens", "output_tokens"]].sum()
+    priced_model, other = tokens.index[0], list(tokens.index[1:])
+    settings = load_settings(path=None, environ={
+        f"GRAPHINV_CASE__PRICES__{priced_model.upper()}": "[2.0, 10.0]",
+    })
+    # Environment keys are read lower-case, like every other setting.
+    assert settings.case.prices == {priced_model.lower(): (2.0, 10.0)}
+    settings = type(settings)(case=type(settings.case)(prices={priced_model: (2.0, 10.0)}))
+    with Context(db_path=db, use_env=False, progress=False) as ctx:
+        priced = Case(ring_id, store=ctx.store, settings=settings)
+    row = tokens.loc[priced_model]
+    expected = (row["input_tokens"] * 2.0 + row["output_tokens"] * 10.0) / 1e6
+    assert priced.totals["spend"].startswith(f"${expected:,.2f} at list prices")
+    for model in other:
+        assert model in priced.totals["spend"]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
@@ -156,7 +157,7 @@ class Case:
         self.templates = _templates(self.identifiers, platform)
         self.collateral = _collateral(self.evidence_identifiers, links, ring_members)
         self.siblings = _siblings(self.ring, rings, store, links)
-        self.totals = _totals(self.timeline, self.members)
+        self.totals = _totals(self.timeline, self.members, prices=settings.case.prices)
         self._banned = int((self.members.get("status") == "banned").sum()) if (
             "status" in self.members) else 0
         # Everything else read from the store now, so the case outlives an open store.
@@ -765,8 +766,10 @@ def _siblings(ring: pd.Series, rings: pd.DataFrame, store: Store,
     return out[columns].sort_values("rank").reset_index(drop=True)
 
 
-def _totals(timeline: pd.DataFrame, members: pd.DataFrame) -> dict[str, Any]:
-    """Requests, tokens, models and activity span of the whole ring."""
+def _totals(
+    timeline: pd.DataFrame, members: pd.DataFrame, *, prices: Mapping[str, tuple[float, float]]
+) -> dict[str, Any]:
+    """Requests, tokens, models, activity span and estimated spend of the whole ring."""
     return {
         "accounts": len(members),
         "requests": int(timeline["requests"].sum()),
@@ -775,8 +778,26 @@ def _totals(timeline: pd.DataFrame, members: pd.DataFrame) -> dict[str, Any]:
         "models": ", ".join(sorted(timeline["model"].unique())),
         "first_request": timeline["hour"].min() if len(timeline) else None,
         "last_request": timeline["hour"].max() if len(timeline) else None,
-        "spend": "not in the input contract (no prices); multiply tokens by your rates",
+        "spend": _spend(timeline, prices),
     }
+
+
+def _spend(timeline: pd.DataFrame, prices: Mapping[str, tuple[float, float]]) -> str:
+    """Estimated spend at the configured list prices, naming the models without one."""
+    if not prices:
+        return ("not estimated: set [case.prices] in graphinv.toml (US dollars per million "
+                "input and output tokens, per model)")
+    tokens = timeline.groupby("model")[["input_tokens", "output_tokens"]].sum()
+    priced = tokens.index.isin(list(prices))
+    dollars = sum(
+        (row.input_tokens * prices[model][0] + row.output_tokens * prices[model][1]) / 1e6
+        for model, row in tokens.loc[priced].iterrows()
+    )
+    text = f"${dollars:,.2f} at list prices"
+    unpriced = sorted(map(str, tokens.index[~priced]))
+    if unpriced:
+        text += f" (no price for {', '.join(unpriced)}: their tokens are not counted)"
+    return text
 
 
 # -- html helpers ------------------------------------------------------------------------
