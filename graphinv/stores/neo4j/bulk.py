@@ -305,7 +305,7 @@ class OfflineImport(LoadTarget):
             from graphinv.stores.neo4j.store import Neo4jStore
 
             self.server.start()
-            with Neo4jStore.connect(self.server.bolt_uri) as store:
+            with Neo4jStore.connect(self.server.bolt_uri, auth=self.server.auth) as store:
                 store.ensure_schema()
                 # The import is all or nothing: its record is written finished.
                 store.write_meta(finish)
