@@ -34,6 +34,8 @@ TINY = {
     "links.csv": "account_id,kind,value,first_seen,last_seen,count\n"
                  "a1,payment_method,card-1,2024-01-05T00:00:00Z,2024-02-01T00:00:00Z,3\n"
                  "a2,payment_method,card-1,2024-01-06T00:00:00Z,2024-02-02T00:00:00Z,4\n",
+    "usage.csv": "account_id,hour,model,requests,input_tokens,output_tokens\n"
+                 "a1,2024-01-05T10:00:00Z,m1,10,1000,5000\n",
 }
 
 
