@@ -231,7 +231,8 @@ class LocalNeo4j:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             raise LocalNeo4jError(
-                f"no password file {path}: `graphinv neo4j start` creates it on the first start"
+                f"no password file {path}: `graphinv neo4j start` creates it (a server "
+                "started by a graphinv from before passwords: stop it and start it again)"
             ) from None
         except OSError as error:  # ELOOP: a symbolic link
             raise LocalNeo4jError(f"cannot open {path} (it must not be a link): {error}") from None
