@@ -112,6 +112,8 @@ def test_password_file_is_owner_only_and_the_browser_link_preselects_the_user(
     assert info.st_uid == os.getuid()
     password = server.password()
     assert len(password) == 32 and password.isalnum()
+    for folder in ("data", "conf", "logs"):
+        assert stat.S_IMODE((server.home / folder).stat().st_mode) == 0o700, folder
     assert server.browser_url == (
         f"http://127.0.0.1:{server.http_port}/browser/"
         f"?dbms=bolt://neo4j@127.0.0.1:{server.bolt_port}&preselectAuthMethod=NATIVE"

@@ -405,6 +405,10 @@ class LocalNeo4j:
         }
         for folder in ("data", "logs", "plugins", "import", "run", "licenses"):
             (self.home / folder).mkdir(parents=True, exist_ok=True)
+        # The graph, the password's hash (data/dbms/auth.ini), the password file and the
+        # query log are the owner's alone: other local users get no way around the password.
+        for folder in ("data", "conf", "logs"):
+            (self.home / folder).chmod(0o700)
         path = self.conf_dir / "neo4j.conf"
         path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
         return path
