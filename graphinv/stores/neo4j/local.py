@@ -115,7 +115,6 @@ class Neo4jStatus:
     browser_url: str
     version: str | None
     home: Path
-    password_file: Path | None = None
     # Set only by the start that generated the password, so it is shown once.
     new_password: str | None = field(default=None, repr=False)
 
@@ -425,7 +424,6 @@ class LocalNeo4j:
             browser_url=self.browser_url,
             version=self.version(),
             home=self.home,
-            password_file=self.password_file,
         )
 
     def start(
