@@ -191,7 +191,8 @@ def main() -> None:
             try:
                 server.start()
                 with Neo4jStore.connect(
-                    server.bolt_uri, batch_size=args.batch_size, writers=args.writers
+                    server.bolt_uri, auth=server.auth, batch_size=args.batch_size,
+                    writers=args.writers,
                 ) as store:
                     stats = store.load(platform, progress=True)
                     add(

@@ -193,13 +193,13 @@ def run_peer(args: argparse.Namespace, preset: str, seed: int, accounts: int | N
     bare = Platform(platform.accounts, platform.links, platform.usage.iloc[:0])
     del platform
     server = _server(args)
-    with Neo4jStore.connect(server.bolt_uri) as store:
+    with Neo4jStore.connect(server.bolt_uri, auth=server.auth) as store:
         started = time.perf_counter()
         store.load(bare, progress=False)
         load_s = time.perf_counter() - started
     del bare
     rows = []
-    with neo4j.GraphDatabase.driver(server.bolt_uri, auth=None) as driver:
+    with neo4j.GraphDatabase.driver(server.bolt_uri, auth=server.auth) as driver:
 
         def timed(query: str, **params) -> tuple[list[neo4j.Record], float]:
             started = time.perf_counter()

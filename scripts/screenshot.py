@@ -11,7 +11,8 @@ Usage::
    (``graphinv neo4j start`` first, with the ``GRAPHINV_NEO4J_*`` ports) and into DuckDB;
    between the sweeps an investigator actions the rings that day two bans and dismisses
    one ring that carries on;
-2. Neo4j Browser connected with no authentication: the guide on top, then every query of
+2. Neo4j Browser connected as the start output says (its link, then the stored password
+   pasted into the form): the guide on top, then every query of
    the guide run from its slide (clicked, then run), one screenshot each, with the count
    of rows Browser reports;
 3. ``graphinv review --all`` after day two: respawns of actioned rings escalated, the
@@ -145,7 +146,16 @@ def terminal_shot(text: str, title: str, out: Path) -> Path:
     return screenshot(page.resolve().as_uri(), out, wait_ms=500, size=f"1500,{height}")
 
 
-def browser_day(url: str, out: Path) -> list[dict]:
+def connect_browser(page, url: str, password: str) -> None:
+    """Open Browser at the start output's link and connect as an investigator does: the
+    link fills in the Bolt URL and user name, so only the password is typed."""
+    page.goto(url)
+    page.fill("input[data-testid='password']", password, timeout=90000)
+    page.click("button[data-testid='connect']")
+    page.wait_for_selector("text=graphinv: start here", timeout=90000)
+
+
+def browser_day(url: str, password: str, out: Path) -> list[dict]:
     """Connect Neo4j Browser, shoot the guide, then click every query of every slide into
     the editor, run it as an investigator would, and shoot the result."""
     from playwright.sync_api import sync_playwright
@@ -154,8 +164,7 @@ def browser_day(url: str, out: Path) -> list[dict]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.goto(url)
-        page.wait_for_selector("text=graphinv: start here", timeout=90000)
+        connect_browser(page, url, password)
         page.wait_for_timeout(2000)
         page.screenshot(path=str(out / "browser-1-guide.png"))
         guide = page.locator("[data-testid='frame']", has_text="graphinv/guide.html").first
@@ -273,7 +282,7 @@ def day(out: Path, work: Path, *, reuse: bool = False) -> None:
     sweep_text = str(picked["embedded_sweep"])
     terminal_shot(sweep_text, "graphinv sweep   (second day)", work / "sweep-day2.png")
 
-    results = browser_day(server.browser_url, work)
+    results = browser_day(server.browser_url, server.password(), work)
     (work / "browser-results.json").write_text(json.dumps(results, indent=2))
     # A few of the Browser shots go with the docs; every one stays in the work folder.
     for name in ("browser-1-guide.png", "browser-s3-q2-graph.png", "browser-s3-q3.png",

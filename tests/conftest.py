@@ -3,7 +3,8 @@
 Neo4j tests run against a real server. The session starts the local Neo4j (graphinv's own,
 assembled from Maven Central) unless one already answers on its Bolt port, or
 ``GRAPHINV_TEST_NEO4J_URI`` names another server. A server that cannot be reached fails
-the tests that need it; they are never skipped.
+the tests that need it; they are never skipped. Credentials: ``NEO4J_USER`` /
+``NEO4J_PASSWORD`` when set, else the password the local server keeps in its home.
 
 Every test that needs Neo4j carries the ``neo4j`` mark, so ``-m "not neo4j"`` is the fast
 loop: the ``store``/``backend`` fixtures mark their Neo4j parameter, and
@@ -23,7 +24,7 @@ import pytest
 
 from graphinv.stores.base import Store
 from graphinv.stores.embedded import EmbeddedStore
-from graphinv.stores.neo4j.local import LocalNeo4j
+from graphinv.stores.neo4j.local import LocalNeo4j, local_auth
 from graphinv.stores.neo4j.store import Neo4jStore
 
 # The marks each backend's parameter carries (what it needs to run).
@@ -31,7 +32,7 @@ BACKEND_MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {
     "embedded": (),
     "neo4j": (pytest.mark.neo4j,),
 }
-NEO4J_FIXTURES = frozenset({"neo4j_uri", "neo4j_driver"})
+NEO4J_FIXTURES = frozenset({"neo4j_uri", "neo4j_driver", "neo4j_auth"})
 
 
 def backend_params(backends: Sequence[str] = tuple(BACKEND_MARKS)) -> list[Any]:
@@ -69,16 +70,16 @@ def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Itera
 
 def _answers(uri: str) -> bool:
     try:
-        with neo4j.GraphDatabase.driver(uri, auth=_auth(), connection_timeout=2) as driver:
+        with neo4j.GraphDatabase.driver(uri, auth=_auth(uri), connection_timeout=2) as driver:
             driver.verify_connectivity()
         return True
     except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError):
         return False
 
 
-def _auth() -> tuple[str, str] | None:
+def _auth(uri: str) -> tuple[str, str] | None:
     user, password = os.environ.get("NEO4J_USER"), os.environ.get("NEO4J_PASSWORD")
-    return (user, password) if user and password else None
+    return (user, password) if user and password else local_auth(uri)
 
 
 @pytest.fixture(scope="session")
@@ -102,9 +103,16 @@ def neo4j_uri() -> Iterator[str]:
 
 
 @pytest.fixture
+def neo4j_auth(neo4j_uri: str) -> tuple[str, str] | None:
+    """The credentials for ``neo4j_uri`` (user and password, or None for a server without
+    auth)."""
+    return _auth(neo4j_uri)
+
+
+@pytest.fixture
 def neo4j_driver(neo4j_uri: str) -> Iterator[neo4j.Driver]:
     """A driver on an empty database: every node, constraint and index is dropped first."""
-    with neo4j.GraphDatabase.driver(neo4j_uri, auth=_auth()) as driver:
+    with neo4j.GraphDatabase.driver(neo4j_uri, auth=_auth(neo4j_uri)) as driver:
         wipe(driver)
         yield driver
 

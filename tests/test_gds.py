@@ -71,7 +71,7 @@ def test_plugins_leave_out_what_the_server_has_and_keep_gds_namesakes(
 @pytest.mark.neo4j
 def test_wcc_on_a_five_node_projection(gds_server: LocalNeo4j) -> None:
     # a-b-c and d-e: two components, known in advance.
-    with neo4j.GraphDatabase.driver(gds_server.bolt_uri, auth=None) as driver:
+    with neo4j.GraphDatabase.driver(gds_server.bolt_uri, auth=gds_server.auth) as driver:
         driver.execute_query("MATCH (n:GdsProbe) DETACH DELETE n")
         driver.execute_query(
             "UNWIND $pairs AS p MERGE (x:GdsProbe {name: p[0]}) MERGE (y:GdsProbe {name: p[1]}) "

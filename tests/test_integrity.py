@@ -339,7 +339,7 @@ NEO4J_KILL_POINTS = [
 @pytest.mark.parametrize("pause", NEO4J_KILL_POINTS, ids=["nodes", "links"])
 def test_killed_neo4j_load_is_refused_until_rerun(
     pause: str, neo4j_driver: object, neo4j_uri: str, days: tuple[Path, Path],
-    clean: EmbeddedStore,
+    clean: EmbeddedStore, neo4j_auth: tuple[str, str] | None,
 ) -> None:
     day0, day1 = days
     store_args = ["--neo4j", neo4j_uri]
@@ -356,7 +356,7 @@ def test_killed_neo4j_load_is_refused_until_rerun(
     assert "taking over the write lock of a load by pid" in err
     code, _, err = finished(graphinv(store_args, "rings"))
     assert "Warning:" in err and REFUSAL in err
-    store = Neo4jStore.connect(neo4j_uri, lock_wait=5)
+    store = Neo4jStore.connect(neo4j_uri, auth=neo4j_auth, lock_wait=5)
     try:
         record = store.last_load()
         assert record is not None and record.finished is None and record.source == str(day1)
@@ -377,19 +377,21 @@ def test_killed_neo4j_load_is_refused_until_rerun(
 
 
 def test_concurrent_sweeps_neo4j(
-    neo4j_driver: object, neo4j_uri: str, days: tuple[Path, Path]
+    neo4j_driver: object, neo4j_uri: str, neo4j_auth: tuple[str, str] | None,
+    days: tuple[Path, Path],
 ) -> None:
     store_args = ["--neo4j", neo4j_uri]
     code, _, err = finished(graphinv(store_args, "load", str(days[0])))
     assert code == 0, err
     code, _, err = finished(graphinv(store_args, "sweep"))
     assert code in (0, 10), err
-    concurrent_sweeps(store_args, lambda: Neo4jStore.connect(neo4j_uri))
+    concurrent_sweeps(store_args, lambda: Neo4jStore.connect(neo4j_uri, auth=neo4j_auth))
 
 
-def test_neo4j_lock_of_another_host_waits_then_names_it(neo4j_driver: object,
-                                                        neo4j_uri: str) -> None:
-    store = Neo4jStore.connect(neo4j_uri, lock_wait=1)
+def test_neo4j_lock_of_another_host_waits_then_names_it(
+    neo4j_driver: object, neo4j_uri: str, neo4j_auth: tuple[str, str] | None
+) -> None:
+    store = Neo4jStore.connect(neo4j_uri, auth=neo4j_auth, lock_wait=1)
     try:
         store.ensure_schema()
         other = LockHolder.here("sweep")

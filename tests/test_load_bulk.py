@@ -67,7 +67,7 @@ def test_bulk_import_builds_the_graph_bolt_loading_builds(
     # 4 links + 2 HAS_USAGE
     assert report.relationships == 6
     expected, _ = read_dir(folder, extra_kinds=["device"])
-    with Neo4jStore.connect(server.bolt_uri) as store:
+    with Neo4jStore.connect(server.bolt_uri, auth=server.auth) as store:
         counts = store.graph_counts()
         assert counts[":Account"] == 3
         assert counts[":IP"] == 2 and counts[":PaymentMethod"] == 1 and counts[":Identifier"] == 1

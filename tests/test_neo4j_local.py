@@ -16,8 +16,8 @@ from graphinv.stores.neo4j.local import LocalNeo4j
 pytestmark = pytest.mark.neo4j
 
 
-def test_bolt_answers_return_1(neo4j_uri: str) -> None:
-    with neo4j.GraphDatabase.driver(neo4j_uri, auth=None) as driver:
+def test_bolt_answers_return_1(neo4j_uri: str, neo4j_auth: tuple[str, str] | None) -> None:
+    with neo4j.GraphDatabase.driver(neo4j_uri, auth=neo4j_auth) as driver:
         records, _, _ = driver.execute_query("RETURN 1 AS one")
     assert records[0]["one"] == 1
 
@@ -59,7 +59,9 @@ def test_restart_keeps_data_and_second_start_says_running(throwaway_server: Loca
     started = server.start()
     assert started.running and started.version is not None
     assert started.version.startswith("5.26.")
-    with neo4j.GraphDatabase.driver(server.bolt_uri, auth=None) as driver:
+    # The first start generated the password and says it, once.
+    assert started.new_password is not None and started.new_password == server.password()
+    with neo4j.GraphDatabase.driver(server.bolt_uri, auth=server.auth) as driver:
         driver.execute_query("CREATE (:Probe {name: $name})", name="kept across restarts")
 
     with pytest.raises(LocalNeo4jError, match="already running"):
@@ -68,8 +70,8 @@ def test_restart_keeps_data_and_second_start_says_running(throwaway_server: Loca
     assert server.stop() is True
     assert not server.status().running
 
-    server.start()
-    with neo4j.GraphDatabase.driver(server.bolt_uri, auth=None) as driver:
+    assert server.start().new_password is None
+    with neo4j.GraphDatabase.driver(server.bolt_uri, auth=server.auth) as driver:
         records, _, _ = driver.execute_query("MATCH (p:Probe) RETURN p.name AS name")
     assert [r["name"] for r in records] == ["kept across restarts"]
     assert server.stop() is True

@@ -179,7 +179,7 @@ pass_context = click.make_pass_decorator(_LazyContext)
 
 @cli.group()
 def neo4j() -> None:
-    """The local Neo4j 5.26 server (Maven Central jars, 127.0.0.1 only, no auth)."""
+    """The local Neo4j 5.26 server (Maven Central jars, 127.0.0.1 only, password auth)."""
 
 
 @neo4j.command("start")
@@ -193,7 +193,7 @@ def neo4j_start(timeout: float, with_gds: bool) -> None:
     """Install (first time) and start the local server; waits until Bolt answers."""
     import dataclasses
 
-    from graphinv.investigate.browser_kit import install_local
+    from graphinv.investigate.browser_kit import connect_help, install_local
     from graphinv.stores.neo4j.local import LocalNeo4j
 
     server = LocalNeo4j.from_env()
@@ -207,10 +207,9 @@ def neo4j_start(timeout: float, with_gds: bool) -> None:
         f"  Bolt     {status.bolt_uri}\n  Browser  {status.browser_url}\n"
         f"  Home     {terminal_text(status.home)}\n"
         f"  GDS      {gds + ' loaded' if gds else 'not installed (start --with-gds)'}\n"
-        "Connect in Browser with Authentication type \"No authentication\" (this local server "
-        "runs without auth; the link above preselects it). The graphinv style is applied and "
-        "the guide opens on connect.\n"
-        f"Commands against it: graphinv --neo4j {status.bolt_uri} rings"
+        + connect_help(bolt_uri=status.bolt_uri, password_file=server.password_file,
+                       new_password=status.new_password),
+        markup=False, highlight=False, soft_wrap=True,
     )
 
 

@@ -8,8 +8,9 @@ Browser jar on its classpath. :func:`browser_zip` writes that zip: the Browser's
 plus ``graphinv/guide.html`` and ``graphinv/graphinv.grass``, so the server itself serves
 the kit at ``/browser/graphinv/…`` with no extra web server and no config change beyond
 ``browser.post_connect_cmd``. The URL names ``localhost`` because that host is on the
-default whitelist; the server answers with ``Access-Control-Allow-Origin: *``, so a
-Browser opened at 127.0.0.1 may fetch it too.
+default whitelist; the local server answers with ``Access-Control-Allow-Origin`` set to its
+own origin ``http://127.0.0.1:PORT`` (never ``*``), so the Browser it serves there may fetch
+the guide, and pages of other origins may not read the server's answers.
 
 Examples
 --------
@@ -292,6 +293,41 @@ def _runnable(text: str, mode: str) -> str:
     return (
         f'        <pre mode="{mode}" class="pre-scrollable code runnable">'
         f"{html.escape(text.strip())}</pre>"
+    )
+
+
+def connect_help(
+    *, bolt_uri: str, password_file: Path, new_password: str | None = None
+) -> str:
+    """How to connect to the local server, for the output of ``graphinv neo4j start``.
+
+    The password itself appears only when ``new_password`` is given (the start that
+    generated it); otherwise the text says where it is kept.
+
+    Examples
+    --------
+    >>> text = connect_help(bolt_uri="bolt://127.0.0.1:7687",
+    ...                     password_file=Path("h/conf/graphinv-password"))
+    >>> print(text.splitlines()[0])
+    Authentication is on: user neo4j, password in h/conf/graphinv-password (owner-only).
+    >>> "s3cret" in connect_help(bolt_uri="bolt://127.0.0.1:7687", password_file=Path("p"),
+    ...                          new_password="s3cret")
+    True
+    """
+    if new_password is not None:
+        password = (
+            "Authentication is on. A password was generated for user neo4j; it is shown this "
+            f"once and kept owner-only in {password_file}:\n  {new_password}"
+        )
+    else:
+        password = (
+            f"Authentication is on: user neo4j, password in {password_file} (owner-only)."
+        )
+    return (
+        f"{password}\n"
+        "In Browser (link above; user name and Bolt URL are filled in) paste the password and "
+        "Connect: the graphinv style is applied and the guide opens.\n"
+        f"graphinv reads the password itself: graphinv --neo4j {bolt_uri} rings"
     )
 
 

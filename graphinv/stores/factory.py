@@ -25,7 +25,10 @@ def open_store(
     """Open the Neo4j store when a URI is given (or ``NEO4J_URI`` is set), else the DuckDB file.
 
     Credentials come from ``NEO4J_USER`` / ``NEO4J_PASSWORD`` only, never from arguments,
-    so they stay off command lines; ``NEO4J_DATABASE`` picks the database.
+    so they stay off command lines; without them, a URI of graphinv's local server uses
+    the password stored in its home (``local_auth``; the server is the one the
+    ``GRAPHINV_NEO4J_*`` variables describe, read even when ``use_env`` is False).
+    ``NEO4J_DATABASE`` picks the database.
     ``GRAPHINV_LOCK_WAIT`` (seconds, default 300) is how long a load or sweep waits for
     another one's write lock, and an open of the DuckDB file for a process that has it.
 
@@ -50,6 +53,8 @@ def open_store(
     ------
     ConfigError
         ``GRAPHINV_LOCK_WAIT`` is not a number of seconds >= 0.
+    LocalNeo4jError
+        The local server's password file is unsafe (readable by others, a link).
     Neo4jUnavailable
         No Neo4j answers at the URI.
     StoreError
@@ -70,12 +75,13 @@ def open_store(
     lock_wait = lock_wait_from(env)
     uri = neo4j_uri or (env.get("NEO4J_URI") if uri_from_env else None)
     if uri:
+        from graphinv.stores.neo4j.local import local_auth
         from graphinv.stores.neo4j.store import Neo4jStore
 
         user, password = env.get("NEO4J_USER"), env.get("NEO4J_PASSWORD")
         return Neo4jStore.connect(
             uri,
-            auth=(user, password) if user and password else None,
+            auth=(user, password) if user and password else local_auth(uri),
             database=database or env.get("NEO4J_DATABASE"),
             lock_wait=lock_wait,
         )

@@ -324,6 +324,6 @@ class OfflineImport(LoadTarget):
             from graphinv.stores.neo4j.store import Neo4jStore
 
             self.server.start()
-            with Neo4jStore.connect(self.server.bolt_uri) as store:
+            with Neo4jStore.connect(self.server.bolt_uri, auth=self.server.auth) as store:
                 store.ensure_schema()
         return stats.relationships, {"import": stats.seconds}

@@ -3,8 +3,19 @@
 ``neo4j/pom.xml`` names the server (``org.neo4j:neo4j`` and ``org.neo4j.app:neo4j-server``)
 and Neo4j Browser; Maven copies every jar into ``HOME/lib`` once. The server then runs as
 ``java -cp 'HOME/lib/*:HOME/plugins/*' org.neo4j.server.CommunityEntryPoint`` in the
-background, bound to 127.0.0.1 only, with authentication off (it is a developer's sandbox,
-never a shared server).
+background, bound to 127.0.0.1 only.
+
+Authentication is on, although the server listens on 127.0.0.1 only: any web page open in
+the investigator's browser can reach 127.0.0.1 (Bolt over WebSocket is not bound by CORS),
+and so can every local user. The first start generates a password for the user ``neo4j``,
+stores it in ``HOME/conf/graphinv-password`` (owner-only, mode 0600) and sets it with
+``neo4j-admin dbms set-initial-password`` before the server creates its system database;
+graphinv reads it from there (:func:`local_auth`), so commands against the local server need
+no password. A home made before passwords (auth off, ``neo4j`` still on its default
+password) gets one on its next start; a home whose ``neo4j`` password was changed by hand
+refuses to start until that password is put into the file. The HTTP API answers CORS
+requests for the server's own origin only (``http://127.0.0.1:HTTP_PORT``), where Browser
+runs.
 
 With ``gds=True`` (``graphinv neo4j start --with-gds``) ``neo4j/gds-pom.xml`` adds Neo4j Graph
 Data Science (open edition): its jars go into ``HOME/plugins`` once, minus the artifacts the
@@ -27,17 +38,22 @@ Starting and stopping it (Java 17 and Maven needed)::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
+import stat
+import string
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from graphinv.errors import LocalNeo4jError
 
@@ -47,6 +63,16 @@ GDS_POM = Path(__file__).with_name("gds-pom.xml")
 VERSION_PROBE = Path(__file__).with_name("newest-5.26.pom.xml")
 SUPPORTED_JAVA = (17, 21)
 ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
+ADMIN_ENTRY_POINT = "org.neo4j.cli.AdminTool"
+USER = "neo4j"  # the initial admin user, the one set-initial-password sets
+PASSWORD_FILE = "graphinv-password"  # in HOME/conf, owner-only
+# Letters and digits only: the password reaches neo4j-admin through an @-file (never the
+# command line, where other users could read it), and picocli splits @-files on blanks and
+# quotes and reads a leading "-" as an option. 32 of 62 symbols: about 190 bits.
+_PASSWORD_ALPHABET = string.ascii_letters + string.digits
+_PASSWORD_LENGTH = 32
+_SAFE_PASSWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~+=-]{7,}")
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # A jar that only the GDS open edition ships; its version is the installed GDS version.
 GDS_MARKER = re.compile(r"opengds-extension-(\d+\.\d+\.\d+)\.jar")
 
@@ -89,6 +115,8 @@ class Neo4jStatus:
     browser_url: str
     version: str | None
     home: Path
+    # Set only by the start that generated the password, so it is shown once.
+    new_password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -121,11 +149,11 @@ class LocalNeo4j:
     gds: bool = False
 
     @classmethod
-    def from_env(cls) -> LocalNeo4j:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LocalNeo4j:
         """Build from ``GRAPHINV_NEO4J_HOME``, ``…_BOLT_PORT``, ``…_HTTP_PORT``, ``…_HEAP``,
-        ``…_PAGECACHE``, ``…_GDS`` (``1``/``true`` installs GDS on start); unset ones keep
-        their defaults (home: :func:`default_home`)."""
-        env = os.environ
+        ``…_PAGECACHE``, ``…_GDS`` (``1``/``true`` installs GDS on start) in ``env`` (default
+        ``os.environ``); unset ones keep their defaults (home: :func:`default_home`)."""
+        env = os.environ if env is None else env
         gds = env.get("GRAPHINV_NEO4J_GDS", "").strip().lower()
         if gds not in ("", "0", "false", "no", "1", "true", "yes"):
             raise LocalNeo4jError(f"GRAPHINV_NEO4J_GDS={gds!r}: use 1/true/yes or 0/false/no")
@@ -161,17 +189,65 @@ class LocalNeo4j:
         return self.home / "logs" / "console.log"
 
     @property
+    def password_file(self) -> Path:
+        return self.conf_dir / PASSWORD_FILE
+
+    @property
     def bolt_uri(self) -> str:
         return f"bolt://127.0.0.1:{self.bolt_port}"
 
     @property
+    def origin(self) -> str:
+        """The web origin Browser runs at: the only one the HTTP API answers CORS for."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
     def browser_url(self) -> str:
-        # Browser reads these query parameters: the Bolt URL to connect to and "No
-        # authentication" preselected, as this server runs without auth.
+        # Browser reads these query parameters: the Bolt URL with its user name, and user
+        # name / password preselected, so the connect form needs just the password.
         return (
-            f"http://127.0.0.1:{self.http_port}/browser/?dbms={self.bolt_uri}"
-            "&preselectAuthMethod=NO_AUTH"
+            f"{self.origin}/browser/?dbms=bolt://{USER}@127.0.0.1:{self.bolt_port}"
+            "&preselectAuthMethod=NATIVE"
         )
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        """``("neo4j", password)`` from the password file (see :meth:`password`)."""
+        return (USER, self.password())
+
+    def password(self) -> str:
+        """The stored password of the user ``neo4j``.
+
+        Raises
+        ------
+        LocalNeo4jError
+            No password file (the server was never started by this graphinv), or it is a
+            link, not owned by this user, or readable by others: a password others could
+            read is refused rather than used.
+        """
+        path = self.password_file
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise LocalNeo4jError(
+                f"no password file {path}: `graphinv neo4j start` creates it (a server "
+                "started by a graphinv from before passwords: stop it and start it again)"
+            ) from None
+        except OSError as error:  # ELOOP: a symbolic link
+            raise LocalNeo4jError(f"cannot open {path} (it must not be a link): {error}") from None
+        with os.fdopen(fd, encoding="utf-8") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+                raise LocalNeo4jError(f"{path} must be a regular file owned by you")
+            if info.st_mode & 0o077:
+                raise LocalNeo4jError(
+                    f"{path} is readable by others (mode {stat.S_IMODE(info.st_mode):o}); "
+                    f"`chmod 600 {path}` and consider changing the password"
+                )
+            password = file.read().strip()
+        if not password:
+            raise LocalNeo4jError(f"{path} is empty")
+        return password
 
     # -- install -------------------------------------------------------------------------
 
@@ -307,7 +383,10 @@ class LocalNeo4j:
             "server.memory.heap.initial_size": self.heap,
             "server.memory.heap.max_size": self.heap,
             "server.memory.pagecache.size": self.pagecache,
-            "dbms.security.auth_enabled": "false",
+            "dbms.security.auth_enabled": "true",
+            # Neo4j sends this one value as Access-Control-Allow-Origin to every request, so
+            # a page from any other origin cannot read an answer (the default is "*").
+            "dbms.security.http_access_control_allow_origin": self.origin,
             "dbms.usage_report.enabled": "false",
             "db.tx_log.rotation.retention_policy": "1 files",
             # GDS reaches into kernel internals; only its own procedures get that, and only
@@ -325,6 +404,10 @@ class LocalNeo4j:
         }
         for folder in ("data", "logs", "plugins", "import", "run", "licenses"):
             (self.home / folder).mkdir(parents=True, exist_ok=True)
+        # The graph, the password's hash (data/dbms/auth.ini), the password file and the
+        # query log are the owner's alone: other local users get no way around the password.
+        for folder in ("data", "conf", "logs"):
+            (self.home / folder).chmod(0o700)
         path = self.conf_dir / "neo4j.conf"
         path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
         return path
@@ -354,13 +437,19 @@ class LocalNeo4j:
         ``web_kit(home, lib)`` runs before the JVM starts, so files it puts in ``home/web``
         (the Browser guide and style) are served from the first connect.
 
+        The first start (and the first one of a home made before passwords) generates the
+        password of ``neo4j`` and returns it in ``new_password``, once; later starts return
+        None there, and the password stays in :attr:`password_file`.
+
         Raises
         ------
         LocalNeo4jError
             Already running (the message says where), a port is taken by something else,
-            Java 17/21 not found, or the server did not answer in time (the message carries
-            the tail of its log).
+            Java 17/21 not found, the password could not be set or the server refuses it,
+            or the server did not answer in time (the message carries the tail of its log).
         """
+        import neo4j
+
         current = self.status()
         if current.running:
             raise LocalNeo4jError(
@@ -377,6 +466,8 @@ class LocalNeo4j:
         if self.gds:
             self.install_gds()
         self.write_conf()
+        new_password = self._ensure_password()
+        auth = self.auth
         if web_kit is not None:
             web_kit(self.home, self.lib)
         java = find_java()
@@ -407,8 +498,17 @@ class LocalNeo4j:
                     f"Neo4j exited with status {process.returncode} while starting. "
                     f"Last lines of {self.console_log}:\n{self.log_tail()}"
                 )
-            if _bolt_answers(self.bolt_uri):
-                return self.status()
+            try:
+                answers = _bolt_answers(self.bolt_uri, auth)
+            except neo4j.exceptions.AuthError as error:
+                self.stop()
+                raise LocalNeo4jError(
+                    f"{self.bolt_uri} refuses the password of {USER} in {self.password_file} "
+                    f"({error.message}). Its password was changed outside graphinv: write that "
+                    "password into the file (owner-only, chmod 600), or start from a fresh home"
+                ) from error
+            if answers:
+                return dataclasses.replace(self.status(), new_password=new_password)
             time.sleep(0.5)
         self.stop()
         raise LocalNeo4jError(
@@ -447,7 +547,7 @@ class LocalNeo4j:
         """
         import neo4j
 
-        driver = neo4j.GraphDatabase.driver(self.bolt_uri, auth=None, connection_timeout=5)
+        driver = neo4j.GraphDatabase.driver(self.bolt_uri, auth=self.auth, connection_timeout=5)
         try:
             with driver, driver.session() as session:
                 return session.run("CALL gds.version()").single(strict=True)["gdsVersion"]
@@ -470,6 +570,60 @@ class LocalNeo4j:
         return text or "(no log written)"
 
     # -- internals -----------------------------------------------------------------------
+
+    def _ensure_password(self) -> str | None:
+        """Generate the password file if missing and set it before the system database
+        exists; return the password when it was generated now.
+
+        A system database that exists without a password file is a home from before
+        passwords: its ``neo4j`` still has the default password, which set-initial-password
+        replaces on the next start (Neo4j applies ``data/dbms/auth.ini`` to a ``neo4j``
+        user that still has the default password).
+        """
+        generated = None
+        if not os.path.lexists(self.password_file):
+            generated = "".join(
+                secrets.choice(_PASSWORD_ALPHABET) for _ in range(_PASSWORD_LENGTH)
+            )
+            self.conf_dir.mkdir(parents=True, exist_ok=True)
+            # Created owner-only in one step, never through a planted link or over a file.
+            fd = os.open(
+                self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
+            )
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(generated + "\n")
+        system_db = self.home / "data" / "databases" / "system"
+        if generated is not None or not system_db.exists():
+            try:
+                self._set_initial_password()
+            except LocalNeo4jError:
+                if generated is not None:
+                    self.password_file.unlink()  # the next start generates and sets a new one
+                raise
+        return generated
+
+    def _set_initial_password(self) -> None:
+        password = self.password()  # checks the file: ours, owner-only
+        if not _SAFE_PASSWORD.fullmatch(password):
+            raise LocalNeo4jError(
+                f"the password in {self.password_file} must be 8 or more letters, digits or "
+                "_.~+=- (starting with a letter or digit) for neo4j-admin to read it"
+            )
+        home = self.home.resolve()
+        command = [
+            str(find_java()), "-Xmx256m", *JVM_FLAGS, "-cp", f"{self.lib.resolve()}/*",
+            ADMIN_ENTRY_POINT, "dbms", "set-initial-password",
+            # picocli reads the argument from the file, so the password stays off every
+            # process list.
+            f"@{self.password_file.resolve()}",
+        ]
+        env = {"NEO4J_HOME": str(home), "NEO4J_CONF": str(home / "conf"), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=home)
+        if done.returncode != 0:
+            raise LocalNeo4jError(
+                "neo4j-admin dbms set-initial-password failed:\n"
+                + (done.stdout + done.stderr)[-3000:]
+            )
 
     def _live_pid(self) -> int | None:
         try:
@@ -577,15 +731,46 @@ def _port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _bolt_answers(uri: str) -> bool:
+def local_auth(
+    uri: str, *, env: Mapping[str, str] | None = None
+) -> tuple[str, str] | None:
+    """The stored credentials of the local server when ``uri`` is its Bolt address.
+
+    The local server is the one ``GRAPHINV_NEO4J_*`` in ``env`` (default ``os.environ``)
+    describe; ``bolt://`` or ``neo4j://`` on 127.0.0.1, localhost or ::1 at its Bolt port
+    is it. Any other URI, or a home without a password file, gives None.
+
+    Raises
+    ------
+    LocalNeo4jError
+        The password file exists but is unsafe (a link, someone else's, readable by others).
+
+    Examples
+    --------
+    >>> local_auth("bolt://db.example.org:7687", env={}) is None
+    True
+    """
+    parsed = urlsplit(uri)
+    if parsed.scheme not in ("bolt", "neo4j") or parsed.hostname not in LOCAL_HOSTS:
+        return None
+    server = LocalNeo4j.from_env(env)
+    if (parsed.port or 7687) != server.bolt_port or not os.path.lexists(server.password_file):
+        return None
+    return server.auth
+
+
+def _bolt_answers(uri: str, auth: tuple[str, str]) -> bool:
+    """Whether the server answers ``RETURN 1``; a refused password raises at once."""
     import neo4j
 
     try:
         # A plain session, not execute_query: the latter retries for half a minute itself.
         with (
-            neo4j.GraphDatabase.driver(uri, auth=None, connection_timeout=2) as driver,
+            neo4j.GraphDatabase.driver(uri, auth=auth, connection_timeout=2) as driver,
             driver.session() as session,
         ):
             return session.run("RETURN 1 AS one").single(strict=True)["one"] == 1
+    except neo4j.exceptions.AuthError:
+        raise
     except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError):
         return False
