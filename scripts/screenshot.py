@@ -128,7 +128,10 @@ def prepare(work: Path, bolt: str) -> dict[str, object]:
 def _wipe(bolt: str) -> None:
     import neo4j
 
-    with neo4j.GraphDatabase.driver(bolt) as driver, driver.session() as session:
+    from graphinv.stores.neo4j.local import local_auth
+
+    with neo4j.GraphDatabase.driver(bolt, auth=local_auth(bolt)) as driver, \
+            driver.session() as session:
         session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
                     ).consume()
 
