@@ -49,6 +49,7 @@ from graphinv.schema import Platform
 from graphinv.score.features import FEATURES
 from graphinv.score.scoring import score_rings
 from graphinv.stores.base import Store, SweepRecord
+from graphinv.stores.codes import is_in
 
 # Exit status of `graphinv sweep` when a ring that was not there before (new or
 # respawned) scores at or above the alert threshold: pipelines page on it.
@@ -271,7 +272,7 @@ def live_platform(platform: Platform, inactive_statuses: Iterable[str]) -> Platf
     accounts = platform.accounts
     if "status" not in accounts.columns:
         return platform
-    gone = accounts["status"].isin(list(inactive_statuses))
+    gone = is_in(accounts["status"], inactive_statuses)
     if not gone.any():
         return platform
     kept = accounts.loc[~gone].reset_index(drop=True)
@@ -279,8 +280,8 @@ def live_platform(platform: Platform, inactive_statuses: Iterable[str]) -> Platf
     return dataclasses.replace(
         platform,
         accounts=kept,
-        links=platform.links[platform.links["account_id"].isin(ids)].reset_index(drop=True),
-        usage=platform.usage[platform.usage["account_id"].isin(ids)].reset_index(drop=True),
+        links=platform.links[is_in(platform.links["account_id"], ids)].reset_index(drop=True),
+        usage=platform.usage[is_in(platform.usage["account_id"], ids)].reset_index(drop=True),
     )
 
 

@@ -21,6 +21,7 @@ import pydantic
 
 from graphinv.errors import stage_options
 from graphinv.schema import Platform
+from graphinv.stores.codes import positions
 
 __all__ = [
     "Feature",
@@ -378,7 +379,7 @@ class Usage:
         cls, usage: pd.DataFrame, accounts: pd.DataFrame, index: pd.Index,
         options: FeatureOptions,
     ) -> Usage:
-        code = index.get_indexer(pd.Index(usage["account_id"].astype(str)))
+        code = positions(usage["account_id"], index)
         keep = code >= 0
         raw = pd.DataFrame({
             "a": code[keep],
@@ -452,7 +453,7 @@ class RingContext:
         accounts = platform.accounts
         index = pd.Index(accounts["account_id"].astype(str))
         codes, uniques = pd.factorize(members["ring_id"], sort=True)
-        member_code = index.get_indexer(pd.Index(members["account_id"].astype(str)))
+        member_code = positions(members["account_id"], index)
         known = member_code >= 0
         return cls(
             platform=platform,
@@ -545,7 +546,7 @@ def _positions(values: pd.Index, table: pd.DataFrame, key: str) -> tuple[pd.Data
     if not keys.is_unique:
         table = table.loc[~keys.duplicated()]
         keys = keys[~keys.duplicated()]
-    return table, keys.get_indexer(values)
+    return table, positions(values, keys)
 
 
 def _flag(table: pd.DataFrame, position: np.ndarray, columns: tuple[str, ...]
@@ -579,9 +580,9 @@ def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, KindLinks]:
          ("elicits_reasoning",)),
     ):
         rows = links.loc[links["kind"] == kind, ["account_id", "value", "count"]]
-        account = index.get_indexer(pd.Index(rows["account_id"]))
+        account = positions(rows["account_id"], index)
         keep = account >= 0
-        value, uniques = pd.factorize(rows["value"].astype(str).to_numpy()[keep])
+        value, uniques = pd.factorize(rows["value"].astype(str)[keep])
         values = pd.Index(uniques)
         flag = category = None
         if table is not None:

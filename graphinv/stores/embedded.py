@@ -44,6 +44,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from graphinv.errors import StoreError
 from graphinv.schema import TABLES, ColumnType, Platform, TableSpec, conform
@@ -67,6 +68,10 @@ _SQL_TYPES: dict[ColumnType, str] = {
     "float": "DOUBLE",
     "bool": "BOOLEAN",
 }
+
+# Arrow types read back as pandas' nullable dtypes, so a column with missing values keeps
+# its integers and booleans exact (``conform`` then casts each to its schema dtype).
+_NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 # Result tables, column by column; a file missing a column (written before it existed)
 # gains it by ALTER TABLE when opened writable.
@@ -426,7 +431,12 @@ class EmbeddedStore(Store):
 
     def _read_table(self, name: str) -> pd.DataFrame:
         order = ", ".join(_quote(c) for c in TABLES[name].key)
-        return self._frame(f"SELECT * FROM {_quote(name)} ORDER BY {order}")
+        statement = f"SELECT * FROM {_quote(name)} ORDER BY {order}"
+        # Through Arrow: DuckDB's own pandas conversion builds a Python object per string,
+        # which costs more than the query itself on millions of links.
+        with self._failing(statement):
+            table = self._con.sql(statement).to_arrow_table()
+        return table.to_pandas(types_mapper=_NULLABLE.get)
 
     # -- results -------------------------------------------------------------------------
 
