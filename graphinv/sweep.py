@@ -191,7 +191,8 @@ def _locked_sweep(
         platform = store.read_platform()
         # Computing takes long: the embedded store lets readers open its file meanwhile.
         store.release()
-        live = live_platform(platform, settings.lineage.inactive_statuses)
+        # Lineage needs only the live accounts' links: their usage is not copied.
+        live = _live_links(platform, settings.lineage.inactive_statuses)
     with timer("projection"):
         projection = project(platform, options=settings.projection)
     with timer("leiden"):
@@ -228,7 +229,7 @@ def _locked_sweep(
         data_window=_data_window(platform),
         counts={
             "accounts": len(platform.accounts),
-            "inactive_accounts": len(platform.accounts) - len(live.accounts),
+            "inactive_accounts": live.inactive_accounts,
             "links": len(platform.links),
             "usage_rows": len(platform.usage),
             "rings": len(rings),
@@ -285,12 +286,30 @@ def live_platform(platform: Platform, inactive_statuses: Iterable[str]) -> Platf
     )
 
 
+@dataclass(frozen=True)
+class _LiveLinks:
+    links: pd.DataFrame
+    inactive_accounts: int
+
+
+def _live_links(platform: Platform, inactive_statuses: Iterable[str]) -> _LiveLinks:
+    """The links of live accounts (as in :func:`live_platform`) and how many are not."""
+    accounts = platform.accounts
+    if "status" not in accounts.columns:
+        return _LiveLinks(platform.links, 0)
+    gone = is_in(accounts["status"], inactive_statuses)
+    if not gone.any():
+        return _LiveLinks(platform.links, 0)
+    kept = is_in(platform.links["account_id"], accounts.loc[~gone, "account_id"])
+    return _LiveLinks(platform.links[kept].reset_index(drop=True), int(gone.sum()))
+
+
 def _lineage(
     store: Store,
     previous: pd.DataFrame,
     members: pd.DataFrame,
     platform: Platform,
-    live: Platform,
+    live: _LiveLinks,
     settings: Settings,
 ) -> Lineage:
     kinds = settings.lineage.infra_kinds

@@ -381,16 +381,29 @@ class Usage:
     ) -> Usage:
         code = positions(usage["account_id"], index)
         keep = code >= 0
+        model, models = pd.factorize(usage["model"].astype(str)[keep], sort=True)
         raw = pd.DataFrame({
             "a": code[keep],
             "h": epoch_hours(usage["hour"])[keep] if len(usage) else np.zeros(0, np.int64),
-            "model": pd.Categorical(usage["model"].astype(str).to_numpy()[keep]),
+            "model": pd.Categorical.from_codes(model, categories=models),
             "r": usage["requests"].to_numpy(dtype=float)[keep],
             "i": usage["input_tokens"].to_numpy(dtype=float)[keep],
             "o": usage["output_tokens"].to_numpy(dtype=float)[keep],
         })
-        hourly = raw.groupby(["a", "h"], sort=False)[["r", "i", "o"]].sum().reset_index()
-        account = hourly["a"].to_numpy()
+        # One int64 key per account-hour, numbered in order of first appearance (as a
+        # groupby without sorting would): hashing one column beats grouping on two.
+        first_hour = int(raw["h"].min()) if len(raw) else 0
+        span = int(raw["h"].max()) - first_hour + 1 if len(raw) else 1
+        slot, keys = pd.factorize(
+            raw["a"].to_numpy() * np.int64(span) + (raw["h"].to_numpy() - first_hour))
+        keys = np.asarray(keys, dtype=np.int64)
+        n_slots = len(keys)
+        account = keys // span
+        hourly = pd.DataFrame({
+            "h": keys % span + first_hour,
+            **{c: np.bincount(slot, weights=raw[c].to_numpy(), minlength=n_slots)
+               for c in ("r", "i", "o")},
+        })
         tier_codes, limits = _rate_limits(accounts, account, hourly["r"].to_numpy(), options)
         return cls(
             account=account,
@@ -413,7 +426,9 @@ class Usage:
         """Days with any traffic, per account."""
         if not len(self.account):
             return np.zeros(self.n_accounts)
-        days = np.unique(self.account * np.int64(1 << 32) + self.hour // 24)
+        # Sorting beats numpy's hash-based unique on millions of int64 keys.
+        days = np.sort(self.account * np.int64(1 << 32) + self.hour // 24)
+        days = days[np.r_[True, days[1:] != days[:-1]]]
         return np.bincount((days >> 32).astype(np.int64),
                            minlength=self.n_accounts).astype(float)
 
