@@ -222,6 +222,12 @@ def _locked_sweep(
             lineage=lineage.edges,
             previous_sweep_id=str(previous["sweep_id"].iloc[-1]) if len(previous) else None,
         )
+        # Kept with the sweep so a case on one ring never re-scores the whole platform.
+        stable_ids = lineage.rings.set_index("new_ring_key")["ring_id"]
+        store.write_breakdown(
+            sweep_id, scores.contributions.assign(
+                ring_id=scores.contributions["ring_id"].map(stable_ids))
+        )
     return SweepReport(
         sweep_id=sweep_id,
         at=at,

@@ -73,6 +73,10 @@ _SQL_TYPES: dict[ColumnType, str] = {
 # its integers and booleans exact (``conform`` then casts each to its schema dtype).
 _NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
+# The link kind whose values key each identifier attribute table.
+_ATTRIBUTE_KINDS = {"ips": "ip", "payment_methods": "payment_method",
+                    "prompt_fingerprints": "prompt_fingerprint"}
+
 # Result tables, column by column; a file missing a column (written before it existed)
 # gains it by ALTER TABLE when opened writable.
 _RESULT_TABLES: dict[str, dict[str, str]] = {
@@ -110,6 +114,9 @@ _RESULT_TABLES: dict[str, dict[str, str]] = {
         "shared_identifiers": "BIGINT",
         "infra_overlap": "DOUBLE",
     },
+    # Each ring's score breakdown (JSON rows of BREAKDOWN_COLUMNS), so a case on one ring
+    # reads it instead of re-scoring against the whole platform.
+    "ring_breakdowns": {"sweep_id": "VARCHAR", "ring_id": "VARCHAR", "breakdown": "VARCHAR"},
     # Investigators' decisions on rings (graphinv.investigate.review): an append-only log, so
     # every change keeps who made it and when. Not a sweep table: a new sweep never clears it.
     "ring_decisions": {
@@ -125,7 +132,7 @@ _RESULT_TABLES: dict[str, dict[str, str]] = {
 }
 assert tuple(_RESULT_TABLES["rings"])[-len(RING_LINEAGE_COLUMNS) :] == RING_LINEAGE_COLUMNS
 assert set(LINEAGE_READ_COLUMNS) == set(_RESULT_TABLES["ring_lineage"])
-_SWEEP_TABLES = ("sweeps", "rings", "ring_members", "campaigns")
+_SWEEP_TABLES = ("sweeps", "rings", "ring_members", "campaigns", "ring_breakdowns")
 # Facts about the store itself (the last load's record, markers), key -> text.
 _META_DDL = "CREATE TABLE IF NOT EXISTS graphinv_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
 # DuckDB's message when another process has the file open in a conflicting mode.
@@ -171,6 +178,8 @@ class EmbeddedStore(Store):
         "WHERE sweep_id = $sweep_id AND ring_id = $ring_id ORDER BY account_id",
         members="SELECT ring_id, account_id FROM ring_members WHERE sweep_id = $sweep_id "
         "ORDER BY ring_id, account_id",
+        breakdown="SELECT breakdown FROM ring_breakdowns "
+        "WHERE sweep_id = $sweep_id AND ring_id = $ring_id",
     )
 
     def __init__(
@@ -438,6 +447,30 @@ class EmbeddedStore(Store):
             table = self._con.sql(statement).to_arrow_table()
         return table.to_pandas(types_mapper=_NULLABLE.get)
 
+    def _read_near(self, name: str, account_ids: list[str]) -> pd.DataFrame:
+        spec = TABLES[name]
+        order = ", ".join(_quote(c) for c in spec.key)
+        if name in ("accounts", "usage"):
+            where = "account_id IN (SELECT account_id FROM near)"
+        elif name == "links":
+            where = ("(kind, value) IN (SELECT DISTINCT kind, value FROM links "
+                     "WHERE account_id IN (SELECT account_id FROM near))")
+        else:
+            key = _quote(spec.key[0])
+            # The attribute table's kind only: a value names an identifier within its kind.
+            where = (f"{key} IN (SELECT value FROM links WHERE kind = $kind "
+                     "AND account_id IN (SELECT account_id FROM near))")
+        statement = f"SELECT * FROM {_quote(name)} WHERE {where} ORDER BY {order}"
+        near = pd.DataFrame({"account_id": pd.Series(account_ids, dtype="str")})
+        self._con.register("near", near)
+        try:
+            with self._failing(statement):
+                kind = {"kind": _ATTRIBUTE_KINDS[name]} if name in _ATTRIBUTE_KINDS else None
+                table = self._con.sql(statement, params=kind).to_arrow_table()
+        finally:
+            self._con.unregister("near")
+        return table.to_pandas(types_mapper=_NULLABLE.get)
+
     # -- results -------------------------------------------------------------------------
 
     def _write_sweep(
@@ -502,6 +535,22 @@ class EmbeddedStore(Store):
                 with self._incoming(frame):
                     # Named target columns: an upgraded file may hold them in another order.
                     self._sql(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM incoming")
+
+    def _write_breakdown(self, sweep_id: str, rows: list[tuple[str, str]]) -> int:
+        frame = pd.DataFrame(rows, columns=["ring_id", "breakdown"]).assign(sweep_id=sweep_id)
+        key = {"sweep_id": sweep_id}
+        unknown = self._count(
+            frame, "i.ring_id NOT IN (SELECT ring_id FROM rings WHERE sweep_id = $sweep_id)", key
+        )
+        if unknown:
+            return len(rows) - unknown
+        with self._transaction(), self._incoming(frame):
+            self._sql("DELETE FROM ring_breakdowns WHERE sweep_id = $sweep_id", key)
+            self._sql(
+                "INSERT INTO ring_breakdowns (sweep_id, ring_id, breakdown) "
+                "SELECT sweep_id, ring_id, breakdown FROM incoming"
+            )
+        return len(rows)
 
     def _count(self, frame: pd.DataFrame, condition: str, params: Mapping[str, Any]) -> int:
         """Rows of ``frame`` (as ``i``) that meet ``condition``."""

@@ -110,6 +110,7 @@ class Neo4jStore(Store):
         ring_exists=cypher.RING_EXISTS,
         ring_members=cypher.MEMBERS_READ,
         members=cypher.SWEEP_MEMBERS_READ,
+        breakdown=cypher.BREAKDOWN_READ,
     )
 
     def __init__(
@@ -480,13 +481,35 @@ class Neo4jStore(Store):
                 frame["created_at"] = _from_micros(frame["created_at"])
         return frame.sort_values(list(TABLES[name].key))
 
+    def _read_near(self, name: str, account_ids: list[str]) -> pd.DataFrame:
+        reads = {"accounts": cypher.ACCOUNTS_NEAR_READ, "links": cypher.LINKS_NEAR_READ,
+                 "usage": cypher.USAGE_NEAR_READ}
+        statement = reads.get(name) or cypher.attribute_near_query(name)
+        frame = self._frame(statement, ids=account_ids)
+        if name == "links":
+            frame = _typed_links(frame)
+        elif name == "usage":
+            frame = _explode_usage(frame)
+        elif name == "accounts":
+            frame["created_at"] = _from_micros(frame["created_at"])
+        return frame.sort_values(list(TABLES[name].key))
+
+    def _write_breakdown(self, sweep_id: str, rows: list[tuple[str, str]]) -> int:
+        def write(tx: neo4j.ManagedTransaction) -> int:
+            found = self._run(tx, cypher.BREAKDOWN_WRITE,
+                              {"sweep_id": sweep_id, "rows": [list(r) for r in rows]})
+            written = int(found[0]["written"])
+            if written != len(rows):
+                # Raising inside the transaction function rolls every write back.
+                raise StoreError(f"sweep {sweep_id}: {len(rows) - written} breakdown(s) name "
+                                 "rings that are not in the sweep")
+            return written
+
+        with self._session() as session:
+            return int(session.execute_write(write))
+
     def _read_links(self) -> pd.DataFrame:
-        frame = self._frame(cypher.LINKS_READ)
-        core = frame["rel_type"].map(_KIND_OF_TYPE)
-        frame["kind"] = core.where(core.notna(), frame["kind"])
-        for column in ("first_seen", "last_seen"):
-            frame[column] = _from_micros(frame[column])
-        return frame.drop(columns="rel_type")
+        return _typed_links(self._frame(cypher.LINKS_READ))
 
     # -- results -------------------------------------------------------------------------
 
@@ -725,6 +748,15 @@ def _bolt_values(series: pd.Series) -> list[Any]:
         series = series.dt.as_unit("us").astype("int64").where(series.notna())
         series = series.astype("Int64")
     return series.astype(object).where(series.notna(), None).tolist()
+
+
+def _typed_links(frame: pd.DataFrame) -> pd.DataFrame:
+    """Link rows as the links table: core kinds from the relationship type, times typed."""
+    core = frame["rel_type"].map(_KIND_OF_TYPE)
+    frame["kind"] = core.where(core.notna(), frame["kind"])
+    for column in ("first_seen", "last_seen"):
+        frame[column] = _from_micros(frame[column])
+    return frame.drop(columns="rel_type")
 
 
 def _from_micros(values: pd.Series) -> pd.Series:
