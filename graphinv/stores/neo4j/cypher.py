@@ -365,6 +365,8 @@ def attribute_near_query(table: str) -> str:
             f"WITH DISTINCT n\nWHERE " + full.split("\nWHERE ", 1)[1])
 
 
+ANY_ACCOUNT = "MATCH (a:Account) RETURN a.id AS id LIMIT 1"
+
 # Each ring's score breakdown (JSON text) on its Ring node; rows: [ring_id, breakdown].
 BREAKDOWN_WRITE = (
     "UNWIND $rows AS r\n"

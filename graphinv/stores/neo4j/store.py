@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,6 +52,8 @@ from graphinv.errors import Neo4jUnavailable, StoreError
 from graphinv.schema import TABLES, Platform, conform
 from graphinv.stores.base import (
     DEFAULT_LOCK_WAIT,
+    LOAD_KEY,
+    LoadRecord,
     LockHolder,
     ReadStatements,
     Store,
@@ -68,6 +71,8 @@ _KIND_OF_TYPE = {rel: kind for kind, (_, rel) in cypher.KIND_GRAPH.items()}
 _USAGE_ARRAYS = ("hours", "requests", "input_tokens", "output_tokens")
 _DECISION_KEYS = ("ring_id", "at", "by", "status", "assignee", "note", "sweep_id", "size")
 _LOCK_NAME = "write"
+# The token a load writes into the graph and its columnar copy once both hold its rows.
+_COLUMNAR_KEY = "columnar_copy"
 _POLL_SECONDS = 0.5
 log = logging.getLogger(__name__)
 
@@ -122,9 +127,13 @@ class Neo4jStore(Store):
         writers: int = DEFAULT_WRITERS,
         owns_driver: bool = False,
         lock_wait: float = DEFAULT_LOCK_WAIT,
+        columnar: Store | None = None,
     ) -> None:
         if lock_wait < 0:
             raise ValueError(f"lock_wait must be >= 0 seconds, not {lock_wait}")
+        if columnar is not None and columnar.backend == self.backend:
+            raise ValueError("the columnar copy of a Neo4j store is an embedded store")
+        self.columnar = columnar
         self.driver = driver
         self.database = database
         self.batch_size = batch_size
@@ -143,8 +152,12 @@ class Neo4jStore(Store):
         batch_size: int = DEFAULT_BATCH_SIZE,
         writers: int = DEFAULT_WRITERS,
         lock_wait: float = DEFAULT_LOCK_WAIT,
+        columnar: Store | None = None,
     ) -> Neo4jStore:
         """Open a driver on ``uri`` and check that the server answers.
+
+        ``columnar``: an embedded store kept in step with the graph at every load, which
+        sweeps and cases then read instead of the graph (see the class docstring).
 
         Raises
         ------
@@ -163,6 +176,7 @@ class Neo4jStore(Store):
             writers=writers,
             owns_driver=True,
             lock_wait=lock_wait,
+            columnar=columnar,
         )
 
     # -- plumbing ------------------------------------------------------------------------
@@ -229,8 +243,15 @@ class Neo4jStore(Store):
         return self._frame(query, params)
 
     def close(self) -> None:
+        if self.columnar is not None:
+            self.columnar.close()
         if self._owns_driver:
             self.driver.close()
+
+    def release(self) -> None:
+        """Let the columnar copy's file go (see :meth:`Store.release`)."""
+        if self.columnar is not None:
+            self.columnar.release()
 
     # -- facts and the write lock --------------------------------------------------------
 
@@ -306,6 +327,11 @@ class Neo4jStore(Store):
         ``links``, ``usage`` and ``labels``.
         """
         self.ensure_schema()
+        copy_in_step = self.columnar is not None and (
+            self._columnar_in_step() or (self._graph_empty() and self._copy_empty()))
+        if self.columnar is not None:
+            # Out of step from here until both have the rows (a crash leaves it so).
+            self._write_meta({_COLUMNAR_KEY: ""})
         tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
         links = tables["links"]
         by_kind = {str(kind): group for kind, group in links.groupby("kind", sort=True)}
@@ -329,7 +355,39 @@ class Neo4jStore(Store):
                 with _timed(steps, "labels"):
                     writer.send("labels", cypher.LABELS_SET, tables["labels"])
         self._write_meta(finish)
+        if self.columnar is not None and copy_in_step:
+            with _timed(steps, "columnar copy"):
+                self._load_copy(platform, finish)
         return len(links) + usage_nodes, steps
+
+    # -- the columnar copy -------------------------------------------------------------
+
+    def _load_copy(self, platform: Platform, finish: Mapping[str, str]) -> None:
+        """Load the same frames into the columnar copy, then mark both with one token."""
+        assert self.columnar is not None
+        record = LoadRecord.from_json(finish[LOAD_KEY])
+        self.columnar.load(platform, progress=False, source=record.source)
+        token = uuid.uuid4().hex
+        self.columnar.write_meta({_COLUMNAR_KEY: token})
+        self._write_meta({_COLUMNAR_KEY: token})
+
+    def _columnar_in_step(self) -> bool:
+        """Whether the copy holds exactly the graph's rows: the same token in both, written
+        after both finished the same loads, and no load unfinished since."""
+        if self.columnar is None:
+            return False
+        token = self.read_meta().get(_COLUMNAR_KEY)
+        return bool(token) and self.unfinished_load() is None and (
+            self.columnar.unfinished_load() is None
+            and self.columnar.read_meta().get(_COLUMNAR_KEY) == token)
+
+    def _graph_empty(self) -> bool:
+        return self._frame(cypher.ANY_ACCOUNT).empty
+
+    def _copy_empty(self) -> bool:
+        assert self.columnar is not None
+        found = self.columnar.query("SELECT count(*) AS n FROM accounts")
+        return int(found["n"].iloc[0]) == 0
 
     def _write_nodes(
         self,
@@ -470,6 +528,9 @@ class Neo4jStore(Store):
     # -- reading -------------------------------------------------------------------------
 
     def _read_table(self, name: str) -> pd.DataFrame:
+        if self._columnar_in_step():
+            assert self.columnar is not None
+            return self.columnar._read_table(name)
         if name == "links":
             frame = self._read_links()
         elif name == "usage":
@@ -482,6 +543,9 @@ class Neo4jStore(Store):
         return frame.sort_values(list(TABLES[name].key))
 
     def _read_near(self, name: str, account_ids: list[str]) -> pd.DataFrame:
+        if self._columnar_in_step():
+            assert self.columnar is not None
+            return self.columnar._read_near(name, account_ids)
         reads = {"accounts": cypher.ACCOUNTS_NEAR_READ, "links": cypher.LINKS_NEAR_READ,
                  "usage": cypher.USAGE_NEAR_READ}
         statement = reads.get(name) or cypher.attribute_near_query(name)
