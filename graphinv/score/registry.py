@@ -587,6 +587,12 @@ def _category(table: pd.DataFrame, position: np.ndarray) -> np.ndarray | None:
 
 def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, KindLinks]:
     links = platform.links
+    # Strings are hashed once for all kinds; each kind's values are then numbered in order
+    # of first appearance among its own rows, as factorising its strings alone would.
+    kind_code, kind_names = pd.factorize(links["kind"].astype(str))
+    every_account = positions(links["account_id"], index)
+    every_value, every_unique = pd.factorize(links["value"].astype(str))
+    counts = links["count"].fillna(1).to_numpy(dtype=float)
     out = {}
     for kind, table, key, columns in (
         ("payment_method", platform.payment_methods, "fingerprint", ("prepaid",)),
@@ -594,11 +600,11 @@ def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, KindLinks]:
         ("prompt_fingerprint", platform.prompt_fingerprints, "fingerprint",
          ("elicits_reasoning",)),
     ):
-        rows = links.loc[links["kind"] == kind, ["account_id", "value", "count"]]
-        account = positions(rows["account_id"], index)
+        of_kind = kind_code == (kind_names.get_loc(kind) if kind in kind_names else -2)
+        account = every_account[of_kind]
         keep = account >= 0
-        value, uniques = pd.factorize(rows["value"].astype(str)[keep])
-        values = pd.Index(uniques)
+        value, first = pd.factorize(every_value[of_kind][keep])
+        values = every_unique.take(first)
         flag = category = None
         if table is not None:
             table, position = _positions(values, table, key)
@@ -608,7 +614,7 @@ def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, KindLinks]:
         out[kind] = KindLinks(
             rows=pd.DataFrame({
                 "_a": account[keep], "_v": value,
-                "count": rows["count"].fillna(1).to_numpy(dtype=float)[keep],
+                "count": counts[of_kind][keep],
             }),
             values=values,
             flag=flag,

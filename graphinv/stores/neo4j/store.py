@@ -327,11 +327,13 @@ class Neo4jStore(Store):
         ``links``, ``usage`` and ``labels``.
         """
         self.ensure_schema()
+        # The load record now says "unfinished": whether the copy was in step before this
+        # load is in the tokens alone.
         copy_in_step = self.columnar is not None and (
-            self._columnar_in_step() or (self._graph_empty() and self._copy_empty()))
-        if self.columnar is not None:
-            # Out of step from here until both have the rows (a crash leaves it so).
-            self._write_meta({_COLUMNAR_KEY: ""})
+            self._tokens_match() or (self._graph_empty() and self._copy_empty()))
+        # Out of step from here until both hold the rows (a crash leaves it so); a load
+        # without the copy clears the token too, so the copy never counts as in step again.
+        self._write_meta({_COLUMNAR_KEY: ""})
         tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
         links = tables["links"]
         by_kind = {str(kind): group for kind, group in links.groupby("kind", sort=True)}
@@ -374,10 +376,14 @@ class Neo4jStore(Store):
     def _columnar_in_step(self) -> bool:
         """Whether the copy holds exactly the graph's rows: the same token in both, written
         after both finished the same loads, and no load unfinished since."""
+        return self._tokens_match() and self.unfinished_load() is None
+
+    def _tokens_match(self) -> bool:
+        """The graph and a finished copy carry the same token of their last joint load."""
         if self.columnar is None:
             return False
         token = self.read_meta().get(_COLUMNAR_KEY)
-        return bool(token) and self.unfinished_load() is None and (
+        return bool(token) and (
             self.columnar.unfinished_load() is None
             and self.columnar.read_meta().get(_COLUMNAR_KEY) == token)
 
