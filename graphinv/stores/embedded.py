@@ -33,6 +33,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -200,6 +201,12 @@ class EmbeddedStore(Store):
         ).fetchall():
             stored.setdefault(table, set()).add(column)
         if read_only:
+            if "ring_breakdowns" not in stored:
+                # Written before breakdowns were stored: its cases re-score, as they did.
+                self._reads = dataclasses.replace(
+                    self._reads, breakdown="SELECT NULL AS breakdown "
+                    "WHERE $sweep_id IS NULL AND $ring_id IS NULL AND false")
+                stored = {**stored, "ring_breakdowns": set(_RESULT_TABLES["ring_breakdowns"])}
             self._check_current(stored)
             return
         self._sql(_META_DDL)
@@ -257,6 +264,8 @@ class EmbeddedStore(Store):
                 time.sleep(_POLL_SECONDS)
                 continue
             con.execute("SET TimeZone = 'UTC'")
+            # DuckDB draws a progress bar on long reads; a command's output is its own.
+            con.execute("SET enable_progress_bar = false")
             return con
 
     def release(self) -> None:
@@ -445,7 +454,7 @@ class EmbeddedStore(Store):
         # which costs more than the query itself on millions of links.
         with self._failing(statement):
             table = self._con.sql(statement).to_arrow_table()
-        return table.to_pandas(types_mapper=_NULLABLE.get)
+        return _to_pandas(table)
 
     def _read_near(self, name: str, account_ids: list[str]) -> pd.DataFrame:
         spec = TABLES[name]
@@ -469,7 +478,7 @@ class EmbeddedStore(Store):
                 table = self._con.sql(statement, params=kind).to_arrow_table()
         finally:
             self._con.unregister("near")
-        return table.to_pandas(types_mapper=_NULLABLE.get)
+        return _to_pandas(table)
 
     # -- results -------------------------------------------------------------------------
 
@@ -588,6 +597,12 @@ class EmbeddedStore(Store):
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """A frame from an Arrow table, freeing each column's Arrow buffers as it converts (a
+    million-account links table would otherwise sit in memory twice)."""
+    return table.to_pandas(types_mapper=_NULLABLE.get, self_destruct=True, split_blocks=True)
 
 
 def _quote(name: str) -> str:
