@@ -10,7 +10,8 @@ memory is its own:
 * ``case``: ``Case`` on the top ring (it reads the ring's neighbourhood and its stored
   breakdown, never the platform);
 * with ``--neo4j URI``: the same platform loaded into that (emptied!) Neo4j with a columnar
-  copy beside it, then the sweep and case on that store.
+  copy beside it, then the sweep and case on that store, and the case once more without
+  the copy (its neighbourhood read over Bolt).
 
 Each row states wall seconds, CPU seconds (user + system, the process and its children:
 on a shared machine wall time depends on what else runs, CPU time much less) and peak
@@ -120,7 +121,7 @@ def _store(args: dict[str, Any]) -> Any:
     from graphinv.stores.neo4j.store import Neo4jStore
 
     if args.get("neo4j"):
-        copy = EmbeddedStore(Path(args["copy"]))
+        copy = EmbeddedStore(Path(args["copy"])) if args.get("copy") else None
         return Neo4jStore.connect(args["neo4j"], columnar=copy)
     return EmbeddedStore(Path(args["db"]))
 
@@ -170,7 +171,12 @@ def main() -> None:
             load = _child("load", args)
             sweep = _child("sweep", args)
             case = _child("case", {**args, "ring_id": sweep["top"]})
-            for step, found in (("load", load), ("sweep", sweep), ("case", case)):
+            steps = [("load", load), ("sweep", sweep), ("case", case)]
+            if args.get("neo4j"):
+                # The case again without the copy: the neighbourhood read over Bolt.
+                bolt = _child("case", {**args, "copy": None, "ring_id": sweep["top"]})
+                steps.append(("case over Bolt", bolt))
+            for step, found in steps:
                 rows.append({"accounts": accounts, "store": store, "step": step, **found})
                 print(_line(rows[-1]), flush=True)
         shutil.rmtree(DATA / "quarantine", ignore_errors=True)
