@@ -193,8 +193,6 @@ def _locked_sweep(
         platform = store.read_platform()
         # Computing takes long: the embedded store lets readers open its file meanwhile.
         store.release()
-        # Lineage needs only the live accounts' links: their usage is not copied.
-        live = _live_links(platform, settings.lineage.inactive_statuses)
     with timer("projection"):
         projection = project(platform, options=settings.projection)
     with timer("leiden"):
@@ -202,6 +200,9 @@ def _locked_sweep(
     with timer("scoring"):
         scores = score_rings(detection.members, platform, options=settings.scoring)
     with timer("lineage"):
+        # Only now, so the copy is not held through projection, Leiden and scoring; lineage
+        # needs the live accounts' links only, not their usage.
+        live = _live_links(platform, settings.lineage.inactive_statuses)
         previous = store.read_sweeps()
         lineage = _lineage(store, previous, detection.members, platform, live, settings)
     sweep_id = f"S{len(previous) + 1:04d}-{at:%Y%m%dT%H%M%S}"
