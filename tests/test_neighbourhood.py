@@ -3,6 +3,9 @@ stores, and gets what the whole-platform computation gives."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import duckdb
 import pandas as pd
 import pytest
 
@@ -11,6 +14,7 @@ from graphinv.investigate import case as case_module
 from graphinv.investigate.case import Case
 from graphinv.score.scoring import score_rings
 from graphinv.stores.base import Store
+from graphinv.stores.embedded import EmbeddedStore
 from graphinv.sweep import run_sweep
 from graphinv.synth import generate
 
@@ -72,3 +76,19 @@ def test_a_breakdown_naming_an_unknown_ring_is_refused(store: Store) -> None:
     with pytest.raises(StoreError, match="1 breakdown"):
         store.write_breakdown(report.sweep_id, bad)
     _frames_equal(store.read_breakdown(ring_id), before)
+
+
+def test_a_file_from_before_breakdowns_opens_read_only_and_its_cases_rescore(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "g.duckdb"
+    with EmbeddedStore(db) as store:
+        store.load(generate(preset="small", seed=7, n_accounts=1500), progress=False)
+        report = run_sweep(store, progress=False)
+        ring_id = str(report.rings["ring_id"].iloc[0])
+        stored = Case(ring_id, store=store).breakdown
+    with duckdb.connect(str(db)) as con:
+        con.execute("DROP TABLE ring_breakdowns")
+    with EmbeddedStore(db, read_only=True) as old:
+        assert old.read_breakdown(ring_id) is None
+        _frames_equal(Case(ring_id, store=old).breakdown, stored)

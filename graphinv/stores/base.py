@@ -339,7 +339,7 @@ class ReadStatements:
     ring_exists: str
     ring_members: str
     members: str
-    breakdown: str = ""
+    breakdown: str
 
 
 class Store(LoadTarget):

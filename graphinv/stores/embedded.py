@@ -203,7 +203,8 @@ class EmbeddedStore(Store):
         if read_only:
             if "ring_breakdowns" not in stored:
                 # Written before breakdowns were stored: its cases re-score, as they did.
-                self._reads = dataclasses.replace(
+                # (This one file's statements differ from the class's, hence the instance.)
+                self._reads = dataclasses.replace(  # type: ignore[misc]
                     self._reads, breakdown="SELECT NULL AS breakdown "
                     "WHERE $sweep_id IS NULL AND $ring_id IS NULL AND false")
                 stored = {**stored, "ring_breakdowns": set(_RESULT_TABLES["ring_breakdowns"])}
