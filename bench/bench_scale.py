@@ -191,13 +191,13 @@ def _line(row: dict[str, Any]) -> str:
     detail = (", ".join(f"{k} {v:.1f}" for k, v in stages.items()) if stages else "")
     return (f"{row['accounts']:>9,} {row['store']:<22} {row['step']:<6} "
             f"wall {row['seconds']:7.1f} s  cpu {row['cpu']:7.1f} s  "
-            f"peak {row['peak_mb'] / 1024:5.2f} GB  load {row['load_before']:.1f}→"
+            f"peak {row['peak_mb'] / 1024:5.2f} GiB  load {row['load_before']:.1f}→"
             f"{row['load_after']:.1f}  {detail}")
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| accounts | store | step | wall s | CPU s | peak GB | load avg (1 min) "
+        "| accounts | store | step | wall s | CPU s | peak GiB | load avg (1 min) "
         "| stages (wall s) |",
         "| ---: | --- | --- | ---: | ---: | ---: | --- | --- |",
     ]
