@@ -67,6 +67,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_synth.py
 	$(BIN)/python bench/bench_detect.py
 	$(BIN)/python bench/bench_load.py --accounts 100000
+	$(BIN)/python bench/bench_scale.py --accounts 100000 300000 1000000
 
 neo4j-start: $(VENV)/.installed
 	$(BIN)/graphinv neo4j start

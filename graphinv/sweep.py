@@ -49,6 +49,7 @@ from graphinv.schema import Platform
 from graphinv.score.features import FEATURES
 from graphinv.score.scoring import score_rings
 from graphinv.stores.base import Store, SweepRecord
+from graphinv.stores.codes import is_in
 
 # Exit status of `graphinv sweep` when a ring that was not there before (new or
 # respawned) scores at or above the alert threshold: pipelines page on it.
@@ -86,6 +87,7 @@ class SweepReport:
     seconds: dict[str, float]
     peak_memory_mb: float
     settings: dict[str, Any] = field(repr=False)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def alerts(self) -> pd.DataFrame:
@@ -128,6 +130,7 @@ class SweepReport:
                     "alert_campaigns": self.alert_campaigns.to_dict("records"),
                     "exit_code": self.exit_code,
                     "seconds": self.seconds,
+                    "cpu_seconds": self.cpu_seconds,
                     "peak_memory_mb": self.peak_memory_mb,
                     "rings": rings.to_dict("records"),
                     "dissolved": self.dissolved.to_dict("records"),
@@ -190,7 +193,6 @@ def _locked_sweep(
         platform = store.read_platform()
         # Computing takes long: the embedded store lets readers open its file meanwhile.
         store.release()
-        live = live_platform(platform, settings.lineage.inactive_statuses)
     with timer("projection"):
         projection = project(platform, options=settings.projection)
     with timer("leiden"):
@@ -198,6 +200,9 @@ def _locked_sweep(
     with timer("scoring"):
         scores = score_rings(detection.members, platform, options=settings.scoring)
     with timer("lineage"):
+        # Only now, so the copy is not held through projection, Leiden and scoring; lineage
+        # needs the live accounts' links only, not their usage.
+        live = _live_links(platform, settings.lineage.inactive_statuses)
         previous = store.read_sweeps()
         lineage = _lineage(store, previous, detection.members, platform, live, settings)
     sweep_id = f"S{len(previous) + 1:04d}-{at:%Y%m%dT%H%M%S}"
@@ -220,6 +225,12 @@ def _locked_sweep(
             lineage=lineage.edges,
             previous_sweep_id=str(previous["sweep_id"].iloc[-1]) if len(previous) else None,
         )
+        # Kept with the sweep so a case on one ring never re-scores the whole platform.
+        stable_ids = lineage.rings.set_index("new_ring_key")["ring_id"]
+        store.write_breakdown(
+            sweep_id, scores.contributions.assign(
+                ring_id=scores.contributions["ring_id"].map(stable_ids))
+        )
     return SweepReport(
         sweep_id=sweep_id,
         at=at,
@@ -227,7 +238,7 @@ def _locked_sweep(
         data_window=_data_window(platform),
         counts={
             "accounts": len(platform.accounts),
-            "inactive_accounts": len(platform.accounts) - len(live.accounts),
+            "inactive_accounts": live.inactive_accounts,
             "links": len(platform.links),
             "usage_rows": len(platform.usage),
             "rings": len(rings),
@@ -246,6 +257,7 @@ def _locked_sweep(
         alert_threshold=settings.scoring.threshold if alert_threshold is None
         else alert_threshold,
         seconds=timer.seconds,
+        cpu_seconds=timer.cpu_seconds,
         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         settings=settings.to_dict(),
     )
@@ -271,7 +283,7 @@ def live_platform(platform: Platform, inactive_statuses: Iterable[str]) -> Platf
     accounts = platform.accounts
     if "status" not in accounts.columns:
         return platform
-    gone = accounts["status"].isin(list(inactive_statuses))
+    gone = is_in(accounts["status"], inactive_statuses)
     if not gone.any():
         return platform
     kept = accounts.loc[~gone].reset_index(drop=True)
@@ -279,9 +291,27 @@ def live_platform(platform: Platform, inactive_statuses: Iterable[str]) -> Platf
     return dataclasses.replace(
         platform,
         accounts=kept,
-        links=platform.links[platform.links["account_id"].isin(ids)].reset_index(drop=True),
-        usage=platform.usage[platform.usage["account_id"].isin(ids)].reset_index(drop=True),
+        links=platform.links[is_in(platform.links["account_id"], ids)].reset_index(drop=True),
+        usage=platform.usage[is_in(platform.usage["account_id"], ids)].reset_index(drop=True),
     )
+
+
+@dataclass(frozen=True)
+class _LiveLinks:
+    links: pd.DataFrame
+    inactive_accounts: int
+
+
+def _live_links(platform: Platform, inactive_statuses: Iterable[str]) -> _LiveLinks:
+    """The links of live accounts (as in :func:`live_platform`) and how many are not."""
+    accounts = platform.accounts
+    if "status" not in accounts.columns:
+        return _LiveLinks(platform.links, 0)
+    gone = is_in(accounts["status"], inactive_statuses)
+    if not gone.any():
+        return _LiveLinks(platform.links, 0)
+    kept = is_in(platform.links["account_id"], accounts.loc[~gone, "account_id"])
+    return _LiveLinks(platform.links[kept].reset_index(drop=True), int(gone.sum()))
 
 
 def _lineage(
@@ -289,7 +319,7 @@ def _lineage(
     previous: pd.DataFrame,
     members: pd.DataFrame,
     platform: Platform,
-    live: Platform,
+    live: _LiveLinks,
     settings: Settings,
 ) -> Lineage:
     kinds = settings.lineage.infra_kinds
@@ -355,15 +385,26 @@ class _StageTimer:
 
     def __init__(self, progress: bool) -> None:
         self.seconds: dict[str, float] = {}
+        # CPU seconds of this process and its finished children (Leiden runs in one): on a
+        # shared machine wall time says how busy the machine was, CPU time what the
+        # stage cost.
+        self.cpu_seconds: dict[str, float] = {}
         self._console = Console(stderr=True) if progress else None
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         if self._console is None:
             yield
         else:
             with self._console.status(f"{stage}…"):
                 yield
         self.seconds[stage] = round(time.perf_counter() - start, 3)
+        self.cpu_seconds[stage] = round(_cpu() - cpu, 3)
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 

@@ -58,6 +58,9 @@ def test_report_is_json_and_exit_code_follows_alerts(days, tmp_path: Path) -> No
     plain = json.loads(json.dumps(report.to_dict()))
     assert plain["sweep_id"] == report.sweep_id
     assert plain["counts"]["rings"] == len(plain["rings"])
+    # Every stage is timed in wall and CPU seconds.
+    assert plain["cpu_seconds"].keys() == plain["seconds"].keys() >= {"leiden", "scoring"}
+    assert all(v >= 0 for v in plain["cpu_seconds"].values())
     fresh = report.rings["status"].isin(["new", "respawned"])
     expected = bool((fresh & (report.rings["score"] >= report.alert_threshold)).any())
     assert report.exit_code == (EXIT_ALERT if expected else 0)

@@ -5,11 +5,13 @@ pandas frames (members, shared identifiers, activity timeline, score breakdown),
 with matplotlib, and exports a self-contained HTML case file and a CSV of the accounts to
 action, each with its reason.
 
-The score breakdown is recomputed with :func:`graphinv.score.scoring.score_rings` over the
-store's platform, because stores keep each ring's feature values and explanation but not
-the per-feature baselines and weights; features are measured against the whole platform,
-so opening a case reads the whole platform once (seconds on a small platform, minutes on a
-million accounts over Bolt).
+The score breakdown (per feature: value, platform baseline, suspicion, weight,
+contribution) is the one the sweep stored with the ring, and the evidence comes from the
+ring's neighbourhood (:meth:`~graphinv.stores.base.Store.read_neighbourhood`: its
+members' rows and every link on an identifier they use), so opening a case never reads
+the whole platform. A sweep written by an older graphinv stored no breakdown: then the
+case scores the ring again with :func:`graphinv.score.scoring.score_rings` over the whole
+platform, as it always did.
 
 Examples
 --------
@@ -138,19 +140,25 @@ class Case:
         self._settings = settings
         self._rings = rings
         member_ids = store.read_ring_members(str(ring_id), sweep_id=self.ring["sweep_id"])
-        platform = store.read_platform()
         ring_members = pd.DataFrame(
             {"ring_id": str(ring_id), "account_id": member_ids["account_id"]}
         )
+        stored = store.read_breakdown(str(ring_id), sweep_id=str(self.ring["sweep_id"]))
+        if stored is None:
+            # A sweep written before breakdowns were stored: score again, over everything.
+            platform = store.read_platform()
+            scores = score_rings(ring_members, platform, options=settings.scoring)
+            stored = (
+                scores.contributions.drop(columns="ring_id")
+                .sort_values("contribution", ascending=False, kind="stable")
+                .reset_index(drop=True)
+            )
+        else:
+            platform = store.read_neighbourhood(ring_members["account_id"])
+        self.breakdown = stored
         self.identifiers = _identifiers(ring_members, platform)
         self.timeline = _timeline(ring_members, platform)
         self.members = _members(ring_members, platform, self.timeline)
-        scores = score_rings(ring_members, platform, options=settings.scoring)
-        self.breakdown = (
-            scores.contributions.drop(columns="ring_id")
-            .sort_values("contribution", ascending=False, kind="stable")
-            .reset_index(drop=True)
-        )
         links = platform.links
         self._links = links.loc[links["account_id"].isin(ring_members["account_id"])]
         self.cards = _cards(self.identifiers, self._links, platform)

@@ -21,6 +21,7 @@ import pydantic
 
 from graphinv.errors import stage_options
 from graphinv.schema import Platform
+from graphinv.stores.codes import positions
 
 __all__ = [
     "Feature",
@@ -378,18 +379,31 @@ class Usage:
         cls, usage: pd.DataFrame, accounts: pd.DataFrame, index: pd.Index,
         options: FeatureOptions,
     ) -> Usage:
-        code = index.get_indexer(pd.Index(usage["account_id"].astype(str)))
+        code = positions(usage["account_id"], index)
         keep = code >= 0
+        model, models = pd.factorize(usage["model"].astype(str)[keep], sort=True)
         raw = pd.DataFrame({
             "a": code[keep],
             "h": epoch_hours(usage["hour"])[keep] if len(usage) else np.zeros(0, np.int64),
-            "model": pd.Categorical(usage["model"].astype(str).to_numpy()[keep]),
+            "model": pd.Categorical.from_codes(model, categories=models),
             "r": usage["requests"].to_numpy(dtype=float)[keep],
             "i": usage["input_tokens"].to_numpy(dtype=float)[keep],
             "o": usage["output_tokens"].to_numpy(dtype=float)[keep],
         })
-        hourly = raw.groupby(["a", "h"], sort=False)[["r", "i", "o"]].sum().reset_index()
-        account = hourly["a"].to_numpy()
+        # One int64 key per account-hour, numbered in order of first appearance (as a
+        # groupby without sorting would): hashing one column beats grouping on two.
+        first_hour = int(raw["h"].min()) if len(raw) else 0
+        span = int(raw["h"].max()) - first_hour + 1 if len(raw) else 1
+        slot, keys = pd.factorize(
+            raw["a"].to_numpy() * np.int64(span) + (raw["h"].to_numpy() - first_hour))
+        keys = np.asarray(keys, dtype=np.int64)
+        n_slots = len(keys)
+        account = keys // span
+        hourly = pd.DataFrame({
+            "h": keys % span + first_hour,
+            **{c: np.bincount(slot, weights=raw[c].to_numpy(), minlength=n_slots)
+               for c in ("r", "i", "o")},
+        })
         tier_codes, limits = _rate_limits(accounts, account, hourly["r"].to_numpy(), options)
         return cls(
             account=account,
@@ -412,7 +426,9 @@ class Usage:
         """Days with any traffic, per account."""
         if not len(self.account):
             return np.zeros(self.n_accounts)
-        days = np.unique(self.account * np.int64(1 << 32) + self.hour // 24)
+        # Sorting beats numpy's hash-based unique on millions of int64 keys.
+        days = np.sort(self.account * np.int64(1 << 32) + self.hour // 24)
+        days = days[np.r_[True, days[1:] != days[:-1]]]
         return np.bincount((days >> 32).astype(np.int64),
                            minlength=self.n_accounts).astype(float)
 
@@ -452,7 +468,7 @@ class RingContext:
         accounts = platform.accounts
         index = pd.Index(accounts["account_id"].astype(str))
         codes, uniques = pd.factorize(members["ring_id"], sort=True)
-        member_code = index.get_indexer(pd.Index(members["account_id"].astype(str)))
+        member_code = positions(members["account_id"], index)
         known = member_code >= 0
         return cls(
             platform=platform,
@@ -545,7 +561,7 @@ def _positions(values: pd.Index, table: pd.DataFrame, key: str) -> tuple[pd.Data
     if not keys.is_unique:
         table = table.loc[~keys.duplicated()]
         keys = keys[~keys.duplicated()]
-    return table, keys.get_indexer(values)
+    return table, positions(values, keys)
 
 
 def _flag(table: pd.DataFrame, position: np.ndarray, columns: tuple[str, ...]
@@ -571,6 +587,12 @@ def _category(table: pd.DataFrame, position: np.ndarray) -> np.ndarray | None:
 
 def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, KindLinks]:
     links = platform.links
+    # Strings are hashed once for all kinds; each kind's values are then numbered in order
+    # of first appearance among its own rows, as factorising its strings alone would.
+    kind_code, kind_names = pd.factorize(links["kind"].astype(str))
+    every_account = positions(links["account_id"], index)
+    every_value, every_unique = pd.factorize(links["value"].astype(str))
+    counts = links["count"].fillna(1).to_numpy(dtype=float)
     out = {}
     for kind, table, key, columns in (
         ("payment_method", platform.payment_methods, "fingerprint", ("prepaid",)),
@@ -578,11 +600,11 @@ def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, KindLinks]:
         ("prompt_fingerprint", platform.prompt_fingerprints, "fingerprint",
          ("elicits_reasoning",)),
     ):
-        rows = links.loc[links["kind"] == kind, ["account_id", "value", "count"]]
-        account = index.get_indexer(pd.Index(rows["account_id"]))
+        of_kind = kind_code == (kind_names.get_loc(kind) if kind in kind_names else -2)
+        account = every_account[of_kind]
         keep = account >= 0
-        value, uniques = pd.factorize(rows["value"].astype(str).to_numpy()[keep])
-        values = pd.Index(uniques)
+        value, first = pd.factorize(every_value[of_kind][keep])
+        values = every_unique.take(first)
         flag = category = None
         if table is not None:
             table, position = _positions(values, table, key)
@@ -592,7 +614,7 @@ def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, KindLinks]:
         out[kind] = KindLinks(
             rows=pd.DataFrame({
                 "_a": account[keep], "_v": value,
-                "count": rows["count"].fillna(1).to_numpy(dtype=float)[keep],
+                "count": counts[of_kind][keep],
             }),
             values=values,
             flag=flag,

@@ -36,7 +36,7 @@ import textwrap
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -70,6 +70,9 @@ LINEAGE_COLUMNS = (
     "infra_overlap",
 )
 MEMBER_COLUMNS = ("ring_id", "account_id")
+# A ring's score breakdown, one row per feature (graphinv.score.scoring.RingScores).
+BREAKDOWN_COLUMNS = ("feature", "group", "value", "baseline", "suspicion", "weight",
+                     "contribution", "text")
 CAMPAIGN_COLUMNS = ("campaign_id", "n_rings", "size")
 SWEEP_COLUMNS = ("sweep_id", "at", "params")
 LINEAGE_READ_COLUMNS = ("sweep_id", "previous_sweep_id", *LINEAGE_COLUMNS)
@@ -368,7 +371,8 @@ class ReadStatements:
     (:data:`SWEEP_COLUMNS`), ``latest_sweep`` (``sweep_id``, at most one row), ``rings``
     (``sweep_id`` and ring columns), ``lineage`` (:data:`LINEAGE_READ_COLUMNS`),
     ``ring_exists`` (``n``), ``ring_members`` and ``members`` (``ring_id, account_id``,
-    ordered).
+    ordered), ``breakdown`` (``breakdown``: one ring's stored score breakdown as JSON, no
+    row or NULL when the sweep stored none).
     """
 
     sweeps: str
@@ -378,6 +382,7 @@ class ReadStatements:
     ring_exists: str
     ring_members: str
     members: str
+    breakdown: str
 
 
 class Store(LoadTarget):
@@ -593,6 +598,70 @@ class Store(LoadTarget):
         )
 
     @final
+    def write_breakdown(self, sweep_id: str, contributions: pd.DataFrame) -> None:
+        """Keep each ring's score breakdown with a written sweep, so a case on one ring
+        needs no platform-wide recomputation.
+
+        Parameters
+        ----------
+        sweep_id
+            A sweep already written (its rings receive the breakdown).
+        contributions
+            :attr:`graphinv.score.scoring.RingScores.contributions` under the rings' stored
+            ids: ``ring_id`` and :data:`BREAKDOWN_COLUMNS`.
+
+        Raises
+        ------
+        StoreError
+            A column is missing, or a ring is not in the sweep.
+        """
+        _require("contributions", contributions, ("ring_id", *BREAKDOWN_COLUMNS))
+        rows = [
+            (str(ring_id), breakdown_json(group))
+            for ring_id, group in contributions.groupby("ring_id", sort=True)
+        ]
+        written = self._write_breakdown(sweep_id, rows)
+        if written != len(rows):
+            raise StoreError(
+                f"sweep {sweep_id}: {len(rows) - written} breakdown(s) name rings that are not "
+                "in the sweep"
+            )
+
+    @final
+    def read_breakdown(self, ring_id: str, *, sweep_id: str | None = None) -> pd.DataFrame | None:
+        """One ring's stored score breakdown (:data:`BREAKDOWN_COLUMNS`, largest
+        contribution first), or None when its sweep stored none (written by an older
+        graphinv)."""
+        found = self._frame(self._reads.breakdown, sweep_id=self._sweep(sweep_id),
+                            ring_id=str(ring_id))
+        if found.empty or not isinstance(found["breakdown"].iloc[0], str):
+            return None
+        frame = pd.DataFrame(json.loads(found["breakdown"].iloc[0]),
+                             columns=list(BREAKDOWN_COLUMNS))
+        for column in ("value", "baseline", "suspicion", "weight", "contribution"):
+            frame[column] = pd.to_numeric(frame[column]).astype("float64")
+        return frame.sort_values("contribution", ascending=False, kind="stable").reset_index(
+            drop=True)
+
+    @final
+    def read_neighbourhood(self, account_ids: Sequence[str]) -> Platform:
+        """A ring's neighbourhood: what a case on these accounts reads, never the platform.
+
+        ``accounts`` and ``usage`` of the given accounts; ``links``: every link on an
+        identifier they use, theirs and other accounts' (so the case can count who else
+        uses a card, and which sibling rings share it); the attribute tables' rows of those
+        identifiers. Ordered by key, typed as :meth:`read_platform`; ``labels`` never.
+        """
+        ids = sorted({str(a) for a in account_ids})
+        frames: dict[str, Any] = {}
+        for name, spec in TABLES.items():
+            if name == "labels":
+                continue
+            frame = self._read_near(name, ids)
+            frames[name] = None if frame.empty and not spec.required else conform(frame, spec)
+        return Platform(**frames)
+
+    @final
     def read_sweeps(self) -> pd.DataFrame:
         """Sweeps (``sweep_id, at, params``) oldest first; ``params`` as dicts."""
         return sweeps_frame(self._frame(self._reads.sweeps))
@@ -717,6 +786,15 @@ class Store(LoadTarget):
     @abstractmethod
     def _read_table(self, name: str) -> pd.DataFrame:
         """The rows of one input table, ordered by its key (conformed by the caller)."""
+
+    @abstractmethod
+    def _read_near(self, name: str, account_ids: list[str]) -> pd.DataFrame:
+        """The rows of one input table in the neighbourhood of ``account_ids`` (see
+        :meth:`read_neighbourhood`), ordered by its key (conformed by the caller)."""
+
+    @abstractmethod
+    def _write_breakdown(self, sweep_id: str, rows: list[tuple[str, str]]) -> int:
+        """Store ``(ring_id, breakdown JSON)`` on the sweep's rings; how many it found."""
 
     @abstractmethod
     def _write_sweep(
@@ -874,6 +952,19 @@ def shorten(statement: str, width: int = 240) -> str:
     'SELECT * FROM rings WHERE […]'
     """
     return textwrap.shorten(statement, width=width, placeholder=" […]")
+
+
+def breakdown_json(contributions: pd.DataFrame) -> str:
+    """One ring's breakdown rows as JSON text (missing numbers as null)."""
+    records = [
+        {c: optional(row[c]) for c in BREAKDOWN_COLUMNS}
+        for row in contributions.to_dict("records")
+    ]
+    return json.dumps(records, default=_json_number)
+
+
+def _json_number(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def params_json(params: Mapping[str, Any]) -> str:

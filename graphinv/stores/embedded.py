@@ -33,6 +33,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -44,6 +45,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from graphinv.errors import StoreError
 from graphinv.schema import TABLES, ColumnType, Platform, TableSpec, conform
@@ -67,6 +69,14 @@ _SQL_TYPES: dict[ColumnType, str] = {
     "float": "DOUBLE",
     "bool": "BOOLEAN",
 }
+
+# Arrow types read back as pandas' nullable dtypes, so a column with missing values keeps
+# its integers and booleans exact (``conform`` then casts each to its schema dtype).
+_NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+# The link kind whose values key each identifier attribute table.
+_ATTRIBUTE_KINDS = {"ips": "ip", "payment_methods": "payment_method",
+                    "prompt_fingerprints": "prompt_fingerprint"}
 
 # Result tables, column by column; a file missing a column (written before it existed)
 # gains it by ALTER TABLE when opened writable.
@@ -105,6 +115,9 @@ _RESULT_TABLES: dict[str, dict[str, str]] = {
         "shared_identifiers": "BIGINT",
         "infra_overlap": "DOUBLE",
     },
+    # Each ring's score breakdown (JSON rows of BREAKDOWN_COLUMNS), so a case on one ring
+    # reads it instead of re-scoring against the whole platform.
+    "ring_breakdowns": {"sweep_id": "VARCHAR", "ring_id": "VARCHAR", "breakdown": "VARCHAR"},
     # Investigators' decisions on rings (graphinv.investigate.review): an append-only log, so
     # every change keeps who made it and when. Not a sweep table: a new sweep never clears it.
     "ring_decisions": {
@@ -120,7 +133,7 @@ _RESULT_TABLES: dict[str, dict[str, str]] = {
 }
 assert tuple(_RESULT_TABLES["rings"])[-len(RING_LINEAGE_COLUMNS) :] == RING_LINEAGE_COLUMNS
 assert set(LINEAGE_READ_COLUMNS) == set(_RESULT_TABLES["ring_lineage"])
-_SWEEP_TABLES = ("sweeps", "rings", "ring_members", "campaigns")
+_SWEEP_TABLES = ("sweeps", "rings", "ring_members", "campaigns", "ring_breakdowns")
 # Facts about the store itself (the last load's record, markers), key -> text.
 _META_DDL = "CREATE TABLE IF NOT EXISTS graphinv_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
 # DuckDB's message when another process has the file open in a conflicting mode.
@@ -166,6 +179,8 @@ class EmbeddedStore(Store):
         "WHERE sweep_id = $sweep_id AND ring_id = $ring_id ORDER BY account_id",
         members="SELECT ring_id, account_id FROM ring_members WHERE sweep_id = $sweep_id "
         "ORDER BY ring_id, account_id",
+        breakdown="SELECT breakdown FROM ring_breakdowns "
+        "WHERE sweep_id = $sweep_id AND ring_id = $ring_id",
     )
 
     def __init__(
@@ -190,6 +205,13 @@ class EmbeddedStore(Store):
             # The file holds every identifier loaded: readable by its owner only.
             self.path.chmod(0o600)
         if read_only:
+            if "ring_breakdowns" not in stored:
+                # Written before breakdowns were stored: its cases re-score, as they did.
+                # (This one file's statements differ from the class's, hence the instance.)
+                self._reads = dataclasses.replace(  # type: ignore[misc]
+                    self._reads, breakdown="SELECT NULL AS breakdown "
+                    "WHERE $sweep_id IS NULL AND $ring_id IS NULL AND false")
+                stored = {**stored, "ring_breakdowns": set(_RESULT_TABLES["ring_breakdowns"])}
             self._check_current(stored)
             return
         self._sql(_META_DDL)
@@ -247,6 +269,8 @@ class EmbeddedStore(Store):
                 time.sleep(_POLL_SECONDS)
                 continue
             con.execute("SET TimeZone = 'UTC'")
+            # DuckDB draws a progress bar on long reads; a command's output is its own.
+            con.execute("SET enable_progress_bar = false")
             return con
 
     def release(self) -> None:
@@ -430,7 +454,36 @@ class EmbeddedStore(Store):
 
     def _read_table(self, name: str) -> pd.DataFrame:
         order = ", ".join(_quote(c) for c in TABLES[name].key)
-        return self._frame(f"SELECT * FROM {_quote(name)} ORDER BY {order}")
+        statement = f"SELECT * FROM {_quote(name)} ORDER BY {order}"
+        # Through Arrow: DuckDB's own pandas conversion builds a Python object per string,
+        # which costs more than the query itself on millions of links.
+        with self._failing(statement):
+            table = self._con.sql(statement).to_arrow_table()
+        return _to_pandas(table)
+
+    def _read_near(self, name: str, account_ids: list[str]) -> pd.DataFrame:
+        spec = TABLES[name]
+        order = ", ".join(_quote(c) for c in spec.key)
+        if name in ("accounts", "usage"):
+            where = "account_id IN (SELECT account_id FROM near)"
+        elif name == "links":
+            where = ("(kind, value) IN (SELECT DISTINCT kind, value FROM links "
+                     "WHERE account_id IN (SELECT account_id FROM near))")
+        else:
+            key = _quote(spec.key[0])
+            # The attribute table's kind only: a value names an identifier within its kind.
+            where = (f"{key} IN (SELECT value FROM links WHERE kind = $kind "
+                     "AND account_id IN (SELECT account_id FROM near))")
+        statement = f"SELECT * FROM {_quote(name)} WHERE {where} ORDER BY {order}"
+        near = pd.DataFrame({"account_id": pd.Series(account_ids, dtype="str")})
+        self._con.register("near", near)
+        try:
+            with self._failing(statement):
+                kind = {"kind": _ATTRIBUTE_KINDS[name]} if name in _ATTRIBUTE_KINDS else None
+                table = self._con.sql(statement, params=kind).to_arrow_table()
+        finally:
+            self._con.unregister("near")
+        return _to_pandas(table)
 
     # -- results -------------------------------------------------------------------------
 
@@ -497,6 +550,22 @@ class EmbeddedStore(Store):
                     # Named target columns: an upgraded file may hold them in another order.
                     self._sql(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM incoming")
 
+    def _write_breakdown(self, sweep_id: str, rows: list[tuple[str, str]]) -> int:
+        frame = pd.DataFrame(rows, columns=["ring_id", "breakdown"]).assign(sweep_id=sweep_id)
+        key = {"sweep_id": sweep_id}
+        unknown = self._count(
+            frame, "i.ring_id NOT IN (SELECT ring_id FROM rings WHERE sweep_id = $sweep_id)", key
+        )
+        if unknown:
+            return len(rows) - unknown
+        with self._transaction(), self._incoming(frame):
+            self._sql("DELETE FROM ring_breakdowns WHERE sweep_id = $sweep_id", key)
+            self._sql(
+                "INSERT INTO ring_breakdowns (sweep_id, ring_id, breakdown) "
+                "SELECT sweep_id, ring_id, breakdown FROM incoming"
+            )
+        return len(rows)
+
     def _count(self, frame: pd.DataFrame, condition: str, params: Mapping[str, Any]) -> int:
         """Rows of ``frame`` (as ``i``) that meet ``condition``."""
         if frame.empty:
@@ -533,6 +602,12 @@ class EmbeddedStore(Store):
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """A frame from an Arrow table, freeing each column's Arrow buffers as it converts (a
+    million-account links table would otherwise sit in memory twice)."""
+    return table.to_pandas(types_mapper=_NULLABLE.get, self_destruct=True, split_blocks=True)
 
 
 def _quote(name: str) -> str:

@@ -29,6 +29,9 @@ def open_store(
     the password stored in its home (``local_auth``; the server is the one the
     ``GRAPHINV_NEO4J_*`` variables describe, read even when ``use_env`` is False).
     ``NEO4J_DATABASE`` picks the database.
+    ``GRAPHINV_NEO4J_COLUMNAR`` names a DuckDB file that every load into Neo4j also fills
+    (a columnar copy kept in step): sweeps and cases then compute from it and write their
+    results to Neo4j (docs/stores.md).
     ``GRAPHINV_LOCK_WAIT`` (seconds, default 300) is how long a load or sweep waits for
     another one's write lock, and an open of the DuckDB file for a process that has it.
 
@@ -79,11 +82,18 @@ def open_store(
         from graphinv.stores.neo4j.store import Neo4jStore
 
         user, password = env.get("NEO4J_USER"), env.get("NEO4J_PASSWORD")
+        copy_path = env.get("GRAPHINV_NEO4J_COLUMNAR", "").strip()
+        columnar = None
+        if copy_path:
+            from graphinv.stores.embedded import EmbeddedStore
+
+            columnar = EmbeddedStore(Path(copy_path), lock_wait=lock_wait)
         return Neo4jStore.connect(
             uri,
             auth=(user, password) if user and password else local_auth(uri),
             database=database or env.get("NEO4J_DATABASE"),
             lock_wait=lock_wait,
+            columnar=columnar,
         )
     from graphinv.stores.embedded import EmbeddedStore
 

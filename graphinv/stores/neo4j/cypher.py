@@ -342,6 +342,42 @@ def attribute_read_query(table: str) -> str:
     return f"MATCH (n:{label})\nWHERE {described}\nRETURN {returns}"
 
 
+# One ring's neighbourhood (Store.read_neighbourhood): the same rows as the reads above,
+# limited to the accounts $ids and the identifiers they use.
+ACCOUNTS_NEAR_READ = ACCOUNTS_READ.replace(
+    "MATCH (a:Account)\n", "MATCH (a:Account) WHERE a.id IN $ids\n", 1)
+LINKS_NEAR_READ = (
+    "MATCH (m:Account)-[:" + "|".join(LINK_TYPES) + "]->(t) WHERE m.id IN $ids\n"
+    "WITH DISTINCT t\n"
+    "MATCH (a:Account)-[l:" + "|".join(LINK_TYPES) + "]->(t)\n"
+    + LINKS_READ.split("\n", 1)[1]
+)
+USAGE_NEAR_READ = USAGE_READ.replace(
+    "MATCH (u:Usage)\n", "MATCH (u:Usage) WHERE u.account_id IN $ids\n", 1)
+
+
+def attribute_near_query(table: str) -> str:
+    """The attribute table's rows of identifiers that the accounts ``$ids`` use."""
+    label = checked_label(ATTRIBUTE_LABELS[table])
+    full = attribute_read_query(table)
+    assert full.startswith(f"MATCH (n:{label})\nWHERE ")
+    return (f"MATCH (m:Account)-[]->(n:{label}) WHERE m.id IN $ids\n"
+            f"WITH DISTINCT n\nWHERE " + full.split("\nWHERE ", 1)[1])
+
+
+ANY_ACCOUNT = "MATCH (a:Account) RETURN a.id AS id LIMIT 1"
+
+# Each ring's score breakdown (JSON text) on its Ring node; rows: [ring_id, breakdown].
+BREAKDOWN_WRITE = (
+    "UNWIND $rows AS r\n"
+    "MATCH (g:Ring {sweep_id: $sweep_id, id: r[0]})\n"
+    "SET g.breakdown = r[1]\n"
+    "RETURN count(g) AS written"
+)
+BREAKDOWN_READ = (
+    "MATCH (g:Ring {sweep_id: $sweep_id, id: $ring_id})\nRETURN g.breakdown AS breakdown"
+)
+
 LABELS_READ = (
     "MATCH (t:GroundTruth)\n"
     "RETURN t.account_id AS account_id, t.ring_id AS ring_id, t.kind AS kind,\n"

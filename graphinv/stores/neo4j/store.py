@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,6 +52,8 @@ from graphinv.errors import Neo4jUnavailable, StoreError
 from graphinv.schema import TABLES, Platform, conform
 from graphinv.stores.base import (
     DEFAULT_LOCK_WAIT,
+    LOAD_KEY,
+    LoadRecord,
     LockHolder,
     ReadStatements,
     Store,
@@ -68,6 +71,8 @@ _KIND_OF_TYPE = {rel: kind for kind, (_, rel) in cypher.KIND_GRAPH.items()}
 _USAGE_ARRAYS = ("hours", "requests", "input_tokens", "output_tokens")
 _DECISION_KEYS = ("ring_id", "at", "by", "status", "assignee", "note", "sweep_id", "size")
 _LOCK_NAME = "write"
+# The token a load writes into the graph and its columnar copy once both hold its rows.
+_COLUMNAR_KEY = "columnar_copy"
 _POLL_SECONDS = 0.5
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,7 @@ class Neo4jStore(Store):
         ring_exists=cypher.RING_EXISTS,
         ring_members=cypher.MEMBERS_READ,
         members=cypher.SWEEP_MEMBERS_READ,
+        breakdown=cypher.BREAKDOWN_READ,
     )
 
     def __init__(
@@ -121,9 +127,13 @@ class Neo4jStore(Store):
         writers: int = DEFAULT_WRITERS,
         owns_driver: bool = False,
         lock_wait: float = DEFAULT_LOCK_WAIT,
+        columnar: Store | None = None,
     ) -> None:
         if lock_wait < 0:
             raise ValueError(f"lock_wait must be >= 0 seconds, not {lock_wait}")
+        if columnar is not None and columnar.backend == self.backend:
+            raise ValueError("the columnar copy of a Neo4j store is an embedded store")
+        self.columnar = columnar
         self.driver = driver
         self.database = database
         self.batch_size = batch_size
@@ -142,8 +152,12 @@ class Neo4jStore(Store):
         batch_size: int = DEFAULT_BATCH_SIZE,
         writers: int = DEFAULT_WRITERS,
         lock_wait: float = DEFAULT_LOCK_WAIT,
+        columnar: Store | None = None,
     ) -> Neo4jStore:
         """Open a driver on ``uri`` and check that the server answers.
+
+        ``columnar``: an embedded store kept in step with the graph at every load, which
+        sweeps and cases then read instead of the graph (see the class docstring).
 
         Raises
         ------
@@ -162,6 +176,7 @@ class Neo4jStore(Store):
             writers=writers,
             owns_driver=True,
             lock_wait=lock_wait,
+            columnar=columnar,
         )
 
     # -- plumbing ------------------------------------------------------------------------
@@ -228,8 +243,15 @@ class Neo4jStore(Store):
         return self._frame(query, params)
 
     def close(self) -> None:
+        if self.columnar is not None:
+            self.columnar.close()
         if self._owns_driver:
             self.driver.close()
+
+    def release(self) -> None:
+        """Let the columnar copy's file go (see :meth:`Store.release`)."""
+        if self.columnar is not None:
+            self.columnar.release()
 
     # -- facts and the write lock --------------------------------------------------------
 
@@ -305,6 +327,13 @@ class Neo4jStore(Store):
         ``links``, ``usage`` and ``labels``.
         """
         self.ensure_schema()
+        # The load record now says "unfinished": whether the copy was in step before this
+        # load is in the tokens alone.
+        copy_in_step = self.columnar is not None and (
+            self._tokens_match() or (self._graph_empty() and self._copy_empty()))
+        # Out of step from here until both hold the rows (a crash leaves it so); a load
+        # without the copy clears the token too, so the copy never counts as in step again.
+        self._write_meta({_COLUMNAR_KEY: ""})
         tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
         links = tables["links"]
         by_kind = {str(kind): group for kind, group in links.groupby("kind", sort=True)}
@@ -328,7 +357,43 @@ class Neo4jStore(Store):
                 with _timed(steps, "labels"):
                     writer.send("labels", cypher.LABELS_SET, tables["labels"])
         self._write_meta(finish)
+        if self.columnar is not None and copy_in_step:
+            with _timed(steps, "columnar copy"):
+                self._load_copy(platform, finish)
         return len(links) + usage_nodes, steps
+
+    # -- the columnar copy -------------------------------------------------------------
+
+    def _load_copy(self, platform: Platform, finish: Mapping[str, str]) -> None:
+        """Load the same frames into the columnar copy, then mark both with one token."""
+        assert self.columnar is not None
+        record = LoadRecord.from_json(finish[LOAD_KEY])
+        self.columnar.load(platform, progress=False, source=record.source)
+        token = uuid.uuid4().hex
+        self.columnar.write_meta({_COLUMNAR_KEY: token})
+        self._write_meta({_COLUMNAR_KEY: token})
+
+    def _columnar_in_step(self) -> bool:
+        """Whether the copy holds exactly the graph's rows: the same token in both, written
+        after both finished the same loads, and no load unfinished since."""
+        return self._tokens_match() and self.unfinished_load() is None
+
+    def _tokens_match(self) -> bool:
+        """The graph and a finished copy carry the same token of their last joint load."""
+        if self.columnar is None:
+            return False
+        token = self.read_meta().get(_COLUMNAR_KEY)
+        return bool(token) and (
+            self.columnar.unfinished_load() is None
+            and self.columnar.read_meta().get(_COLUMNAR_KEY) == token)
+
+    def _graph_empty(self) -> bool:
+        return self._frame(cypher.ANY_ACCOUNT).empty
+
+    def _copy_empty(self) -> bool:
+        assert self.columnar is not None
+        found = self.columnar.query("SELECT count(*) AS n FROM accounts")
+        return int(found["n"].iloc[0]) == 0
 
     def _write_nodes(
         self,
@@ -469,6 +534,9 @@ class Neo4jStore(Store):
     # -- reading -------------------------------------------------------------------------
 
     def _read_table(self, name: str) -> pd.DataFrame:
+        if self._columnar_in_step():
+            assert self.columnar is not None
+            return self.columnar._read_table(name)
         if name == "links":
             frame = self._read_links()
         elif name == "usage":
@@ -480,13 +548,38 @@ class Neo4jStore(Store):
                 frame["created_at"] = _from_micros(frame["created_at"])
         return frame.sort_values(list(TABLES[name].key))
 
+    def _read_near(self, name: str, account_ids: list[str]) -> pd.DataFrame:
+        if self._columnar_in_step():
+            assert self.columnar is not None
+            return self.columnar._read_near(name, account_ids)
+        reads = {"accounts": cypher.ACCOUNTS_NEAR_READ, "links": cypher.LINKS_NEAR_READ,
+                 "usage": cypher.USAGE_NEAR_READ}
+        statement = reads.get(name) or cypher.attribute_near_query(name)
+        frame = self._frame(statement, ids=account_ids)
+        if name == "links":
+            frame = _typed_links(frame)
+        elif name == "usage":
+            frame = _explode_usage(frame)
+        elif name == "accounts":
+            frame["created_at"] = _from_micros(frame["created_at"])
+        return frame.sort_values(list(TABLES[name].key))
+
+    def _write_breakdown(self, sweep_id: str, rows: list[tuple[str, str]]) -> int:
+        def write(tx: neo4j.ManagedTransaction) -> int:
+            found = self._run(tx, cypher.BREAKDOWN_WRITE,
+                              {"sweep_id": sweep_id, "rows": [list(r) for r in rows]})
+            written = int(found[0]["written"])
+            if written != len(rows):
+                # Raising inside the transaction function rolls every write back.
+                raise StoreError(f"sweep {sweep_id}: {len(rows) - written} breakdown(s) name "
+                                 "rings that are not in the sweep")
+            return written
+
+        with self._session() as session:
+            return int(session.execute_write(write))
+
     def _read_links(self) -> pd.DataFrame:
-        frame = self._frame(cypher.LINKS_READ)
-        core = frame["rel_type"].map(_KIND_OF_TYPE)
-        frame["kind"] = core.where(core.notna(), frame["kind"])
-        for column in ("first_seen", "last_seen"):
-            frame[column] = _from_micros(frame[column])
-        return frame.drop(columns="rel_type")
+        return _typed_links(self._frame(cypher.LINKS_READ))
 
     # -- results -------------------------------------------------------------------------
 
@@ -725,6 +818,15 @@ def _bolt_values(series: pd.Series) -> list[Any]:
         series = series.dt.as_unit("us").astype("int64").where(series.notna())
         series = series.astype("Int64")
     return series.astype(object).where(series.notna(), None).tolist()
+
+
+def _typed_links(frame: pd.DataFrame) -> pd.DataFrame:
+    """Link rows as the links table: core kinds from the relationship type, times typed."""
+    core = frame["rel_type"].map(_KIND_OF_TYPE)
+    frame["kind"] = core.where(core.notna(), frame["kind"])
+    for column in ("first_seen", "last_seen"):
+        frame[column] = _from_micros(frame[column])
+    return frame.drop(columns="rel_type")
 
 
 def _from_micros(values: pd.Series) -> pd.Series:

@@ -1,0 +1,76 @@
+"""Integer codes for string ids, computed in Arrow's C++ hash tables.
+
+Sweeps look millions of account ids and identifier values up in one another (which row
+of ``accounts`` is this link's account, is this account live). pandas does these lookups
+on Arrow-backed strings one Python object at a time; the functions here hand them to
+``pyarrow.compute`` instead, which gives the same answers as
+:meth:`pandas.Index.get_indexer` and :meth:`pandas.Series.isin` for ids that are unique
+where they are the index (the store's keys are).
+
+Examples
+--------
+>>> import pandas as pd
+>>> positions(pd.Series(["b", "x", None, "a"]), pd.Index(["a", "b", "c"])).tolist()
+[1, -1, -1, 0]
+>>> is_in(pd.Series(["b", "x", "a"]), ["a", "c"]).tolist()
+[False, False, True]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["is_in", "positions", "strings"]
+
+
+def strings(values: Any) -> pa.Array:
+    """``values`` (a Series, Index, array or list of str) as one Arrow large_string array.
+
+    Non-string values are turned into their ``str`` text, as ``astype(str)`` would.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        array = values.combine_chunks()
+    elif isinstance(values, pa.Array):
+        array = values
+    else:
+        try:
+            array = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            array = pa.array(pd.Series(values).astype(str), from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        array = pa.array(pd.Series(array.to_pandas()).astype(str), from_pandas=True)
+    return array.cast(pa.large_string())
+
+
+def positions(values: Any, index: Any) -> np.ndarray:
+    """Position of each of ``values`` in ``index`` (−1 when absent or missing).
+
+    The same as ``pd.Index(index).get_indexer(values)`` on string ids when ``index`` is
+    unique; for a repeated id, its first position.
+
+    Examples
+    --------
+    >>> positions(["c", "a"], ["a", "b", "c"]).tolist()
+    [2, 0]
+    """
+    found = pc.index_in(strings(values), value_set=strings(index))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def is_in(values: Any, wanted: Iterable[Any]) -> np.ndarray:
+    """Per value, whether it is one of ``wanted`` (missing values never are)."""
+    wanted = wanted if isinstance(wanted, pd.Series | pd.Index | np.ndarray) else list(wanted)
+    if not len(wanted):
+        return np.zeros(len(values), dtype=bool)
+    found = pc.is_in(strings(values), value_set=strings(wanted), skip_nulls=True)
+    return found.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
