@@ -131,6 +131,30 @@ class DetectionOptions:
         Two pieces join only when they hold at least this many distinct rare cards or
         IPs in common (``Projection.ring_identifiers``): more than a chance overlap, such
         as one household or VPN user on a ring's proxy exit. Default ``3``.
+    merge_min_coverage : float or None
+        Two pieces that share fewer than ``merge_min_shared`` rare cards/IPs still join
+        when at least this share of the accounts of *each* piece holds one of the rare
+        cards/IPs they share: a ring held by one proxy exit or one funding card (a star)
+        has pieces that all sit on it, while a household or VPN user next to a ring shares
+        an exit with only a few of the ring's members. ``None``: the count alone decides.
+        Default ``0.8``.
+    dense_edge_share : float or None
+        A connected component in which at least this share of account pairs is linked is
+        cut at a resolution of its own, ``min(resolution, dense_resolution_factor ·
+        density)`` (``density``: its mean pairwise weight): a ring held by one moderately
+        rare exit is a near-clique of light edges, and CPM at ``resolution`` would cut it
+        into arbitrary pieces; at its own resolution only parts much denser than the whole
+        separate. ``None``: every component is cut at ``resolution``. Default ``0.5``.
+    dense_resolution_factor : float
+        See ``dense_edge_share``. Default ``0.5``.
+    evidence_split : bool
+        After Leiden, a community whose accounts fall into two or more groups of at least
+        ``min_ring_size`` that share no card/IP evidence (edges of ``min_edge_weight``
+        and more in ``Projection.ring_evidence``) is split into those groups: rings of
+        one campaign share prompt templates and client versions heavily enough to clear
+        the resolution together, but each ring funds and routes itself. Accounts of the
+        community outside those groups go with the group they are most heavily linked
+        to. Default ``True``.
     evidence_component_weight : float or None
         Third pass (after the merge): among accounts left outside rings, groups connected
         by per-ring evidence edges at least this heavy become communities (see
@@ -159,6 +183,10 @@ class DetectionOptions:
     merge_resolution: _Positive | None = 0.03
     merge_min_piece: Annotated[int, pydantic.Field(ge=1)] = 3
     merge_min_shared: Annotated[int, pydantic.Field(ge=1)] = 3
+    merge_min_coverage: Annotated[float, pydantic.Field(gt=0, le=1)] | None = 0.8
+    dense_edge_share: _Share | None = 0.5
+    dense_resolution_factor: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.5
+    evidence_split: bool = True
     inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
     evidence_component_weight: _Positive | None = 0.3
     evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 2.5
@@ -174,6 +202,8 @@ class DetectionStats:
         Connected components of the projection with at least ``min_ring_size`` accounts.
     leiden_runs : int
         Components Leiden ran on; the rest were complete enough to be one ring as is.
+    split_communities : int
+        Leiden communities split into rings with no card/IP evidence between them.
     merged_pieces : int
         Leiden communities that the merge pass joined with at least one other.
     evidence_grouped : int
@@ -185,6 +215,7 @@ class DetectionStats:
 
     components: int
     leiden_runs: int
+    split_communities: int
     merged_pieces: int
     evidence_grouped: int
     rings: int
@@ -254,6 +285,9 @@ def detect_rings(
         weights = weights.multiply(weights >= options.min_edge_weight).tocsr()
     _, comp = connected_components(weights, directed=False)
     label, components, runs = _leiden(weights, comp, options)
+    split = 0
+    if options.evidence_split:
+        label, split = _split_by_evidence(label, weights, projection.ring_evidence, options)
     merged = 0
     if options.merge_resolution is not None:
         label, merged = _merge_pieces(
@@ -283,6 +317,7 @@ def detect_rings(
     stats = DetectionStats(
         components=components,
         leiden_runs=runs,
+        split_communities=split,
         merged_pieces=merged,
         evidence_grouped=grouped,
         rings=len(rings),
@@ -315,16 +350,21 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
     edge_end = np.r_[edge_start[1:], len(row)]
     n_edges = edge_end - edge_start
     min_w = np.full(len(comp_start), -np.inf)
+    total = np.zeros(len(comp_start))
     has = n_edges > 0
     min_w[has] = np.minimum.reduceat(w, edge_start[has])
+    total[has] = np.add.reduceat(w, edge_start[has])
+    pairs = comp_size * (comp_size - 1) // 2
+    resolution = _component_resolution(n_edges, total, pairs, options)
     # CPM quality is Σ over same-ring pairs of (w − γ): when every pair is linked with
     # w ≥ γ, the whole component is optimal and Leiden has nothing to do.
-    complete = (n_edges == comp_size * (comp_size - 1) // 2) & (min_w >= options.resolution)
+    complete = (n_edges == pairs) & (min_w >= resolution)
     jobs = []
     for c, (s, size) in enumerate(zip(comp_start, comp_size, strict=True)):
         if not complete[c]:
             e = slice(edge_start[c], edge_end[c])
-            jobs.append((int(size), np.column_stack([row[e] - s, col[e] - s]), w[e]))
+            edges = np.column_stack([row[e] - s, col[e] - s])
+            jobs.append((int(size), edges, w[e], float(resolution[c])))
     memberships = iter(_partitions(jobs, options))
     next_label = 0
     for c, (s, size) in enumerate(zip(comp_start, comp_size, strict=True)):
@@ -332,6 +372,77 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
         label[order[s : s + size]] = next_label + membership
         next_label += int(membership.max()) + 1
     return label, len(comp_start), len(jobs)
+
+
+def _component_resolution(n_edges, total, pairs, options: DetectionOptions) -> np.ndarray:
+    """CPM resolution per component: ``resolution``, or lower for a dense component.
+
+    A component in which most pairs are linked (share ≥ ``dense_edge_share``) is cut at
+    ``min(resolution, dense_resolution_factor · density)``, so only parts much denser
+    than the whole come apart, not a near-clique of light edges around one exit.
+    """
+    resolution = np.full(len(pairs), options.resolution)
+    if options.objective != "CPM" or options.dense_edge_share is None:
+        return resolution
+    safe = np.maximum(pairs, 1)
+    dense = n_edges >= options.dense_edge_share * safe
+    own = options.dense_resolution_factor * total / safe
+    resolution[dense] = np.minimum(resolution[dense], own[dense])
+    return resolution
+
+
+def _split_by_evidence(
+    label: np.ndarray, weights: sp.csr_matrix, evidence: sp.csr_matrix, options
+) -> tuple[np.ndarray, int]:
+    """Split communities made of card/IP-disjoint groups (rings of one campaign).
+
+    Within each community, evidence edges of at least ``min_edge_weight`` between its
+    own accounts make groups (connected components); a community with two or more groups
+    of ``min_ring_size`` accounts or more becomes those groups, and each of its other
+    accounts joins the group it has the most projection weight to (the largest group
+    when it has none). Returns the new labels and the number of communities split.
+    """
+    n = len(label)
+    coo = sp.triu(evidence, k=1).tocoo()
+    inside = (label[coo.row] >= 0) & (label[coo.row] == label[coo.col])
+    inside &= coo.data >= max(options.min_edge_weight, np.finfo(float).tiny)
+    graph = sp.coo_matrix((np.ones(int(inside.sum())), (coo.row[inside], coo.col[inside])),
+                          shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    in_comm = label >= 0
+    group_size = np.bincount(group[in_comm], minlength=n)
+    big = in_comm & (group_size[group] >= options.min_ring_size)
+    # Distinct big groups per community.
+    pairs = np.unique(label[big].astype(np.int64) * n + group[big])
+    n_big = np.bincount(pairs // n, minlength=int(label.max(initial=-1)) + 1)
+    split_comms = np.flatnonzero(n_big >= 2)
+    if len(split_comms) == 0:
+        return label, 0
+    label = label.copy()
+    next_label = int(label.max()) + 1
+    for c in split_comms:
+        accounts = np.flatnonzero(label == c)
+        holders = accounts[big[accounts]]
+        groups, of = np.unique(group[holders], return_inverse=True)
+        rest = accounts[~big[accounts]]
+        if len(rest):
+            member = sp.csr_matrix(
+                (np.ones(len(holders)), (np.arange(len(holders)), of)),
+                shape=(len(holders), len(groups)),
+            )
+            pull = (weights[rest][:, holders] @ member).toarray()
+            largest = int(np.argmax(np.bincount(of)))
+            choice = np.where(pull.max(axis=1) > 0, pull.argmax(axis=1), largest)
+        # The largest group keeps the community's label, the others get new ones.
+        new_of_group = np.full(len(groups), -1, dtype=np.int64)
+        order = np.argsort(-np.bincount(of), kind="stable")
+        new_of_group[order[0]] = c
+        new_of_group[order[1:]] = next_label + np.arange(len(groups) - 1)
+        next_label += len(groups) - 1
+        label[holders] = new_of_group[of]
+        if len(rest):
+            label[rest] = new_of_group[choice]
+    return label, len(split_comms)
 
 
 def _merge_pieces(
@@ -363,7 +474,10 @@ def _merge_pieces(
         held = (member.T @ identifiers).tocsr()
         held.data[:] = 1
         shared = np.asarray((held[a].multiply(held[b])).sum(axis=1)).ravel()
-        keep &= shared >= options.merge_min_shared
+        enough = shared >= options.merge_min_shared
+        if options.merge_min_coverage is not None:
+            enough |= _covered(a, b, piece, held, identifiers, size, options.merge_min_coverage)
+        keep &= enough
     a, b, w = a[keep], b[keep], w[keep]
     nodes = np.unique(np.r_[a, b])
     if len(nodes) == 0:
@@ -389,6 +503,24 @@ def _merge_pieces(
     new = np.unique(target[piece], return_inverse=True)[1].astype(np.int64)
     new[alone & ~np.isin(piece, nodes[joined])] = -1
     return new, int(joined.sum())
+
+
+def _covered(a, b, piece, held, identifiers, size, min_coverage) -> np.ndarray:
+    """Per piece pair ``(a, b)``: does at least ``min_coverage`` of each piece's accounts
+    hold a rare card/IP that the other piece holds too (and the first one does)?"""
+    if len(a) == 0:
+        return np.zeros(0, dtype=bool)
+    n, m = identifiers.shape[0], held.shape[0]
+    both = held[a].multiply(held[b]).tocsr()  # identifiers each pair shares
+    both.data[:] = 1
+    # hits[i, p]: does account i hold one of the identifiers shared by pair p.
+    hits = (identifiers @ both.T).tocsr()
+    hits.data[:] = 1
+    member = sp.csr_matrix((np.ones(n), (piece, np.arange(n))), shape=(m, n))
+    per_piece = (member @ hits).tocsr()  # accounts of piece q covered for pair p
+    covered_a = np.asarray(per_piece[a, np.arange(len(a))]).ravel()
+    covered_b = np.asarray(per_piece[b, np.arange(len(b))]).ravel()
+    return (covered_a >= min_coverage * size[a]) & (covered_b >= min_coverage * size[b])
 
 
 def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
@@ -430,7 +562,7 @@ def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
 
 
 def _partitions(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
-    """Leiden membership of each ``(n_nodes, edges, weights)`` component, in order.
+    """Leiden membership of each ``(n_nodes, edges, weights, resolution)`` component.
 
     Every component gets a generator seeded with ``options.seed``, so its rings depend on
     the seed and the component alone.
@@ -442,14 +574,16 @@ def _partitions(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
     return _in_child(_igraph_all, jobs, options)
 
 
-def _leidenalg(size: int, edges: np.ndarray, weights: np.ndarray, options) -> np.ndarray:
+def _leidenalg(
+    size: int, edges: np.ndarray, weights: np.ndarray, resolution: float, options
+) -> np.ndarray:
     kind = {"CPM": leidenalg.CPMVertexPartition,
             "modularity": leidenalg.RBConfigurationVertexPartition}[options.objective]
     part = leidenalg.find_partition(
         ig.Graph(n=size, edges=edges),
         kind,
         weights=weights,
-        resolution_parameter=options.resolution,
+        resolution_parameter=resolution,
         n_iterations=options.n_iterations,
         seed=options.seed,
     )
@@ -459,14 +593,14 @@ def _leidenalg(size: int, edges: np.ndarray, weights: np.ndarray, options) -> np
 def _igraph_all(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
     """igraph's Leiden on every component; runs in a child process (:func:`_in_child`)."""
     out = []
-    for size, edges, weights in jobs:
+    for size, edges, weights, resolution in jobs:
         # igraph draws from one process-wide generator; this process is a throw-away
         # child, so seeding it per component touches no caller's state.
         ig.set_random_number_generator(random.Random(options.seed))
         part = ig.Graph(n=size, edges=edges).community_leiden(
             objective_function=options.objective,
             weights=weights,
-            resolution=options.resolution,
+            resolution=resolution,
             n_iterations=options.n_iterations,
         )
         out.append(np.asarray(part.membership, dtype=np.int64))
