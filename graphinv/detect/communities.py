@@ -83,7 +83,9 @@ class DetectionOptions:
     ----------
     resolution : float
         CPM resolution ``γ``: the minimum mean pairwise weight inside a ring (> 0).
-        Default ``0.4``.
+        Default ``0.3``: a ring held by one moderately rare proxy exit (pair weights
+        0.2–0.4) stays whole; rings of one campaign that clear it together through shared
+        templates are separated again by the evidence split.
     min_ring_size : int
         Communities with fewer live accounts are not rings (≥ 2). Default ``5``.
     min_edge_weight : float
@@ -138,15 +140,6 @@ class DetectionOptions:
         has pieces that all sit on it, while a household or VPN user next to a ring shares
         an exit with only a few of the ring's members. ``None``: the count alone decides.
         Default ``0.8``.
-    dense_edge_share : float or None
-        A connected component in which at least this share of account pairs is linked is
-        cut at a resolution of its own, ``min(resolution, dense_resolution_factor ·
-        density)`` (``density``: its mean pairwise weight): a ring held by one moderately
-        rare exit is a near-clique of light edges, and CPM at ``resolution`` would cut it
-        into arbitrary pieces; at its own resolution only parts much denser than the whole
-        separate. ``None``: every component is cut at ``resolution``. Default ``0.5``.
-    dense_resolution_factor : float
-        See ``dense_edge_share``. Default ``0.5``.
     evidence_split : bool
         After Leiden, a community whose accounts fall into two or more groups of at least
         ``min_ring_size`` that share no card/IP evidence (edges of ``min_edge_weight``
@@ -155,6 +148,10 @@ class DetectionOptions:
         the resolution together, but each ring funds and routes itself. Accounts of the
         community outside those groups go with the group they are most heavily linked
         to. Default ``True``.
+    split_resolution : float
+        CPM resolution on card/IP evidence inside a community for that split: groups
+        whose mean pairwise evidence between them is below it come apart.
+        Default ``0.03``.
     evidence_component_weight : float or None
         Third pass (after the merge): among accounts left outside rings, groups connected
         by per-ring evidence edges at least this heavy become communities (see
@@ -169,7 +166,7 @@ class DetectionOptions:
         alert. Default ``("banned", "suspended", "closed")``.
     """
 
-    resolution: _Positive = 0.4
+    resolution: _Positive = 0.3
     min_ring_size: Annotated[int, pydantic.Field(ge=2)] = 5
     min_edge_weight: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)] = 0.2
     seed: Annotated[int, pydantic.Field(ge=0)] = 0
@@ -184,9 +181,8 @@ class DetectionOptions:
     merge_min_piece: Annotated[int, pydantic.Field(ge=1)] = 3
     merge_min_shared: Annotated[int, pydantic.Field(ge=1)] = 3
     merge_min_coverage: Annotated[float, pydantic.Field(gt=0, le=1)] | None = 0.8
-    dense_edge_share: _Share | None = 0.5
-    dense_resolution_factor: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.5
     evidence_split: bool = True
+    split_resolution: _Positive = 0.03
     inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
     evidence_component_weight: _Positive | None = 0.3
     evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 2.5
@@ -285,14 +281,14 @@ def detect_rings(
         weights = weights.multiply(weights >= options.min_edge_weight).tocsr()
     _, comp = connected_components(weights, directed=False)
     label, components, runs = _leiden(weights, comp, options)
-    split = 0
-    if options.evidence_split:
-        label, split = _split_by_evidence(label, weights, projection.ring_evidence, options)
     merged = 0
     if options.merge_resolution is not None:
         label, merged = _merge_pieces(
             label, projection.ring_evidence, projection.ring_identifiers, options
         )
+    split = 0
+    if options.evidence_split:
+        label, split = _split_by_evidence(label, weights, projection.ring_evidence, options)
     grouped = 0
     if options.evidence_component_weight is not None:
         label, grouped = _evidence_components(label, projection.ring_evidence, options)
@@ -350,21 +346,16 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
     edge_end = np.r_[edge_start[1:], len(row)]
     n_edges = edge_end - edge_start
     min_w = np.full(len(comp_start), -np.inf)
-    total = np.zeros(len(comp_start))
     has = n_edges > 0
     min_w[has] = np.minimum.reduceat(w, edge_start[has])
-    total[has] = np.add.reduceat(w, edge_start[has])
-    pairs = comp_size * (comp_size - 1) // 2
-    resolution = _component_resolution(n_edges, total, pairs, options)
     # CPM quality is Σ over same-ring pairs of (w − γ): when every pair is linked with
     # w ≥ γ, the whole component is optimal and Leiden has nothing to do.
-    complete = (n_edges == pairs) & (min_w >= resolution)
+    complete = (n_edges == comp_size * (comp_size - 1) // 2) & (min_w >= options.resolution)
     jobs = []
     for c, (s, size) in enumerate(zip(comp_start, comp_size, strict=True)):
         if not complete[c]:
             e = slice(edge_start[c], edge_end[c])
-            edges = np.column_stack([row[e] - s, col[e] - s])
-            jobs.append((int(size), edges, w[e], float(resolution[c])))
+            jobs.append((int(size), np.column_stack([row[e] - s, col[e] - s]), w[e]))
     memberships = iter(_partitions(jobs, options))
     next_label = 0
     for c, (s, size) in enumerate(zip(comp_start, comp_size, strict=True)):
@@ -374,54 +365,68 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
     return label, len(comp_start), len(jobs)
 
 
-def _component_resolution(n_edges, total, pairs, options: DetectionOptions) -> np.ndarray:
-    """CPM resolution per component: ``resolution``, or lower for a dense component.
-
-    A component in which most pairs are linked (share ≥ ``dense_edge_share``) is cut at
-    ``min(resolution, dense_resolution_factor · density)``, so only parts much denser
-    than the whole come apart, not a near-clique of light edges around one exit.
-    """
-    resolution = np.full(len(pairs), options.resolution)
-    if options.objective != "CPM" or options.dense_edge_share is None:
-        return resolution
-    safe = np.maximum(pairs, 1)
-    dense = n_edges >= options.dense_edge_share * safe
-    own = options.dense_resolution_factor * total / safe
-    resolution[dense] = np.minimum(resolution[dense], own[dense])
-    return resolution
-
-
 def _split_by_evidence(
     label: np.ndarray, weights: sp.csr_matrix, evidence: sp.csr_matrix, options
 ) -> tuple[np.ndarray, int]:
     """Split communities made of card/IP-disjoint groups (rings of one campaign).
 
-    Within each community, evidence edges of at least ``min_edge_weight`` between its
-    own accounts make groups (connected components); a community with two or more groups
-    of ``min_ring_size`` accounts or more becomes those groups, and each of its other
-    accounts joins the group it has the most projection weight to (the largest group
-    when it has none). Returns the new labels and the number of communities split.
+    Within each community of at least ``2 · min_ring_size`` accounts, CPM at
+    ``split_resolution`` on its own card/IP evidence (``Projection.ring_evidence``) makes
+    groups: two rings bridged by one shared card or exit have an evidence density far
+    below it between them, one ring's members are far above it. A community with two or
+    more groups of ``min_ring_size`` accounts or more becomes those groups, and each of
+    its other accounts joins the group it has the most projection weight to (the largest
+    group when it has none). Returns the new labels and the number of communities split.
     """
     n = len(label)
+    group = np.arange(n, dtype=np.int64)
+    sizes = np.bincount(label[label >= 0]) if (label >= 0).any() else np.zeros(0, int)
+    candidates = np.flatnonzero(sizes >= 2 * options.min_ring_size)
+    if len(candidates) == 0:
+        return label, 0
     coo = sp.triu(evidence, k=1).tocoo()
     inside = (label[coo.row] >= 0) & (label[coo.row] == label[coo.col])
-    inside &= coo.data >= max(options.min_edge_weight, np.finfo(float).tiny)
-    graph = sp.coo_matrix((np.ones(int(inside.sum())), (coo.row[inside], coo.col[inside])),
-                          shape=(n, n))
-    _, group = connected_components(graph, directed=False)
+    inside &= np.isin(label[coo.row], candidates)
+    er, ec, ew = coo.row[inside], coo.col[inside], coo.data[inside]
+    order = np.argsort(label[er], kind="stable")
+    er, ec, ew = er[order], ec[order], ew[order]
+    bounds = np.searchsorted(label[er], np.r_[candidates, candidates[-1] + 1])
+    by_label = np.argsort(label, kind="stable")  # accounts of each community, in id order
+    sorted_label = label[by_label]
+    starts = np.searchsorted(sorted_label, np.r_[candidates, candidates[-1] + 1])
+    next_group = n
+    for k, c in enumerate(candidates):
+        if bounds[k + 1] == bounds[k]:
+            continue
+        accounts = by_label[starts[k] : starts[k] + sizes[c]]
+        e = slice(bounds[k], bounds[k + 1])
+        local = np.searchsorted(accounts, np.column_stack([er[e], ec[e]]))
+        part = leidenalg.find_partition(
+            ig.Graph(n=len(accounts), edges=local),
+            leidenalg.CPMVertexPartition,
+            weights=ew[e],
+            resolution_parameter=options.split_resolution,
+            n_iterations=options.n_iterations,
+            seed=options.seed,
+        )
+        membership = np.asarray(part.membership, dtype=np.int64)
+        group[accounts] = next_group + membership
+        next_group += int(membership.max()) + 1
     in_comm = label >= 0
     group_size = np.bincount(group[in_comm], minlength=n)
     big = in_comm & (group_size[group] >= options.min_ring_size)
     # Distinct big groups per community.
-    pairs = np.unique(label[big].astype(np.int64) * n + group[big])
-    n_big = np.bincount(pairs // n, minlength=int(label.max(initial=-1)) + 1)
+    span = int(group.max()) + 1
+    pairs = np.unique(label[big].astype(np.int64) * span + group[big])
+    n_big = np.bincount(pairs // span, minlength=int(label.max(initial=-1)) + 1)
     split_comms = np.flatnonzero(n_big >= 2)
     if len(split_comms) == 0:
         return label, 0
     label = label.copy()
     next_label = int(label.max()) + 1
     for c in split_comms:
-        accounts = np.flatnonzero(label == c)
+        first = np.searchsorted(sorted_label, c)
+        accounts = by_label[first : first + sizes[c]]
         holders = accounts[big[accounts]]
         groups, of = np.unique(group[holders], return_inverse=True)
         rest = accounts[~big[accounts]]
@@ -562,7 +567,7 @@ def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
 
 
 def _partitions(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
-    """Leiden membership of each ``(n_nodes, edges, weights, resolution)`` component.
+    """Leiden membership of each ``(n_nodes, edges, weights)`` component, in order.
 
     Every component gets a generator seeded with ``options.seed``, so its rings depend on
     the seed and the component alone.
@@ -574,16 +579,14 @@ def _partitions(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
     return _in_child(_igraph_all, jobs, options)
 
 
-def _leidenalg(
-    size: int, edges: np.ndarray, weights: np.ndarray, resolution: float, options
-) -> np.ndarray:
+def _leidenalg(size: int, edges: np.ndarray, weights: np.ndarray, options) -> np.ndarray:
     kind = {"CPM": leidenalg.CPMVertexPartition,
             "modularity": leidenalg.RBConfigurationVertexPartition}[options.objective]
     part = leidenalg.find_partition(
         ig.Graph(n=size, edges=edges),
         kind,
         weights=weights,
-        resolution_parameter=resolution,
+        resolution_parameter=options.resolution,
         n_iterations=options.n_iterations,
         seed=options.seed,
     )
@@ -593,14 +596,14 @@ def _leidenalg(
 def _igraph_all(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
     """igraph's Leiden on every component; runs in a child process (:func:`_in_child`)."""
     out = []
-    for size, edges, weights, resolution in jobs:
+    for size, edges, weights in jobs:
         # igraph draws from one process-wide generator; this process is a throw-away
         # child, so seeding it per component touches no caller's state.
         ig.set_random_number_generator(random.Random(options.seed))
         part = ig.Graph(n=size, edges=edges).community_leiden(
             objective_function=options.objective,
             weights=weights,
-            resolution=resolution,
+            resolution=options.resolution,
             n_iterations=options.n_iterations,
         )
         out.append(np.asarray(part.membership, dtype=np.int64))
