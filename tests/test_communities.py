@@ -465,3 +465,41 @@ def test_coverage_needs_most_of_each_piece_on_the_shared_exit():
     loose = detect_rings(project(platform), platform=platform,
                          options=DetectionOptions(merge_min_coverage=0.3))
     assert loose.rings["size"].tolist() == [12]
+
+
+def test_an_account_left_out_joins_the_ring_it_belongs_to_after_the_split():
+    # x leans on ring 0 (weight 0.5 to each of its 8 members, templates only). Next to
+    # the 16 accounts of the campaign, joining would lower CPM quality (4.0 < 0.3 · 16),
+    # so Leiden leaves x alone; once ring 0 is split off (8 accounts) it raises it.
+    proj, ids, _ = two_rings_of_one_campaign(evidence_between=False)
+    weights = sp.lil_matrix((17, 17))
+    weights[:16, :16] = proj.weights
+    weights[16, :8] = 0.5
+    weights[:8, 16] = 0.5
+    evidence = sp.lil_matrix((17, 17))
+    evidence[:16, :16] = proj.ring_evidence
+    ids = np.r_[ids, np.array(["x"], dtype=object)]
+    proj = _projection(ids, weights.tocsr(), evidence.tocsr())
+    platform = empty_platform(ids)
+    det = detect_rings(proj, platform=platform)
+    assert rings_as_sets(det) == {frozenset(ids[:8]) | {"x"}, frozenset(ids[8:16])}
+    assert det.stats.attached == 1
+    alone = detect_rings(proj, platform=platform, options=DetectionOptions(attach=False))
+    assert "x" not in set(alone.members["account_id"])
+
+
+def test_an_open_chain_is_not_peeled_away_from_its_ends():
+    # A chain of 12 accounts, each sharing a card with the next (no closing card): its
+    # two ends have one tie each. Dropping one-tie accounts once costs the two ends;
+    # peeling repeatedly (what a strength threshold does) would eat the chain whole.
+    ring = [f"r{i:02d}" for i in range(12)]
+    links = [(ring[i], "payment_method", f"link-{i}", T0, T0, 1) for i in range(11)]
+    links += [(ring[i + 1], "payment_method", f"link-{i}", T0, T0, 1) for i in range(11)]
+    platform = frame(background() + links)
+    proj = project(platform)
+    found = detect_rings(proj, platform=platform)
+    assert rings_as_sets(found) == {frozenset(ring[1:11])}
+    # Each tie weighs 2 (a card of two, started the same day): the ends fall below 2.5,
+    # then their neighbours do, and so on.
+    cascading = DetectionOptions(evidence_component_degree=0, evidence_component_strength=2.5)
+    assert detect_rings(proj, platform=platform, options=cascading).stats.rings == 0

@@ -20,7 +20,16 @@ each piece becomes one node, pieces are linked by the per-ring evidence of the p
 ``merge_resolution`` ``γ₂`` runs on that piece graph, so two pieces join only while the
 card and IP evidence between them has a mean pairwise weight of at least ``γ₂``. Only
 pieces of at least ``merge_min_piece`` accounts take part: a lone account sharing a proxy
-IP with a ring is not pulled in.
+IP with a ring is not pulled in. Pieces join only when they hold ``merge_min_shared``
+distinct rare cards/IPs in common, or when most accounts of each piece sit on the rare
+cards/IPs they share (``merge_min_coverage``: a ring held by one exit or one card).
+
+Rings of one campaign share templates heavily enough to come out as one community, but
+each ring funds and routes itself. The split pass runs CPM on card/IP evidence inside each
+community and splits it when that gives two or more groups of ring size. Accounts left
+outside rings then join the ring that raises CPM quality most, if any (``attach``).
+A last pass groups what is left by strong card/IP ties alone (``evidence_component_*``):
+chains of accounts that each share a card with two others, which CPM never keeps.
 
 Campaigns group rings that share infrastructure: a card, a prompt template, or the ASN
 of proxy IPs that a good share of each ring's members use, and that is concentrated in
@@ -141,24 +150,36 @@ class DetectionOptions:
         an exit with only a few of the ring's members. ``None``: the count alone decides.
         Default ``0.8``.
     evidence_split : bool
-        After Leiden, a community whose accounts fall into two or more groups of at least
-        ``min_ring_size`` that share no card/IP evidence (edges of ``min_edge_weight``
-        and more in ``Projection.ring_evidence``) is split into those groups: rings of
-        one campaign share prompt templates and client versions heavily enough to clear
-        the resolution together, but each ring funds and routes itself. Accounts of the
-        community outside those groups go with the group they are most heavily linked
-        to. Default ``True``.
+        After the merge pass, a community whose card/IP evidence
+        (``Projection.ring_evidence``) falls into two or more groups of at least
+        ``min_ring_size`` accounts, by CPM at ``split_resolution`` on that evidence, is
+        split into those groups: rings of one campaign share prompt templates and client
+        versions heavily enough to clear the resolution together, but each ring funds
+        and routes itself. Accounts of the community outside those groups go with the
+        group they are most heavily linked to. Default ``True``.
     split_resolution : float
         CPM resolution on card/IP evidence inside a community for that split: groups
         whose mean pairwise evidence between them is below it come apart.
         Default ``0.03``.
+    attach : bool
+        After the split, an account outside rings joins the ring to which its weight
+        exceeds ``resolution`` times the ring's size (the move raises CPM quality; Leiden
+        stops at a local optimum and the split changes ring sizes after it). Default
+        ``True``.
     evidence_component_weight : float or None
-        Third pass (after the merge): among accounts left outside rings, groups connected
-        by per-ring evidence edges at least this heavy become communities (see
-        :func:`_evidence_components`). ``None`` turns it off. Default ``0.3``.
+        Last pass: among accounts left outside rings, groups connected by per-ring
+        evidence edges at least this heavy become communities (see
+        :func:`_evidence_components`). ``None`` turns it off. Default ``0.8``: a card
+        held by two or three accounts (about 0.9), not one residential exit (0.5 at most
+        without co-arrival).
     evidence_component_strength : float
-        In that pass, accounts whose kept evidence sums to less are peeled off first.
-        Default ``2.5``.
+        In that pass, accounts whose kept evidence sums to less are peeled off,
+        repeatedly. Default ``0.0`` (off).
+    evidence_component_degree : int
+        In that pass, accounts with fewer kept edges are dropped once, before the
+        components are taken (not repeatedly: peeling a chain's ends again and again
+        would eat a sparse ring whole). Default ``2``: a customer of a ring's
+        residential exit hangs on it by one tie.
     inactive_statuses : tuple[str, ...]
         Account ``status`` values (in ``platform.accounts``) of accounts that are kept in
         the projection as structure but never listed as ring members: a banned member's
@@ -183,9 +204,11 @@ class DetectionOptions:
     merge_min_coverage: Annotated[float, pydantic.Field(gt=0, le=1)] | None = 0.8
     evidence_split: bool = True
     split_resolution: _Positive = 0.03
+    attach: bool = True
     inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
-    evidence_component_weight: _Positive | None = 0.3
-    evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 2.5
+    evidence_component_weight: _Positive | None = 0.8
+    evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 0.0
+    evidence_component_degree: Annotated[int, pydantic.Field(ge=0)] = 2
 
 
 @dataclass(frozen=True)
@@ -199,7 +222,9 @@ class DetectionStats:
     leiden_runs : int
         Components Leiden ran on; the rest were complete enough to be one ring as is.
     split_communities : int
-        Leiden communities split into rings with no card/IP evidence between them.
+        Communities split into rings with little card/IP evidence between them.
+    attached : int
+        Accounts outside rings that joined a ring after the split.
     merged_pieces : int
         Leiden communities that the merge pass joined with at least one other.
     evidence_grouped : int
@@ -212,6 +237,7 @@ class DetectionStats:
     components: int
     leiden_runs: int
     split_communities: int
+    attached: int
     merged_pieces: int
     evidence_grouped: int
     rings: int
@@ -289,6 +315,9 @@ def detect_rings(
     split = 0
     if options.evidence_split:
         label, split = _split_by_evidence(label, weights, projection.ring_evidence, options)
+    attached = 0
+    if options.attach:
+        label, attached = _attach_outsiders(label, weights, options)
     grouped = 0
     if options.evidence_component_weight is not None:
         label, grouped = _evidence_components(label, projection.ring_evidence, options)
@@ -314,6 +343,7 @@ def detect_rings(
         components=components,
         leiden_runs=runs,
         split_communities=split,
+        attached=attached,
         merged_pieces=merged,
         evidence_grouped=grouped,
         rings=len(rings),
@@ -450,6 +480,38 @@ def _split_by_evidence(
     return label, len(split_comms)
 
 
+def _attach_outsiders(label: np.ndarray, weights: sp.csr_matrix, options):
+    """Accounts outside rings join the ring that CPM says they belong to.
+
+    Leiden stops at a local optimum, and the split changes ring sizes after it ran: an
+    account left alone (or in a community smaller than ``min_ring_size``) whose weight to
+    a ring ``R`` exceeds ``resolution · |R|`` (moving it there raises CPM quality) joins
+    the ring where that gain is largest. Returns the labels and the number moved.
+    """
+    n = len(label)
+    sizes = np.bincount(label[label >= 0], minlength=int(label.max(initial=0)) + 1)
+    ring = (label >= 0) & (sizes[np.maximum(label, 0)] >= options.min_ring_size)
+    outside = np.flatnonzero(~ring)
+    if len(outside) == 0 or not ring.any():
+        return label, 0
+    rings, of = np.unique(label[ring], return_inverse=True)
+    member = sp.csr_matrix((np.ones(int(ring.sum())), (np.flatnonzero(ring), of)),
+                           shape=(n, len(rings)))
+    pull = (weights[outside] @ member).tocoo()
+    gain = pull.data - options.resolution * sizes[rings[pull.col]]
+    good = gain > 0
+    if not good.any():
+        return label, 0
+    row, col, gain = pull.row[good], pull.col[good], gain[good]
+    # Best ring per account: sort by account, then gain (largest last).
+    order = np.lexsort((-col, gain, row))
+    last = np.r_[row[order][1:] != row[order][:-1], True]
+    chosen = order[last]
+    label = label.copy()
+    label[outside[row[chosen]]] = rings[col[chosen]]
+    return label, len(chosen)
+
+
 def _merge_pieces(
     label: np.ndarray,
     evidence: sp.csr_matrix,
@@ -535,11 +597,12 @@ def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
     members each share a card or an exit with two or three others (a chain), or one exit
     with all (a star of light edges), never is. Among the accounts whose community is
     smaller than ``min_ring_size``, per-ring evidence edges of at least
-    ``evidence_component_weight`` are kept; accounts whose kept evidence sums to less
-    than ``evidence_component_strength`` are peeled off, repeatedly (a weighted core: a
-    household or a customer of a ring's residential exit hangs on by one light edge);
-    connected components of what is left with at least ``min_ring_size`` accounts
-    become communities. Returns the labels and the number of accounts grouped.
+    ``evidence_component_weight`` are kept; accounts with fewer than
+    ``evidence_component_degree`` kept edges are dropped once (a customer of a ring's
+    residential exit hangs on by one tie), then accounts whose kept evidence sums to
+    less than ``evidence_component_strength`` are peeled off, repeatedly; connected
+    components of what is left with at least ``min_ring_size`` accounts become
+    communities. Returns the labels and the number of accounts grouped.
     """
     sizes = np.bincount(label[label >= 0], minlength=int(label.max(initial=0)) + 1)
     outside = np.flatnonzero((label < 0) | (sizes[np.maximum(label, 0)] < options.min_ring_size))
@@ -547,7 +610,10 @@ def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
         return label, 0
     sub = evidence[outside][:, outside]
     sub = sub.multiply(sub >= options.evidence_component_weight).tocsr()
-    alive = np.ones(len(outside), dtype=bool)
+    sub.eliminate_zeros()
+    # Pendants (one strong tie) go once, without cascading: a proxy customer hangs on
+    # a ring member by one tie, while peeling a chain's ends again and again would eat it.
+    alive = np.diff(sub.indptr) >= options.evidence_component_degree
     while True:
         strength = np.asarray(sub @ alive.astype(np.float64)).ravel()
         weak = alive & (strength < options.evidence_component_strength)
