@@ -58,6 +58,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import random
 import time
@@ -424,22 +425,19 @@ def _split_by_evidence(
     by_label = np.argsort(label, kind="stable")  # accounts of each community, in id order
     sorted_label = label[by_label]
     starts = np.searchsorted(sorted_label, np.r_[candidates, candidates[-1] + 1])
-    next_group = n
+    jobs, owners = [], []
     for k, c in enumerate(candidates):
         if bounds[k + 1] == bounds[k]:
             continue
         accounts = by_label[starts[k] : starts[k] + sizes[c]]
         e = slice(bounds[k], bounds[k + 1])
         local = np.searchsorted(accounts, np.column_stack([er[e], ec[e]]))
-        part = leidenalg.find_partition(
-            ig.Graph(n=len(accounts), edges=local),
-            leidenalg.CPMVertexPartition,
-            weights=ew[e],
-            resolution_parameter=options.split_resolution,
-            n_iterations=options.n_iterations,
-            seed=options.seed,
-        )
-        membership = np.asarray(part.membership, dtype=np.int64)
+        jobs.append((len(accounts), local, ew[e]))
+        owners.append(accounts)
+    # CPM on evidence, with igraph's Leiden like the first pass (seeded per community).
+    on_evidence = dataclasses.replace(options, objective="CPM", resolution=options.split_resolution)
+    next_group = n
+    for accounts, membership in zip(owners, _partitions(jobs, on_evidence), strict=True):
         group[accounts] = next_group + membership
         next_group += int(membership.max()) + 1
     in_comm = label >= 0
