@@ -213,8 +213,10 @@ def test_pieces_linked_by_sparse_card_or_ip_evidence_merge():
     det = detect_rings(proj, platform=platform)
     assert det.rings["size"].tolist() == [12]
     assert det.stats.merged_pieces == 2
-    # The pieces share four distinct IPs; asking for five keeps them apart.
-    few = detect_rings(proj, platform=platform, options=DetectionOptions(merge_min_shared=5))
+    # The pieces share four distinct IPs; asking for five keeps them apart (once the
+    # coverage rule is off: every member holds one of those IPs, so it would join them).
+    few = detect_rings(proj, platform=platform,
+                       options=DetectionOptions(merge_min_shared=5, merge_min_coverage=None))
     assert few.rings["size"].tolist() == [6, 6]
     # γ₂ is a density: above the ~0.14 of card/IP evidence between the pieces, no merge.
     tight = detect_rings(proj, platform=platform, options=DetectionOptions(merge_resolution=0.2))
@@ -379,3 +381,125 @@ def test_leiden_never_touches_the_callers_random_state():
         ig.set_random_number_generator(random)
     pd.testing.assert_frame_equal(runs[0].members, runs[1].members)
     assert runs[0].stats.leiden_runs > 0
+
+
+def two_rings_of_one_campaign(evidence_between: bool):
+    """Two 8-account rings, each funded and routed on its own (card/IP evidence 1.0
+    inside), sharing campaign templates (weight 0.5 on every cross pair: above γ = 0.3,
+    so Leiden alone keeps them as one community)."""
+    n = 16
+    group = np.repeat([0, 1], 8)
+    i, j = np.triu_indices(n, 1)
+    same = group[i] == group[j]
+    upper = sp.coo_matrix((np.where(same, 1.5, 0.5), (i, j)), shape=(n, n)).tocsr()
+    own = same | evidence_between
+    evidence = sp.coo_matrix((np.where(own, 1.0, 0.0), (i, j)), shape=(n, n)).tocsr()
+    ids = np.array([f"a{k:02d}" for k in range(n)], dtype=object)
+    return _projection(ids, upper + upper.T, evidence + evidence.T), ids, group
+
+
+def test_rings_of_one_campaign_split_by_card_and_ip_evidence():
+    proj, ids, group = two_rings_of_one_campaign(evidence_between=False)
+    platform = empty_platform(ids)
+    whole = detect_rings(proj, platform=platform, options=DetectionOptions(evidence_split=False))
+    assert whole.rings["size"].tolist() == [16]
+    det = detect_rings(proj, platform=platform)
+    assert rings_as_sets(det) == {frozenset(ids[group == g]) for g in (0, 1)}
+    assert det.stats.split_communities == 1
+    # Evidence running across the two groups makes them one ring: nothing to split.
+    proj, ids, _ = two_rings_of_one_campaign(evidence_between=True)
+    joined = detect_rings(proj, platform=empty_platform(ids))
+    assert joined.rings["size"].tolist() == [16]
+    assert joined.stats.split_communities == 0
+
+
+def test_split_sends_accounts_without_evidence_to_the_group_they_lean_on():
+    proj, ids, group = two_rings_of_one_campaign(evidence_between=False)
+    weights = proj.weights.tolil()
+    evidence = proj.ring_evidence.tolil()
+    # a00 holds no card or IP of its ring (a template-only member), but its projection
+    # weight leans on ring 0.
+    evidence[0, :] = 0
+    evidence[:, 0] = 0
+    weights[0, 8:] = weights[8:, 0] = 0.35
+    proj = _projection(ids, weights.tocsr(), evidence.tocsr())
+    det = detect_rings(proj, platform=empty_platform(ids))
+    assert rings_as_sets(det) == {frozenset(ids[group == g]) for g in (0, 1)}
+
+
+def star_exit_platform(extra: list[tuple] = ()) -> Platform:
+    """Two 6-account card groups that all sit on one residential exit ``exit``, each on
+    a different day (no co-activity): the exit's weight (about 0.2) is below γ, and the
+    pieces hold only that one rare identifier in common."""
+    links = [(f"{g}{i}", "payment_method", f"card-{g}", T0, T0, 1) for g in "ab" for i in range(6)]
+    for day, account in enumerate(f"{g}{i}" for g in "ab" for i in range(6)):
+        seen = T0 + pd.Timedelta(days=day)
+        links.append((account, "ip", "exit", seen, seen, 1))
+    links += extra
+    frame = pd.DataFrame(links, columns=LINK_COLUMNS)
+    accounts = pd.DataFrame({"account_id": sorted(frame["account_id"].unique())})
+    return Platform(accounts, frame, pd.DataFrame(columns=["account_id", "hour"]))
+
+
+def test_pieces_that_all_sit_on_one_exit_join_by_coverage():
+    platform = star_exit_platform()
+    proj = project(platform)
+    count_only = DetectionOptions(merge_min_coverage=None)
+    apart = detect_rings(proj, platform=platform, options=count_only)
+    assert apart.rings["size"].tolist() == [6, 6]  # one shared identifier < merge_min_shared
+    det = detect_rings(proj, platform=platform)
+    assert det.rings["size"].tolist() == [12]
+    assert det.stats.merged_pieces == 2
+
+
+def test_coverage_needs_most_of_each_piece_on_the_shared_exit():
+    # Only two accounts of each group on the exit: a household or VPN user's overlap.
+    platform = star_exit_platform()
+    links = platform.links
+    off_exit = (links["kind"] == "ip") & ~links["account_id"].isin(["a0", "a1", "b0", "b1"])
+    platform = Platform(platform.accounts, links[~off_exit].reset_index(drop=True),
+                        platform.usage)
+    det = detect_rings(project(platform), platform=platform)
+    assert det.rings["size"].tolist() == [6, 6]
+    # Lowering the coverage asked for lets them join: it is coverage that decides.
+    loose = detect_rings(project(platform), platform=platform,
+                         options=DetectionOptions(merge_min_coverage=0.3))
+    assert loose.rings["size"].tolist() == [12]
+
+
+def test_an_account_left_out_joins_the_ring_it_belongs_to_after_the_split():
+    # x leans on ring 0 (weight 0.5 to each of its 8 members, templates only). Next to
+    # the 16 accounts of the campaign, joining would lower CPM quality (4.0 < 0.3 · 16),
+    # so Leiden leaves x alone; once ring 0 is split off (8 accounts) it raises it.
+    proj, ids, _ = two_rings_of_one_campaign(evidence_between=False)
+    weights = sp.lil_matrix((17, 17))
+    weights[:16, :16] = proj.weights
+    weights[16, :8] = 0.5
+    weights[:8, 16] = 0.5
+    evidence = sp.lil_matrix((17, 17))
+    evidence[:16, :16] = proj.ring_evidence
+    ids = np.r_[ids, np.array(["x"], dtype=object)]
+    proj = _projection(ids, weights.tocsr(), evidence.tocsr())
+    platform = empty_platform(ids)
+    det = detect_rings(proj, platform=platform)
+    assert rings_as_sets(det) == {frozenset(ids[:8]) | {"x"}, frozenset(ids[8:16])}
+    assert det.stats.attached == 1
+    alone = detect_rings(proj, platform=platform, options=DetectionOptions(attach=False))
+    assert "x" not in set(alone.members["account_id"])
+
+
+def test_an_open_chain_is_not_peeled_away_from_its_ends():
+    # A chain of 12 accounts, each sharing a card with the next (no closing card): its
+    # two ends have one tie each. Dropping one-tie accounts once costs the two ends;
+    # peeling repeatedly (what a strength threshold does) would eat the chain whole.
+    ring = [f"r{i:02d}" for i in range(12)]
+    links = [(ring[i], "payment_method", f"link-{i}", T0, T0, 1) for i in range(11)]
+    links += [(ring[i + 1], "payment_method", f"link-{i}", T0, T0, 1) for i in range(11)]
+    platform = frame(background() + links)
+    proj = project(platform)
+    found = detect_rings(proj, platform=platform)
+    assert rings_as_sets(found) == {frozenset(ring[1:11])}
+    # Each tie weighs 2 (a card of two, started the same day): the ends fall below 2.5,
+    # then their neighbours do, and so on.
+    cascading = DetectionOptions(evidence_component_degree=0, evidence_component_strength=2.5)
+    assert detect_rings(proj, platform=platform, options=cascading).stats.rings == 0

@@ -6,7 +6,7 @@ over live accounts (banned and suspended accounts are structure, never ring memb
 harder ring style recovered with best-match F1 ≥ 0.90, and no account of a benign
 structure or benign twin inside a found ring that is mostly extraction.
 
-The targets are not met yet (bench/results/quality_after.md has the figures), so the
+The targets are not met yet (bench/results/issue17_round2.md has the figures), so the
 tests that check them are strict expected failures: they fail the suite the day they
 pass, so that the marker goes and the target guards the code from then on.
 """
@@ -28,7 +28,7 @@ SEEDS = tomllib.loads((Path(__file__).parents[1] / "bench" / "seeds.toml").read_
 BENIGN_STRUCTURES = ("household", "office", "university", "enterprise_app")
 HARD_STYLES = ("star_card_ring", "star_proxy_ring", "funding_tree_ring", "sparse_ring",
                "hub_ip_ring", "hub_template_ring", "aperiodic_ring")
-NOT_MET = "issue 17 target not met yet: see bench/results/quality_after.md"
+NOT_MET = "issue 17 target not met yet: see bench/results/issue17_round2.md"
 
 
 def run(preset: str, seed: int, *, twins: bool = False):

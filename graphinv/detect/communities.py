@@ -20,7 +20,16 @@ each piece becomes one node, pieces are linked by the per-ring evidence of the p
 ``merge_resolution`` ``γ₂`` runs on that piece graph, so two pieces join only while the
 card and IP evidence between them has a mean pairwise weight of at least ``γ₂``. Only
 pieces of at least ``merge_min_piece`` accounts take part: a lone account sharing a proxy
-IP with a ring is not pulled in.
+IP with a ring is not pulled in. Pieces join only when they hold ``merge_min_shared``
+distinct rare cards/IPs in common, or when most accounts of each piece sit on the rare
+cards/IPs they share (``merge_min_coverage``: a ring held by one exit or one card).
+
+Rings of one campaign share templates heavily enough to come out as one community, but
+each ring funds and routes itself. The split pass runs CPM on card/IP evidence inside each
+community and splits it when that gives two or more groups of ring size. Accounts left
+outside rings then join the ring that raises CPM quality most, if any (``attach``).
+A last pass groups what is left by strong card/IP ties alone (``evidence_component_*``):
+chains of accounts that each share a card with two others, which CPM never keeps.
 
 Campaigns group rings that share infrastructure: a card, a prompt template, or the ASN
 of proxy IPs that a good share of each ring's members use, and that is concentrated in
@@ -49,6 +58,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import random
 import time
@@ -83,7 +93,9 @@ class DetectionOptions:
     ----------
     resolution : float
         CPM resolution ``γ``: the minimum mean pairwise weight inside a ring (> 0).
-        Default ``0.4``.
+        Default ``0.3``: a ring held by one moderately rare proxy exit (pair weights
+        0.2–0.4) stays whole; rings of one campaign that clear it together through shared
+        templates are separated again by the evidence split.
     min_ring_size : int
         Communities with fewer live accounts are not rings (≥ 2). Default ``5``.
     min_edge_weight : float
@@ -131,13 +143,44 @@ class DetectionOptions:
         Two pieces join only when they hold at least this many distinct rare cards or
         IPs in common (``Projection.ring_identifiers``): more than a chance overlap, such
         as one household or VPN user on a ring's proxy exit. Default ``3``.
+    merge_min_coverage : float or None
+        Two pieces that share fewer than ``merge_min_shared`` rare cards/IPs still join
+        when at least this share of the accounts of *each* piece holds one of the rare
+        cards/IPs they share: a ring held by one proxy exit or one funding card (a star)
+        has pieces that all sit on it, while a household or VPN user next to a ring shares
+        an exit with only a few of the ring's members. ``None``: the count alone decides.
+        Default ``0.8``.
+    evidence_split : bool
+        After the merge pass, a community whose card/IP evidence
+        (``Projection.ring_evidence``) falls into two or more groups of at least
+        ``min_ring_size`` accounts, by CPM at ``split_resolution`` on that evidence, is
+        split into those groups: rings of one campaign share prompt templates and client
+        versions heavily enough to clear the resolution together, but each ring funds
+        and routes itself. Accounts of the community outside those groups go with the
+        group they are most heavily linked to. Default ``True``.
+    split_resolution : float
+        CPM resolution on card/IP evidence inside a community for that split: groups
+        whose mean pairwise evidence between them is below it come apart.
+        Default ``0.03``.
+    attach : bool
+        After the split, an account outside rings joins the ring to which its weight
+        exceeds ``resolution`` times the ring's size (the move raises CPM quality; Leiden
+        stops at a local optimum and the split changes ring sizes after it). Default
+        ``True``.
     evidence_component_weight : float or None
-        Third pass (after the merge): among accounts left outside rings, groups connected
-        by per-ring evidence edges at least this heavy become communities (see
-        :func:`_evidence_components`). ``None`` turns it off. Default ``0.3``.
+        Last pass: among accounts left outside rings, groups connected by per-ring
+        evidence edges at least this heavy become communities (see
+        :func:`_evidence_components`). ``None`` turns it off. Default ``0.8``: a card
+        held by two or three accounts (about 0.9), not one residential exit (0.5 at most
+        without co-arrival).
     evidence_component_strength : float
-        In that pass, accounts whose kept evidence sums to less are peeled off first.
-        Default ``2.5``.
+        In that pass, accounts whose kept evidence sums to less are peeled off,
+        repeatedly. Default ``0.0`` (off).
+    evidence_component_degree : int
+        In that pass, accounts with fewer kept edges are dropped once, before the
+        components are taken (not repeatedly: peeling a chain's ends again and again
+        would eat a sparse ring whole). Default ``2``: a customer of a ring's
+        residential exit hangs on it by one tie.
     inactive_statuses : tuple[str, ...]
         Account ``status`` values (in ``platform.accounts``) of accounts that are kept in
         the projection as structure but never listed as ring members: a banned member's
@@ -145,7 +188,7 @@ class DetectionOptions:
         alert. Default ``("banned", "suspended", "closed")``.
     """
 
-    resolution: _Positive = 0.4
+    resolution: _Positive = 0.3
     min_ring_size: Annotated[int, pydantic.Field(ge=2)] = 5
     min_edge_weight: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)] = 0.2
     seed: Annotated[int, pydantic.Field(ge=0)] = 0
@@ -159,9 +202,14 @@ class DetectionOptions:
     merge_resolution: _Positive | None = 0.03
     merge_min_piece: Annotated[int, pydantic.Field(ge=1)] = 3
     merge_min_shared: Annotated[int, pydantic.Field(ge=1)] = 3
+    merge_min_coverage: Annotated[float, pydantic.Field(gt=0, le=1)] | None = 0.8
+    evidence_split: bool = True
+    split_resolution: _Positive = 0.03
+    attach: bool = True
     inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
-    evidence_component_weight: _Positive | None = 0.3
-    evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 2.5
+    evidence_component_weight: _Positive | None = 0.8
+    evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 0.0
+    evidence_component_degree: Annotated[int, pydantic.Field(ge=0)] = 2
 
 
 @dataclass(frozen=True)
@@ -174,6 +222,10 @@ class DetectionStats:
         Connected components of the projection with at least ``min_ring_size`` accounts.
     leiden_runs : int
         Components Leiden ran on; the rest were complete enough to be one ring as is.
+    split_communities : int
+        Communities split into rings with little card/IP evidence between them.
+    attached : int
+        Accounts outside rings that joined a ring after the split.
     merged_pieces : int
         Leiden communities that the merge pass joined with at least one other.
     evidence_grouped : int
@@ -185,6 +237,8 @@ class DetectionStats:
 
     components: int
     leiden_runs: int
+    split_communities: int
+    attached: int
     merged_pieces: int
     evidence_grouped: int
     rings: int
@@ -259,6 +313,12 @@ def detect_rings(
         label, merged = _merge_pieces(
             label, projection.ring_evidence, projection.ring_identifiers, options
         )
+    split = 0
+    if options.evidence_split:
+        label, split = _split_by_evidence(label, weights, projection.ring_evidence, options)
+    attached = 0
+    if options.attach:
+        label, attached = _attach_outsiders(label, weights, options)
     grouped = 0
     if options.evidence_component_weight is not None:
         label, grouped = _evidence_components(label, projection.ring_evidence, options)
@@ -283,6 +343,8 @@ def detect_rings(
     stats = DetectionStats(
         components=components,
         leiden_runs=runs,
+        split_communities=split,
+        attached=attached,
         merged_pieces=merged,
         evidence_grouped=grouped,
         rings=len(rings),
@@ -334,6 +396,120 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
     return label, len(comp_start), len(jobs)
 
 
+def _split_by_evidence(
+    label: np.ndarray, weights: sp.csr_matrix, evidence: sp.csr_matrix, options
+) -> tuple[np.ndarray, int]:
+    """Split communities made of card/IP-disjoint groups (rings of one campaign).
+
+    Within each community of at least ``2 · min_ring_size`` accounts, CPM at
+    ``split_resolution`` on its own card/IP evidence (``Projection.ring_evidence``) makes
+    groups: two rings bridged by one shared card or exit have an evidence density far
+    below it between them, one ring's members are far above it. A community with two or
+    more groups of ``min_ring_size`` accounts or more becomes those groups, and each of
+    its other accounts joins the group it has the most projection weight to (the largest
+    group when it has none). Returns the new labels and the number of communities split.
+    """
+    n = len(label)
+    group = np.arange(n, dtype=np.int64)
+    sizes = np.bincount(label[label >= 0]) if (label >= 0).any() else np.zeros(0, int)
+    candidates = np.flatnonzero(sizes >= 2 * options.min_ring_size)
+    if len(candidates) == 0:
+        return label, 0
+    coo = sp.triu(evidence, k=1).tocoo()
+    inside = (label[coo.row] >= 0) & (label[coo.row] == label[coo.col])
+    inside &= np.isin(label[coo.row], candidates)
+    er, ec, ew = coo.row[inside], coo.col[inside], coo.data[inside]
+    order = np.argsort(label[er], kind="stable")
+    er, ec, ew = er[order], ec[order], ew[order]
+    bounds = np.searchsorted(label[er], np.r_[candidates, candidates[-1] + 1])
+    by_label = np.argsort(label, kind="stable")  # accounts of each community, in id order
+    sorted_label = label[by_label]
+    starts = np.searchsorted(sorted_label, np.r_[candidates, candidates[-1] + 1])
+    jobs, owners = [], []
+    for k, c in enumerate(candidates):
+        if bounds[k + 1] == bounds[k]:
+            continue
+        accounts = by_label[starts[k] : starts[k] + sizes[c]]
+        e = slice(bounds[k], bounds[k + 1])
+        local = np.searchsorted(accounts, np.column_stack([er[e], ec[e]]))
+        jobs.append((len(accounts), local, ew[e]))
+        owners.append(accounts)
+    # CPM on evidence, with igraph's Leiden like the first pass (seeded per community).
+    on_evidence = dataclasses.replace(options, objective="CPM", resolution=options.split_resolution)
+    next_group = n
+    for accounts, membership in zip(owners, _partitions(jobs, on_evidence), strict=True):
+        group[accounts] = next_group + membership
+        next_group += int(membership.max()) + 1
+    in_comm = label >= 0
+    group_size = np.bincount(group[in_comm], minlength=n)
+    big = in_comm & (group_size[group] >= options.min_ring_size)
+    # Distinct big groups per community.
+    span = int(group.max()) + 1
+    pairs = np.unique(label[big].astype(np.int64) * span + group[big])
+    n_big = np.bincount(pairs // span, minlength=int(label.max(initial=-1)) + 1)
+    split_comms = np.flatnonzero(n_big >= 2)
+    if len(split_comms) == 0:
+        return label, 0
+    label = label.copy()
+    next_label = int(label.max()) + 1
+    for c in split_comms:
+        first = np.searchsorted(sorted_label, c)
+        accounts = by_label[first : first + sizes[c]]
+        holders = accounts[big[accounts]]
+        groups, of = np.unique(group[holders], return_inverse=True)
+        rest = accounts[~big[accounts]]
+        if len(rest):
+            member = sp.csr_matrix(
+                (np.ones(len(holders)), (np.arange(len(holders)), of)),
+                shape=(len(holders), len(groups)),
+            )
+            pull = (weights[rest][:, holders] @ member).toarray()
+            largest = int(np.argmax(np.bincount(of)))
+            choice = np.where(pull.max(axis=1) > 0, pull.argmax(axis=1), largest)
+        # The largest group keeps the community's label, the others get new ones.
+        new_of_group = np.full(len(groups), -1, dtype=np.int64)
+        order = np.argsort(-np.bincount(of), kind="stable")
+        new_of_group[order[0]] = c
+        new_of_group[order[1:]] = next_label + np.arange(len(groups) - 1)
+        next_label += len(groups) - 1
+        label[holders] = new_of_group[of]
+        if len(rest):
+            label[rest] = new_of_group[choice]
+    return label, len(split_comms)
+
+
+def _attach_outsiders(label: np.ndarray, weights: sp.csr_matrix, options):
+    """Accounts outside rings join the ring that CPM says they belong to.
+
+    Leiden stops at a local optimum, and the split changes ring sizes after it ran: an
+    account left alone (or in a community smaller than ``min_ring_size``) whose weight to
+    a ring ``R`` exceeds ``resolution · |R|`` (moving it there raises CPM quality) joins
+    the ring where that gain is largest. Returns the labels and the number moved.
+    """
+    n = len(label)
+    sizes = np.bincount(label[label >= 0], minlength=int(label.max(initial=0)) + 1)
+    ring = (label >= 0) & (sizes[np.maximum(label, 0)] >= options.min_ring_size)
+    outside = np.flatnonzero(~ring)
+    if len(outside) == 0 or not ring.any():
+        return label, 0
+    rings, of = np.unique(label[ring], return_inverse=True)
+    member = sp.csr_matrix((np.ones(int(ring.sum())), (np.flatnonzero(ring), of)),
+                           shape=(n, len(rings)))
+    pull = (weights[outside] @ member).tocoo()
+    gain = pull.data - options.resolution * sizes[rings[pull.col]]
+    good = gain > 0
+    if not good.any():
+        return label, 0
+    row, col, gain = pull.row[good], pull.col[good], gain[good]
+    # Best ring per account: sort by account, then gain (largest last).
+    order = np.lexsort((-col, gain, row))
+    last = np.r_[row[order][1:] != row[order][:-1], True]
+    chosen = order[last]
+    label = label.copy()
+    label[outside[row[chosen]]] = rings[col[chosen]]
+    return label, len(chosen)
+
+
 def _merge_pieces(
     label: np.ndarray,
     evidence: sp.csr_matrix,
@@ -363,7 +539,10 @@ def _merge_pieces(
         held = (member.T @ identifiers).tocsr()
         held.data[:] = 1
         shared = np.asarray((held[a].multiply(held[b])).sum(axis=1)).ravel()
-        keep &= shared >= options.merge_min_shared
+        enough = shared >= options.merge_min_shared
+        if options.merge_min_coverage is not None:
+            enough |= _covered(a, b, piece, held, identifiers, size, options.merge_min_coverage)
+        keep &= enough
     a, b, w = a[keep], b[keep], w[keep]
     nodes = np.unique(np.r_[a, b])
     if len(nodes) == 0:
@@ -391,6 +570,24 @@ def _merge_pieces(
     return new, int(joined.sum())
 
 
+def _covered(a, b, piece, held, identifiers, size, min_coverage) -> np.ndarray:
+    """Per piece pair ``(a, b)``: does at least ``min_coverage`` of each piece's accounts
+    hold a rare card/IP that the other piece holds too (and the first one does)?"""
+    if len(a) == 0:
+        return np.zeros(0, dtype=bool)
+    n, m = identifiers.shape[0], held.shape[0]
+    both = held[a].multiply(held[b]).tocsr()  # identifiers each pair shares
+    both.data[:] = 1
+    # hits[i, p]: does account i hold one of the identifiers shared by pair p.
+    hits = (identifiers @ both.T).tocsr()
+    hits.data[:] = 1
+    member = sp.csr_matrix((np.ones(n), (piece, np.arange(n))), shape=(m, n))
+    per_piece = (member @ hits).tocsr()  # accounts of piece q covered for pair p
+    covered_a = np.asarray(per_piece[a, np.arange(len(a))]).ravel()
+    covered_b = np.asarray(per_piece[b, np.arange(len(b))]).ravel()
+    return (covered_a >= min_coverage * size[a]) & (covered_b >= min_coverage * size[b])
+
+
 def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
     """Groups held together by card/IP evidence alone, among accounts left outside rings.
 
@@ -398,11 +595,12 @@ def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
     members each share a card or an exit with two or three others (a chain), or one exit
     with all (a star of light edges), never is. Among the accounts whose community is
     smaller than ``min_ring_size``, per-ring evidence edges of at least
-    ``evidence_component_weight`` are kept; accounts whose kept evidence sums to less
-    than ``evidence_component_strength`` are peeled off, repeatedly (a weighted core: a
-    household or a customer of a ring's residential exit hangs on by one light edge);
-    connected components of what is left with at least ``min_ring_size`` accounts
-    become communities. Returns the labels and the number of accounts grouped.
+    ``evidence_component_weight`` are kept; accounts with fewer than
+    ``evidence_component_degree`` kept edges are dropped once (a customer of a ring's
+    residential exit hangs on by one tie), then accounts whose kept evidence sums to
+    less than ``evidence_component_strength`` are peeled off, repeatedly; connected
+    components of what is left with at least ``min_ring_size`` accounts become
+    communities. Returns the labels and the number of accounts grouped.
     """
     sizes = np.bincount(label[label >= 0], minlength=int(label.max(initial=0)) + 1)
     outside = np.flatnonzero((label < 0) | (sizes[np.maximum(label, 0)] < options.min_ring_size))
@@ -410,7 +608,10 @@ def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
         return label, 0
     sub = evidence[outside][:, outside]
     sub = sub.multiply(sub >= options.evidence_component_weight).tocsr()
-    alive = np.ones(len(outside), dtype=bool)
+    sub.eliminate_zeros()
+    # Pendants (one strong tie) go once, without cascading: a proxy customer hangs on
+    # a ring member by one tie, while peeling a chain's ends again and again would eat it.
+    alive = np.diff(sub.indptr) >= options.evidence_component_degree
     while True:
         strength = np.asarray(sub @ alive.astype(np.float64)).ravel()
         weak = alive & (strength < options.evidence_component_strength)
