@@ -200,6 +200,22 @@ class Platform:
         """The tables that are present, by name."""
         return {name: frame for name in TABLES if (frame := getattr(self, name)) is not None}
 
+    def table(self, name: str) -> pd.DataFrame:
+        """The table ``name``; an :class:`InputError` naming it when the platform has none.
+
+        Examples
+        --------
+        >>> empty = pd.DataFrame()
+        >>> Platform(accounts=empty, links=empty, usage=empty).table("labels")
+        Traceback (most recent call last):
+        ...
+        graphinv.errors.InputError: the platform has no labels table
+        """
+        frame: pd.DataFrame | None = getattr(self, name)
+        if frame is None:
+            raise InputError(f"the platform has no {name} table")
+        return frame
+
 
 # -- validation ---------------------------------------------------------------------------
 
