@@ -7,7 +7,7 @@ Examples
 >>> from graphinv.context import Context
 >>> from graphinv.synth import generate, write_platform
 >>> with tempfile.TemporaryDirectory() as tmp:
-...     _ = write_platform(generate(preset="small", seed=5), Path(tmp) / "in")
+...     _ = write_platform(generate(preset="small", seed=5, n_accounts=1_000), Path(tmp) / "in")
 ...     with Context(db_path=Path(tmp) / "g.duckdb", use_env=False, progress=False) as ctx:
 ...         report = ctx.load(Path(tmp) / "in")
 ...         sweep = ctx.sweep()

@@ -18,7 +18,7 @@ Examples
 >>> from graphinv.synth import generate
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
-...     _ = store.load(generate(preset="small", seed=3), progress=False)
+...     _ = store.load(generate(preset="small", seed=3, n_accounts=1_000), progress=False)
 ...     report = run_sweep(store, progress=False)
 ...     store.close()
 >>> int(report.rings["rank"].min())

@@ -28,7 +28,7 @@ Examples
 >>> from graphinv.sweep import run_sweep
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
-...     _ = store.load(generate(preset="small", seed=3), progress=False)
+...     _ = store.load(generate(preset="small", seed=3, n_accounts=1_000), progress=False)
 ...     top = run_sweep(store, progress=False).rings["ring_id"].iloc[0]
 ...     _ = decide(store, top, status="dismissed", by="ana", note="a university lab")
 ...     queue = review_queue(store, include_silent=True).set_index("ring_id")
