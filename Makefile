@@ -45,11 +45,12 @@ demo: $(VENV)/.installed
 	echo "  a second day: $(BIN)/graphinv synth $(DEMO)/day2 --next-day $(DEMO)/input && $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb load $(DEMO)/day2 && $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb sweep"
 
 # The fast loop: lint, types and every test that needs neither Neo4j nor a large preset,
-# spread over the cores (the Neo4j tests share one server, so `make test` runs in one process).
+# spread over the cores, a module per worker so its fixtures are built once (the Neo4j tests
+# share one server, so `make test` runs in one process).
 check: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy graphinv
-	$(BIN)/pytest -q -n auto -m "not neo4j and not slow"
+	$(BIN)/pytest -q -n auto --dist loadscope -m "not neo4j and not slow"
 
 # The whole suite; the test session starts the local Neo4j itself (and stops it after).
 test: $(VENV)/.installed
