@@ -44,22 +44,18 @@ demo: $(VENV)/.installed
 	echo "  $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb review $$TOP --set-status in_progress --assignee $$USER"; \
 	echo "  a second day: $(BIN)/graphinv synth $(DEMO)/day2 --next-day $(DEMO)/input && $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb load $(DEMO)/day2 && $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb sweep"
 
-# Modules that type-check clean; the rest of the package is not there yet (CONTRIBUTING.md).
-TYPED := graphinv/stores graphinv/score graphinv/config.py graphinv/evaluate.py \
-	graphinv/errors.py graphinv/ingest/load.py graphinv/ingest/pseudonymise.py \
-	graphinv/ingest/fingerprint.py graphinv/ingest/prompt_rules.py \
-	graphinv/investigate/querylib.py graphinv/investigate/browser_kit.py \
-	graphinv/ingest/files.py graphinv/output.py
-
-# The fast loop: lint, types and every test that needs neither Neo4j nor a large preset.
+# The fast loop: lint, types and every test that needs neither Neo4j nor a large preset,
+# spread over the cores, a module per worker so its fixtures are built once (the Neo4j tests
+# share one server, so `make test` runs in one process).
 check: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy --follow-imports=silent $(TYPED)
-	$(BIN)/pytest -q -m "not neo4j and not slow"
+	$(BIN)/mypy graphinv
+	$(BIN)/pytest -q -n auto --dist loadscope -m "not neo4j and not slow"
 
 # The whole suite; the test session starts the local Neo4j itself (and stops it after).
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy graphinv
 	$(BIN)/pytest
 
 # Benchmarks print tables (sizes, times, peak memory, machine); see README "Performance".

@@ -7,7 +7,7 @@ Examples
 >>> from graphinv.context import Context
 >>> from graphinv.synth import generate, write_platform
 >>> with tempfile.TemporaryDirectory() as tmp:
-...     _ = write_platform(generate(preset="small", seed=5), Path(tmp) / "in")
+...     _ = write_platform(generate(preset="small", seed=5, n_accounts=1_000), Path(tmp) / "in")
 ...     with Context(db_path=Path(tmp) / "g.duckdb", use_env=False, progress=False) as ctx:
 ...         report = ctx.load(Path(tmp) / "in")
 ...         sweep = ctx.sweep()
@@ -66,7 +66,7 @@ class Context:
         embedded file was named explicitly (an explicit choice beats the environment).
     """
 
-    settings: Settings | None = None
+    settings: Settings
     neo4j_uri: str | None = None
     db_path: Path = Path("graphinv.duckdb")
     use_env: bool = True
@@ -75,9 +75,28 @@ class Context:
     env_store: bool = True
     _store: Store | None = field(default=None, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        if self.settings is None:
-            self.settings = load_settings(environ=None if self.use_env else {})
+    # Written out (dataclass keeps it) because settings may be None here, never afterwards:
+    # then they are read from graphinv.toml / the environment, which use_env governs.
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        neo4j_uri: str | None = None,
+        db_path: Path = Path("graphinv.duckdb"),
+        use_env: bool = True,
+        progress: bool = True,
+        read_only: bool = False,
+        env_store: bool = True,
+    ) -> None:
+        self.settings = (
+            settings if settings is not None else load_settings(environ=None if use_env else {})
+        )
+        self.neo4j_uri = neo4j_uri
+        self.db_path = db_path
+        self.use_env = use_env
+        self.progress = progress
+        self.read_only = read_only
+        self.env_store = env_store
+        self._store = None
 
     @property
     def store(self) -> Store:
@@ -219,6 +238,7 @@ class Context:
         if members.empty:
             raise InputError("no rings in the store yet: run a sweep before fitting weights")
         if labels is None:
+            assert labels_dir is not None  # exactly one of the two (checked above)
             labels = read_labels(Path(labels_dir))
         elif "ring_id" in labels:
             members = members.loc[members["ring_id"].isin(labels["ring_id"])]

@@ -417,13 +417,13 @@ def _identifier_overlap(
     number of identifiers of each kind it uses."""
     columns = ["ring_id", "kind", "value"]
     sides = []
-    for side, (frame, keys, name) in enumerate(
+    for side_no, (frame, keys, name) in enumerate(
         [(prev_ids, prev_keys, "previous_identifiers"), (cur_ids, cur_keys, "current_identifiers")]
     ):
         ids = _frame(frame, columns, name)
-        if side == 0:
+        if side_no == 0:
             ids["ring_id"] = ids["ring_id"].astype(str)
-        ids = ids.assign(side=side, ring=_positions(ids["ring_id"], keys),
+        ids = ids.assign(side=side_no, ring=_positions(ids["ring_id"], keys),
                          kind=_positions(ids["kind"], pd.Index(kinds)))
         sides.append(ids[(ids["kind"] >= 0) & (ids["ring"] >= 0)])
     both = pd.concat(sides, ignore_index=True)

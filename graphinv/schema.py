@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -200,6 +200,22 @@ class Platform:
         """The tables that are present, by name."""
         return {name: frame for name in TABLES if (frame := getattr(self, name)) is not None}
 
+    def table(self, name: str) -> pd.DataFrame:
+        """The table ``name``; an :class:`InputError` naming it when the platform has none.
+
+        Examples
+        --------
+        >>> empty = pd.DataFrame()
+        >>> Platform(accounts=empty, links=empty, usage=empty).table("labels")
+        Traceback (most recent call last):
+        ...
+        graphinv.errors.InputError: the platform has no labels table
+        """
+        frame: pd.DataFrame | None = getattr(self, name)
+        if frame is None:
+            raise InputError(f"the platform has no {name} table")
+        return frame
+
 
 # -- validation ---------------------------------------------------------------------------
 
@@ -237,7 +253,9 @@ MAX_VALUE_CHARS = 2_000
 # A table has at most 8 columns; a header far wider is a wrong or hostile file.
 MAX_COLUMNS = 256
 
-_DTYPES: dict[ColumnType, tuple[str, str]] = {
+# The pandas dtypes validated columns have (a Literal so pandas-stubs can type astype).
+Dtype = Literal["str", "datetime64[us, UTC]", "int64", "Int64", "float64", "bool", "boolean"]
+_DTYPES: dict[ColumnType, tuple[Dtype, Dtype]] = {
     # (dtype when the column is required, dtype when it may hold missing values)
     "string": ("str", "str"),
     "timestamp": ("datetime64[us, UTC]", "datetime64[us, UTC]"),
@@ -247,7 +265,7 @@ _DTYPES: dict[ColumnType, tuple[str, str]] = {
 }
 
 
-def dtype_of(column: Column) -> str:
+def dtype_of(column: Column) -> Dtype:
     """The pandas dtype a validated column has (nullable variants for optional columns).
 
     Examples
@@ -487,7 +505,9 @@ class _TableCheck:
             return
         series = self.raw[column.name]
         if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-            series = series.astype("str").str.strip().replace("", np.nan)
+            # pandas-stubs allows only str replacements on str series; NaN marks missing here.
+            stripped = series.astype("str").str.strip()
+            series = stripped.replace("", np.nan)  # type: ignore[call-overload]
         missing = series.isna().to_numpy()
         if column.required:
             self._flag(missing, column.name, "missing value")
@@ -608,7 +628,7 @@ class _TableCheck:
         merged = (
             pd.concat(found)
             .groupby("index", sort=True)
-            .agg({"column": lambda s: ",".join(dict.fromkeys(s)), "reason": "; ".join})
+            .agg({"column": _join_distinct, "reason": "; ".join})
         )
         rows = self.raw.loc[merged.index]
         original = rows.astype("str").where(rows.notna(), "")
@@ -656,7 +676,12 @@ def _to_bool(series: pd.Series) -> pd.Series:
     return out
 
 
-def _empty_quarantine(columns: Sequence[str]) -> pd.DataFrame:
+def _join_distinct(values: pd.Series) -> str:
+    """The distinct values, comma-joined in the order first seen."""
+    return ",".join(dict.fromkeys(values))
+
+
+def _empty_quarantine(columns: Iterable[str]) -> pd.DataFrame:
     return pd.DataFrame(columns=[*QUARANTINE_COLUMNS, *columns])
 
 

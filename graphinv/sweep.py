@@ -18,7 +18,7 @@ Examples
 >>> from graphinv.synth import generate
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
-...     _ = store.load(generate(preset="small", seed=3), progress=False)
+...     _ = store.load(generate(preset="small", seed=3, n_accounts=1_000), progress=False)
 ...     report = run_sweep(store, progress=False)
 ...     store.close()
 >>> int(report.rings["rank"].min())
@@ -323,6 +323,8 @@ def _lineage(
     settings: Settings,
 ) -> Lineage:
     kinds = settings.lineage.infra_kinds
+    previous_members: pd.DataFrame | None
+    previous_identifiers: pd.DataFrame | None
     if len(previous):
         last = str(previous["sweep_id"].iloc[-1])
         previous_members = store.read_members(sweep_id=last)
@@ -356,7 +358,8 @@ def _stable_results(
     rings["lineage_evidence"] = rings["ring_id"].map(stable["evidence"])
     rings["ring_id"] = rings["ring_id"].map(stable["ring_id"])
     feature_names = [spec.name for spec in FEATURES]
-    rings["features"] = rings[feature_names].to_dict("records")
+    # pandas-stubs takes no list of dicts as a column; pandas stores one dict per row.
+    rings["features"] = rings[feature_names].to_dict("records")  # type: ignore[assignment]
     members = detection.members.assign(
         ring_id=detection.members["ring_id"].map(stable["ring_id"])
     )

@@ -194,6 +194,8 @@ def test_pseudonymise_keys_every_identifier_and_fails_closed(tmp_path, monkeypat
     assert result.exit_code == 1 and not (tmp_path / "out2").exists()
 
 
+# slow: three ingests of a platform's logs (fingerprinting every prompt each time).
+@pytest.mark.slow
 def test_delta_appends_idempotently_with_stable_ids(synthetic, tmp_path):
     with gzip.open(next((synthetic / "logs").iterdir()), "rb") as handle:
         lines = handle.read().splitlines(keepends=True)
@@ -271,6 +273,8 @@ def test_parquet_logs_with_a_mistyped_column(tmp_path):
     assert usage["input_tokens"].sum() == 110 and usage["requests"].sum() == 3
 
 
+# slow: the whole logs pipeline (synth, ingest, load, sweep, evaluate) end to end.
+@pytest.mark.slow
 def test_command_line_ingest_load_sweep_evaluate(tmp_path, monkeypatch):
     """synth --logs → ingest → load → sweep → evaluate, through the command line."""
     monkeypatch.chdir(tmp_path)

@@ -132,6 +132,8 @@ EMBEDDED_KILL_POINTS = [
 ]
 
 
+# slow: four command-line runs in subprocesses, one killed at a pause point (~20 s each).
+@pytest.mark.slow
 @pytest.mark.parametrize("pause", EMBEDDED_KILL_POINTS, ids=["record", "3-tables", "commit"])
 def test_killed_embedded_load_changes_nothing_and_is_refused_until_rerun(
     pause: str, days: tuple[Path, Path], clean: EmbeddedStore, tmp_path: Path
@@ -225,6 +227,8 @@ def concurrent_sweeps(store_args: list[str], open_store: object) -> None:
         assert len(lineage) and set(lineage["previous_sweep_id"]) == {sweeps[-2]}
 
 
+# slow: five command-line sweeps in subprocesses, one held at a pause point.
+@pytest.mark.slow
 def test_concurrent_sweeps_embedded(days: tuple[Path, Path], tmp_path: Path) -> None:
     db = tmp_path / "g.duckdb"
     code, _, err = finished(graphinv(["--db", str(db)], "load", str(days[0])))

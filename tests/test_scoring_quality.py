@@ -104,6 +104,8 @@ def test_fit_weights_learns_a_separating_config_on_one_seed(scored) -> None:
     assert metrics["recall"] >= 0.9 and metrics["precision"] >= 0.95
 
 
+# slow (these two): detection then scoring on the full small preset, two seeds each.
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 4])
 def test_with_detected_rings_extraction_accounts_are_found(seed: int) -> None:
     platform = generate(preset="small", seed=seed)
@@ -121,6 +123,7 @@ def test_with_detected_rings_extraction_accounts_are_found(seed: int) -> None:
 # Open target (issue 17): since the presets hold the harder rings (star proxy, sparse, hub
 # rings) detected-ring recall is 0.81 / 0.74 on these seeds. Strict: the suite fails the
 # day it passes, so the mark is removed then.
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="detected-ring recall below 0.9 on the harder presets")
 @pytest.mark.parametrize("seed", [1, 4])
 def test_with_detected_rings_extraction_recall_reaches_target(seed: int) -> None:

@@ -21,6 +21,7 @@ from graphinv.output import csv_text, terminal_text
 
 if TYPE_CHECKING:
     import pandas as pd
+    from rich.console import JustifyMethod
 
     from graphinv.context import Context
 
@@ -316,6 +317,7 @@ def review(ring_id: str | None, status: str | None, assignee: str | None, note: 
         return
     table = Table(title=f"Review queue ({len(frame)} rings; margin {margin:.0%})",
                   caption="graphinv review RING --set-status dismissed --note '…'")
+    justify: JustifyMethod
     for column, justify in (("priority", "left"), ("ring", "left"), ("score", "right"),
                             ("size", "right")):
         table.add_column(column, justify=justify, no_wrap=True)
@@ -323,6 +325,7 @@ def review(ring_id: str | None, status: str | None, assignee: str | None, note: 
         table.add_column(column, overflow="fold")
     colours = {"escalated": "bold red", "alert": "yellow", "in review": "cyan",
                "silent": "dim"}
+    row: Any  # pandas-stubs types itertuples fields as scalars of any kind, even bytes
     for row in frame.itertuples(index=False):
         table.add_row(f"[{colours[row.priority]}]{row.priority}[/]", row.ring_id,
                       f"{row.score:.2f}", _text(row.size), row.lineage, row.disposition,

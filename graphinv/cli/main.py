@@ -13,7 +13,7 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -346,7 +346,7 @@ def load(
     from graphinv.stores.neo4j.local import LocalNeo4j
 
     context = lazy.get()
-    options = {"quarantine_dir": quarantine_dir, "pseudonymise": pseudonymise,
+    options: dict[str, Any] = {"quarantine_dir": quarantine_dir, "pseudonymise": pseudonymise,
                "extra_kinds": extra_kinds}
     # The driver retries transient errors (deadlocks between parallel batches) itself and
     # logs a warning for each; they are counted and summed up, not dumped on the console.
@@ -450,8 +450,9 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
         campaigns = report.alert_campaigns
         console.print(
             f"  By operator: {len(campaigns)} campaign(s): "
-            + "; ".join(f"{terminal_text(g.campaign_id)} ({len(g.rings)} ring(s))"
-                        for g in campaigns.itertuples()),
+            + "; ".join(f"{terminal_text(campaign)} ({len(rings)} ring(s))"
+                        for campaign, rings in campaigns[["campaign_id", "rings"]].itertuples(
+                            index=False)),
             highlight=False,
         )
     console.print(f"Review queue: {len(escalated)} escalated, "

@@ -639,7 +639,7 @@ def _partitions(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
     if not jobs:
         return []
     if options.implementation == "leidenalg":
-        return [_leidenalg(*job, options) for job in jobs]
+        return [_leidenalg(size, edges, weights, options) for size, edges, weights in jobs]
     return _in_child(_igraph_all, jobs, options)
 
 
@@ -804,7 +804,9 @@ def _infrastructure(platform: Platform, index: pd.Index, options: DetectionOptio
     pairs, first = np.unique(
         token.astype(np.int64) * len(names) + account[used], return_index=True
     )
-    rows = index.get_indexer(np.asarray(names, dtype=object).astype(str))
+    labels = np.asarray(names, dtype=object).astype(str)
+    # pandas-stubs wants an Index; get_indexer takes any array of labels.
+    rows = index.get_indexer(labels)  # type: ignore[arg-type]
     return pairs // len(names), rows[account[used][first]]
 
 

@@ -334,7 +334,9 @@ def _account_index(platform: Platform) -> np.ndarray:
 def _rows(account_id: pd.Series, index: pd.Index) -> np.ndarray:
     """Position of each account id in ``index``, looking up each distinct id once."""
     codes, uniques = pd.factorize(account_id)
-    return index.get_indexer(np.asarray(uniques, dtype=object).astype(str))[codes]
+    labels = np.asarray(uniques, dtype=object).astype(str)
+    # pandas-stubs wants an Index; get_indexer takes any array of labels.
+    return index.get_indexer(labels)[codes]  # type: ignore[arg-type]
 
 
 def _epoch_ns(times: pd.Series) -> np.ndarray:

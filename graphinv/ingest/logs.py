@@ -46,6 +46,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -253,7 +254,7 @@ def _parse_one(line: bytes) -> tuple[dict | None, list[tuple[str, str]]]:
     if not isinstance(value, dict):
         return None, [("", f"not a JSON object but {type(value).__name__}")]
     problems = []
-    row = {}
+    row: dict[str, Any] = {}
     for name in SCHEMA.names:
         v = value.get(name)
         kind = SCHEMA.field(name).type
@@ -483,8 +484,8 @@ def _validate(chunk: _Chunk, path: Path, *, now: pd.Timestamp,
 class _Aggregate:
     """Running group-by of per-chunk partial aggregates, compacted as it grows."""
 
-    def __init__(self, keys: list[str], sums: list[str], mins: list[str] = (),
-                 maxs: list[str] = ()) -> None:
+    def __init__(self, keys: list[str], sums: list[str], mins: Sequence[str] = (),
+                 maxs: Sequence[str] = ()) -> None:
         self.keys, self.sums, self.mins, self.maxs = keys, list(sums), list(mins), list(maxs)
         self.parts: list[pd.DataFrame] = []
         self.rows = 0
@@ -635,7 +636,7 @@ def ingest_logs(
     if pseudonymise_key is not None:
         keyed = pseudonymise(Platform(pd.DataFrame(), log_links, log_usage,
                                       prompt_fingerprints=rules), key=pseudonymise_key)
-        log_links, rules = keyed.links, keyed.prompt_fingerprints
+        log_links, rules = keyed.links, keyed.table("prompt_fingerprints")
     attributes = rules[["fingerprint", "category", "elicits_reasoning", "template_tokens"]]
     state = _State.load(state_dir)
     state.merge(log_links, log_usage)
@@ -850,8 +851,9 @@ def _write_assignments(state_dir: Path, parts: list[pa.Table], clusterer: Templa
         if f"{part}_doc" not in table.column_names:
             continue
         code = clusterer.cluster_of(table[f"{part}_doc"].to_numpy())
+        # numpy's stubs take None as the third argument only when the second is None too.
         names = np.where(code >= 0, fingerprints[np.maximum(code, 0)] if len(fingerprints)
-                         else "", None)
+                         else "", None)  # type: ignore[arg-type]
         columns[f"{part}_fingerprint"] = pa.array(names, pa.string())
     pq.write_table(pa.table(columns), state_dir / "assignments.parquet")
 

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -124,6 +124,7 @@ class Case:
         if (context is None) == (store is None):
             raise TypeError("give exactly one of context= or store=")
         store = context.store if context is not None else store
+        assert store is not None  # exactly one of context= or store= (checked above)
         settings = settings or (context.settings if context is not None else None) or Settings()
         rings = store.read_rings(sweep_id=sweep_id)
         if rings.empty and sweep_id is None:
@@ -166,7 +167,7 @@ class Case:
         self.collateral = _collateral(self.evidence_identifiers, links, ring_members)
         self.siblings = _siblings(self.ring, rings, store, links)
         self.totals = _totals(self.timeline, self.members, prices=settings.case.prices)
-        self._banned = int((self.members.get("status") == "banned").sum()) if (
+        self._banned = int((self.members["status"] == "banned").sum()) if (
             "status" in self.members) else 0
         # Everything else read from the store now, so the case outlives an open store.
         self._sweeps = store.read_sweeps()
@@ -176,13 +177,13 @@ class Case:
     def _read_history(self) -> list[tuple[Any, str]]:
         """(time, event) for each sweep that found a ring under this id."""
         rows = []
-        for sweep in self._sweeps.itertuples(index=False):
-            rings = (self._rings if sweep.sweep_id == self.ring["sweep_id"]
-                     else self._store.read_rings(sweep_id=sweep.sweep_id))
+        for sweep_id, at in self._sweeps[["sweep_id", "at"]].itertuples(index=False):
+            rings = (self._rings if sweep_id == self.ring["sweep_id"]
+                     else self._store.read_rings(sweep_id=sweep_id))
             here = rings.loc[rings["ring_id"] == self.ring["ring_id"]]
             if len(here):
                 found = here.iloc[0]
-                rows.append((sweep.at, f"sweep {sweep.sweep_id} finds it: {found['size']} "
+                rows.append((at, f"sweep {sweep_id} finds it: {found['size']} "
                                        f"accounts, score {found['score']:.2f}, "
                                        f"{found['status'] or 'new'}"))
         return rows
@@ -295,10 +296,11 @@ class Case:
             rows.append((hours.min(), "first recorded request"))
             rows.append((hours.max(), "last recorded request"))
         rows.extend(self._history)
-        for note in self.notes.itertuples(index=False):
-            said = ", ".join(x for x in (note.status, note.assignee and f"assigned to "
-                                         f"{note.assignee}", note.note) if x)
-            rows.append((note.at, f"{note.by}: {said}"))
+        notes = self.notes[["at", "by", "status", "assignee", "note"]]
+        for at, by, status, assignee, text in notes.itertuples(index=False):
+            said = ", ".join(x for x in (status, assignee and f"assigned to {assignee}", text)
+                             if x)
+            rows.append((at, f"{by}: {said}"))
         if self._banned:
             rows.append((pd.NaT, f"{self._banned} member(s) have status banned"))
         frame = pd.DataFrame(rows, columns=["at", "event"])
@@ -310,7 +312,9 @@ class Case:
         """What a third party needs to check the case: sweep, settings, code, commands."""
         sweeps = self._sweeps.set_index("sweep_id")
         sweep_id = str(self.ring["sweep_id"])
-        params = sweeps.loc[sweep_id, "params"] if sweep_id in sweeps.index else {}
+        params: dict[str, Any] = (
+            sweeps["params"][sweep_id] if sweep_id in sweeps.index else {}
+        )
         where = getattr(self._store, "path", None)
         store = f"--db {where}" if where is not None else "--neo4j BOLT_URI"
         ring_id = self.ring["ring_id"]
@@ -401,7 +405,7 @@ class Case:
         usage = self.timeline
         if usage.empty:
             ax.text(0.5, 0.5, "no usage recorded", ha="center", va="center")
-            return ax.figure
+            return _figure(ax)
         by_hour = usage.assign(hod=usage["hour"].dt.hour).pivot_table(
             index="account_id", columns="hod", values="requests", aggfunc="sum", fill_value=0
         ).reindex(columns=range(24), fill_value=0)
@@ -414,9 +418,9 @@ class Case:
         ax.set_yticklabels(share.index, fontsize=6)
         ax.set_title(f"Ring {self.ring['ring_id']}: share of each member's requests by hour "
                      f"({len(share)} busiest of {len(self.members)} members)")
-        ax.figure.colorbar(image, ax=ax, label="share of the member's requests")
-        ax.figure.tight_layout()
-        return ax.figure
+        _figure(ax).colorbar(image, ax=ax, label="share of the member's requests")
+        _figure(ax).tight_layout()
+        return _figure(ax)
 
     def plot_activity_by_date(self, *, ax: plt.Axes | None = None) -> plt.Figure:
         """Requests per day (UTC) of the ring, and how many members were active each day."""
@@ -425,7 +429,7 @@ class Case:
         usage = self.timeline
         if usage.empty:
             ax.text(0.5, 0.5, "no usage recorded", ha="center", va="center")
-            return ax.figure
+            return _figure(ax)
         days = usage.assign(day=usage["hour"].dt.floor("D")).groupby("day").agg(
             requests=("requests", "sum"), active=("account_id", "nunique"))
         ax.bar(days.index, days["requests"], width=0.8, color=KIND_COLOURS["account"])
@@ -434,9 +438,9 @@ class Case:
         twin.plot(days.index, days["active"], color="#E0413A", marker=".", linewidth=1)
         twin.set_ylabel("members active", color="#E0413A")
         ax.set_title(f"Ring {self.ring['ring_id']}: activity by date (UTC)")
-        ax.figure.autofmt_xdate()
-        ax.figure.tight_layout()
-        return ax.figure
+        _figure(ax).autofmt_xdate()
+        _figure(ax).tight_layout()
+        return _figure(ax)
 
     def plot_graph(self, *, ax: plt.Axes | None = None, max_identifiers: int = 40) -> plt.Figure:
         """Members and the evidence identifiers they share (cards, IPs, templates first).
@@ -477,14 +481,15 @@ class Case:
         ax.set_title(f"Ring {self.ring['ring_id']}: {len(self.members)} accounts and the "
                      f"{len(shared)} most shared identifiers")
         ax.set_axis_off()
-        ax.figure.tight_layout()
-        return ax.figure
+        _figure(ax).tight_layout()
+        return _figure(ax)
 
     def _plot_aggregated(self, ax: plt.Axes, shared: pd.DataFrame) -> plt.Figure:
         """Identifiers in a column per kind, account groups (same identifiers) beside them."""
         edges = self._links.merge(shared[["kind", "value"]], on=["kind", "value"])
-        signature = edges.assign(key=edges["kind"] + "\0" + edges["value"]).groupby(
-            "account_id")["key"].agg(lambda keys: tuple(sorted(keys)))
+        keyed = edges.assign(key=edges["kind"] + "\0" + edges["value"]).groupby("account_id")
+        # pandas-stubs wants scalar results from agg; a tuple per group is fine at run time.
+        signature = keyed["key"].agg(lambda keys: tuple(sorted(keys)))  # type: ignore[type-var]
         groups = signature.reset_index().groupby("key")["account_id"].size()
         groups = groups.sort_values(ascending=False)
         loose = len(self.members) - int(groups.sum())
@@ -498,7 +503,8 @@ class Case:
         right = max(xs) + 3.0
         for i, (keys, count) in enumerate(groups.items()):
             y = -i * 20 / max(len(groups), 1)
-            for key in keys:
+            # The group keys are the tuples of "kind\0value" built above.
+            for key in cast(tuple[str, ...], keys):
                 kind, value = key.split("\0", 1)
                 x0, y0 = position[(kind, value)]
                 ax.plot([x0, right], [y0, y], color="#999999", alpha=0.35, linewidth=0.6)
@@ -521,8 +527,8 @@ class Case:
                      + (f" ({loose} share none drawn)" if loose else "")
                      + f"; {len(shared)} evidence identifiers (members using each)")
         ax.set_axis_off()
-        ax.figure.tight_layout()
-        return ax.figure
+        _figure(ax).tight_layout()
+        return _figure(ax)
 
     def plot_contributions(self, *, ax: plt.Axes | None = None) -> plt.Figure:
         """Each feature's contribution to the score, labelled with ring value vs baseline."""
@@ -544,8 +550,8 @@ class Case:
         ax.set_xlabel("contribution to the score (all bars add up to the score)")
         ax.set_title(f"Ring {self.ring['ring_id']}: score {self.ring['score']:.2f}, "
                      "feature by feature against the platform baseline")
-        ax.figure.tight_layout()
-        return ax.figure
+        _figure(ax).tight_layout()
+        return _figure(ax)
 
     # -- export --------------------------------------------------------------------------
 
@@ -820,6 +826,14 @@ def _pyplot() -> Any:
             "plots and HTML case files need matplotlib: pip install 'graphinv[notebooks]'"
         ) from exc
     return plt
+
+
+def _figure(ax: plt.Axes) -> plt.Figure:
+    """The top-level figure ``ax`` draws on (``ax.figure`` may be a sub-figure)."""
+    figure = ax.get_figure(root=True)
+    if figure is None:
+        raise ValueError("the axes are not on a figure")
+    return figure
 
 
 def _png(figure: plt.Figure) -> str:

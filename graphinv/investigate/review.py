@@ -28,7 +28,7 @@ Examples
 >>> from graphinv.sweep import run_sweep
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     store = open_store(path=Path(tmp) / "g.duckdb", use_env=False)
-...     _ = store.load(generate(preset="small", seed=3), progress=False)
+...     _ = store.load(generate(preset="small", seed=3, n_accounts=1_000), progress=False)
 ...     top = run_sweep(store, progress=False).rings["ring_id"].iloc[0]
 ...     _ = decide(store, top, status="dismissed", by="ana", note="a university lab")
 ...     queue = review_queue(store, include_silent=True).set_index("ring_id")
@@ -40,9 +40,8 @@ Examples
 from __future__ import annotations
 
 import getpass
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -211,9 +210,12 @@ def review_queue(
     decisions = current_decisions(store).set_index("ring_id")
     inherited = _inherit(store, rings, this_sweep, set(decisions.index))
     rows = []
+    # Rows of itertuples: pandas-stubs types their fields as scalars, whatever the column.
+    ring: Any
     for ring in rings.itertuples(index=False):
         source = inherited.get(ring.ring_id)
-        state = decisions.loc[source] if source is not None else None
+        # ring_id is unique in current_decisions, so .loc gives one row, never a frame.
+        state = cast(pd.Series, decisions.loc[source]) if source is not None else None
         rows.append(_queue_row(ring, source, state, this_sweep, threshold, margin))
     queue = pd.DataFrame(rows, columns=QUEUE_COLUMNS)
     queue["_order"] = queue["priority"].map(PRIORITIES.index)
@@ -272,10 +274,12 @@ def alert_groups(store: Store, alerts: pd.DataFrame) -> list[dict[str, Any]]:
     decided = current_decisions(store).set_index("ring_id")["status"]
     # Keyed by the main predecessor; a ring without one is its own group.
     groups: dict[tuple[bool, str], list[Any]] = {}
+    # Rows of itertuples: pandas-stubs types their fields as scalars; predecessors is a list.
+    ring: Any
     for ring in alerts.itertuples(index=False):
         predecessors = list(ring.predecessors) if ring.predecessors is not None else []
-        key = (True, predecessors[0]) if predecessors else (False, ring.ring_id)
-        groups.setdefault(key, []).append(ring)
+        group = (True, predecessors[0]) if predecessors else (False, ring.ring_id)
+        groups.setdefault(group, []).append(ring)
     out = []
     for (descends, key), rings in groups.items():
         accounts = int(sum(r.size for r in rings))
@@ -291,7 +295,7 @@ def alert_groups(store: Store, alerts: pd.DataFrame) -> list[dict[str, Any]]:
                         f"{ring.score:.2f}",
             })
             continue
-        size = int(before.loc[key, "size"]) if key in before.index else None
+        size = int(before["size"][key]) if key in before.index else None
         status = decided.get(key)
         said = ", ".join(x for x in (f"{size} accounts" if size else None, status) if x)
         verb = "is back as" if any(r.status == "respawned" for r in rings) else "grew into"
@@ -323,7 +327,7 @@ def _queue_row(
     score = float(ring.score) if pd.notna(ring.score) else float("nan")
     inherited = source is not None and source != ring.ring_id
     via = f" (inherited from {source})" if inherited else ""
-    if status == "actioned" and decided_before:
+    if status == "actioned" and decided_before and state is not None:
         priority = "escalated"
         reason = (f"{source} was actioned in {state['status_sweep_id']} ({decided_size} "
                   f"accounts); back as {lineage} ring of {ring.size}")
@@ -409,12 +413,12 @@ def _inherit(
 def _threshold(store: Store, sweep_id: str) -> float:
     """The scoring threshold the sweep ran with (recorded in its parameters)."""
     sweeps = store.read_sweeps().set_index("sweep_id")
-    params = sweeps.loc[sweep_id, "params"] if sweep_id in sweeps.index else {}
+    params: dict[str, Any] = sweeps["params"][sweep_id] if sweep_id in sweeps.index else {}
     threshold = params.get("settings", {}).get("scoring", {}).get("threshold")
     return float(threshold) if threshold is not None else 0.5
 
 
-def _note_text(event: Mapping[str, Any]) -> str:
+def _note_text(event: pd.Series) -> str:
     at = pd.Timestamp(event["at"])
     return f"{at:%Y-%m-%d %H:%M} {event['by']}: {event['note']}"
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,7 +82,7 @@ class FitResult:
     n_rings: int
     n_positive: int
 
-    def config(self) -> dict[str, object]:
+    def config(self) -> dict[str, Any]:
         """The ``[scoring]`` settings this fit implies, for graphinv's TOML config."""
         return {"threshold": round(self.threshold, 4),
                 "weights": {k: round(v, 4) for k, v in self.weights.items()}}

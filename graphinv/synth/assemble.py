@@ -201,7 +201,8 @@ def assemble(
 
     # Requests land anywhere inside their hour.
     t = rows.hour * HOUR + rng.integers(0, HOUR, len(rows.hour))
-    links = []
+    # (kind, public account number, value index, first seen, last seen, count)
+    links: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     signup = infra.signup_ip >= 0
     ip_acc = np.r_[rows.acc, np.flatnonzero(signup)]
     ip_val = np.r_[rows.ip, infra.signup_ip[signup]]
@@ -303,7 +304,7 @@ def _link_rows(
     first: np.ndarray,
     last: np.ndarray,
     count: np.ndarray,
-) -> tuple[np.ndarray, ...]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(public account number, value index, first, last, count), one per account and value."""
     n_val = int(val.max()) + 1 if len(val) else 1
     key, f, la, c = _aggregate(number[acc] * n_val + val, first, last, count)

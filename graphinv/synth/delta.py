@@ -11,6 +11,8 @@ Examples
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from graphinv.schema import TABLES, Platform
@@ -47,7 +49,8 @@ def next_day_delta(previous: Platform, current: Platform) -> Platform:
     >>> bool(len(delta.usage) < len(day1.usage))
     True
     """
-    tables: dict[str, pd.DataFrame | None] = {}
+    # Platform's keyword arguments: each table's changed rows, None where a platform has none.
+    tables: dict[str, Any] = {}
     for name, spec in TABLES.items():
         now, before = getattr(current, name), getattr(previous, name)
         if now is None or before is None:
@@ -67,8 +70,8 @@ def next_day_delta(previous: Platform, current: Platform) -> Platform:
     # accounts file), so the delta carries, unchanged, every account its rows mention;
     # loading an unchanged row again is a no-op under the merge rule.
     mentioned = pd.concat(
-        [tables[name]["account_id"] for name in ("links", "usage", "labels")
-         if tables.get(name) is not None]
+        [frame["account_id"] for name in ("links", "usage", "labels")
+         if (frame := tables.get(name)) is not None]
     )
     tables["accounts"] = current.accounts[
         current.accounts["account_id"].isin(tables["accounts"]["account_id"])

@@ -285,13 +285,14 @@ def _ips(pop: Population, params: SynthParams, rng: np.random.Generator) -> dict
     # Mobile CGNAT: a carrier's few exits carry thousands of subscribers each.
     cg = np.flatnonzero(pop.traits & TRAIT["cgnat"] > 0)
     per_country = np.bincount(country[cg], minlength=N_COUNTRIES)
-    pool = np.maximum(1, np.ceil(per_country * 1.5 / params.cgnat_accounts_per_ip)).astype(int)
-    pool[per_country == 0] = 0
-    pool_ips = alloc.new(asns.mobile(np.repeat(np.arange(N_COUNTRIES), pool), rng))
-    pool_start = np.cumsum(pool) - pool
+    cg_pool = np.maximum(1, np.ceil(per_country * 1.5 / params.cgnat_accounts_per_ip)).astype(int)
+    cg_pool[per_country == 0] = 0
+    pool_ips = alloc.new(asns.mobile(np.repeat(np.arange(N_COUNTRIES), cg_pool), rng))
+    pool_start = np.cumsum(cg_pool) - cg_pool
     picks = 1 + (rng.random(len(cg)) < 0.5)
     m = np.repeat(cg, picks)
-    own.append((m, pool_ips[pool_start[country[m]] + _repeat_pick(picks, pool[country[cg]], rng)]))
+    pick = _repeat_pick(picks, cg_pool[country[cg]], rng)
+    own.append((m, pool_ips[pool_start[country[m]] + pick]))
 
     # Commercial VPN exits, also used by free-tier farms.
     vp = np.flatnonzero(pop.traits & TRAIT["vpn"] > 0)
@@ -584,12 +585,14 @@ def _cards(pop: Population, params: SynthParams, rng: np.random.Generator) -> di
     ring = np.flatnonzero((mode == CARD_RING) & (pop.traits & TRAIT["respawned"] == 0))
     ring = ring[np.lexsort((rng.random(len(ring)), pop.group[ring]))]
     groups, counts = np.unique(pop.group[ring], return_counts=True)
-    holders, card_of, card_group = [], [], []
+    holders: list[np.ndarray] = []
+    card_of: list[np.ndarray] = []
+    card_group: list[np.ndarray] = []
     for g, members in zip(groups, np.split(ring, np.cumsum(counts)[:-1]), strict=True):
-        idx, k = _ring_cards(len(members), int(pop.g_style[g]), params, rng)
+        idx, n_cards = _ring_cards(len(members), int(pop.g_style[g]), params, rng)
         holders.append(members[idx[0]])
         card_of.append(idx[1] + sum(len(c) for c in card_group))
-        card_group.append(np.full(k, g))
+        card_group.append(np.full(n_cards, g))
     holder = np.concatenate(holders) if holders else np.zeros(0, dtype=np.int64)
     ring_card = np.concatenate(card_of) if card_of else np.zeros(0, dtype=np.int64)
     c_group = np.concatenate(card_group) if card_group else np.zeros(0, dtype=np.int64)

@@ -316,7 +316,7 @@ def write_logs(
     clients = stages.platform.links.loc[
         stages.platform.links["kind"] == "api_client", ["account_id", "value"]
     ].set_index("account_id")["value"]
-    start = np.datetime64(pd.Timestamp(params.window_start).tz_convert(None).to_datetime64(), "s")
+    start = pd.Timestamp(params.window_start).tz_convert(None).to_datetime64().astype("M8[s]")
 
     # One request per planted request of each (capped) slice, in slice order.
     per_slice = rows.requests

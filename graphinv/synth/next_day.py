@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -170,7 +171,7 @@ def true_rings(platform: Platform, *, kinds: tuple[str, ...] = ("extraction",)) 
     >>> rings["ring_id"].nunique()
     17
     """
-    labels = platform.labels
+    labels = platform.table("labels")
     status = labels["account_id"].map(platform.accounts.set_index("account_id")["status"])
     live = labels["kind"].isin(kinds) & status.ne("banned") & labels["ring_id"].ne("")
     out = labels.loc[live, ["ring_id", "account_id"]]
@@ -193,7 +194,8 @@ def _apply_events(
     grown = rings[rest[: min(_count(opts.grow_share, len(rings)), len(rest))]]
 
     ring_of = live.set_index("account_id")["ring_id"]
-    all_ring = p.labels.loc[p.labels["kind"] == "extraction"].set_index("account_id")["ring_id"]
+    old_labels = p.table("labels")
+    all_ring = old_labels.loc[old_labels["kind"] == "extraction"].set_index("account_id")["ring_id"]
     pools = _ring_values(p.links, all_ring, "ip", min_users=2)
     cards = _ring_values(p.links, all_ring, "payment_method", min_users=1)
     tpls = _ring_values(p.links, all_ring, "prompt_fingerprint", min_users=2)
@@ -218,9 +220,10 @@ def _apply_events(
     new = new.reset_index(drop=True)
 
     # Respawned rings reuse most of their cards and exits; split pieces get fresh exits.
-    new_cards, card_of = _respawn_cards(new, cards, p.payment_methods, opts, rng)
+    old_cards = p.table("payment_methods")
+    new_cards, card_of = _respawn_cards(new, cards, old_cards, opts, rng)
     pieces = _split_pieces(live, p.links, split, opts.split_share, rng)
-    pools, new_ips = _new_pools(pools, banned, pieces, p.ips, opts, rng)
+    pools, new_ips = _new_pools(pools, banned, pieces, p.table("ips"), opts, rng)
 
     status = p.accounts["status"].copy()
     gone = p.accounts["account_id"].isin(members["account_id"])
@@ -237,15 +240,15 @@ def _apply_events(
         ],
         ignore_index=True,
     )
-    labels = p.labels.copy()
+    labels = old_labels.copy()
     in_banned = labels["account_id"].isin(members["account_id"])
     labels.loc[in_banned, "traits"] = _with_trait(labels.loc[in_banned, "traits"], "banned")
     moved = labels["account_id"].isin(pieces["account_id"])
     labels.loc[moved, "ring_id"] = labels.loc[moved, "ring_id"] + SPLIT_SUFFIX
     labels.loc[moved, "traits"] = _with_trait(labels.loc[moved, "traits"], "split")
-    payment_methods = pd.concat([p.payment_methods, new_cards], ignore_index=True)
+    payment_methods = pd.concat([old_cards, new_cards], ignore_index=True)
     labels = pd.concat(
-        [labels, _new_labels(new, p.labels, payment_methods, card_of)], ignore_index=True
+        [labels, _new_labels(new, old_labels, payment_methods, card_of)], ignore_index=True
     )
 
     plan = DayPlan(
@@ -373,7 +376,8 @@ def _split_pieces(
         m = live.loc[live["ring_id"] == ring, "account_id"]
         held = links[(links["kind"] == "payment_method") & links["account_id"].isin(m)]
         card = held.groupby("account_id")["value"].min().reindex(m).fillna("")
-        by_card = card.groupby(card).groups
+        # Group keys are card values, all strings after the fillna above.
+        by_card = cast(dict[str, pd.Index], card.groupby(card).groups)
         order = rng.permutation(sorted(by_card))
         size = np.array([len(by_card[c]) for c in order])
         take = order[: max(1, int(np.searchsorted(np.cumsum(size), share * len(m))))]

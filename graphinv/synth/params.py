@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from graphinv.errors import ConfigError
 
@@ -195,7 +196,8 @@ def _case_24k() -> SynthParams:
 
 def _medium() -> SynthParams:
     # case-24k at 100k accounts, with every harder ring style and twin kept in it.
-    counts = dict.fromkeys(STYLE_COUNTS, 1) | {"star_card_rings": 2, "star_proxy_rings": 2}
+    counts: dict[str, Any] = dict.fromkeys(STYLE_COUNTS, 1) | {
+        "star_card_rings": 2, "star_proxy_rings": 2}
     return dataclasses.replace(
         scale(_case_24k(), 100_000), **counts, company_card_twins=8, campus_class_twins=8
     )
@@ -233,7 +235,7 @@ PRESETS: dict[str, SynthParams] = {
 def _coerce_campaigns(value: object) -> tuple[CampaignParams, ...]:
     try:
         return tuple(
-            c if isinstance(c, CampaignParams) else CampaignParams(**c)  # type: ignore[arg-type]
+            c if isinstance(c, CampaignParams) else CampaignParams(**c)
             for c in value  # type: ignore[attr-defined]
         )
     except TypeError as exc:
@@ -285,7 +287,7 @@ def validate(params: SynthParams) -> SynthParams:
 
 
 def resolve_params(
-    *, preset: str = "small", n_accounts: int | None = None, **overrides: object
+    *, preset: str = "small", n_accounts: int | None = None, **overrides: Any
 ) -> SynthParams:
     """The preset, scaled to ``n_accounts`` if given, then with ``overrides`` applied.
 
@@ -307,5 +309,5 @@ def resolve_params(
         overrides["campaigns"] = _coerce_campaigns(overrides["campaigns"])
     for name, value in overrides.items():
         if isinstance(getattr(params, name), tuple) and name != "campaigns":
-            overrides[name] = tuple(value)  # type: ignore[call-overload]
+            overrides[name] = tuple(value)
     return validate(dataclasses.replace(params, **overrides))

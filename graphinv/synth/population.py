@@ -83,16 +83,16 @@ class Population:
 
 def _style_rings(params: SynthParams, rng: np.random.Generator) -> list[list[tuple[int, int]]]:
     """(style, size) of the harder rings, per campaign, carved out of its accounts."""
-    wanted = []
+    wanted: list[tuple[int, tuple[int, int]]] = []
     for name in STYLE_COUNTS:
         style = S[name.removesuffix("s")]
-        size = (
+        size_range = (
             params.hub_ring_size
             if style in (S["hub_ip_ring"], S["hub_template_ring"])
             else params.hard_ring_size
         )
         for _ in range(getattr(params, name)):
-            wanted.append((style, size))
+            wanted.append((style, size_range))
     left = np.array([c.n_accounts for c in params.campaigns], dtype=np.int64)
     out: list[list[tuple[int, int]]] = [[] for _ in params.campaigns]
     for style, (lo, hi) in wanted:
@@ -127,12 +127,12 @@ def _blocks(params: SynthParams, rng: np.random.Generator) -> tuple[list, int]:
         order = rng.permutation(len(sizes))
         blocks.append((K["extraction"], ci, sizes[order], styles[order].astype(np.int8)))
     nc = len(params.campaigns)
-    for kind, camp, total, size in (
+    for kind_code, camp, total, size in (
         (K["card_testing"], nc, params.card_testing_accounts, params.card_testing_ring_size),
         (K["free_tier_farming"], nc + 1, params.free_tier_farming_accounts, params.farm_ring_size),
     ):
         sizes = partition(total, *size, rng)
-        blocks.append((kind, camp, sizes, np.zeros(len(sizes), dtype=np.int8)))
+        blocks.append((kind_code, camp, sizes, np.zeros(len(sizes), dtype=np.int8)))
     n_benign = params.n_accounts - sum(int(b[2].sum()) for b in blocks)
     twins = {
         "office": (params.company_card_twins, params.company_card_size, S["company_card"]),

@@ -79,7 +79,7 @@ def add_day(
     usage = rows.groupby(["account_id", "hour", "model"], sort=True)[_USAGE[3:]].sum().reset_index()
     usage = pd.concat([p.usage, usage[_USAGE]], ignore_index=True)
     links = _merge_links(p.links, pd.concat(seen, ignore_index=True))
-    links = _bump_account_links(links, usage, rows, p.labels)
+    links = _bump_account_links(links, usage, rows, p.table("labels"))
     return dataclasses.replace(p, links=links, usage=usage)
 
 
@@ -89,7 +89,8 @@ def _rows(
     u = p.usage
     days_seen = (start - u["hour"].min().floor("D")) // _DAY
     back = 7 if days_seen >= 7 else 1
-    ext = u["account_id"].isin(p.labels.loc[p.labels["kind"] == "extraction", "account_id"])
+    labels = p.table("labels")
+    ext = u["account_id"].isin(labels.loc[labels["kind"] == "extraction", "account_id"])
     src_ext = u[ext & (u["hour"] >= start - _DAY) & (u["hour"] < start)]
     week_ago = start - back * _DAY
     src_other = u[~ext & (u["hour"] >= week_ago) & (u["hour"] < week_ago + _DAY)]
@@ -107,7 +108,9 @@ def _rows(
         copies = src_ext.merge(
             joined.rename(columns={"account_id": "new_id"}), left_on="account_id", right_on="donor"
         )
-        within = (copies["hour"] - (start - _DAY) + copies["shift"] * _HOUR) % _DAY
+        since = copies["hour"] - (start - _DAY) + copies["shift"] * _HOUR
+        # pandas-stubs has no Timedelta-series % Timedelta; pandas has.
+        within = since % _DAY  # type: ignore[operator]
         parts.append(copies.assign(account_id=copies["new_id"], hour=start + within)[_USAGE])
     rows = pd.concat(parts, ignore_index=True)
     accounts = p.accounts.set_index("account_id")
