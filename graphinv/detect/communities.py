@@ -421,10 +421,11 @@ def _split_by_evidence(
     er, ec, ew = coo.row[inside], coo.col[inside], coo.data[inside]
     order = np.argsort(label[er], kind="stable")
     er, ec, ew = er[order], ec[order], ew[order]
-    bounds = np.searchsorted(label[er], np.r_[candidates, candidates[-1] + 1])
+    label_limits = np.append(candidates, candidates[-1] + 1)
+    bounds = np.searchsorted(label[er], label_limits)
     by_label = np.argsort(label, kind="stable")  # accounts of each community, in id order
     sorted_label = label[by_label]
-    starts = np.searchsorted(sorted_label, np.r_[candidates, candidates[-1] + 1])
+    starts = np.searchsorted(sorted_label, label_limits)
     jobs, owners = [], []
     for k, c in enumerate(candidates):
         if bounds[k + 1] == bounds[k]:

@@ -155,7 +155,7 @@ class Case:
                 .reset_index(drop=True)
             )
         else:
-            platform = store.read_neighbourhood(ring_members["account_id"])
+            platform = store.read_neighbourhood(ring_members["account_id"].tolist())
         self.breakdown = stored
         self.identifiers = _identifiers(ring_members, platform)
         self.timeline = _timeline(ring_members, platform)
@@ -804,7 +804,8 @@ def _spend(timeline: pd.DataFrame, prices: Mapping[str, tuple[float, float]]) ->
     tokens = timeline.groupby("model")[["input_tokens", "output_tokens"]].sum()
     priced = tokens.index.isin(list(prices))
     dollars = sum(
-        (row.input_tokens * prices[model][0] + row.output_tokens * prices[model][1]) / 1e6
+        (row.input_tokens * prices[str(model)][0] + row.output_tokens * prices[str(model)][1])
+        / 1e6
         for model, row in tokens.loc[priced].iterrows()
     )
     text = f"${dollars:,.2f} at list prices"
