@@ -567,7 +567,12 @@ class TemplateClusterer:
 
     def _clear_pending(self) -> None:
         self._pending_doc = np.zeros(0, dtype=np.int64)
-        self._pending_sig = np.zeros((0, self.params.num_perm), dtype=np.uint32)
+        # Pending signatures stay in place in a slab (row per pending prompt in
+        # ``_pending_row``), so a chunk appends its waiting prompts instead of copying the
+        # whole pool; the slab is compacted when full.
+        self._slab = np.zeros((0, self.params.num_perm), dtype=np.uint32)
+        self._slab_used = 0
+        self._pending_row = np.zeros(0, dtype=np.int64)
         self._pending_weight = np.zeros(0, dtype=np.int64)
         self._pending_words = np.zeros(0, dtype=np.int64)
         self._pending_bands = _SortedBands(self.params.bands)
@@ -587,13 +592,15 @@ class TemplateClusterer:
         node_words = np.r_[self._pending_words, ready.n_words]
         n_nodes = len(node_doc)
         n_tpl = len(self.index)
-        pending_sig, sig = self._pending_sig, ready.sig
+        slab, pending_row, sig = self._slab, self._pending_row, ready.sig
 
         def sig_of(nodes: np.ndarray) -> np.ndarray:
-            out = np.empty((len(nodes), p.num_perm), dtype=np.uint32)
             old = nodes < n_pend
-            out[old] = pending_sig[nodes[old]]
-            out[~old] = sig[nodes[~old] - n_pend]
+            if old.all():
+                return slab.take(pending_row[nodes], axis=0)
+            out = np.empty((len(nodes), p.num_perm), dtype=np.uint32)
+            out[old] = slab.take(pending_row[nodes[old]], axis=0)
+            out[~old] = sig.take(nodes[~old] - n_pend, axis=0)
             return out
 
         # Candidate pairs among the chunk's prompts (and the pending ones): star per bucket,
@@ -679,10 +686,25 @@ class TemplateClusterer:
             keep[waiting[:excess]] = False
             waiting = waiting[excess:]
         self._pending_doc = node_doc[waiting]
-        self._pending_sig = sig_of(waiting)
+        self._keep_signatures(waiting, n_pend, sig)
         self._pending_weight = node_weight[waiting]
         self._pending_words = node_words[waiting]
         self._pending_bands.set_kept(merged, keep)
+
+    def _keep_signatures(self, waiting: np.ndarray, n_pend: int, sig: np.ndarray) -> None:
+        """Slab rows of the prompts still waiting: old ones keep theirs, new ones append."""
+        old = waiting[waiting < n_pend]
+        new = waiting[waiting >= n_pend] - n_pend
+        rows = self._pending_row[old]
+        if self._slab_used + len(new) > len(self._slab):
+            size = max(2 * (len(rows) + len(new)), 1024)
+            slab = np.empty((size, self.params.num_perm), dtype=np.uint32)
+            slab[: len(rows)] = self._slab.take(rows, axis=0)
+            self._slab, self._slab_used, rows = slab, len(rows), np.arange(len(rows))
+        start = self._slab_used
+        self._slab[start : start + len(new)] = sig.take(new, axis=0)
+        self._slab_used += len(new)
+        self._pending_row = np.r_[rows, np.arange(start, start + len(new))]
 
     def _template_candidates(self, keys: np.ndarray, n_pend: int) -> tuple[np.ndarray,
                                                                          np.ndarray]:
