@@ -134,6 +134,7 @@ class FingerprintParams:
 
 _CODE = r"(?s)```.*?```"
 _QUOTED = r"\"[^\"\n]{0,500}\"|“[^”\n]{0,500}”|«[^»\n]{0,500}»|`[^`\n]{0,200}`"
+_QUOTE_CHARS = ('"', "“", "«", "`")
 _NUMBER = r"\d[\d.,:/]*"
 _PUNCTUATION = r"[^\p{L}\p{N}\s]+"
 
@@ -148,12 +149,18 @@ def mask(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     >>> mask(pa.array(['Fix "a=1" in Line 42', None])).to_pylist()
     ['Fix  qstr  in Line 42', None]
     """
-    out = texts
+    out = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     if pc.any(pc.match_substring(out, "```")).as_py():
         out = pc.replace_substring_regex(out, _CODE, " qcode ")
-    out = pc.replace_substring_regex(out, _QUOTED, " qstr ")
-    if isinstance(out, pa.ChunkedArray):
-        out = out.combine_chunks()
+    # The quote regex runs only on texts holding a quote character (a plain substring scan
+    # is far cheaper than the regex over texts it cannot change).
+    quoted = pc.match_substring(out, _QUOTE_CHARS[0])
+    for char in _QUOTE_CHARS[1:]:
+        quoted = pc.or_(quoted, pc.match_substring(out, char))
+    quoted = pc.fill_null(quoted, False)
+    if pc.any(quoted).as_py():
+        changed = pc.replace_substring_regex(out.filter(quoted), _QUOTED, " qstr ")
+        out = pc.replace_with_mask(out, quoted, changed)
     return out
 
 
@@ -284,6 +291,18 @@ def _densify(sig: np.ndarray, has_words: np.ndarray) -> np.ndarray:
     """Fill each empty bin from the next non-empty bin to the right (circular), shifted by
     the distance, so short texts still compare on all k positions (rotation densification,
     Shrivastava & Li, 2014)."""
+    empty_value = np.iinfo(np.uint32).max
+    # Only texts with an empty bin change (long texts fill all k bins).
+    need = np.flatnonzero((sig == empty_value).any(axis=1) & has_words)
+    full = sig.copy()
+    full[~has_words] = empty_value
+    if not len(need):
+        return full
+    full[need] = _densify_rows(sig[need])
+    return full
+
+
+def _densify_rows(sig: np.ndarray) -> np.ndarray:
     n, k = sig.shape
     empty_value = np.iinfo(np.uint32).max
     columns = np.ascontiguousarray(sig.T)
@@ -300,9 +319,7 @@ def _densify(sig: np.ndarray, has_words: np.ndarray) -> np.ndarray:
             distance = np.where(has, 0, distance + 1).astype(np.uint32)
             if position < k:
                 out[j] = np.where(has, column, carry + distance * step)
-    out = np.ascontiguousarray(out.T)
-    out[~has_words] = empty_value
-    return out
+    return np.ascontiguousarray(out.T)
 
 
 def band_keys(sig: np.ndarray, params: FingerprintParams) -> np.ndarray:
