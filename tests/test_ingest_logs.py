@@ -313,7 +313,7 @@ def test_parallel_workers_write_what_the_serial_run_writes(synthetic, tmp_path):
     (logs / "a.jsonl").write_bytes(b"\n".join(lines[:40_000]) + b"\n")
     (logs / "b.jsonl").write_bytes(b"\n".join(lines[40_000:]) + b"\n")
     outputs = []
-    for workers in (1, 2):
+    for workers in (0, 2):
         out = tmp_path / f"out-{workers}"
         # Small chunks and a small pending pool: many chunks, prompts leaving the pool.
         report = ingest_logs(logs, out, base=synthetic / "base", keep_assignments=True,
@@ -334,6 +334,6 @@ def test_workers_validated(tmp_path):
     from graphinv.errors import ConfigError
 
     (tmp_path / "l.jsonl").write_text(json.dumps(_row(prompt="hello")) + "\n")
-    for bad in (0, 1.5, True):
+    for bad in (-1, 1.5, True):
         with pytest.raises(ConfigError, match="workers"):
             ingest_logs(tmp_path / "l.jsonl", tmp_path / "o", workers=bad)

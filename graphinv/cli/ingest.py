@@ -36,9 +36,9 @@ console = Console(soft_wrap=True)
 @click.option("--assignments", is_flag=True,
               help="Also write OUT/ingest_state/assignments.parquet (request id → "
               "fingerprints) for evaluation.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
-              help="Processes that parse, validate and fingerprint chunks (the output is the "
-              "same for any number).")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Forked processes that parse, validate and fingerprint chunks while the "
+              "main one clusters (0: one process; the output is the same for any number).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               help="Write the report as JSON here ('-' for stdout).")
 def ingest_command(logs: tuple[Path, ...], out: Path, base: Path | None, pseudonymise: bool,

@@ -581,9 +581,9 @@ def _prepare(read: Callable[..., _Chunk], args: tuple, path: Path, now: pd.Times
 
 def _prepared_chunks(tasks: Iterator[tuple[_Task, Path]], *, workers: int,
                      **context: object) -> Iterator[_Prepared]:
-    """Chunks prepared in order; with ``workers`` > 1 by that many forked processes, at most
-    ``workers + 1`` chunks ahead of the caller (memory stays bounded)."""
-    if workers == 1:
+    """Chunks prepared in order: by ``workers`` forked processes, at most ``workers + 1``
+    chunks ahead of the caller (memory stays bounded); with 0, in this process."""
+    if workers == 0:
         for (read, args), path in tasks:
             yield _prepare(read, args, path, **context)
         return
@@ -612,7 +612,7 @@ def ingest_logs(
     max_request_bytes: int = 1 << 20,
     now: pd.Timestamp | None = None,
     keep_assignments: bool = False,
-    workers: int = 1,
+    workers: int = 0,
 ) -> IngestReport:
     """Read request logs, fingerprint their prompts and write the contract tables to ``out``.
 
@@ -643,9 +643,10 @@ def ingest_logs(
         Also write ``ingest_state/assignments.parquet`` (request id → fingerprints of the
         user and system text; ids only) for evaluation against planted templates.
     workers
-        Processes that parse, validate and fingerprint chunks (forked; 1: all in this
-        process). Chunks are still clustered one after the other in file order, so the
-        output is the same for any number of workers.
+        Forked processes that parse, validate and fingerprint chunks while this one
+        clusters (0: all in this process; on 2 cores, 1 worker keeps both busy). Chunks are
+        still clustered one after the other in file order, so the output is the same for
+        any number of workers.
 
     Raises
     ------
@@ -658,8 +659,8 @@ def ingest_logs(
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     if pseudonymise_key is not None and len(pseudonymise_key) < 16:
         raise ConfigError("the pseudonymisation key must be at least 16 bytes")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers must be a whole number >= 1, not {workers!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"workers must be a whole number >= 0, not {workers!r}")
     salt = "" if pseudonymise_key is None else hashlib.sha256(pseudonymise_key).hexdigest()
     params = replace(params or FingerprintParams(), salt=salt)
     files = log_files(logs)
