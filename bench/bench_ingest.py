@@ -16,7 +16,7 @@ logs (plus the account export), and the ARI of recovered vs planted templates.
 
 Run::
 
-    .venv/bin/python bench/bench_ingest.py speed --requests 1000000 10000000 --workers 1 2
+    .venv/bin/python bench/bench_ingest.py speed --requests 1000000 10000000 --workers 0 1 2
     .venv/bin/python bench/bench_ingest.py quality --seeds 21 22 23
 """
 
@@ -157,7 +157,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="part", required=True)
     s = sub.add_parser("speed")
     s.add_argument("--requests", type=int, nargs="+", default=[1_000_000, 3_000_000])
-    s.add_argument("--workers", type=int, nargs="+", default=[2])
+    s.add_argument("--workers", type=int, nargs="+", default=[0])
     q = sub.add_parser("quality")
     q.add_argument("--seeds", type=int, nargs="+", default=[21, 22, 23])
     q.add_argument("--accounts", type=int, default=None)
