@@ -4,9 +4,11 @@ Two parts (a benchmark, not a test):
 
 ``speed``: synthetic request logs of growing size (``graphinv.synth.logs``, the small preset
 scaled so the platform sends about the asked number of requests), each ingested in a fresh
-process under ``/usr/bin/time -v`` (peak resident memory of the whole process). The table
-gives requests, seconds, requests/s, peak MB, and the 1-minute load average after the run:
-on a shared machine it says how much CPU the ingest had.
+process under ``/usr/bin/time -v`` (CPU seconds of the process and its workers; largest
+single-process peak resident memory). The whole process tree's memory (sum of proportional
+set sizes, so pages the forked workers share with the parent count once) is sampled every
+0.2 s; its peak is the "peak MB (all)" column. The table also gives the 1-minute load
+average before and after the run: on a shared machine it says how much CPU the ingest had.
 
 ``quality``: on the small preset, per seed, mean best-match F1 of extraction rings detected
 from the planted tables vs from the tables ``ingest`` builds out of the same platform's
@@ -14,7 +16,7 @@ logs (plus the account export), and the ARI of recovered vs planted templates.
 
 Run::
 
-    .venv/bin/python bench/bench_ingest.py speed --requests 1000000 3000000 10000000
+    .venv/bin/python bench/bench_ingest.py speed --requests 1000000 10000000 --workers 0 1 2
     .venv/bin/python bench/bench_ingest.py quality --seeds 21 22 23
 """
 
@@ -51,39 +53,72 @@ def machine() -> str:
             f"load {os.getloadavg()[0]:.1f}")
 
 
-def speed(sizes: list[int], workdir: Path, console: Console) -> None:
+def tree_pss_kb(root: int) -> int:
+    """Proportional set size (kB) of ``root`` and all its descendants, now."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE)
+        total += int(found[1]) if found else 0
+    return total
+
+
+def speed(sizes: list[int], workers: list[int], workdir: Path, console: Console) -> None:
     table = Table(title=f"graphinv ingest — {machine()}")
-    for heading in ("requests", "log MB (gz)", "seconds", "requests/s", "CPU s",
-                    "requests/CPU-s", "peak MB", "templates", "load after"):
+    for heading in ("requests", "log MB (gz)", "workers", "seconds", "requests/s", "CPU s",
+                    "requests/CPU-s", "peak MB (largest process)", "peak MB (all)",
+                    "templates", "load before → after"):
         table.add_column(heading, justify="right")
     for size in sizes:
         data = workdir / f"logs-{size}"
         if not (data / "logs").exists():
             write_logs(data, preset="small", seed=7,
                        n_accounts=max(100, round(size / REQUESTS_PER_ACCOUNT)))
-        out = workdir / f"out-{size}"
-        subprocess.run(["rm", "-rf", str(out)], check=True)
-        command = ["/usr/bin/time", "-v", sys.executable, "-m", "graphinv.cli.main", "--quiet",
-                   "ingest", str(data / "logs"), str(out), "--base", str(data / "base"),
-                   "--json", str(workdir / f"report-{size}.json")]
-        started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-        seconds = time.perf_counter() - started
-        if done.returncode not in (0, 3):
-            console.print(done.stdout, done.stderr)
-            raise SystemExit(f"ingest failed for {size:,}")
-        peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)[1])
-        cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", done.stderr)[1])
-                  for kind in ("User", "System"))
-        report = pd.read_json(workdir / f"report-{size}.json", typ="series")
-        gz = sum(p.stat().st_size for p in (data / "logs").iterdir()) / 1e6
-        n = int(report["requests_read"])
-        table.add_row(f"{n:,}", f"{gz:,.0f}", f"{seconds:,.1f}", f"{n / seconds:,.0f}",
-                      f"{cpu:,.1f}", f"{n / cpu:,.0f}", f"{peak / 1024:,.0f}",
-                      f"{int(report['templates']):,}",
-                      f"{os.getloadavg()[0]:.1f}")
-        console.print(table)
+        for n_workers in workers:
+            out = workdir / f"out-{size}-{n_workers}"
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+            report_file = workdir / f"report-{size}-{n_workers}.json"
+            command = ["/usr/bin/time", "-v", sys.executable, "-m", "graphinv.cli.main",
+                       "--quiet", "ingest", str(data / "logs"), str(out), "--base",
+                       str(data / "base"), "--workers", str(n_workers), "--json",
+                       str(report_file)]
+            load_before = os.getloadavg()[0]
+            started = time.perf_counter()
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            peak_all = 0
+            while process.poll() is None:
+                peak_all = max(peak_all, tree_pss_kb(process.pid))
+                time.sleep(0.2)
+            stdout, stderr = process.communicate()
+            seconds = time.perf_counter() - started
+            if process.returncode not in (0, 3):
+                console.print(stdout, stderr)
+                raise SystemExit(f"ingest failed for {size:,}")
+            peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)[1])
+            cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", stderr)[1])
+                      for kind in ("User", "System"))
+            report = pd.read_json(report_file, typ="series")
+            gz = sum(p.stat().st_size for p in (data / "logs").iterdir()) / 1e6
+            n = int(report["requests_read"])
+            table.add_row(f"{n:,}", f"{gz:,.0f}", str(n_workers), f"{seconds:,.1f}",
+                          f"{n / seconds:,.0f}", f"{cpu:,.1f}", f"{n / cpu:,.0f}",
+                          f"{peak / 1024:,.0f}", f"{peak_all / 1024:,.0f}",
+                          f"{int(report['templates']):,}",
+                          f"{load_before:.1f} → {os.getloadavg()[0]:.1f}")
+            console.print(table)
 
 
 def quality(seeds: list[int], workdir: Path, console: Console, n_accounts: int | None) -> None:
@@ -122,19 +157,20 @@ def main() -> None:
     sub = parser.add_subparsers(dest="part", required=True)
     s = sub.add_parser("speed")
     s.add_argument("--requests", type=int, nargs="+", default=[1_000_000, 3_000_000])
+    s.add_argument("--workers", type=int, nargs="+", default=[0])
     q = sub.add_parser("quality")
     q.add_argument("--seeds", type=int, nargs="+", default=[21, 22, 23])
     q.add_argument("--accounts", type=int, default=None)
     parser.add_argument("--workdir", type=Path, default=None,
                         help="Keep generated logs here (default: a temporary folder).")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=200)
     scratch = ROOT / "data" if (ROOT / "data").exists() else None
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.part == "speed":
-            speed(args.requests, workdir, console)
+            speed(args.requests, args.workers, workdir, console)
         else:
             quality(args.seeds, workdir, console, args.accounts)
 

@@ -147,3 +147,23 @@ def test_rules(text, category, rules):
     assert found.category == category
     assert found.reasoning_rules == rules
     assert found.elicits_reasoning == bool(rules)
+
+
+def test_sorted_bands_match_a_stable_sort_through_inserts_and_removals():
+    from graphinv.ingest.fingerprint import _SortedBands
+
+    rng = np.random.default_rng(5)
+    bands = _SortedBands(3)
+    keys = np.zeros((0, 3), np.uint64)
+    for _ in range(6):
+        new = rng.integers(0, 40, (rng.integers(0, 50), 3)).astype(np.uint64)
+        merged = [bands.merged(b, new[:, b]) for b in range(3)]
+        keys = np.concatenate([keys, new])
+        for b, (sorted_keys, items) in enumerate(merged):
+            order = np.argsort(keys[:, b], kind="stable")
+            assert (items == order).all() and (sorted_keys == keys[order, b]).all()
+        keep = rng.random(len(keys)) < 0.7
+        bands.set_kept(merged, keep)
+        keys = keys[keep]
+    bands.insert(keys[:5])
+    assert len(bands) == len(keys) + 5

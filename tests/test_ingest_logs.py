@@ -304,3 +304,40 @@ def test_full_pending_pool_still_counts_free_form(tmp_path):
     report = ingest_logs(tmp_path / "l.jsonl", tmp_path / "o", chunk_bytes=50_000,
                          params=FingerprintParams(max_pending=500))
     assert report.free_form_requests == 3000 and report.templates == 0
+
+
+def test_parallel_workers_write_what_the_serial_run_writes(synthetic, tmp_path):
+    from graphinv.ingest.fingerprint import FingerprintParams
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    first = sorted((synthetic / "logs").iterdir())[0]
+    lines = gzip.decompress(first.read_bytes()).splitlines()[:60_000]
+    lines[123] = b'{"broken json'
+    (logs / "a.jsonl").write_bytes(b"\n".join(lines[:40_000]) + b"\n")
+    (logs / "b.jsonl").write_bytes(b"\n".join(lines[40_000:]) + b"\n")
+    outputs = []
+    for workers in (0, 2):
+        out = tmp_path / f"out-{workers}"
+        # Small chunks and a small pending pool: many chunks, prompts leaving the pool.
+        report = ingest_logs(logs, out, base=synthetic / "base", keep_assignments=True,
+                             chunk_bytes=1 << 20, workers=workers,
+                             params=FingerprintParams(max_pending=3_000),
+                             now=pd.Timestamp("2030-01-01", tz="UTC"))
+        assert report.requests_quarantined == 1 and report.templates > 100
+        outputs.append(out)
+    files = sorted(p.relative_to(outputs[0]) for p in outputs[0].rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(outputs[1]) for p in outputs[1].rglob("*")
+                           if p.is_file())
+    assert len(files) > 10
+    for name in files:
+        assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
+
+
+def test_workers_validated(tmp_path):
+    from graphinv.errors import ConfigError
+
+    (tmp_path / "l.jsonl").write_text(json.dumps(_row(prompt="hello")) + "\n")
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="workers"):
+            ingest_logs(tmp_path / "l.jsonl", tmp_path / "o", workers=bad)

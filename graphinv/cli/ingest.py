@@ -36,10 +36,14 @@ console = Console(soft_wrap=True)
 @click.option("--assignments", is_flag=True,
               help="Also write OUT/ingest_state/assignments.parquet (request id → "
               "fingerprints) for evaluation.")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Forked processes that parse, validate and fingerprint chunks while the "
+              "main one clusters (0: one process; the output is the same for any number).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               help="Write the report as JSON here ('-' for stdout).")
 def ingest_command(logs: tuple[Path, ...], out: Path, base: Path | None, pseudonymise: bool,
-                   max_request_bytes: int, assignments: bool, json_path: Path | None) -> None:
+                   max_request_bytes: int, assignments: bool, workers: int,
+                   json_path: Path | None) -> None:
     """Read request logs (LOGS: .jsonl, .jsonl.gz, .parquet files or folders) and write
     usage, links (ip, api_client, prompt_fingerprint) and prompt_fingerprints to OUT.
 
@@ -60,7 +64,7 @@ def ingest_command(logs: tuple[Path, ...], out: Path, base: Path | None, pseudon
     with console.status(f"Ingesting {len(logs)} log path(s) into {out}…"):
         report = ingest_logs(list(logs), out, base=base, pseudonymise_key=key,
                              max_request_bytes=max_request_bytes,
-                             keep_assignments=assignments)
+                             keep_assignments=assignments, workers=workers)
     table = Table(title=f"graphinv ingest → {out}")
     table.add_column("")
     table.add_column("value", justify="right")

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -133,6 +134,7 @@ class FingerprintParams:
 
 _CODE = r"(?s)```.*?```"
 _QUOTED = r"\"[^\"\n]{0,500}\"|“[^”\n]{0,500}”|«[^»\n]{0,500}»|`[^`\n]{0,200}`"
+_QUOTE_CHARS = ('"', "“", "«", "`")
 _NUMBER = r"\d[\d.,:/]*"
 _PUNCTUATION = r"[^\p{L}\p{N}\s]+"
 
@@ -147,12 +149,18 @@ def mask(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     >>> mask(pa.array(['Fix "a=1" in Line 42', None])).to_pylist()
     ['Fix  qstr  in Line 42', None]
     """
-    out = texts
+    out = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     if pc.any(pc.match_substring(out, "```")).as_py():
         out = pc.replace_substring_regex(out, _CODE, " qcode ")
-    out = pc.replace_substring_regex(out, _QUOTED, " qstr ")
-    if isinstance(out, pa.ChunkedArray):
-        out = out.combine_chunks()
+    # The quote regex runs only on texts holding a quote character (a plain substring scan
+    # is far cheaper than the regex over texts it cannot change).
+    quoted = pc.match_substring(out, _QUOTE_CHARS[0])
+    for char in _QUOTE_CHARS[1:]:
+        quoted = pc.or_(quoted, pc.match_substring(out, char))
+    quoted = pc.fill_null(quoted, False)
+    if pc.any(quoted).as_py():
+        changed = pc.replace_substring_regex(out.filter(quoted), _QUOTED, " qstr ")
+        out = pc.replace_with_mask(out, quoted, changed)
     return out
 
 
@@ -283,6 +291,18 @@ def _densify(sig: np.ndarray, has_words: np.ndarray) -> np.ndarray:
     """Fill each empty bin from the next non-empty bin to the right (circular), shifted by
     the distance, so short texts still compare on all k positions (rotation densification,
     Shrivastava & Li, 2014)."""
+    empty_value = np.iinfo(np.uint32).max
+    # Only texts with an empty bin change (long texts fill all k bins).
+    need = np.flatnonzero((sig == empty_value).any(axis=1) & has_words)
+    full = sig.copy()
+    full[~has_words] = empty_value
+    if not len(need):
+        return full
+    full[need] = _densify_rows(sig[need])
+    return full
+
+
+def _densify_rows(sig: np.ndarray) -> np.ndarray:
     n, k = sig.shape
     empty_value = np.iinfo(np.uint32).max
     columns = np.ascontiguousarray(sig.T)
@@ -299,9 +319,7 @@ def _densify(sig: np.ndarray, has_words: np.ndarray) -> np.ndarray:
             distance = np.where(has, 0, distance + 1).astype(np.uint32)
             if position < k:
                 out[j] = np.where(has, column, carry + distance * step)
-    out = np.ascontiguousarray(out.T)
-    out[~has_words] = empty_value
-    return out
+    return np.ascontiguousarray(out.T)
 
 
 def band_keys(sig: np.ndarray, params: FingerprintParams) -> np.ndarray:
@@ -337,7 +355,7 @@ class TemplateIndex:
     signatures: np.ndarray
     rep_template: np.ndarray
     rep_words: np.ndarray
-    _band_index: list[tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
+    _band_index: _SortedBands | None = field(default=None, repr=False)
 
     COLUMNS = ("fingerprint", "category", "category_rule", "elicits_reasoning",
                "reasoning_rules", "template_tokens", "requests")
@@ -393,26 +411,118 @@ class TemplateIndex:
         meta = {"version": INDEX_VERSION, "params": self.params.identity()}
         (directory / "index.json").write_text(json.dumps(meta, indent=2) + "\n")
 
-    def band_index(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per band: representatives' keys sorted, and which representative each is."""
+    def band_index(self) -> _SortedBands:
+        """Representatives' band keys, sorted per band (kept up to date as reps are added)."""
         if self._band_index is None:
-            keys = band_keys(self.signatures, self.params)
-            self._band_index = []
-            for band in range(self.params.bands):
-                order = np.argsort(keys[:, band], kind="stable")
-                self._band_index.append((keys[order, band], order))
+            self._band_index = _SortedBands(self.params.bands)
+            self._band_index.insert(band_keys(self.signatures, self.params))
         return self._band_index
 
     def add_representatives(self, sig: np.ndarray, template: np.ndarray,
                             words: np.ndarray) -> None:
         if len(sig):
+            if self._band_index is not None:
+                self._band_index.insert(band_keys(sig, self.params))
             self.signatures = np.concatenate([self.signatures, sig])
             self.rep_template = np.concatenate([self.rep_template, template])
             self.rep_words = np.concatenate([self.rep_words, words])
-            self._band_index = None
+
+
+class _SortedBands:
+    """Band keys of numbered items, per band sorted by (key, item): what a stable argsort of
+    all keys gives, maintained by merging new items in and filtering items out, so a chunk
+    costs a linear pass over the pool instead of a sort of it."""
+
+    def __init__(self, bands: int) -> None:
+        self.keys = [np.zeros(0, np.uint64) for _ in range(bands)]
+        self.items = [np.zeros(0, np.int64) for _ in range(bands)]
+
+    def __len__(self) -> int:
+        return len(self.items[0])
+
+    def merged(self, band: int, new_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This band's (keys, items) with items ``len(self) + i`` of ``new_keys`` merged in;
+        on equal keys older items come first, as in a stable sort."""
+        keys, items = self.keys[band], self.items[band]
+        order = np.argsort(new_keys, kind="stable")
+        sorted_new = new_keys[order]
+        at = np.searchsorted(keys, sorted_new, side="right") + np.arange(len(order))
+        is_new = np.zeros(len(keys) + len(order), dtype=bool)
+        is_new[at] = True
+        out_keys = np.empty(len(is_new), np.uint64)
+        out_items = np.empty(len(is_new), np.int64)
+        out_keys[is_new], out_keys[~is_new] = sorted_new, keys
+        out_items[is_new], out_items[~is_new] = order + len(self), items
+        return out_keys, out_items
+
+    def insert(self, new_keys: np.ndarray) -> None:
+        """Append items numbered from ``len(self)`` with these keys (n × bands)."""
+        merged = [self.merged(band, new_keys[:, band]) for band in range(len(self.keys))]
+        self.keys = [keys for keys, _ in merged]
+        self.items = [items for _, items in merged]
+
+    def set_kept(self, merged: list[tuple[np.ndarray, np.ndarray]], keep: np.ndarray) -> None:
+        """Become the ``keep`` items of ``merged`` (per band, as from :meth:`merged`),
+        renumbered in order."""
+        number = np.cumsum(keep) - 1
+        for band, (keys, items) in enumerate(merged):
+            stays = keep[items]
+            self.keys[band], self.items[band] = keys[stays], number[items[stays]]
 
 
 # -- clustering ------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedTexts:
+    """One chunk of prompts made ready for clustering by :func:`prepare`: everything that
+    needs no clusterer state, so chunks can be prepared in other processes.
+
+    ``present`` are the rows with a text; ``inverse`` maps each to its distinct masked text
+    (``unique``, first-appearance order); ``empty`` lists distinct texts without a word;
+    ``live`` the others, with their ``weight`` (rows), ``sig``, ``n_words`` and band ``keys``.
+    """
+
+    n: int
+    present: np.ndarray
+    inverse: np.ndarray
+    unique: pa.Array
+    empty: np.ndarray
+    live: np.ndarray
+    weight: np.ndarray
+    sig: np.ndarray
+    n_words: np.ndarray
+    keys: np.ndarray
+
+
+def prepare(texts: pa.Array | pa.ChunkedArray, params: FingerprintParams) -> PreparedTexts:
+    """Mask, deduplicate, MinHash and band one chunk of prompts (null: no prompt).
+
+    Identical raw texts (a stock system prompt sent a thousand times) are masked once.
+
+    Examples
+    --------
+    >>> ready = prepare(pa.array(["a b c d e", None, "a b c d e", "x"]), FingerprintParams())
+    >>> ready.present.tolist(), ready.inverse.tolist(), ready.weight.tolist()
+    ([0, 2, 3], [0, 0, 1], [2, 1])
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    present = np.flatnonzero(~np.asarray(texts.is_null().to_numpy(zero_copy_only=False)))
+    raw = pc.dictionary_encode(texts.take(pa.array(present)))
+    masked = pc.dictionary_encode(mask(raw.dictionary))
+    unique = masked.dictionary
+    inverse = masked.indices.to_numpy(zero_copy_only=False).astype(np.int64)[
+        raw.indices.to_numpy(zero_copy_only=False)]
+    weight = np.bincount(inverse, minlength=len(unique)).astype(np.int64)
+    sig, n_words = minhash(unique, params)
+    has_words = n_words > 0
+    live = np.flatnonzero(has_words)
+    return PreparedTexts(
+        n=len(texts), present=present, inverse=inverse, unique=unique,
+        empty=np.flatnonzero(~has_words), live=live, weight=weight[live], sig=sig[live],
+        n_words=n_words[live], keys=band_keys(sig[live], params),
+    )
 
 
 class TemplateClusterer:
@@ -431,43 +541,30 @@ class TemplateClusterer:
         self.params = index.params
         self._doc_template = np.zeros(0, dtype=np.int64)
         self._n_docs = 0
-        k = self.params.num_perm
-        self._pending_doc = np.zeros(0, dtype=np.int64)
-        self._pending_sig = np.zeros((0, k), dtype=np.uint32)
-        self._pending_weight = np.zeros(0, dtype=np.int64)
-        self._pending_words = np.zeros(0, dtype=np.int64)
+        self._clear_pending()
+        # Every pending prompt has been looked up against the first this-many representatives.
+        self._reps_checked = len(index.signatures)
         self._reps = np.bincount(index.rep_template, minlength=len(index)).astype(np.int64)
         self.resolved = np.zeros(0, dtype=np.int64)
         self.dropped = np.zeros(0, dtype=np.int64)
 
     # -- public ----------------------------------------------------------------------------
 
-    def add(self, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Fingerprint one chunk of prompts (null: no prompt); return their document ids."""
-        if isinstance(texts, pa.ChunkedArray):
-            texts = texts.combine_chunks()
-        n = len(texts)
-        doc_of_request = np.full(n, -1, dtype=np.int64)
+    def add(self, texts: pa.Array | pa.ChunkedArray | PreparedTexts) -> np.ndarray:
+        """Fingerprint one chunk of prompts (null: no prompt), or a chunk :func:`prepare`
+        made ready; return their document ids."""
+        ready = texts if isinstance(texts, PreparedTexts) else prepare(texts, self.params)
+        doc_of_request = np.full(ready.n, -1, dtype=np.int64)
         self.resolved = np.zeros(0, dtype=np.int64)
         self.dropped = np.zeros(0, dtype=np.int64)
-        present = np.flatnonzero(~np.asarray(texts.is_null().to_numpy(zero_copy_only=False)))
-        if len(present) == 0:
+        if len(ready.present) == 0:
             return doc_of_request
-        norm = mask(texts.take(pa.array(present)))
-        encoded = pc.dictionary_encode(norm)
-        unique = encoded.dictionary
-        inverse = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        weight = np.bincount(inverse, minlength=len(unique)).astype(np.int64)
         first = self._n_docs
-        doc_of_request[present] = first + inverse
-        self._grow(first + len(unique))
-        self._n_docs += len(unique)
-
-        sig, n_words = minhash(unique, self.params)
-        empty = n_words == 0
-        self._doc_template[first + np.flatnonzero(empty)] = EMPTY
-        live = np.flatnonzero(~empty)
-        self._cluster(first + live, sig[live], weight[live], n_words[live], unique, live)
+        doc_of_request[ready.present] = first + ready.inverse
+        self._grow(first + len(ready.unique))
+        self._n_docs += len(ready.unique)
+        self._doc_template[first + ready.empty] = EMPTY
+        self._cluster(first + ready.live, ready)
         return doc_of_request
 
     def cluster_of(self, doc_ids: np.ndarray) -> np.ndarray:
@@ -481,13 +578,21 @@ class TemplateClusterer:
         """Prompts still waiting for a second instance are free-form text."""
         self.dropped = self._pending_doc.copy()
         self._doc_template[self._pending_doc] = FREE_FORM
-        k = self.params.num_perm
-        self._pending_doc = np.zeros(0, dtype=np.int64)
-        self._pending_sig = np.zeros((0, k), dtype=np.uint32)
-        self._pending_weight = np.zeros(0, dtype=np.int64)
-        self._pending_words = np.zeros(0, dtype=np.int64)
+        self._clear_pending()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _clear_pending(self) -> None:
+        self._pending_doc = np.zeros(0, dtype=np.int64)
+        # Pending signatures stay in place in a slab (row per pending prompt in
+        # ``_pending_row``), so a chunk appends its waiting prompts instead of copying the
+        # whole pool; the slab is compacted when full.
+        self._slab = np.zeros((0, self.params.num_perm), dtype=np.uint32)
+        self._slab_used = 0
+        self._pending_row = np.zeros(0, dtype=np.int64)
+        self._pending_weight = np.zeros(0, dtype=np.int64)
+        self._pending_words = np.zeros(0, dtype=np.int64)
+        self._pending_bands = _SortedBands(self.params.bands)
 
     def _grow(self, size: int) -> None:
         if size > len(self._doc_template):
@@ -495,31 +600,32 @@ class TemplateClusterer:
             grown[: len(self._doc_template)] = self._doc_template
             self._doc_template = grown
 
-    def _cluster(
-        self,
-        docs: np.ndarray,
-        sig: np.ndarray,
-        weight: np.ndarray,
-        n_words: np.ndarray,
-        unique: pa.Array,
-        position: np.ndarray,
-    ) -> None:
+    def _cluster(self, docs: np.ndarray, ready: PreparedTexts) -> None:
         p = self.params
         n_pend = len(self._pending_doc)
         # Pending prompts first: the older instance names a template formed with a new one.
         node_doc = np.r_[self._pending_doc, docs]
-        node_sig = np.concatenate([self._pending_sig, sig])
-        node_weight = np.r_[self._pending_weight, weight]
-        node_words = np.r_[self._pending_words, n_words]
+        node_weight = np.r_[self._pending_weight, ready.weight]
+        node_words = np.r_[self._pending_words, ready.n_words]
         n_nodes = len(node_doc)
         n_tpl = len(self.index)
-        keys = band_keys(node_sig, p)
+        slab, pending_row, sig = self._slab, self._pending_row, ready.sig
 
-        # Candidate pairs among the chunk's prompts (and the pending ones): star per bucket.
+        def sig_of(nodes: np.ndarray) -> np.ndarray:
+            old = nodes < n_pend
+            if old.all():
+                return slab.take(pending_row[nodes], axis=0)
+            out = np.empty((len(nodes), p.num_perm), dtype=np.uint32)
+            out[old] = slab.take(pending_row[nodes[old]], axis=0)
+            out[~old] = sig.take(nodes[~old] - n_pend, axis=0)
+            return out
+
+        # Candidate pairs among the chunk's prompts (and the pending ones): star per bucket,
+        # headed by the bucket's lowest node.
+        merged = [self._pending_bands.merged(band, ready.keys[:, band])
+                  for band in range(p.bands)]
         pairs_u, pairs_v = [], []
-        for band in range(p.bands):
-            order = np.argsort(keys[:, band], kind="stable")
-            sorted_keys = keys[order, band]
+        for sorted_keys, order in merged:
             new_group = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
             head = order[np.maximum.accumulate(np.where(new_group, np.arange(n_nodes), 0))]
             member = ~new_group
@@ -531,27 +637,18 @@ class TemplateClusterer:
             pair = np.unique(np.minimum(u, v) * n_nodes + np.maximum(u, v))
             u, v = pair // n_nodes, pair % n_nodes
             short = np.minimum(node_words[u], node_words[v]) < p.short_words
-            ok = _similar(node_sig[u], node_sig[v], p.threshold, short)
+            ok = _similar(sig_of(u), sig_of(v), p.threshold, short)
             u, v = u[ok], v[ok]
 
-        # Candidate (prompt, known template) pairs through the representatives' band keys.
-        tu, tv = [], []
-        if len(self.index.signatures):
-            for band, (rep_keys, rep_order) in enumerate(self.index.band_index()):
-                at = np.searchsorted(rep_keys, keys[:, band])
-                at = np.minimum(at, len(rep_keys) - 1)
-                hit = np.flatnonzero(rep_keys[at] == keys[:, band])
-                tu.append(hit)
-                tv.append(rep_order[at[hit]])
-        if tu and sum(len(x) for x in tu):
-            du, rv = np.concatenate(tu), np.concatenate(tv)
-            pair = np.unique(du * len(self.index.signatures) + rv)
-            du, rv = pair // len(self.index.signatures), pair % len(self.index.signatures)
+        # Candidate (prompt, known template) pairs: the first representative sharing a band key.
+        du, tv_ = self._template_candidates(ready.keys, n_pend)
+        if len(du):
+            n_reps = len(self.index.signatures)
+            pair = np.unique(du * n_reps + tv_)
+            du, rv = pair // n_reps, pair % n_reps
             short = np.minimum(node_words[du], self.index.rep_words[rv]) < p.short_words
-            ok = _similar(node_sig[du], self.index.signatures[rv], p.threshold, short)
+            ok = _similar(sig_of(du), self.index.signatures[rv], p.threshold, short)
             du, tv_ = du[ok], self.index.rep_template[rv[ok]]
-        else:
-            du = tv_ = np.zeros(0, dtype=np.int64)
 
         # Components over prompts + templates (template t is node n_nodes + t).
         total = n_nodes + n_tpl
@@ -578,7 +675,8 @@ class TemplateClusterer:
             cand = np.flatnonzero(forming & is_new)
             first_idx = cand[np.unique(node_comp[cand], return_index=True)[1]]
             comps_named = node_comp[first_idx]
-            texts = normalise(unique.take(pa.array(position[first_idx - n_pend]))).to_pylist()
+            position = ready.live[first_idx - n_pend]
+            texts = normalise(ready.unique.take(pa.array(position))).to_pylist()
             codes = np.arange(n_tpl, n_tpl + len(first_idx))
             tpl_of_comp[comps_named] = codes
             self._new_templates(texts)
@@ -592,21 +690,72 @@ class TemplateClusterer:
         self._doc_template[node_doc[has_tpl]] = assigned[has_tpl]
         was_pending = np.arange(n_nodes) < n_pend
         self.resolved = node_doc[has_tpl & was_pending]
-        self._add_representatives(node_sig, node_words, assigned, has_tpl)
+        self._reps_checked = len(self.index.signatures)
+        self._add_representatives(sig_of, node_words, assigned, has_tpl)
 
-        waiting = ~has_tpl
+        # The rest waits; beyond max_pending the oldest become free-form.
+        keep = ~has_tpl
+        waiting = np.flatnonzero(keep)
+        excess = len(waiting) - p.max_pending
+        if excess > 0:
+            self.dropped = node_doc[waiting[:excess]]
+            self._doc_template[self.dropped] = FREE_FORM
+            keep[waiting[:excess]] = False
+            waiting = waiting[excess:]
         self._pending_doc = node_doc[waiting]
-        self._pending_sig = node_sig[waiting]
+        self._keep_signatures(waiting, n_pend, sig)
         self._pending_weight = node_weight[waiting]
         self._pending_words = node_words[waiting]
-        excess = len(self._pending_doc) - p.max_pending
-        if excess > 0:
-            self.dropped = self._pending_doc[:excess].copy()
-            self._doc_template[self.dropped] = FREE_FORM
-            self._pending_doc = self._pending_doc[excess:]
-            self._pending_sig = self._pending_sig[excess:]
-            self._pending_weight = self._pending_weight[excess:]
-            self._pending_words = self._pending_words[excess:]
+        self._pending_bands.set_kept(merged, keep)
+
+    def _keep_signatures(self, waiting: np.ndarray, n_pend: int, sig: np.ndarray) -> None:
+        """Slab rows of the prompts still waiting: old ones keep theirs, new ones append."""
+        old = waiting[waiting < n_pend]
+        new = waiting[waiting >= n_pend] - n_pend
+        rows = self._pending_row[old]
+        if self._slab_used + len(new) > len(self._slab):
+            size = max(2 * (len(rows) + len(new)), 1024)
+            slab = np.empty((size, self.params.num_perm), dtype=np.uint32)
+            slab[: len(rows)] = self._slab.take(rows, axis=0)
+            self._slab, self._slab_used, rows = slab, len(rows), np.arange(len(rows))
+        start = self._slab_used
+        self._slab[start : start + len(new)] = sig.take(new, axis=0)
+        self._slab_used += len(new)
+        self._pending_row = np.r_[rows, np.arange(start, start + len(new))]
+
+    def _template_candidates(self, keys: np.ndarray, n_pend: int) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
+        """(node, representative) pairs to check: per band, the first representative (in
+        index order) with the node's key.
+
+        New prompts (nodes ``n_pend`` on, band ``keys``) look up every representative.
+        Pending prompts already met every representative up to ``_reps_checked`` and the
+        first representative of a key never changes, so only keys whose first
+        representative is newer can give them a candidate.
+        """
+        n_reps = len(self.index.signatures)
+        nodes, reps = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        if not n_reps:
+            return nodes[0], reps[0]
+        index = self.index.band_index()
+        pending = self._pending_bands
+        for band in range(self.params.bands):
+            rep_keys, rep_order = index.keys[band], index.items[band]
+            at = np.minimum(np.searchsorted(rep_keys, keys[:, band]), n_reps - 1)
+            hit = np.flatnonzero(rep_keys[at] == keys[:, band])
+            nodes.append(n_pend + hit)
+            reps.append(rep_order[at[hit]])
+            if not n_pend or self._reps_checked == n_reps:
+                continue
+            first = np.r_[True, rep_keys[1:] != rep_keys[:-1]]
+            fresh = np.flatnonzero(first & (rep_order >= self._reps_checked))
+            lo = np.searchsorted(pending.keys[band], rep_keys[fresh], side="left")
+            count = np.searchsorted(pending.keys[band], rep_keys[fresh], side="right") - lo
+            offsets = np.cumsum(count) - count
+            slot = np.repeat(lo - offsets, count) + np.arange(int(count.sum()))
+            nodes.append(pending.items[band][slot])
+            reps.append(np.repeat(rep_order[fresh], count))
+        return np.concatenate(nodes), np.concatenate(reps)
 
     def _new_templates(self, texts: list[str]) -> None:
         salt = self.params.salt.encode()
@@ -632,8 +781,8 @@ class TemplateClusterer:
         self._reps = np.r_[self._reps, np.zeros(len(rows), np.int64)]
 
     def _add_representatives(
-        self, node_sig: np.ndarray, node_words: np.ndarray, assigned: np.ndarray,
-        has_tpl: np.ndarray,
+        self, sig_of: Callable[[np.ndarray], np.ndarray], node_words: np.ndarray,
+        assigned: np.ndarray, has_tpl: np.ndarray,
     ) -> None:
         idx = np.flatnonzero(has_tpl)
         if not len(idx):
@@ -645,7 +794,7 @@ class TemplateClusterer:
         room = self.params.reps_per_template - self._reps[tpl]
         take = rank < room
         if take.any():
-            self.index.add_representatives(node_sig[idx[take]], tpl[take],
+            self.index.add_representatives(sig_of(idx[take]), tpl[take],
                                            node_words[idx[take]])
             self._reps += np.bincount(tpl[take], minlength=len(self._reps))
 

@@ -42,8 +42,11 @@ import hmac
 import io
 import json
 import math
+import multiprocessing
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -56,7 +59,13 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from graphinv.errors import ConfigError, InputError
-from graphinv.ingest.fingerprint import FingerprintParams, TemplateClusterer, TemplateIndex
+from graphinv.ingest.fingerprint import (
+    FingerprintParams,
+    PreparedTexts,
+    TemplateClusterer,
+    TemplateIndex,
+    prepare,
+)
 from graphinv.ingest.load import read_dir
 from graphinv.ingest.pseudonymise import pseudonymise
 from graphinv.schema import EARLIEST, FUTURE_SLACK, TABLES, Platform, conform
@@ -171,8 +180,12 @@ class _Chunk:
     blank: int = 0
 
 
-def _read_jsonl(path: Path, *, chunk_bytes: int, max_request_bytes: int) -> Iterator[_Chunk]:
-    """Blocks of whole lines (about ``chunk_bytes`` each), parsed; line numbers kept."""
+# A chunk to read: a function giving its :class:`_Chunk` and that function's arguments.
+_Task = tuple[Callable[..., _Chunk], tuple]
+
+
+def _read_jsonl(path: Path, *, chunk_bytes: int, max_request_bytes: int) -> Iterator[_Task]:
+    """Blocks of whole lines (about ``chunk_bytes`` each) to parse; line numbers kept."""
     opener = gzip.open if path.name.endswith(".gz") else open
     line_no = 0
     rest = b""
@@ -185,16 +198,15 @@ def _read_jsonl(path: Path, *, chunk_bytes: int, max_request_bytes: int) -> Iter
             data = rest + block
             if not block:
                 if data:
-                    yield _parse_block(data + b"\n", line_no, path, max_request_bytes)
+                    yield _parse_block, (data + b"\n", line_no, path, max_request_bytes)
                 return
             cut = data.rfind(b"\n") + 1
             if cut == 0:  # one line longer than a block: read on
                 rest = data
                 continue
             data, rest = data[:cut], data[cut:]
-            chunk = _parse_block(data, line_no, path, max_request_bytes)
+            yield _parse_block, (data, line_no, path, max_request_bytes)
             line_no += data.count(b"\n")
-            yield chunk
 
 
 def _parse_block(data: bytes, first: int, path: Path, limit: int) -> _Chunk:
@@ -296,7 +308,8 @@ def _refusal(path: Path, line: int, column: str, reason: str, row: dict) -> dict
     return {"source_file": path.name, "row": line, "column": column, "reason": reason, **shown}
 
 
-def _read_parquet(path: Path, *, chunk_rows: int, max_request_bytes: int) -> Iterator[_Chunk]:
+def _read_parquet(path: Path, *, chunk_rows: int, max_request_bytes: int) -> Iterator[_Task]:
+    """Batches of ``chunk_rows`` rows to coerce to ``SCHEMA``; row numbers kept."""
     try:
         reader = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
@@ -310,7 +323,7 @@ def _read_parquet(path: Path, *, chunk_rows: int, max_request_bytes: int) -> Ite
         table = pa.Table.from_batches([batch])
         lines = np.arange(row + 1, row + table.num_rows + 1)
         row += table.num_rows
-        yield _coerce_parquet(table, lines, path, max_request_bytes)
+        yield _coerce_parquet, (table, lines, path, max_request_bytes)
 
 
 def _coerce_parquet(table: pa.Table, lines: np.ndarray, path: Path, limit: int) -> _Chunk:
@@ -490,15 +503,16 @@ class _Aggregate:
         self.parts: list[pd.DataFrame] = []
         self.rows = 0
 
-    def add(self, frame: pd.DataFrame) -> None:
+    def add(self, frame: pd.DataFrame, *, reduced: bool = False) -> None:
+        """Add rows; ``reduced``: already grouped by :meth:`reduce` (in a worker)."""
         if len(frame):
-            self.parts.append(self._reduce(frame))
+            self.parts.append(frame if reduced else self.reduce(frame))
             self.rows += len(self.parts[-1])
             if len(self.parts) > 8:
-                self.parts = [self._reduce(pd.concat(self.parts, ignore_index=True))]
+                self.parts = [self.reduce(pd.concat(self.parts, ignore_index=True))]
                 self.rows = len(self.parts[0])
 
-    def _reduce(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def reduce(self, frame: pd.DataFrame) -> pd.DataFrame:
         spec = {c: "sum" for c in self.sums}
         spec |= {c: "min" for c in self.mins} | {c: "max" for c in self.maxs}
         return frame.groupby(self.keys, sort=False, observed=True).agg(spec).reset_index()
@@ -506,7 +520,7 @@ class _Aggregate:
     def result(self) -> pd.DataFrame:
         if not self.parts:
             return pd.DataFrame(columns=self.keys + self.sums + self.mins + self.maxs)
-        return self._reduce(pd.concat(self.parts, ignore_index=True))
+        return self.reduce(pd.concat(self.parts, ignore_index=True))
 
 
 def _link_frame(account, value, seconds, count=None) -> pd.DataFrame:
@@ -518,6 +532,70 @@ def _link_frame(account, value, seconds, count=None) -> pd.DataFrame:
 
 def _links() -> _Aggregate:
     return _Aggregate(["account_id", "value"], ["count"], ["first"], ["last"])
+
+
+def _usage() -> _Aggregate:
+    return _Aggregate(["account_id", "hour", "model"],
+                      ["requests", "input_tokens", "output_tokens"])
+
+
+# -- preparing chunks (in worker processes) ----------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    """One chunk after every step that needs no state across chunks: parsed, validated,
+    usage and ip/api_client links grouped, prompts fingerprinted up to clustering."""
+
+    refused: list[dict[str, object]]
+    blank: int
+    read: int
+    usage: pd.DataFrame
+    links: dict[str, pd.DataFrame]
+    account: np.ndarray
+    seconds: np.ndarray
+    request_id: pa.Array | None
+    texts: PreparedTexts
+
+
+def _prepare(read: Callable[..., _Chunk], args: tuple, path: Path, now: pd.Timestamp,
+             accounts: pd.Index | None, params: FingerprintParams,
+             keep_ids: bool) -> _Prepared:
+    chunk = read(*args)
+    v, late = _validate(chunk, path, now=now, accounts=accounts)
+    usage = _usage().reduce(pd.DataFrame({
+        "account_id": v.account, "hour": v.seconds // 3600 * 3600, "model": v.model,
+        "requests": np.ones(len(v.seconds), np.int64), "input_tokens": v.input_tokens,
+        "output_tokens": v.output_tokens,
+    }))
+    links = {"ip": _links().reduce(_link_frame(v.account, v.ip, v.seconds)),
+             "api_client": _links().reduce(_link_frame(v.account, v.client, v.seconds))}
+    texts = prepare(pa.concat_arrays([v.user.cast(pa.string()), v.system.cast(pa.string())]),
+                    params)
+    return _Prepared(
+        refused=chunk.refused + late, blank=chunk.blank,
+        read=chunk.table.num_rows + len(chunk.refused), usage=usage, links=links,
+        account=v.account, seconds=v.seconds, request_id=v.request_id if keep_ids else None,
+        texts=texts,
+    )
+
+
+def _prepared_chunks(tasks: Iterator[tuple[_Task, Path]], *, workers: int,
+                     **context: object) -> Iterator[_Prepared]:
+    """Chunks prepared in order: by ``workers`` forked processes, at most ``workers + 1``
+    chunks ahead of the caller (memory stays bounded); with 0, in this process."""
+    if workers == 0:
+        for (read, args), path in tasks:
+            yield _prepare(read, args, path, **context)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        ahead: deque[Future[_Prepared]] = deque()
+        for (read, args), path in tasks:
+            ahead.append(pool.submit(_prepare, read, args, path, **context))
+            if len(ahead) > workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
 
 
 # -- the ingest --------------------------------------------------------------------------
@@ -535,6 +613,7 @@ def ingest_logs(
     max_request_bytes: int = 1 << 20,
     now: pd.Timestamp | None = None,
     keep_assignments: bool = False,
+    workers: int = 0,
 ) -> IngestReport:
     """Read request logs, fingerprint their prompts and write the contract tables to ``out``.
 
@@ -564,6 +643,11 @@ def ingest_logs(
     keep_assignments
         Also write ``ingest_state/assignments.parquet`` (request id → fingerprints of the
         user and system text; ids only) for evaluation against planted templates.
+    workers
+        Forked processes that parse, validate and fingerprint chunks while this one
+        clusters (0: all in this process; on 2 cores, 1 worker keeps both busy). Chunks are
+        still clustered one after the other in file order, so the output is the same for
+        any number of workers.
 
     Raises
     ------
@@ -576,6 +660,8 @@ def ingest_logs(
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     if pseudonymise_key is not None and len(pseudonymise_key) < 16:
         raise ConfigError("the pseudonymisation key must be at least 16 bytes")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"workers must be a whole number >= 0, not {workers!r}")
     salt = "" if pseudonymise_key is None else hashlib.sha256(pseudonymise_key).hexdigest()
     params = replace(params or FingerprintParams(), salt=salt)
     files = log_files(logs)
@@ -587,41 +673,49 @@ def ingest_logs(
     index = TemplateIndex.load(state_dir / "templates", params)
     known_templates = len(index)
     clusterer = TemplateClusterer(index)
-    usage = _Aggregate(["account_id", "hour", "model"],
-                       ["requests", "input_tokens", "output_tokens"])
+    usage = _usage()
     links = {kind: _links() for kind in LOG_KINDS}
     pending = _Aggregate(["account_id", "doc"], ["count"], ["first"], ["last"])
     assignments: list[pa.Table] = []
     refused: list[dict[str, object]] = []
     read = ingested = blank = free_form = 0
     skipped, done = [], []
-
     for path in files:
         digest = _sha256(path)
         if digest in manifest.files:
             skipped.append(path)
-            continue
-        chunks = (
-            _read_parquet(path, chunk_rows=chunk_rows, max_request_bytes=max_request_bytes)
-            if path.name.endswith(".parquet")
-            else _read_jsonl(path, chunk_bytes=chunk_bytes, max_request_bytes=max_request_bytes)
-        )
-        for chunk in chunks:
-            blank += chunk.blank
-            valid, late = _validate(chunk, path, now=now, accounts=accounts)
-            refused += chunk.refused + late
-            read += chunk.table.num_rows + len(chunk.refused)
-            ingested += len(valid.seconds)
-            _aggregate_chunk(valid, usage, links)
-            n = len(valid.seconds)
-            docs = clusterer.add(pa.concat_arrays([
-                valid.user.cast(pa.string()), valid.system.cast(pa.string())]))
-            free_form += _attribute(clusterer, docs, np.r_[valid.account, valid.account],
-                       np.r_[valid.seconds, valid.seconds], links["prompt_fingerprint"], pending)
-            if keep_assignments:
-                assignments.append(pa.table({"request_id": valid.request_id,
-                                             "user_doc": docs[:n], "system_doc": docs[n:]}))
-        done.append((path, digest))
+        else:
+            done.append((path, digest))
+
+    def tasks() -> Iterator[tuple[_Task, Path]]:
+        for path, _ in done:
+            chunks = (
+                _read_parquet(path, chunk_rows=chunk_rows, max_request_bytes=max_request_bytes)
+                if path.name.endswith(".parquet")
+                else _read_jsonl(path, chunk_bytes=chunk_bytes,
+                                 max_request_bytes=max_request_bytes)
+            )
+            yield from ((task, path) for task in chunks)
+
+    # Chunks are prepared in parallel but clustered and attributed in file order, one after
+    # the other: the result does not depend on ``workers``.
+    for chunk in _prepared_chunks(tasks(), workers=workers, now=now, accounts=accounts,
+                                  params=params, keep_ids=keep_assignments):
+        blank += chunk.blank
+        refused += chunk.refused
+        read += chunk.read
+        n = len(chunk.seconds)
+        ingested += n
+        usage.add(chunk.usage, reduced=True)
+        for kind, frame in chunk.links.items():
+            links[kind].add(frame, reduced=True)
+        docs = clusterer.add(chunk.texts)
+        free_form += _attribute(clusterer, docs, np.r_[chunk.account, chunk.account],
+                                np.r_[chunk.seconds, chunk.seconds], links["prompt_fingerprint"],
+                                pending)
+        if keep_assignments:
+            assignments.append(pa.table({"request_id": chunk.request_id,
+                                         "user_doc": docs[:n], "system_doc": docs[n:]}))
 
     clusterer.finish()
     leftover = pending.result()
@@ -659,18 +753,6 @@ def ingest_logs(
         rows_written=written, seconds=time.perf_counter() - started,
         quarantine_file=quarantine_file, pseudonymised=pseudonymise_key is not None,
     )
-
-
-def _aggregate_chunk(v: _Valid, usage: _Aggregate, links: dict[str, _Aggregate]) -> None:
-    if not len(v.seconds):
-        return
-    usage.add(pd.DataFrame({
-        "account_id": v.account, "hour": v.seconds // 3600 * 3600, "model": v.model,
-        "requests": np.ones(len(v.seconds), np.int64), "input_tokens": v.input_tokens,
-        "output_tokens": v.output_tokens,
-    }))
-    links["ip"].add(_link_frame(v.account, v.ip, v.seconds))
-    links["api_client"].add(_link_frame(v.account, v.client, v.seconds))
 
 
 def _attribute(clusterer: TemplateClusterer, docs: np.ndarray, account: np.ndarray,
