@@ -581,7 +581,7 @@ def _prepare(read: Callable[..., _Chunk], args: tuple, path: Path, now: pd.Times
 
 
 def _prepared_chunks(tasks: Iterator[tuple[_Task, Path]], *, workers: int,
-                     **context: object) -> Iterator[_Prepared]:
+                     **context: Any) -> Iterator[_Prepared]:
     """Chunks prepared in order: by ``workers`` forked processes, at most ``workers + 1``
     chunks ahead of the caller (memory stays bounded); with 0, in this process."""
     if workers == 0:
