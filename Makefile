@@ -13,7 +13,7 @@ $(BIN)/activate:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e '.[dev,notebooks]'
+	$(BIN)/pip install -q -e '.[dev,notebooks,spark]'
 	touch $@
 
 # The main job on the embedded store (DuckDB file): no server, no Java.
@@ -38,11 +38,11 @@ TYPED := graphinv/stores graphinv/score graphinv/config.py graphinv/evaluate.py 
 	graphinv/ingest/fingerprint.py graphinv/ingest/prompt_rules.py \
 	graphinv/investigate/querylib.py graphinv/investigate/browser_kit.py
 
-# The fast loop: lint, types and every test that needs neither Neo4j nor a large preset.
+# The fast loop: lint, types and every test that needs neither Neo4j, Spark nor a large preset.
 check: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy --follow-imports=silent $(TYPED)
-	$(BIN)/pytest -q -m "not neo4j and not slow"
+	$(BIN)/pytest -q -m "not neo4j and not slow and not spark"
 
 # The whole suite; the test session starts the local Neo4j itself (and stops it after).
 test: $(VENV)/.installed
