@@ -737,13 +737,16 @@ def _all_labels(batches):
         yield pd.DataFrame({"v": nodes, "c": root})
 
 
-def _component_partition(pdf: pd.DataFrame, options: DetectionOptions) -> pd.DataFrame:
+def _component_partition(
+    pdf: pd.DataFrame, options: DetectionOptions, *, in_child: bool = False
+) -> pd.DataFrame:
     """Leiden membership of one component's accounts (rows sorted), as ``_leiden`` gives it.
 
     The component's nodes are numbered in row order and its edges listed in CSR order
     (by row, then column, upper triangle), exactly the job ``_leiden`` builds; a complete
     component at weight ≥ γ is one community without Leiden. Returns ``idx, membership,
-    leiden`` (whether Leiden ran).
+    leiden`` (whether Leiden ran). ``in_child``: igraph runs in a forked child, as
+    ``_partitions`` does, leaving this process's random generator alone (the driver).
     """
     nodes = np.unique(np.r_[pdf["i"].to_numpy(), pdf["j"].to_numpy()])
     row = np.searchsorted(nodes, pdf["i"].to_numpy())
@@ -758,6 +761,8 @@ def _component_partition(pdf: pd.DataFrame, options: DetectionOptions) -> pd.Dat
         job = (int(size), np.column_stack([row, col]), w)
         if options.implementation == "leidenalg":
             membership = communities._leidenalg(*job, options)
+        elif in_child:
+            membership = communities._in_child(communities._igraph_all, [job], options)[0]
         else:
             # A Spark Python worker is a process of its own, as ``_in_child``'s child is,
             # so igraph's process-wide generator may be seeded here.
@@ -789,15 +794,15 @@ def _leiden_memberships(
         return _component_partition(pdf, options)
 
     small = with_comp.where(~F.col("c").isin(giant_ids)) if giant_ids else with_comp
-    found = small.groupBy("c").applyInPandas(run, schema).toPandas()
-    parts = [found]
+    parts = [small.groupBy("c").applyInPandas(run, schema).toPandas()]
     giants = []
-    for r in giant_rows:
-        # One executor task would have to hold it whole; the driver does, and says so.
-        pdf = with_comp.where(F.col("c") == r["c"]).select("i", "j", "weight").toPandas()
-        parts.append(_component_partition(pdf, options))
-        giants.append({"component": int(r["c"]), "accounts": int(r["size"]),
-                       "edges": int(r["edges"])})
+    if giant_rows:
+        # One executor task would have to hold each whole; the driver does, and says so.
+        edges_of = with_comp.where(F.col("c").isin(giant_ids)).select("c", "i", "j", "weight")
+        for _, pdf in edges_of.toPandas().groupby("c", sort=True):
+            parts.append(_component_partition(pdf, options, in_child=True))
+        giants = [{"component": int(r["c"]), "accounts": int(r["size"]),
+                   "edges": int(r["edges"])} for r in sorted(giant_rows, key=lambda r: r["c"])]
     return pd.concat(parts, ignore_index=True), giants
 
 
