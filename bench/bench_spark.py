@@ -93,8 +93,12 @@ def run_local(folder: Path, out: Path) -> None:
 
 
 def run_spark(folder: Path, out: Path, master: str, partitions: int, memory: str) -> None:
+    import logging
+
     from graphinv.engines.spark import SparkOptions, detect_on_spark, spark_session
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     peak = TreePeak()
     options = SparkOptions(master=master, shuffle_partitions=partitions, driver_memory=memory)
     start = time.perf_counter()

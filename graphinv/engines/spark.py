@@ -59,6 +59,7 @@ Examples
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -94,6 +95,7 @@ __all__ = [
 
 INSTALL_HINT = "pip install 'graphinv[spark]'  (pyspark; needs Java 17 or 21)"
 
+_LOG = logging.getLogger(__name__)
 _NS_PER_HOUR = 3_600_000_000_000
 _BAND_MIX = np.uint64(0x9E3779B97F4A7C15)
 _TABLES = ("accounts", "links", "usage")
@@ -950,3 +952,5 @@ class _Clock:
         start = time.perf_counter()
         yield
         self.seconds[step] = round(time.perf_counter() - start, 3)
+        # Long runs on a cluster: the log shows which step a sweep is in.
+        _LOG.info("spark %s: %.1f s", step, self.seconds[step])
