@@ -60,6 +60,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 import time
@@ -747,8 +748,8 @@ def _component_partition(
     The component's nodes are numbered in row order and its edges listed in CSR order
     (by row, then column, upper triangle), exactly the job ``_leiden`` builds; a complete
     component at weight ≥ γ is one community without Leiden. Returns ``idx, membership,
-    leiden`` (whether Leiden ran). ``in_child``: igraph runs in a forked child, as
-    ``_partitions`` does, leaving this process's random generator alone (the driver).
+    leiden`` (whether Leiden ran). ``in_child``: igraph runs in a child process, as in
+    ``_partitions``, leaving this process's random generator alone (the driver).
     """
     nodes = np.unique(np.r_[pdf["i"].to_numpy(), pdf["j"].to_numpy()])
     row = np.searchsorted(nodes, pdf["i"].to_numpy())
@@ -764,7 +765,10 @@ def _component_partition(
         if options.implementation == "leidenalg":
             membership = communities._leidenalg(*job, options)
         elif in_child:
-            membership = communities._in_child(communities._igraph_all, [job], options)[0]
+            # A fresh interpreter, not a fork: a forked driver shares the JVM gateway's
+            # sockets with its child, which broke the connection once in the 1M run.
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                membership = pool.apply(communities._igraph_all, ([job], options))[0]
         else:
             # A Spark Python worker is a process of its own, as ``_in_child``'s child is,
             # so igraph's process-wide generator may be seeded here.
