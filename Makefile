@@ -25,7 +25,7 @@ lock: | $(BIN)/activate
 	$(BIN)/pip install -q 'uv>=0.13,<0.14'
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes \
 		-o requirements-lock.txt
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra notebooks --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra notebooks --extra spark --python-version 3.11 \
 		--generate-hashes -o requirements-dev-lock.txt
 
 # The main job on the embedded store (DuckDB file): no server, no Java.
@@ -44,13 +44,13 @@ demo: $(VENV)/.installed
 	echo "  $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb review $$TOP --set-status in_progress --assignee $$USER"; \
 	echo "  a second day: $(BIN)/graphinv synth $(DEMO)/day2 --next-day $(DEMO)/input && $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb load $(DEMO)/day2 && $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb sweep"
 
-# The fast loop: lint, types and every test that needs neither Neo4j nor a large preset,
+# The fast loop: lint, types and every test that needs neither Neo4j, Spark nor a large preset,
 # spread over the cores, a module per worker so its fixtures are built once (the Neo4j tests
 # share one server, so `make test` runs in one process).
 check: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy graphinv
-	$(BIN)/pytest -q -n auto --dist loadscope -m "not neo4j and not slow"
+	$(BIN)/pytest -q -n auto --dist loadscope -m "not neo4j and not slow and not spark"
 
 # The whole suite; the test session starts the local Neo4j itself (and stops it after).
 test: $(VENV)/.installed

@@ -31,7 +31,7 @@ import dataclasses
 import json
 import resource
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +42,7 @@ import pandas as pd
 from rich.console import Console
 
 from graphinv.config import Settings
-from graphinv.detect.communities import detect_rings
+from graphinv.detect.communities import Detection, detect_rings
 from graphinv.detect.projection import project
 from graphinv.lineage import Lineage, match_rings, ring_identifiers
 from graphinv.schema import Platform
@@ -54,6 +54,10 @@ from graphinv.stores.codes import is_in
 # Exit status of `graphinv sweep` when a ring that was not there before (new or
 # respawned) scores at or above the alert threshold: pipelines page on it.
 EXIT_ALERT = 10
+
+# Detection elsewhere (``graphinv.engines``): platform and settings in, the projection's
+# stats and the rings out; it carries a ``name`` for the stage timer.
+Detector = Callable[[Platform, Settings], tuple[dict[str, Any], Detection]]
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,7 @@ def run_sweep(
     alert_threshold: float | None = None,
     at: datetime | None = None,
     progress: bool = True,
+    detector: Detector | None = None,
 ) -> SweepReport:
     """Detect, score and record rings over everything the store holds.
 
@@ -164,6 +169,10 @@ def run_sweep(
         Time recorded for the sweep (now, UTC, by default).
     progress
         Show a spinner per stage on the terminal.
+    detector
+        Runs projection and detection instead of this process (e.g.
+        :class:`graphinv.engines.spark.SparkDetector`); scoring, lineage and writing
+        are the same.
 
     Raises
     ------
@@ -178,7 +187,7 @@ def run_sweep(
     with store.exclusive("sweep"):
         store.require_finished_load()
         return _locked_sweep(
-            store, settings, alert_threshold, at or datetime.now(UTC), timer
+            store, settings, alert_threshold, at or datetime.now(UTC), timer, detector
         )
 
 
@@ -188,15 +197,21 @@ def _locked_sweep(
     alert_threshold: float | None,
     at: datetime,
     timer: _StageTimer,
+    detector: Detector | None = None,
 ) -> SweepReport:
     with timer("reading the platform"):
         platform = store.read_platform()
         # Computing takes long: the embedded store lets readers open its file meanwhile.
         store.release()
-    with timer("projection"):
-        projection = project(platform, options=settings.projection)
-    with timer("leiden"):
-        detection = detect_rings(projection, platform=platform, options=settings.detection)
+    if detector is None:
+        with timer("projection"):
+            projection = project(platform, options=settings.projection)
+        with timer("leiden"):
+            detection = detect_rings(projection, platform=platform, options=settings.detection)
+        projection_stats = projection.stats.to_dict()
+    else:
+        with timer(f"detection ({getattr(detector, 'name', 'engine')})"):
+            projection_stats, detection = detector(platform, settings)
     with timer("scoring"):
         scores = score_rings(detection.members, platform, options=settings.scoring)
     with timer("lineage"):
@@ -246,7 +261,7 @@ def _locked_sweep(
             "campaigns": len(detection.campaigns),
             "flagged_rings": int(rings["flagged"].sum()),
         },
-        projection=projection.stats.to_dict(),
+        projection=projection_stats,
         detection={"resolution": settings.detection.resolution,
                    "min_ring_size": settings.detection.min_ring_size,
                    "seed": settings.detection.seed,

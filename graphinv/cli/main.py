@@ -380,17 +380,33 @@ def load(
 @click.option("--alert-threshold", type=float,
               help="Score at which a new or respawned ring exits 10 (default: scoring threshold).")
 @click.option("--top", default=15, show_default=True, help="Rings shown in the table.")
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local",
+              show_default=True,
+              help="Where projection and Leiden run: here, or on Apache Spark (graphinv[spark]).")
+@click.option("--input", "spark_input",
+              help="With --engine spark: the loaded input folder's Parquet (path or URI).")
+@click.option("--master", envvar="SPARK_MASTER", default="local[2]", show_default=True,
+              help="With --engine spark: the Spark master URL (or SPARK_MASTER).")
 @pass_context
 def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | None,
-          top: int) -> None:
+          top: int, engine: str, spark_input: str | None, master: str) -> None:
     """Find, score and record rings over everything loaded; report what changed.
 
     Exit status 0, or 10 when a new or respawned ring scores at the alert threshold.
     """
     from graphinv.investigate.review import alert_groups, review_queue
 
+    detector = None
+    if engine == "spark":
+        from graphinv.engines.spark import SparkDetector, SparkOptions
+
+        if not spark_input:
+            raise GraphinvError("--engine spark needs --input: the folder that was loaded")
+        detector = SparkDetector(spark_input, options=SparkOptions(master=master))
+    elif spark_input:
+        raise GraphinvError("--input is read by --engine spark only")
     context = lazy.get()
-    report = context.sweep(alert_threshold=alert_threshold)
+    report = context.sweep(alert_threshold=alert_threshold, detector=detector)
     groups = alert_groups(context.store, report.alerts)
     queue = review_queue(context.store, alert_threshold=report.alert_threshold)
     if json_path is not None:
