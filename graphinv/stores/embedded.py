@@ -33,6 +33,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -270,7 +271,10 @@ class EmbeddedStore(Store):
                 continue
             con.execute("SET TimeZone = 'UTC'")
             # DuckDB draws a progress bar on long reads; a command's output is its own.
-            con.execute("SET enable_progress_bar = false")
+            # In a notebook without ipywidgets DuckDB refuses to touch the setting at all,
+            # and draws no bar there either, so the refusal is harmless.
+            with contextlib.suppress(duckdb.InvalidInputException):
+                con.execute("SET enable_progress_bar = false")
             return con
 
     def release(self) -> None:
