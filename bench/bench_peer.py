@@ -40,7 +40,6 @@ import argparse
 import itertools
 import json
 import os
-import platform as host
 import resource
 import shutil
 import subprocess
@@ -50,6 +49,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNING = (("small", 0, None), ("small", 2, None), ("medium", 21, None))
@@ -65,17 +65,6 @@ BENIGN_PER_10K = 1.0
 IDENTIFIER_LABELS = ("PaymentMethod", "IP", "PromptFingerprint", "Identifier")
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} cores, {ram:.0f} GiB RAM, load average {load}, "
-            f"Python {host.python_version()}")
 
 
 def peak_rss_mib() -> float:
@@ -389,7 +378,7 @@ def main() -> None:
     clash = [s for s in seeds if (args.preset, s) in tuning_seeds]
     if clash:
         raise SystemExit(f"seeds {clash} of {args.preset} are tuning seeds; report on others")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(load=True)}")
     print(f"Neo4j heap {args.heap}, page cache {args.pagecache}; GDS concurrency default "
           "(4 in the open edition, capped by the cores)")
     try:
@@ -409,7 +398,7 @@ def main() -> None:
             print(f"done: {args.preset} seed {seed}", file=sys.stderr, flush=True)
     finally:
         _server(args).stop()
-    print(f"\nmachine after the run: {machine()}\n")
+    print(f"\nmachine after the run: {machine(load=True)}\n")
     print(table(rows))
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]

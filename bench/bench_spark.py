@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform as host
 import resource
 import subprocess
 import sys
@@ -27,16 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {ram:.0f} GiB RAM, Python {host.python_version()}"
+from machine import machine
 
 
 class TreePeak:

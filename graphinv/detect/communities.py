@@ -303,11 +303,49 @@ def detect_rings(
     """
     options = options or DetectionOptions()
     start = time.perf_counter()
+    weights = strong_weights(projection, options)
+    _, comp = connected_components(weights, directed=False)
+    label, components, runs = _leiden(weights, comp, options)
+    return rings_from_communities(
+        label,
+        weights=weights,
+        comp=comp,
+        components=components,
+        leiden_runs=runs,
+        projection=projection,
+        platform=platform,
+        options=options,
+        started=start,
+    )
+
+
+def strong_weights(projection: Projection, options: DetectionOptions) -> sp.csr_matrix:
+    """The projection's pair weights without those below ``options.min_edge_weight``."""
     weights = projection.weights
     if options.min_edge_weight > 0:
         weights = weights.multiply(weights >= options.min_edge_weight).tocsr()
-    _, comp = connected_components(weights, directed=False)
-    label, components, runs = _leiden(weights, comp, options)
+    return weights
+
+
+def rings_from_communities(
+    label: np.ndarray,
+    *,
+    weights: sp.csr_matrix,
+    comp: np.ndarray,
+    components: int,
+    leiden_runs: int,
+    projection: Projection,
+    platform: Platform,
+    options: DetectionOptions,
+    started: float,
+) -> Detection:
+    """Everything :func:`detect_rings` does after Leiden, for any engine that ran Leiden.
+
+    ``label`` is the community per account (``-1`` outside searched components, numbered
+    as ``_leiden`` numbers them), ``weights`` the :func:`strong_weights` and ``comp`` their
+    connected component per account; ``started`` is when detection began
+    (``time.perf_counter()``), for the stats.
+    """
     merged = 0
     if options.merge_resolution is not None:
         label, merged = _merge_pieces(
@@ -342,7 +380,7 @@ def detect_rings(
     campaigns["shared_identifiers"] = shared
     stats = DetectionStats(
         components=components,
-        leiden_runs=runs,
+        leiden_runs=leiden_runs,
         split_communities=split,
         attached=attached,
         merged_pieces=merged,
@@ -350,7 +388,7 @@ def detect_rings(
         rings=len(rings),
         accounts_in_rings=int(np.sum(ring_of >= 0)),
         campaigns=len(campaigns),
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - started,
     )
     return Detection(members=members, rings=rings, campaigns=campaigns, stats=stats)
 

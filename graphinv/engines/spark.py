@@ -77,7 +77,7 @@ import scipy.sparse as sp
 
 from graphinv.config import Settings
 from graphinv.detect import communities
-from graphinv.detect.communities import Detection, DetectionOptions, DetectionStats
+from graphinv.detect.communities import Detection, DetectionOptions
 from graphinv.detect.projection import Projection, ProjectionOptions, ProjectionStats
 from graphinv.errors import GraphinvError, InputError, MissingExtra
 from graphinv.schema import Platform
@@ -904,58 +904,17 @@ def _finish(
     label[idx] = member + np.repeat(offset, np.diff(np.r_[starts, len(idx)]))
     runs = int(memberships.groupby(comp[memberships["idx"].to_numpy(np.int64)])["leiden"]
                .first().sum()) if len(memberships) else 0
-    merged = 0
-    if options.merge_resolution is not None:
-        label, merged = communities._merge_pieces(
-            label, projection.ring_evidence, projection.ring_identifiers, options
-        )
-    weights = projection.weights
-    if options.min_edge_weight > 0:
-        weights = weights.multiply(weights >= options.min_edge_weight).tocsr()
-    split = 0
-    if options.evidence_split:
-        label, split = communities._split_by_evidence(
-            label, weights, projection.ring_evidence, options
-        )
-    attached = 0
-    if options.attach:
-        label, attached = communities._attach_outsiders(label, weights, options)
-    grouped = 0
-    if options.evidence_component_weight is not None:
-        label, grouped = communities._evidence_components(label, projection.ring_evidence,
-                                                           options)
-    label = np.where(communities._inactive(projection.account_ids, platform, options), -1, label)
-    ring_of = communities._number_rings(label, projection.account_ids, options.min_ring_size)
-    rings = communities._ring_table(projection.weights, ring_of, comp)
-    members = pd.DataFrame(
-        {
-            "ring_id": communities._ring_ids(ring_of[ring_of >= 0]),
-            "account_id": projection.account_ids[ring_of >= 0],
-        }
-    ).sort_values(["ring_id", "account_id"], ignore_index=True)
-    campaign_of, shared = communities._campaigns(
-        ring_of, len(rings), projection.account_ids, platform, options
-    )
-    rings.insert(2, "campaign_id", communities._campaign_ids(campaign_of))
-    campaigns = (
-        rings.groupby("campaign_id", sort=True)
-        .agg(n_rings=("ring_id", "size"), size=("size", "sum"))
-        .reset_index()
-    )
-    campaigns["shared_identifiers"] = shared
-    stats = DetectionStats(
+    return communities.rings_from_communities(
+        label,
+        weights=communities.strong_weights(projection, options),
+        comp=comp,
         components=len(starts),
         leiden_runs=runs,
-        split_communities=split,
-        attached=attached,
-        merged_pieces=merged,
-        evidence_grouped=grouped,
-        rings=len(rings),
-        accounts_in_rings=int(np.sum(ring_of >= 0)),
-        campaigns=len(campaigns),
-        seconds=time.perf_counter() - start,
+        projection=projection,
+        platform=platform,
+        options=options,
+        started=start,
     )
-    return Detection(members=members, rings=rings, campaigns=campaigns, stats=stats)
 
 
 class _Clock:

@@ -33,7 +33,6 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -358,14 +357,6 @@ def _prepare(
     return _Prepared(files, ignored, platform, quarantine)
 
 
-class MetaStore(Protocol):
-    """What the loader needs beside loading: a few recorded facts about the store."""
-
-    def read_meta(self) -> dict[str, str]: ...
-
-    def write_meta(self, values: Mapping[str, str]) -> None: ...
-
-
 def pseudonymisation_marker(key: bytes | None) -> str:
     """How a store's identifier values are written: ``raw`` or ``hmac-sha256 key <id>``."""
     return "raw" if key is None else f"hmac-sha256 key {key_id(key)}"
@@ -381,7 +372,7 @@ def record_pseudonymisation(store: LoadTarget, key: bytes | None) -> None:
     Raises
     ------
     StoreError
-        The store's marker differs from this load's, or the store cannot record one.
+        The store's marker differs from this load's.
 
     Examples
     --------
@@ -397,17 +388,10 @@ def record_pseudonymisation(store: LoadTarget, key: bytes | None) -> None:
     ...     store.close()
     the embedded store holds identifiers pseudonymised (hmac-sha
     """
-    if not callable(getattr(store, "read_meta", None)) or not callable(
-        getattr(store, "write_meta", None)
-    ):
-        raise StoreError(
-            f"the {store.backend} store cannot record how its values are pseudonymised"
-        )
-    meta_store: MetaStore = store  # type: ignore[assignment]
     wanted = pseudonymisation_marker(key)
-    recorded = meta_store.read_meta().get(PSEUDONYMISATION)
+    recorded = store.read_meta().get(PSEUDONYMISATION)
     if recorded is None:
-        meta_store.write_meta({PSEUDONYMISATION: wanted})
+        store.write_meta({PSEUDONYMISATION: wanted})
         return
     if recorded != wanted:
         held = "raw identifiers" if recorded == "raw" else f"identifiers pseudonymised ({recorded})"

@@ -336,6 +336,14 @@ class LoadTarget(ABC):
             steps=steps,
         )
 
+    @abstractmethod
+    def read_meta(self) -> dict[str, str]:
+        """Facts recorded about the target (key -> text): the last load's record, markers."""
+
+    @abstractmethod
+    def write_meta(self, values: Mapping[str, str]) -> None:
+        """Record facts about the target, replacing earlier values of the same keys."""
+
     def default_quarantine_dir(self) -> Path:
         """Where a load puts refused rows unless told otherwise (``./quarantine``)."""
         return Path.cwd() / "quarantine"
