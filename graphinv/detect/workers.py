@@ -12,6 +12,9 @@ Examples
 ...     return [len(job) + extra for job in jobs]
 >>> run_forked(lengths, ["a", "bbb", "cc"], 10, cost=len, processes=2)
 [11, 13, 12]
+>>> pending = Forked(sum, [1, 2, 3])  # runs while this process goes on
+>>> pending.result()
+6
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["default_processes", "run_forked"]
+__all__ = ["Forked", "default_processes", "run_forked"]
 
 # More children than this only add forked copies and pipes: the per-component jobs of a
 # million-account platform are done in seconds on two.
@@ -64,35 +67,58 @@ def run_forked(
         child = load.index(min(load))
         shares[child].append(position)
         load[child] += cost(jobs[position])
-    context = multiprocessing.get_context("fork")
-    running = []
-    for share in shares:
-        receive, send = context.Pipe(duplex=False)
-        subset = [jobs[i] for i in share]
-        process = context.Process(
-            target=_child_main, args=(send, function, (subset, *args)), daemon=True
-        )
-        process.start()
-        send.close()
-        running.append((share, receive, process))
+    running = [
+        (share, Forked(function, [jobs[i] for i in share], *args)) for share in shares
+    ]
     results: list[Any] = [None] * len(jobs)
     failures = []
-    for share, receive, process in running:
+    for share, child in running:
         try:
-            ok, value = receive.recv()
-        except EOFError:
-            ok, value = False, "a child process died"
-        finally:
-            receive.close()
-            process.join()
-        if not ok:
-            failures.append(f"{value} (exit code {process.exitcode})")
+            value = child.result()
+        except RuntimeError as error:
+            failures.append(str(error))
             continue
         for position, result in zip(share, value, strict=True):
             results[position] = result
     if failures:
         raise RuntimeError("; ".join(failures))
     return results
+
+
+class Forked:
+    """``function(*args)`` started in a forked child now; :meth:`result` waits for it.
+
+    The child sees this process's memory as it was at the fork (nothing is copied or
+    pickled on the way in); its result comes back pickled through a pipe.
+    """
+
+    def __init__(self, function: Callable[..., Any], *args: Any) -> None:
+        context = multiprocessing.get_context("fork")
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_child_main, args=(send, function, args), daemon=True
+        )
+        self._process.start()
+        send.close()
+
+    def result(self) -> Any:
+        """The function's return value.
+
+        Raises
+        ------
+        RuntimeError
+            The function raised (its exception's type and message) or the child died.
+        """
+        try:
+            ok, value = self._receive.recv()
+        except EOFError:
+            ok, value = False, "a child process died"
+        finally:
+            self._receive.close()
+            self._process.join()
+        if not ok:
+            raise RuntimeError(f"{value} (exit code {self._process.exitcode})")
+        return value
 
 
 def _child_main(send: Any, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
