@@ -64,17 +64,17 @@ def run_forked(
     shares: list[list[int]] = [[] for _ in range(processes)]
     load = [0.0] * processes
     for position in sorted(range(len(jobs)), key=lambda i: -cost(jobs[i])):
-        child = load.index(min(load))
-        shares[child].append(position)
-        load[child] += cost(jobs[position])
+        least = load.index(min(load))
+        shares[least].append(position)
+        load[least] += cost(jobs[position])
     running = [
         (share, Forked(function, [jobs[i] for i in share], *args)) for share in shares
     ]
     results: list[Any] = [None] * len(jobs)
     failures = []
-    for share, child in running:
+    for share, pending in running:
         try:
-            value = child.result()
+            value = pending.result()
         except RuntimeError as error:
             failures.append(str(error))
             continue
