@@ -344,7 +344,8 @@ def _account_index(platform: Platform) -> np.ndarray:
     # In Arrow: distinct ids by hash, then a byte-wise sort of UTF-8, which orders as
     # numpy's sort of the Python strings does (by code point).
     frames = (platform.accounts, platform.links, platform.usage)
-    ids = pc.unique(pa.chunked_array([strings(f["account_id"]) for f in frames]))
+    # Distinct per table first: the union is then built from a million ids, not 18M rows.
+    ids = pc.unique(pa.chunked_array([pc.unique(strings(f["account_id"])) for f in frames]))
     ids = ids.drop_null()
     ordered = ids.take(pc.array_sort_indices(ids))
     return ordered.to_numpy(zero_copy_only=False).astype(object)
