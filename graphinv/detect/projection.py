@@ -485,9 +485,12 @@ def _lockstep(usage, index, options):
         return empty, len(accounts), 0, 0
     sig = _minhash(np.searchsorted(accounts, acc), hour, n_hours, options)
     left, right = _lsh_candidates(sig, options)
+    # Counting matches and dividing once gives the same floats as a mean of booleans,
+    # without a float64 copy of every compared signature.
     similarity = np.concatenate(
         [
-            (sig[left[c : c + _CHUNK]] == sig[right[c : c + _CHUNK]]).mean(axis=1)
+            np.count_nonzero(sig[left[c : c + _CHUNK]] == sig[right[c : c + _CHUNK]], axis=1)
+            / sig.shape[1]
             for c in range(0, len(left), _CHUNK)
         ]
         or [np.zeros(0)]
