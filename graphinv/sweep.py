@@ -44,6 +44,7 @@ from rich.console import Console
 from graphinv.config import Settings
 from graphinv.detect.communities import Detection, detect_rings
 from graphinv.detect.projection import project
+from graphinv.detect.workers import Forked
 from graphinv.lineage import Lineage, match_rings, ring_identifiers
 from graphinv.schema import Platform
 from graphinv.score.features import FEATURES
@@ -212,14 +213,18 @@ def _locked_sweep(
     else:
         with timer(f"detection ({getattr(detector, 'name', 'engine')})"):
             projection_stats, detection = detector(platform, settings)
+    with timer("lineage"):
+        # Lineage needs the rings, not their scores: a forked child matches them with the
+        # last sweep's while this process scores. The store is read here, never across
+        # the fork (a connection is not shared between processes).
+        previous = store.read_sweeps()
+        previous_members = _previous_members(store, previous)
+        store.release()
+        matching = Forked(_lineage, previous_members, detection.members, platform, settings)
     with timer("scoring"):
         scores = score_rings(detection.members, platform, options=settings.scoring)
     with timer("lineage"):
-        # Only now, so the copy is not held through projection, Leiden and scoring; lineage
-        # needs the live accounts' links only, not their usage.
-        live = _live_links(platform, settings.lineage.inactive_statuses)
-        previous = store.read_sweeps()
-        lineage = _lineage(store, previous, detection.members, platform, live, settings)
+        lineage, inactive_accounts = matching.result()
     sweep_id = f"S{len(previous) + 1:04d}-{at:%Y%m%dT%H%M%S}"
     rings, members = _stable_results(detection, scores.rings, lineage)
     with timer("writing results"):
@@ -253,7 +258,7 @@ def _locked_sweep(
         data_window=_data_window(platform),
         counts={
             "accounts": len(platform.accounts),
-            "inactive_accounts": live.inactive_accounts,
+            "inactive_accounts": inactive_accounts,
             "links": len(platform.links),
             "usage_rows": len(platform.usage),
             "rings": len(rings),
@@ -329,35 +334,38 @@ def _live_links(platform: Platform, inactive_statuses: Iterable[str]) -> _LiveLi
     return _LiveLinks(platform.links[kept].reset_index(drop=True), int(gone.sum()))
 
 
+def _previous_members(store: Store, previous: pd.DataFrame) -> pd.DataFrame | None:
+    """The members of the last sweep's rings (None before the first sweep)."""
+    if not len(previous):
+        return None
+    return store.read_members(sweep_id=str(previous["sweep_id"].iloc[-1]))
+
+
 def _lineage(
-    store: Store,
-    previous: pd.DataFrame,
+    previous_members: pd.DataFrame | None,
     members: pd.DataFrame,
     platform: Platform,
-    live: _LiveLinks,
     settings: Settings,
-) -> Lineage:
+) -> tuple[Lineage, int]:
+    """Lineage of this sweep's rings, and the number of inactive accounts."""
     kinds = settings.lineage.infra_kinds
-    previous_members: pd.DataFrame | None
-    previous_identifiers: pd.DataFrame | None
-    if len(previous):
-        last = str(previous["sweep_id"].iloc[-1])
-        previous_members = store.read_members(sweep_id=last)
+    previous_identifiers: pd.DataFrame | None = None
+    if previous_members is not None:
         # All links: the store keeps every link ever loaded, so a banned ring's cards and
         # proxies are still there, and its members' links are its history.
         previous_identifiers = ring_identifiers(previous_members, platform.links, kinds=kinds)
-    else:
-        previous_members = previous_identifiers = None
     # Live links only: a respawn's reused proxies were used by the banned accounts it
     # replaces, and counted as outsiders those would make every reused identifier a hub.
+    live = _live_links(platform, settings.lineage.inactive_statuses)
     current_identifiers = ring_identifiers(members, live.links, kinds=kinds)
-    return match_rings(
+    lineage = match_rings(
         previous_members=previous_members,
         previous_identifiers=previous_identifiers,
         current_members=members,
         current_identifiers=current_identifiers,
         options=settings.lineage,
     )
+    return lineage, live.inactive_accounts
 
 
 def _stable_results(
@@ -417,8 +425,9 @@ class _StageTimer:
         else:
             with self._console.status(f"{stage}…"):
                 yield
-        self.seconds[stage] = round(time.perf_counter() - start, 3)
-        self.cpu_seconds[stage] = round(_cpu() - cpu, 3)
+        # A stage entered twice (lineage: started before scoring, collected after) adds up.
+        self.seconds[stage] = round(self.seconds.get(stage, 0) + time.perf_counter() - start, 3)
+        self.cpu_seconds[stage] = round(self.cpu_seconds.get(stage, 0) + _cpu() - cpu, 3)
 
 
 def _cpu() -> float:

@@ -59,7 +59,6 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -74,6 +73,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from graphinv.detect.projection import Projection
+from graphinv.detect.workers import run_forked
 from graphinv.schema import Platform
 
 __all__ = ["Detection", "DetectionOptions", "DetectionStats", "detect_rings"]
@@ -679,7 +679,13 @@ def _partitions(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
         return []
     if options.implementation == "leidenalg":
         return [_leidenalg(size, edges, weights, options) for size, edges, weights in jobs]
-    return _in_child(_igraph_all, jobs, options)
+    # Components in parallel children (graphinv.detect.workers): same results, less wall.
+    return run_forked(_igraph_all, jobs, options, cost=_leiden_cost)
+
+
+def _leiden_cost(job: tuple) -> float:
+    size, edges, _ = job
+    return size + len(edges)
 
 
 def _leidenalg(size: int, edges: np.ndarray, weights: np.ndarray, options) -> np.ndarray:
@@ -697,7 +703,7 @@ def _leidenalg(size: int, edges: np.ndarray, weights: np.ndarray, options) -> np
 
 
 def _igraph_all(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
-    """igraph's Leiden on every component; runs in a child process (:func:`_in_child`)."""
+    """igraph's Leiden on every component; runs in child processes (:func:`run_forked`)."""
     out = []
     for size, edges, weights in jobs:
         # igraph draws from one process-wide generator; this process is a throw-away
@@ -711,37 +717,6 @@ def _igraph_all(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
         )
         out.append(np.asarray(part.membership, dtype=np.int64))
     return out
-
-
-def _in_child(function, *args):
-    """``function(*args)`` in a forked child process, its result sent back by pipe.
-
-    Fork hands the arguments over without copying; only the result is pickled.
-    """
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child_main, args=(send, function, args), daemon=True)
-    child.start()
-    send.close()
-    try:
-        ok, value = receive.recv()
-    except EOFError:
-        value, ok = f"the Leiden child process died (exit code {child.exitcode})", False
-    finally:
-        receive.close()
-        child.join()
-    if not ok:
-        raise RuntimeError(value)
-    return value
-
-
-def _child_main(send, function, args) -> None:
-    try:
-        result = (True, function(*args))
-    except BaseException as error:  # any failure is reported to the parent, which raises
-        result = (False, f"{type(error).__name__}: {error}")
-    send.send(result)
-    send.close()
 
 
 def _inactive(account_ids: np.ndarray, platform: Platform, options) -> np.ndarray:

@@ -57,10 +57,14 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pydantic
 import scipy.sparse as sp
 
+from graphinv.detect.workers import Forked
 from graphinv.schema import Platform
+from graphinv.stores.codes import positions, strings
 
 __all__ = ["Projection", "ProjectionOptions", "ProjectionStats", "project"]
 
@@ -265,6 +269,11 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
     account_ids = _account_index(platform)
     n = len(account_ids)
     index = pd.Index(account_ids)
+    # Lockstep reads usage only: a forked child computes it while this process builds the
+    # identifier and co-activity terms (same result, the second core used).
+    lockstep = None
+    if options.lockstep_weight > 0:
+        lockstep = Forked(_lockstep, platform.usage, index, options)
     links = platform.links
     rows = _rows(links["account_id"], index)
     kind_codes, kinds = pd.factorize(links["kind"], sort=True)
@@ -290,8 +299,8 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
         weights = weights + co + co_evidence
         ring_evidence = ring_evidence + co_evidence
     lock_accounts = lock_candidates = lock_pairs = 0
-    if options.lockstep_weight > 0:
-        lock, lock_accounts, lock_candidates, lock_pairs = _lockstep(platform.usage, index, options)
+    if lockstep is not None:
+        lock, lock_accounts, lock_candidates, lock_pairs = lockstep.result()
         weights = weights + lock
     weights, ring_evidence = _tidy(weights), _tidy(ring_evidence)
     stats = ProjectionStats(
@@ -317,26 +326,34 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
 def _tidy(matrix: sp.spmatrix) -> sp.csr_matrix:
     """CSR with a zero diagonal (an account's own identifiers are no link), no stored zeros."""
     matrix = sp.csr_matrix(matrix)
-    matrix.setdiag(0)
-    matrix.eliminate_zeros()
-    matrix.sort_indices()
-    return matrix
+    # Dropping the diagonal and zero entries directly: scipy's setdiag on a CSR matrix
+    # whose diagonal is partly unstored goes through COO and back (seconds at 1M accounts).
+    row = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    keep = (row != matrix.indices) & (matrix.data != 0)
+    indptr = np.r_[0, np.cumsum(np.bincount(row[keep], minlength=matrix.shape[0]))]
+    tidy = sp.csr_matrix(
+        (matrix.data[keep], matrix.indices[keep], indptr), shape=matrix.shape
+    )
+    tidy.sort_indices()
+    return tidy
 
 
 def _account_index(platform: Platform) -> np.ndarray:
     # Sorted ids make the projection, and so Leiden's result for a seed, independent of
     # the row order the store returned.
+    # In Arrow: distinct ids by hash, then a byte-wise sort of UTF-8, which orders as
+    # numpy's sort of the Python strings does (by code point).
     frames = (platform.accounts, platform.links, platform.usage)
-    ids = [np.asarray(pd.unique(f["account_id"]), dtype=object).astype(str) for f in frames]
-    return np.sort(pd.unique(np.concatenate(ids))).astype(object)
+    # Distinct per table first: the union is then built from a million ids, not 18M rows.
+    ids = pc.unique(pa.chunked_array([pc.unique(strings(f["account_id"])) for f in frames]))
+    ids = ids.drop_null()
+    ordered = ids.take(pc.array_sort_indices(ids))
+    return ordered.to_numpy(zero_copy_only=False).astype(object)
 
 
 def _rows(account_id: pd.Series, index: pd.Index) -> np.ndarray:
-    """Position of each account id in ``index``, looking up each distinct id once."""
-    codes, uniques = pd.factorize(account_id)
-    labels = np.asarray(uniques, dtype=object).astype(str)
-    # pandas-stubs wants an Index; get_indexer takes any array of labels.
-    return index.get_indexer(labels)[codes]  # type: ignore[arg-type]
+    """Position of each account id in ``index`` (a hash lookup in Arrow)."""
+    return positions(account_id, index)
 
 
 def _epoch_ns(times: pd.Series) -> np.ndarray:
@@ -468,9 +485,12 @@ def _lockstep(usage, index, options):
         return empty, len(accounts), 0, 0
     sig = _minhash(np.searchsorted(accounts, acc), hour, n_hours, options)
     left, right = _lsh_candidates(sig, options)
+    # Counting matches and dividing once gives the same floats as a mean of booleans,
+    # without a float64 copy of every compared signature.
     similarity = np.concatenate(
         [
-            (sig[left[c : c + _CHUNK]] == sig[right[c : c + _CHUNK]]).mean(axis=1)
+            np.count_nonzero(sig[left[c : c + _CHUNK]] == sig[right[c : c + _CHUNK]], axis=1)
+            / sig.shape[1]
             for c in range(0, len(left), _CHUNK)
         ]
         or [np.zeros(0)]

@@ -47,7 +47,7 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from graphinv.errors import GraphinvError, InputError, RingNotFound, StoreError
-from graphinv.schema import STATUSES, TABLES, Platform, conform
+from graphinv.schema import STATUSES, TABLES, Platform, conform, duplicated_rows
 
 MergeRule = Literal["min", "max", "new"]
 
@@ -833,7 +833,7 @@ def check_unique_keys(platform: Platform) -> None:
     """
     for name, frame in platform.tables().items():
         key = list(TABLES[name].key)
-        repeats = int(frame.duplicated(subset=key).sum())
+        repeats = int(duplicated_rows(frame, key).sum())
         if repeats:
             raise InputError(f"{name}: {repeats} row(s) repeat a key {tuple(key)}; validate first")
 
