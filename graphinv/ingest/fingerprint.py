@@ -134,7 +134,9 @@ class FingerprintParams:
 
 _CODE = r"(?s)```.*?```"
 _QUOTED = r"\"[^\"\n]{0,500}\"|“[^”\n]{0,500}”|«[^»\n]{0,500}»|`[^`\n]{0,200}`"
-_QUOTE_CHARS = ('"', "“", "«", "`")
+_QUOTED_ASCII = r"\"[^\"\n]{0,500}\""
+_ANY_QUOTE = "[\"“«`]"
+_OTHER_QUOTE = "[“«`]"
 _NUMBER = r"\d[\d.,:/]*"
 _PUNCTUATION = r"[^\p{L}\p{N}\s]+"
 
@@ -152,14 +154,19 @@ def mask(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     out = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     if pc.any(pc.match_substring(out, "```")).as_py():
         out = pc.replace_substring_regex(out, _CODE, " qcode ")
-    # The quote regex runs only on texts holding a quote character (a plain substring scan
-    # is far cheaper than the regex over texts it cannot change).
-    quoted = pc.match_substring(out, _QUOTE_CHARS[0])
-    for char in _QUOTE_CHARS[1:]:
-        quoted = pc.or_(quoted, pc.match_substring(out, char))
-    quoted = pc.fill_null(quoted, False)
+    # The quote regex runs only on texts holding a quote character (one character-class
+    # scan is far cheaper than the regex over texts it cannot change).
+    quoted = pc.fill_null(pc.match_substring_regex(out, _ANY_QUOTE), False)
     if pc.any(quoted).as_py():
-        changed = pc.replace_substring_regex(out.filter(quoted), _QUOTED, " qstr ")
+        held = out.filter(quoted)
+        # Each alternative of _QUOTED starts with its own quote character, so in a text
+        # without the other three only the ASCII one can match: its one-alternative regex
+        # gives the same text, several times faster than the alternation.
+        changed = pc.replace_substring_regex(held, _QUOTED_ASCII, " qstr ")
+        other = pc.fill_null(pc.match_substring_regex(held, _OTHER_QUOTE), False)
+        if pc.any(other).as_py():
+            changed = pc.replace_with_mask(changed, other, pc.replace_substring_regex(
+                held.filter(other), _QUOTED, " qstr "))
         out = pc.replace_with_mask(out, quoted, changed)
     return out
 
