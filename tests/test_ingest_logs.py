@@ -332,6 +332,16 @@ def test_parallel_workers_write_what_the_serial_run_writes(synthetic, tmp_path):
         assert files == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
         for name in files:
             assert (outputs[0] / name).read_bytes() == (other / name).read_bytes(), name
+    # Without assignments the clusterer keeps only the codes it is still asked for; the
+    # rest of the output must not change.
+    lean = tmp_path / "out-lean"
+    ingest_logs(logs, lean, base=synthetic / "base", chunk_bytes=1 << 20,
+                params=FingerprintParams(max_pending=3_000),
+                now=pd.Timestamp("2030-01-01", tz="UTC"))
+    kept = sorted(p.relative_to(lean) for p in lean.rglob("*") if p.is_file())
+    assert kept == [name for name in files if name.name != "assignments.parquet"]
+    for name in kept:
+        assert (outputs[0] / name).read_bytes() == (lean / name).read_bytes(), name
 
 
 def test_workers_validated(tmp_path):

@@ -236,7 +236,10 @@ def _parse_block(data: bytes, first: int, path: Path, limit: int) -> _Chunk:
     try:
         table = pj.read_json(
             io.BytesIO(data),
-            read_options=pj.ReadOptions(block_size=len(data) + 1, use_threads=True),
+            # Blocks of a few MB are parsed on Arrow's threads; every kept line (at most
+            # ``limit`` bytes) fits in one.
+            read_options=pj.ReadOptions(
+                block_size=min(len(data) + 1, max(4 << 20, 2 * limit + 2)), use_threads=True),
             parse_options=pj.ParseOptions(explicit_schema=SCHEMA,
                                           unexpected_field_behavior="ignore"),
         )
@@ -692,7 +695,7 @@ def ingest_logs(
 
     index = TemplateIndex.load(state_dir / "templates", params)
     known_templates = len(index)
-    clusterer = TemplateClusterer(index)
+    clusterer = TemplateClusterer(index, remember_all=keep_assignments)
     usage = _usage()
     links = {kind: _links() for kind in LOG_KINDS}
     pending = _Aggregate(["account_id", "doc"], ["count"], ["first"], ["last"])
