@@ -313,19 +313,24 @@ def _densify_rows(sig: np.ndarray) -> np.ndarray:
     n, k = sig.shape
     empty_value = np.iinfo(np.uint32).max
     columns = np.ascontiguousarray(sig.T)
-    out = columns.copy()
-    carry = np.full(n, empty_value, dtype=np.uint32)
-    distance = np.zeros(n, dtype=np.uint32)
+    filled = columns != empty_value
+    # Walking down from bin k - 1, the nearest filled bin to the right (circularly) starts
+    # as each row's first filled bin p, k + p bins away from bin 0: carry its value with
+    # distance p (every row has a filled bin), instead of first walking the k bins again.
+    first = filled.argmax(axis=0)
+    carry = columns[first, np.arange(n)]
+    distance = first.astype(np.uint32)
+    out = np.empty_like(columns)
     step = np.uint32(0x9E3779B1)
     with np.errstate(over="ignore"):
-        for position in range(2 * k - 1, -1, -1):
-            j = position % k
-            column = columns[j]
-            has = column != empty_value
-            carry = np.where(has, column, carry)
-            distance = np.where(has, 0, distance + 1).astype(np.uint32)
-            if position < k:
-                out[j] = np.where(has, column, carry + distance * step)
+        for j in range(k - 1, -1, -1):
+            has = filled[j]
+            np.copyto(carry, columns[j], where=has)
+            distance += np.uint32(1)
+            distance[has] = 0
+            # A filled bin has distance 0, so it keeps its own value.
+            np.multiply(distance, step, out=out[j])
+            out[j] += carry
     return np.ascontiguousarray(out.T)
 
 
