@@ -4,11 +4,13 @@ Two parts (a benchmark, not a test):
 
 ``speed``: synthetic request logs of growing size (``graphinv.synth.logs``, the small preset
 scaled so the platform sends about the asked number of requests), each ingested in a fresh
-process under ``/usr/bin/time -v`` (CPU seconds of the process and its workers; largest
-single-process peak resident memory). The whole process tree's memory (sum of proportional
-set sizes, so pages the forked workers share with the parent count once) is sampled every
-0.2 s; its peak is the "peak MB (all)" column. The table also gives the 1-minute load
-average before and after the run: on a shared machine it says how much CPU the ingest had.
+process under ``/usr/bin/time -v`` (CPU seconds of the process and its workers, threads
+included; largest single-process peak resident memory) with each asked number of workers
+(``--workers``) as threads or forked processes (``--parallel``). The whole process tree's
+memory (sum of proportional set sizes, so pages the forked workers share with the parent
+count once) is sampled every 0.2 s; its peak is the "peak MB (all)" column. The table also
+gives the 1-minute load average before and after the run: on a shared machine it says how
+much CPU the ingest had.
 
 ``quality``: on the small preset, per seed, mean best-match F1 of extraction rings detected
 from the planted tables vs from the tables ``ingest`` builds out of the same platform's
@@ -16,7 +18,8 @@ logs (plus the account export), and the ARI of recovered vs planted templates.
 
 Run::
 
-    .venv/bin/python bench/bench_ingest.py speed --requests 1000000 10000000 --workers 0 1 2
+    .venv/bin/python bench/bench_ingest.py speed --requests 1000000 10000000 --workers 0 1 2 \
+        --parallel threads processes
     .venv/bin/python bench/bench_ingest.py quality --seeds 21 22 23
 """
 
@@ -75,7 +78,8 @@ def tree_pss_kb(root: int) -> int:
     return total
 
 
-def speed(sizes: list[int], workers: list[int], workdir: Path, console: Console) -> None:
+def speed(sizes: list[int], workers: list[int], kinds: list[str], workdir: Path,
+          console: Console) -> None:
     table = Table(title=f"graphinv ingest — {machine()}")
     for heading in ("requests", "log MB (gz)", "workers", "seconds", "requests/s", "CPU s",
                     "requests/CPU-s", "peak MB (largest process)", "peak MB (all)",
@@ -86,14 +90,16 @@ def speed(sizes: list[int], workers: list[int], workdir: Path, console: Console)
         if not (data / "logs").exists():
             write_logs(data, preset="small", seed=7,
                        n_accounts=max(100, round(size / REQUESTS_PER_ACCOUNT)))
-        for n_workers in workers:
-            out = workdir / f"out-{size}-{n_workers}"
+        # No workers is one setting whatever their kind.
+        settings = list(dict.fromkeys((n, kind if n else "-") for n in workers for kind in kinds))
+        for n_workers, kind in settings:
+            out = workdir / f"out-{size}-{n_workers}-{kind}"
             subprocess.run(["rm", "-rf", str(out)], check=True)
-            report_file = workdir / f"report-{size}-{n_workers}.json"
+            report_file = workdir / f"report-{size}-{n_workers}-{kind}.json"
             command = ["/usr/bin/time", "-v", sys.executable, "-m", "graphinv.cli.main",
                        "--quiet", "ingest", str(data / "logs"), str(out), "--base",
                        str(data / "base"), "--workers", str(n_workers), "--json",
-                       str(report_file)]
+                       str(report_file)] + (["--parallel", kind] if n_workers else [])
             load_before = os.getloadavg()[0]
             started = time.perf_counter()
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -113,7 +119,8 @@ def speed(sizes: list[int], workers: list[int], workdir: Path, console: Console)
             report = pd.read_json(report_file, typ="series")
             gz = sum(p.stat().st_size for p in (data / "logs").iterdir()) / 1e6
             n = int(report["requests_read"])
-            table.add_row(f"{n:,}", f"{gz:,.0f}", str(n_workers), f"{seconds:,.1f}",
+            table.add_row(f"{n:,}", f"{gz:,.0f}", f"{n_workers} {kind if n_workers else ''}",
+                          f"{seconds:,.1f}",
                           f"{n / seconds:,.0f}", f"{cpu:,.1f}", f"{n / cpu:,.0f}",
                           f"{peak / 1024:,.0f}", f"{peak_all / 1024:,.0f}",
                           f"{int(report['templates']):,}",
@@ -157,7 +164,9 @@ def main() -> None:
     sub = parser.add_subparsers(dest="part", required=True)
     s = sub.add_parser("speed")
     s.add_argument("--requests", type=int, nargs="+", default=[1_000_000, 3_000_000])
-    s.add_argument("--workers", type=int, nargs="+", default=[0])
+    s.add_argument("--workers", type=int, nargs="+", default=[1])
+    s.add_argument("--parallel", nargs="+", choices=["threads", "processes"],
+                   default=["threads"])
     q = sub.add_parser("quality")
     q.add_argument("--seeds", type=int, nargs="+", default=[21, 22, 23])
     q.add_argument("--accounts", type=int, default=None)
@@ -170,7 +179,7 @@ def main() -> None:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.part == "speed":
-            speed(args.requests, args.workers, workdir, console)
+            speed(args.requests, args.workers, args.parallel, workdir, console)
         else:
             quality(args.seeds, workdir, console, args.accounts)
 

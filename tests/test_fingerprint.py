@@ -167,3 +167,29 @@ def test_sorted_bands_match_a_stable_sort_through_inserts_and_removals():
         keys = keys[keep]
     bands.insert(keys[:5])
     assert len(bands) == len(keys) + 5
+
+
+def test_clusterer_without_memory_answers_what_attribution_asks():
+    rng = np.random.default_rng(6)
+    texts = render(SCAFFOLD, rng, 40) + [words(rng, 20) for _ in range(40)]
+    parts = np.array_split(rng.permutation(len(texts)), 4)
+    full = TemplateClusterer(TemplateIndex.empty(FingerprintParams()))
+    lean = TemplateClusterer(TemplateIndex.empty(FingerprintParams()), remember_all=False)
+    placed = np.zeros(0, dtype=np.int64)
+    for part in parts:
+        chunk = pa.array([texts[i] for i in part])
+        docs, same = full.add(chunk), lean.add(chunk)
+        if not len(placed):
+            placed = docs[full.cluster_of(docs) >= 0]
+        assert (docs == same).all()
+        assert (full.cluster_of(docs) == lean.cluster_of(docs)).all()
+        moved = np.r_[lean.resolved, lean.dropped]
+        assert (full.cluster_of(moved) == lean.cluster_of(moved)).all()
+    # Documents of the first chunk that joined a template then are not asked for again.
+    assert len(placed)
+    with pytest.raises(ValueError, match="no longer tracked"):
+        lean.cluster_of(placed)
+    full.finish()
+    lean.finish()
+    assert (full.cluster_of(lean.dropped) == lean.cluster_of(lean.dropped)).all()
+    assert (lean.cluster_of(lean.dropped) == FREE_FORM).all()

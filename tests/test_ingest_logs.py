@@ -317,21 +317,31 @@ def test_parallel_workers_write_what_the_serial_run_writes(synthetic, tmp_path):
     (logs / "a.jsonl").write_bytes(b"\n".join(lines[:40_000]) + b"\n")
     (logs / "b.jsonl").write_bytes(b"\n".join(lines[40_000:]) + b"\n")
     outputs = []
-    for workers in (0, 2):
-        out = tmp_path / f"out-{workers}"
+    for workers, parallel in ((0, "threads"), (2, "threads"), (2, "processes")):
+        out = tmp_path / f"out-{workers}-{parallel}"
         # Small chunks and a small pending pool: many chunks, prompts leaving the pool.
         report = ingest_logs(logs, out, base=synthetic / "base", keep_assignments=True,
-                             chunk_bytes=1 << 20, workers=workers,
+                             chunk_bytes=1 << 20, workers=workers, parallel=parallel,
                              params=FingerprintParams(max_pending=3_000),
                              now=pd.Timestamp("2030-01-01", tz="UTC"))
         assert report.requests_quarantined == 1 and report.templates > 100
         outputs.append(out)
     files = sorted(p.relative_to(outputs[0]) for p in outputs[0].rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(outputs[1]) for p in outputs[1].rglob("*")
-                           if p.is_file())
     assert len(files) > 10
-    for name in files:
-        assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
+    for other in outputs[1:]:
+        assert files == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
+        for name in files:
+            assert (outputs[0] / name).read_bytes() == (other / name).read_bytes(), name
+    # Without assignments the clusterer keeps only the codes it is still asked for; the
+    # rest of the output must not change.
+    lean = tmp_path / "out-lean"
+    ingest_logs(logs, lean, base=synthetic / "base", chunk_bytes=1 << 20,
+                params=FingerprintParams(max_pending=3_000),
+                now=pd.Timestamp("2030-01-01", tz="UTC"))
+    kept = sorted(p.relative_to(lean) for p in lean.rglob("*") if p.is_file())
+    assert kept == [name for name in files if name.name != "assignments.parquet"]
+    for name in kept:
+        assert (outputs[0] / name).read_bytes() == (lean / name).read_bytes(), name
 
 
 def test_workers_validated(tmp_path):
@@ -341,3 +351,5 @@ def test_workers_validated(tmp_path):
     for bad in (-1, 1.5, True):
         with pytest.raises(ConfigError, match="workers"):
             ingest_logs(tmp_path / "l.jsonl", tmp_path / "o", workers=bad)
+    with pytest.raises(ConfigError, match="parallel"):
+        ingest_logs(tmp_path / "l.jsonl", tmp_path / "o", parallel="fibers")

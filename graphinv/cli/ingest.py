@@ -36,13 +36,18 @@ console = Console(soft_wrap=True)
 @click.option("--assignments", is_flag=True,
               help="Also write OUT/ingest_state/assignments.parquet (request id → "
               "fingerprints) for evaluation.")
-@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Forked processes that parse, validate and fingerprint chunks while the "
-              "main one clusters (0: one process; the output is the same for any number).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Threads (or processes, see --parallel) that parse, validate and "
+              "fingerprint chunks while the main thread clusters (0: all in one thread; the "
+              "output is the same for any number).")
+@click.option("--parallel", default="threads", show_default=True,
+              type=click.Choice(["threads", "processes"]),
+              help="Workers as threads (nothing copied) or forked processes (each prepared "
+              "chunk pickled back).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               help="Write the report as JSON here ('-' for stdout).")
 def ingest_command(logs: tuple[Path, ...], out: Path, base: Path | None, pseudonymise: bool,
-                   max_request_bytes: int, assignments: bool, workers: int,
+                   max_request_bytes: int, assignments: bool, workers: int, parallel: str,
                    json_path: Path | None) -> None:
     """Read request logs (LOGS: .jsonl, .jsonl.gz, .parquet files or folders) and write
     usage, links (ip, api_client, prompt_fingerprint) and prompt_fingerprints to OUT.
@@ -64,7 +69,8 @@ def ingest_command(logs: tuple[Path, ...], out: Path, base: Path | None, pseudon
     with console.status(f"Ingesting {len(logs)} log path(s) into {out}…"):
         report = ingest_logs(list(logs), out, base=base, pseudonymise_key=key,
                              max_request_bytes=max_request_bytes,
-                             keep_assignments=assignments, workers=workers)
+                             keep_assignments=assignments, workers=workers,
+                             parallel=parallel)
     table = Table(title=f"graphinv ingest → {out}")
     table.add_column("")
     table.add_column("value", justify="right")

@@ -134,7 +134,9 @@ class FingerprintParams:
 
 _CODE = r"(?s)```.*?```"
 _QUOTED = r"\"[^\"\n]{0,500}\"|“[^”\n]{0,500}”|«[^»\n]{0,500}»|`[^`\n]{0,200}`"
-_QUOTE_CHARS = ('"', "“", "«", "`")
+_QUOTED_ASCII = r"\"[^\"\n]{0,500}\""
+_ANY_QUOTE = "[\"“«`]"
+_OTHER_QUOTE = "[“«`]"
 _NUMBER = r"\d[\d.,:/]*"
 _PUNCTUATION = r"[^\p{L}\p{N}\s]+"
 
@@ -152,14 +154,19 @@ def mask(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     out = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     if pc.any(pc.match_substring(out, "```")).as_py():
         out = pc.replace_substring_regex(out, _CODE, " qcode ")
-    # The quote regex runs only on texts holding a quote character (a plain substring scan
-    # is far cheaper than the regex over texts it cannot change).
-    quoted = pc.match_substring(out, _QUOTE_CHARS[0])
-    for char in _QUOTE_CHARS[1:]:
-        quoted = pc.or_(quoted, pc.match_substring(out, char))
-    quoted = pc.fill_null(quoted, False)
+    # The quote regex runs only on texts holding a quote character (one character-class
+    # scan is far cheaper than the regex over texts it cannot change).
+    quoted = pc.fill_null(pc.match_substring_regex(out, _ANY_QUOTE), False)
     if pc.any(quoted).as_py():
-        changed = pc.replace_substring_regex(out.filter(quoted), _QUOTED, " qstr ")
+        held = out.filter(quoted)
+        # Each alternative of _QUOTED starts with its own quote character, so in a text
+        # without the other three only the ASCII one can match: its one-alternative regex
+        # gives the same text, several times faster than the alternation.
+        changed = pc.replace_substring_regex(held, _QUOTED_ASCII, " qstr ")
+        other = pc.fill_null(pc.match_substring_regex(held, _OTHER_QUOTE), False)
+        if pc.any(other).as_py():
+            changed = pc.replace_with_mask(changed, other, pc.replace_substring_regex(
+                held.filter(other), _QUOTED, " qstr "))
         out = pc.replace_with_mask(out, quoted, changed)
     return out
 
@@ -306,19 +313,24 @@ def _densify_rows(sig: np.ndarray) -> np.ndarray:
     n, k = sig.shape
     empty_value = np.iinfo(np.uint32).max
     columns = np.ascontiguousarray(sig.T)
-    out = columns.copy()
-    carry = np.full(n, empty_value, dtype=np.uint32)
-    distance = np.zeros(n, dtype=np.uint32)
+    filled = columns != empty_value
+    # Walking down from bin k - 1, the nearest filled bin to the right (circularly) starts
+    # as each row's first filled bin p, k + p bins away from bin 0: carry its value with
+    # distance p (every row has a filled bin), instead of first walking the k bins again.
+    first = filled.argmax(axis=0)
+    carry = columns[first, np.arange(n)]
+    distance = first.astype(np.uint32)
+    out = np.empty_like(columns)
     step = np.uint32(0x9E3779B1)
     with np.errstate(over="ignore"):
-        for position in range(2 * k - 1, -1, -1):
-            j = position % k
-            column = columns[j]
-            has = column != empty_value
-            carry = np.where(has, column, carry)
-            distance = np.where(has, 0, distance + 1).astype(np.uint32)
-            if position < k:
-                out[j] = np.where(has, column, carry + distance * step)
+        for j in range(k - 1, -1, -1):
+            has = filled[j]
+            np.copyto(carry, columns[j], where=has)
+            distance += np.uint32(1)
+            distance[has] = 0
+            # A filled bin has distance 0, so it keeps its own value.
+            np.multiply(distance, step, out=out[j])
+            out[j] += carry
     return np.ascontiguousarray(out.T)
 
 
@@ -534,12 +546,27 @@ class TemplateClusterer:
     :data:`FREE_FORM` once :meth:`finish` gave up on it, :data:`EMPTY` for prompts without
     a word. ``resolved`` lists documents that left the pending pool for a template in the
     last call, so a caller can attribute their earlier requests.
+
+    With ``remember_all`` (the default) every document id ever returned can be looked up
+    (8 bytes per distinct text of a chunk, so this grows with the log). Without it,
+    :meth:`cluster_of` answers for the last chunk's documents, the pending ones, and those
+    that left the pool in the last call (``resolved``, ``dropped``): what a caller
+    attributing requests chunk by chunk asks, in memory bounded by the chunk and the pool.
     """
 
-    def __init__(self, index: TemplateIndex) -> None:
+    def __init__(self, index: TemplateIndex, *, remember_all: bool = True) -> None:
+        if not isinstance(remember_all, bool):
+            raise ConfigError(f"remember_all must be True or False, not {remember_all!r}")
         self.index = index
         self.params = index.params
-        self._doc_template = np.zeros(0, dtype=np.int64)
+        # Every document's code (remember_all), else the codes of the last chunk's
+        # documents (from ``_chunk_first``) and of the older ones that moved in the last call.
+        self._doc_template: np.ndarray | None = (
+            np.zeros(0, dtype=np.int64) if remember_all else None)
+        self._chunk_first = 0
+        self._chunk_codes = np.zeros(0, dtype=np.int64)
+        self._moved_doc = np.zeros(0, dtype=np.int64)
+        self._moved_code = np.zeros(0, dtype=np.int64)
         self._n_docs = 0
         self._clear_pending()
         # Every pending prompt has been looked up against the first this-many representatives.
@@ -557,27 +584,55 @@ class TemplateClusterer:
         doc_of_request = np.full(ready.n, -1, dtype=np.int64)
         self.resolved = np.zeros(0, dtype=np.int64)
         self.dropped = np.zeros(0, dtype=np.int64)
+        first = self._n_docs
+        self._chunk_first = first
+        self._chunk_codes = np.full(len(ready.unique) if len(ready.present) else 0, PENDING,
+                                    np.int64)
+        self._moved_doc = self._moved_code = np.zeros(0, dtype=np.int64)
         if len(ready.present) == 0:
             return doc_of_request
-        first = self._n_docs
         doc_of_request[ready.present] = first + ready.inverse
-        self._grow(first + len(ready.unique))
         self._n_docs += len(ready.unique)
-        self._doc_template[first + ready.empty] = EMPTY
+        if self._doc_template is not None:
+            self._grow(self._n_docs)
+        self._set(first + ready.empty, EMPTY)
         self._cluster(first + ready.live, ready)
         return doc_of_request
 
     def cluster_of(self, doc_ids: np.ndarray) -> np.ndarray:
-        """Template code per document id (negative codes: see the class docstring)."""
+        """Template code per document id (negative codes: see the class docstring).
+
+        Raises
+        ------
+        ValueError
+            Without ``remember_all``: a document neither of the last chunk, nor pending, nor
+            moved in the last call.
+        """
         out = np.full(len(doc_ids), EMPTY, dtype=np.int64)
-        ok = doc_ids >= 0
-        out[ok] = self._doc_template[doc_ids[ok]]
+        ok = np.flatnonzero(doc_ids >= 0)
+        ids = doc_ids[ok]
+        if self._doc_template is not None:
+            out[ok] = self._doc_template[ids]
+            return out
+        in_chunk = ids >= self._chunk_first
+        out[ok[in_chunk]] = self._chunk_codes[ids[in_chunk] - self._chunk_first]
+        rest = np.flatnonzero(~in_chunk)
+        lost = np.zeros(0, dtype=np.int64)
+        for known, code in ((self._moved_doc, self._moved_code), (self._pending_doc, None)):
+            at = np.minimum(np.searchsorted(known, ids[rest]), max(len(known) - 1, 0))
+            hit = known[at] == ids[rest] if len(known) else np.zeros(len(rest), dtype=bool)
+            out[ok[rest[hit]]] = PENDING if code is None else code[at[hit]]
+            rest = lost = rest[~hit]
+        if len(lost):
+            raise ValueError(f"{len(lost):,} document ids are no longer tracked (e.g. "
+                             f"{int(ids[lost[0]])}); use remember_all=True to keep them all")
         return out
 
     def finish(self) -> None:
         """Prompts still waiting for a second instance are free-form text."""
         self.dropped = self._pending_doc.copy()
-        self._doc_template[self._pending_doc] = FREE_FORM
+        self._moved_doc = self._moved_code = np.zeros(0, dtype=np.int64)
+        self._set(self._pending_doc, FREE_FORM)
         self._clear_pending()
 
     # -- internals -------------------------------------------------------------------------
@@ -594,7 +649,21 @@ class TemplateClusterer:
         self._pending_words = np.zeros(0, dtype=np.int64)
         self._pending_bands = _SortedBands(self.params.bands)
 
+    def _set(self, docs: np.ndarray, code: np.ndarray | int) -> None:
+        """Record documents' codes: the last chunk's in place, older (pending) ones as moved."""
+        codes = np.broadcast_to(np.asarray(code, dtype=np.int64), docs.shape)
+        if self._doc_template is not None:
+            self._doc_template[docs] = codes
+        old = docs < self._chunk_first
+        self._chunk_codes[docs[~old] - self._chunk_first] = codes[~old]
+        if old.any():
+            moved_doc = np.r_[self._moved_doc, docs[old]]
+            moved_code = np.r_[self._moved_code, codes[old]]
+            order = np.argsort(moved_doc, kind="stable")
+            self._moved_doc, self._moved_code = moved_doc[order], moved_code[order]
+
     def _grow(self, size: int) -> None:
+        assert self._doc_template is not None
         if size > len(self._doc_template):
             grown = np.full(max(size, 2 * len(self._doc_template), 1024), PENDING, np.int64)
             grown[: len(self._doc_template)] = self._doc_template
@@ -687,7 +756,7 @@ class TemplateClusterer:
         ).astype(np.int64)
 
         # Record assignments; pending prompts that found a template are "resolved".
-        self._doc_template[node_doc[has_tpl]] = assigned[has_tpl]
+        self._set(node_doc[has_tpl], assigned[has_tpl])
         was_pending = np.arange(n_nodes) < n_pend
         self.resolved = node_doc[has_tpl & was_pending]
         self._reps_checked = len(self.index.signatures)
@@ -699,7 +768,7 @@ class TemplateClusterer:
         excess = len(waiting) - p.max_pending
         if excess > 0:
             self.dropped = node_doc[waiting[:excess]]
-            self._doc_template[self.dropped] = FREE_FORM
+            self._set(self.dropped, FREE_FORM)
             keep[waiting[:excess]] = False
             waiting = waiting[excess:]
         self._pending_doc = node_doc[waiting]
