@@ -138,6 +138,17 @@ class ProjectionOptions:
         crowded counts as fully rare (factor 1). Surprisal ``ln(1/L)`` of the share ``L``
         of uses on identifiers of at least ``d`` accounts is measured in units of
         ``ln(1/rarity_reference)``. Default ``0.01``.
+    hub_arrival_window : str
+        Width of the sign-up window that splits a hub: accounts on an identifier above
+        ``hub_cap`` that were *created* in the same window (``accounts.created_at``) share
+        an arrival token ``(identifier, window)``, weighted like any token of its size
+        and counted as per-ring evidence. A ring that signed up in one burst behind a
+        carrier exit or a public template is then held by it, while the public on the
+        hub arrives a few a day. ``""`` turns it off. Default ``"1D"``.
+    hub_arrival_kinds : tuple[str, ...]
+        Kinds whose hubs are split by sign-up window. Default
+        ``("payment_method", "ip", "prompt_fingerprint")``: not client versions, which
+        everyone created on one day shares.
     """
 
     kind_weights: Mapping[str, _NonNegative] = field(default_factory=_default_kind_weights)
@@ -156,12 +167,14 @@ class ProjectionOptions:
     ring_evidence_kinds: tuple[str, ...] = ("payment_method", "ip")
     rarity: Literal["surprisal", "adamic_adar"] = "surprisal"
     rarity_reference: Annotated[float, pydantic.Field(gt=0, lt=1)] = 0.01
+    hub_arrival_window: str = "1D"
+    hub_arrival_kinds: tuple[str, ...] = ("payment_method", "ip", "prompt_fingerprint")
 
-    @pydantic.field_validator("co_activity_window")
+    @pydantic.field_validator("co_activity_window", "hub_arrival_window")
     @classmethod
     def _window(cls, value: str) -> str:
         if value and pd.Timedelta(value) <= pd.Timedelta(0):
-            raise ValueError(f"co_activity_window {value!r} must be a positive duration or ''")
+            raise ValueError(f"window {value!r} must be a positive duration or ''")
         return value
 
     def kind_weight(self, kind: str) -> float:
@@ -274,10 +287,17 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
     ident = _pair_codes(kind_codes, pd.factorize(links["value"])[0][keep])
     evidence = np.isin(np.asarray(kinds, dtype=str), options.ring_evidence_kinds)[kind_codes]
 
-    (other, ring_evidence), ring_identifiers, hub_stats = _identifier_matrix(
+    (other, ring_evidence), ring_identifiers, degree, hub_stats = _identifier_matrix(
         rows, ident, kind_codes, kinds, kind_w, evidence, n, options
     )
     weights = other + ring_evidence
+    if options.hub_arrival_window:
+        arrival, arrival_identifiers = _hub_arrival(
+            platform.accounts, index, rows, ident, kind_codes, kinds, kind_w, degree, options
+        )
+        weights = weights + arrival
+        ring_evidence = ring_evidence + arrival
+        ring_identifiers = sp.hstack([ring_identifiers, arrival_identifiers], format="csr")
     co_tokens = 0
     if options.co_activity_window and options.co_activity_weight > 0:
         window = pd.Timedelta(options.co_activity_window).value
@@ -376,7 +396,31 @@ def _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, evidence, n, opti
         identifiers[k] = int(np.sum(shared & of_kind))
         hubs[k] = int(np.sum(hub & of_kind))
         hub_links[k] = int(np.sum(degree[hub & of_kind]))
-    return matrix, incidence, (identifiers, hubs, hub_links)
+    return matrix, incidence, degree, (identifiers, hubs, hub_links)
+
+
+def _hub_arrival(accounts, index, rows, ident, kind_codes, kinds, kind_w, degree, options):
+    """Hubs split by sign-up window: ``(identifier, window of created_at)`` tokens.
+
+    Only links of ``hub_arrival_kinds`` to identifiers above ``hub_cap`` count; a token of
+    2 to ``hub_cap`` accounts is expanded like any other (its weight falls with its size).
+    Returns its projection (all per-ring evidence) and its accounts × tokens incidence.
+    """
+    n = len(index)
+    created = np.full(n, -1, dtype=np.int64)
+    if "created_at" in accounts.columns:
+        known = accounts["created_at"].notna().to_numpy()
+        at = _rows(accounts["account_id"][known], index)
+        created[at] = _epoch_ns(accounts["created_at"][known])
+    hub_kind = np.isin(np.asarray(kinds, dtype=str), options.hub_arrival_kinds)[kind_codes]
+    on_hub = hub_kind & (degree[ident] > options.hub_cap) & (created[rows] >= 0)
+    window = pd.Timedelta(options.hub_arrival_window).value
+    token = _pair_codes(ident[on_hub], created[rows[on_hub]] // window)
+    weight = kind_w[kind_codes[on_hub]]
+    (_, arrival), _, _, incidence = _token_matrix(
+        rows[on_hub], token, weight, np.ones(len(token), dtype=bool), n, options.hub_cap
+    )
+    return arrival, incidence
 
 
 def _distinct(token: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
