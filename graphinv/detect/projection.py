@@ -144,11 +144,19 @@ class ProjectionOptions:
         an arrival token ``(identifier, window)``, weighted like any token of its size
         and counted as per-ring evidence. A ring that signed up in one burst behind a
         carrier exit or a public template is then held by it, while the public on the
-        hub arrives a few a day. ``""`` turns it off. Default ``"1D"``.
+        hub arrives a few a day. Only *bursts* count: tokens holding at least
+        ``hub_arrival_burst`` times the hub's mean sign-ups per window (its accounts over
+        the span of their creation times). A hub whose accounts mostly arrived in bursts
+        is infrastructure of a campaign (its rings all signed up through it), not a
+        public hub hiding one ring, and is left out: its tokens would join the
+        campaign's rings. ``""`` turns it off. Default ``"1D"``.
     hub_arrival_kinds : tuple[str, ...]
         Kinds whose hubs are split by sign-up window. Default
         ``("payment_method", "ip", "prompt_fingerprint")``: not client versions, which
         everyone created on one day shares.
+    hub_arrival_burst : float
+        How many times the hub's mean sign-ups per window a token must hold. Default
+        ``4.0``.
     """
 
     kind_weights: Mapping[str, _NonNegative] = field(default_factory=_default_kind_weights)
@@ -169,6 +177,7 @@ class ProjectionOptions:
     rarity_reference: Annotated[float, pydantic.Field(gt=0, lt=1)] = 0.01
     hub_arrival_window: str = "1D"
     hub_arrival_kinds: tuple[str, ...] = ("payment_method", "ip", "prompt_fingerprint")
+    hub_arrival_burst: Annotated[float, pydantic.Field(ge=1, allow_inf_nan=False)] = 4.0
 
     @pydantic.field_validator("co_activity_window", "hub_arrival_window")
     @classmethod
@@ -415,10 +424,27 @@ def _hub_arrival(accounts, index, rows, ident, kind_codes, kinds, kind_w, degree
     hub_kind = np.isin(np.asarray(kinds, dtype=str), options.hub_arrival_kinds)[kind_codes]
     on_hub = hub_kind & (degree[ident] > options.hub_cap) & (created[rows] >= 0)
     window = pd.Timedelta(options.hub_arrival_window).value
-    token = _pair_codes(ident[on_hub], created[rows[on_hub]] // window)
-    weight = kind_w[kind_codes[on_hub]]
+    # Distinct (hub, account) uses, then each hub's mean sign-ups per window.
+    hub, at = _distinct(ident[on_hub], rows[on_hub], n)
+    born = created[at]
+    first = np.full(len(degree), np.iinfo(np.int64).max)
+    last = np.full(len(degree), np.iinfo(np.int64).min)
+    np.minimum.at(first, hub, born)
+    np.maximum.at(last, hub, born)
+    on = np.bincount(hub, minlength=len(degree))
+    windows = np.maximum((last - first) / window, 1.0)
+    token = _pair_codes(hub, born // window)
+    size = np.bincount(token)[token]
+    burst = size >= np.maximum(options.hub_arrival_burst * on[hub] / windows[hub], 2)
+    # Campaign infrastructure: most of the hub's accounts arrived in bursts.
+    in_burst = np.bincount(hub[burst], minlength=len(degree))
+    public = in_burst < 0.5 * np.maximum(on, 1)
+    keep = burst & public[hub]
+    ident_kind = np.zeros(len(degree), dtype=np.int64)
+    ident_kind[ident] = kind_codes
+    weight = kind_w[ident_kind[hub[keep]]]
     (_, arrival), _, _, incidence = _token_matrix(
-        rows[on_hub], token, weight, np.ones(len(token), dtype=bool), n, options.hub_cap
+        at[keep], token[keep], weight, np.ones(int(keep.sum()), dtype=bool), n, options.hub_cap
     )
     return arrival, incidence
 
