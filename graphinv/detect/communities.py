@@ -181,6 +181,12 @@ class DetectionOptions:
         components are taken (not repeatedly: peeling a chain's ends again and again
         would eat a sparse ring whole). Default ``2``: a customer of a ring's
         residential exit hangs on it by one tie.
+    min_ring_ties : int
+        Before the last pass, a ring member linked (in the projection, lighter edges
+        dropped) to fewer of its ring's other accounts leaves the ring, once: a
+        customer of a ring's residential exit hangs on a single member. The last pass
+        may still group it by strong card/IP ties. ``0`` or ``1`` turns it off.
+        Default ``2``.
     inactive_statuses : tuple[str, ...]
         Account ``status`` values (in ``platform.accounts``) of accounts that are kept in
         the projection as structure but never listed as ring members: a banned member's
@@ -210,6 +216,7 @@ class DetectionOptions:
     evidence_component_weight: _Positive | None = 0.8
     evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 0.0
     evidence_component_degree: Annotated[int, pydantic.Field(ge=0)] = 2
+    min_ring_ties: Annotated[int, pydantic.Field(ge=0)] = 2
 
 
 @dataclass(frozen=True)
@@ -230,6 +237,9 @@ class DetectionStats:
         Leiden communities that the merge pass joined with at least one other.
     evidence_grouped : int
         Accounts outside rings that the third pass grouped by card/IP evidence.
+    pendants_dropped : int
+        Ring members linked to fewer than ``min_ring_ties`` of their ring's accounts,
+        dropped before that pass.
     rings, accounts_in_rings, campaigns : int
     seconds : float
         Wall time of the detection (projection excluded).
@@ -241,6 +251,7 @@ class DetectionStats:
     attached: int
     merged_pieces: int
     evidence_grouped: int
+    pendants_dropped: int
     rings: int
     accounts_in_rings: int
     campaigns: int
@@ -357,6 +368,9 @@ def rings_from_communities(
     attached = 0
     if options.attach:
         label, attached = _attach_outsiders(label, weights, options)
+    pruned = 0
+    if options.min_ring_ties > 1:
+        label, pruned = _drop_pendants(label, weights, options)
     grouped = 0
     if options.evidence_component_weight is not None:
         label, grouped = _evidence_components(label, projection.ring_evidence, options)
@@ -385,6 +399,7 @@ def rings_from_communities(
         attached=attached,
         merged_pieces=merged,
         evidence_grouped=grouped,
+        pendants_dropped=pruned,
         rings=len(rings),
         accounts_in_rings=int(np.sum(ring_of >= 0)),
         campaigns=len(campaigns),
@@ -432,6 +447,24 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
         label[order[s : s + size]] = next_label + membership
         next_label += int(membership.max()) + 1
     return label, len(comp_start), len(jobs)
+
+
+def _drop_pendants(label: np.ndarray, weights: sp.csr_matrix, options):
+    """Members of a ring linked to fewer than ``min_ring_ties`` of its other accounts leave it.
+
+    Once, not repeatedly: a customer of a ring's residential exit, or a household member
+    next to a ring, hangs on one ring member; peeling again would eat a chain from its
+    ends. Returns the new labels and the number of accounts dropped.
+    """
+    sizes = np.bincount(label[label >= 0], minlength=int(label.max(initial=0)) + 1)
+    ringed = (label >= 0) & (sizes[np.maximum(label, 0)] >= options.min_ring_size)
+    coo = weights.tocoo()
+    same = ringed[coo.row] & (label[coo.row] == label[coo.col])
+    ties = np.bincount(coo.row[same], minlength=len(label))
+    drop = ringed & (ties < options.min_ring_ties)
+    if not drop.any():
+        return label, 0
+    return np.where(drop, -1, label), int(drop.sum())
 
 
 def _split_by_evidence(
