@@ -28,7 +28,7 @@ Rings of one campaign share templates heavily enough to come out as one communit
 each ring funds and routes itself. The split pass runs CPM on card/IP evidence inside each
 community and splits it when that gives two or more groups of ring size. Accounts left
 outside rings then join the ring that raises CPM quality most, if any (``attach``).
-A last pass groups what is left by strong card/IP ties alone (``evidence_component_*``):
+Members hanging on one ring-mate then leave (``min_ring_ties``), and a last pass groups what is left by strong card/IP ties alone (``evidence_component_*``):
 chains of accounts that each share a card with two others, which CPM never keeps.
 
 Campaigns group rings that share infrastructure: a card, a prompt template, or the ASN
@@ -170,8 +170,8 @@ class DetectionOptions:
     evidence_component_weight : float or None
         Last pass: among accounts left outside rings, groups connected by per-ring
         evidence edges at least this heavy become communities (see
-        :func:`_evidence_components`). ``None`` turns it off. Default ``0.8``: a card
-        held by two or three accounts (about 0.9), not one residential exit (0.5 at most
+        :func:`_evidence_components`). ``None`` turns it off. Default ``0.7``: a card
+        held by two or three accounts (0.7–1), not one residential exit (0.5 at most
         without co-arrival).
     evidence_component_strength : float
         In that pass, accounts whose kept evidence sums to less are peeled off,
@@ -213,7 +213,7 @@ class DetectionOptions:
     split_resolution: _Positive = 0.03
     attach: bool = True
     inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
-    evidence_component_weight: _Positive | None = 0.8
+    evidence_component_weight: _Positive | None = 0.7
     evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 0.0
     evidence_component_degree: Annotated[int, pydantic.Field(ge=0)] = 2
     min_ring_ties: Annotated[int, pydantic.Field(ge=0)] = 2
