@@ -142,7 +142,8 @@ class ProjectionOptions:
         Width of the sign-up window that splits a hub: accounts on an identifier above
         ``hub_cap`` that were *created* in the same window (``accounts.created_at``) share
         an arrival token ``(identifier, window)``, weighted like any token of its size
-        and counted as per-ring evidence. A ring that signed up in one burst behind a
+        and counted as per-ring evidence. Two grids of windows half a window apart each
+        carry half the kind weight, so a burst across a window edge stays whole. A ring that signed up in one burst behind a
         carrier exit or a public template is then held by it, while the public on the
         hub arrives a few a day. Only *bursts* count: tokens holding at least
         ``hub_arrival_burst`` times the hub's mean sign-ups per window (its accounts over
@@ -433,18 +434,24 @@ def _hub_arrival(accounts, index, rows, ident, kind_codes, kinds, kind_w, degree
     np.maximum.at(last, hub, born)
     on = np.bincount(hub, minlength=len(degree))
     windows = np.maximum((last - first) / window, 1.0)
-    token = _pair_codes(hub, born // window)
-    size = np.bincount(token)[token]
-    burst = size >= np.maximum(options.hub_arrival_burst * on[hub] / windows[hub], 2)
-    # Campaign infrastructure: most of the hub's accounts arrived in bursts.
-    in_burst = np.bincount(hub[burst], minlength=len(degree))
-    public = in_burst < 0.5 * np.maximum(on, 1)
-    keep = burst & public[hub]
     ident_kind = np.zeros(len(degree), dtype=np.int64)
     ident_kind[ident] = kind_codes
-    weight = kind_w[ident_kind[hub[keep]]]
+    expected = np.maximum(options.hub_arrival_burst * on / windows, 2)
+    # Two grids half a window apart, so a burst that straddles a window edge is whole
+    # in one of them; each grid carries half the kind weight.
+    parts, offset = [], 0
+    for shift in (0, window // 2):
+        token = _pair_codes(hub, (born + shift) // window)
+        burst = np.bincount(token)[token] >= expected[hub]
+        if shift == 0:
+            # Campaign infrastructure: most of the hub's accounts arrived in bursts.
+            public = np.bincount(hub[burst], minlength=len(degree)) < 0.5 * np.maximum(on, 1)
+        keep = burst & public[hub]
+        parts.append((at[keep], token[keep] + offset, 0.5 * kind_w[ident_kind[hub[keep]]]))
+        offset += int(token.max(initial=-1)) + 1
+    at_k, token_k, weight = (np.concatenate(x) for x in zip(*parts, strict=True))
     (_, arrival), _, _, incidence = _token_matrix(
-        at[keep], token[keep], weight, np.ones(int(keep.sum()), dtype=bool), n, options.hub_cap
+        at_k, token_k, weight, np.ones(len(token_k), dtype=bool), n, options.hub_cap
     )
     return arrival, incidence
 
