@@ -28,8 +28,9 @@ Rings of one campaign share templates heavily enough to come out as one communit
 each ring funds and routes itself. The split pass runs CPM on card/IP evidence inside each
 community and splits it when that gives two or more groups of ring size. Accounts left
 outside rings then join the ring that raises CPM quality most, if any (``attach``).
-Members hanging on one ring-mate then leave (``min_ring_ties``), and a last pass groups what is left by strong card/IP ties alone (``evidence_component_*``):
-chains of accounts that each share a card with two others, which CPM never keeps.
+Members hanging on one ring-mate then leave (``min_ring_ties``), and a last pass groups
+what is left by strong card/IP ties alone (``evidence_component_*``): chains of accounts
+that each share a card with two others, which CPM never keeps.
 
 Campaigns group rings that share infrastructure: a card, a prompt template, or the ASN
 of proxy IPs that a good share of each ring's members use, and that is concentrated in
