@@ -145,12 +145,12 @@ class ProjectionOptions:
         and counted as per-ring evidence. Two grids of windows half a window apart each
         carry half the kind weight, so a burst across a window edge stays whole. A ring
         that signed up in one burst behind a carrier exit or a public template is then
-        held by it, while the public on the hub arrives a few a day. Only *bursts* count: tokens holding at least
-        ``hub_arrival_burst`` times the hub's mean sign-ups per window (its accounts over
-        the span of their creation times). A hub whose accounts mostly arrived in bursts
-        is infrastructure of a campaign (its rings all signed up through it), not a
-        public hub hiding one ring, and is left out: its tokens would join the
-        campaign's rings. ``""`` turns it off. Default ``"1D"``.
+        held by it, while the public on the hub arrives a few a day. Only *bursts*
+        count: tokens holding at least ``hub_arrival_burst`` times the hub's mean
+        sign-ups per window (its accounts over the span of their creation times). A hub
+        whose accounts mostly arrived in bursts is infrastructure of a campaign (its rings
+        all signed up through it), not a public hub hiding one ring, and is left out: its
+        tokens would join the campaign's rings. ``""`` turns it off. Default ``"1D"``.
     hub_arrival_kinds : tuple[str, ...]
         Kinds whose hubs are split by sign-up window. Default
         ``("payment_method", "ip", "prompt_fingerprint")``: not client versions, which
