@@ -30,7 +30,8 @@ community and splits it when that gives two or more groups of ring size. Account
 outside rings then join the ring that raises CPM quality most, if any (``attach``).
 Members hanging on one ring-mate then leave (``min_ring_ties``), and a last pass groups
 what is left by strong card/IP ties alone (``evidence_component_*``): chains of accounts
-that each share a card with two others, which CPM never keeps.
+that each share a card with two others, which CPM never keeps. The merge pass then runs
+once more (``merge_again``) on what the later passes left.
 
 Campaigns group rings that share infrastructure: a card, a prompt template, or the ASN
 of proxy IPs that a good share of each ring's members use, and that is concentrated in
@@ -151,6 +152,9 @@ class DetectionOptions:
         has pieces that all sit on it, while a household or VPN user next to a ring shares
         an exit with only a few of the ring's members. ``None``: the count alone decides.
         Default ``0.8``.
+    merge_again : bool
+        Run the merge pass once more after the last pass, on the rings and pieces left
+        by the split, attach and the last pass. Default ``True``.
     evidence_split : bool
         After the merge pass, a community whose card/IP evidence
         (``Projection.ring_evidence``) falls into two or more groups of at least
@@ -210,6 +214,7 @@ class DetectionOptions:
     merge_min_piece: Annotated[int, pydantic.Field(ge=1)] = 3
     merge_min_shared: Annotated[int, pydantic.Field(ge=1)] = 3
     merge_min_coverage: Annotated[float, pydantic.Field(gt=0, le=1)] | None = 0.8
+    merge_again: bool = True
     evidence_split: bool = True
     split_resolution: _Positive = 0.03
     attach: bool = True
@@ -235,7 +240,7 @@ class DetectionStats:
     attached : int
         Accounts outside rings that joined a ring after the split.
     merged_pieces : int
-        Leiden communities that the merge pass joined with at least one other.
+        Communities that the merge pass joined with at least one other (both runs).
     evidence_grouped : int
         Accounts outside rings that the third pass grouped by card/IP evidence.
     pendants_dropped : int
@@ -375,6 +380,13 @@ def rings_from_communities(
     grouped = 0
     if options.evidence_component_weight is not None:
         label, grouped = _evidence_components(label, projection.ring_evidence, options)
+    if options.merge_again and options.merge_resolution is not None:
+        # The split, attach and the last pass change the pieces; pieces of one ring that
+        # were not pieces at the first merge (a hub ring's card groups) meet here.
+        label, more = _merge_pieces(
+            label, projection.ring_evidence, projection.ring_identifiers, options
+        )
+        merged += more
     # Inactive accounts held the structure together; only live ones are ring members.
     label = np.where(_inactive(projection.account_ids, platform, options), -1, label)
     ring_of = _number_rings(label, projection.account_ids, options.min_ring_size)
