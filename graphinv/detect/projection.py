@@ -15,6 +15,10 @@ linked by the sum of the weights of everything they share. Three terms add up:
   that token too, so sharing an IP in the same hour counts more than sharing it months
   apart (SynchroTrap). A hub's tokens are split by time, so a CGNAT IP shared by
   thousands over months can still link a handful of accounts that arrived on it together.
+* **Hub arrivals.** A hub is also split by the *sign-up* window of its accounts: a token
+  ``(hub, window of created_at)`` holding a burst (several times the hub's mean sign-ups
+  per window) links a ring that signed up together behind a carrier exit or a public
+  template, as per-ring evidence.
 * **Lockstep.** Accounts with enough activity get a MinHash signature of their set of
   active hours; locality-sensitive hashing proposes pairs with near-identical schedules
   (round-robin load balancing) without comparing all pairs, and pairs whose exact
