@@ -503,3 +503,21 @@ def test_an_open_chain_is_not_peeled_away_from_its_ends():
     # then their neighbours do, and so on.
     cascading = DetectionOptions(evidence_component_degree=0, evidence_component_strength=2.5)
     assert detect_rings(proj, platform=platform, options=cascading).stats.rings == 0
+
+
+def test_an_account_hanging_on_one_member_leaves_the_ring():
+    # x shares a lot with one member of a 6-account ring (weight 3, as a customer who
+    # shares a proxy exit and its same-hour tokens with one member might): CPM keeps it
+    # in (3 > 0.3 · 6), but it is tied to a single ring-mate.
+    weights = sp.lil_matrix((7, 7))
+    weights[:6, :6] = 1.0
+    weights.setdiag(0)
+    weights[6, 0] = weights[0, 6] = 3.0
+    ids = np.array([f"a{i}" for i in range(6)] + ["x"], dtype=object)
+    proj = _projection(ids, weights.tocsr())
+    platform = empty_platform(ids)
+    kept = detect_rings(proj, platform=platform, options=DetectionOptions(min_ring_ties=0))
+    assert rings_as_sets(kept) == {frozenset(ids)}
+    det = detect_rings(proj, platform=platform)
+    assert rings_as_sets(det) == {frozenset(ids[:6])}
+    assert det.stats.pendants_dropped == 1

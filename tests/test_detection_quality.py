@@ -6,13 +6,16 @@ over live accounts (banned and suspended accounts are structure, never ring memb
 harder ring style recovered with best-match F1 ≥ 0.90, and no account of a benign
 structure or benign twin inside a found ring that is mostly extraction.
 
-The targets are not met yet (bench/results/issue17_round2.md has the figures), so the
-tests that check them are strict expected failures: they fail the suite the day they
-pass, so that the marker goes and the target guards the code from then on.
+The targets are not met on every seed yet (bench/results/issue17_round3.md has the
+figures), so the checks of a seed that misses them are strict expected failures: they
+fail the suite the day they pass, so that the marker goes and the target guards the
+code from then on. Small report seed 100 and medium report seed 200 meet F1 and recall
+before scoring since the third round; those checks are plain tests.
 """
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from pathlib import Path
 
@@ -28,9 +31,11 @@ SEEDS = tomllib.loads((Path(__file__).parents[1] / "bench" / "seeds.toml").read_
 BENIGN_STRUCTURES = ("household", "office", "university", "enterprise_app")
 HARD_STYLES = ("star_card_ring", "star_proxy_ring", "funding_tree_ring", "sparse_ring",
                "hub_ip_ring", "hub_template_ring", "aperiodic_ring")
-NOT_MET = "issue 17 target not met yet: see bench/results/issue17_round2.md"
+NOT_MET = "issue 17 target not met yet: see bench/results/issue17_round3.md"
+SMALL_SEEDS = SEEDS["small"]["report"][:2]
 
 
+@functools.cache
 def run(preset: str, seed: int, *, twins: bool = False):
     platform = synth.generate(preset=preset, seed=seed)
     detection = detect_rings(project(platform), platform=platform)
@@ -51,7 +56,7 @@ def twins_in_extraction_rings(members, labels) -> int:
     return int(traits.str.contains("company_card|campus_class").sum())
 
 
-@pytest.fixture(scope="module", params=SEEDS["small"]["report"][:2])
+@pytest.fixture(scope="module", params=SMALL_SEEDS)
 def small_with_twins(request):
     return run("small", request.param, twins=True)
 
@@ -77,10 +82,17 @@ def test_no_benign_structure_inside_an_extraction_ring(small_with_twins):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=NOT_MET)
-def test_extraction_rings_whole(small):
-    assert small.extraction_mean_f1_active >= 0.95
-    assert small.extraction_recall_active >= 0.95
+@pytest.mark.parametrize(
+    "seed",
+    [
+        SMALL_SEEDS[0],
+        pytest.param(SMALL_SEEDS[1], marks=pytest.mark.xfail(strict=True, reason=NOT_MET)),
+    ],
+)
+def test_extraction_rings_whole(seed):
+    ev, _ = run("small", seed, twins=True)
+    assert ev.extraction_mean_f1_active >= 0.95
+    assert ev.extraction_recall_active >= 0.95
 
 
 @pytest.mark.slow
@@ -93,7 +105,6 @@ def test_every_harder_ring_style_recovered(small):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=NOT_MET)
 def test_medium_report_seed():
     ev = run("medium", SEEDS["medium"]["report"][0])
     assert ev.extraction_mean_f1_active >= 0.95

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -157,3 +159,39 @@ def test_ring_evidence_is_the_card_and_ip_part_of_the_projection():
     # Templates, devices and lockstep are in the weights but not in the ring evidence.
     assert (proj.weights - proj.ring_evidence).min() >= 0
     assert weight(proj, "x0003", "x0004") > 0 == proj.ring_evidence[3, 4]
+
+
+def _with_created(p: Platform, created: dict[str, pd.Timestamp]) -> Platform:
+    accounts = p.accounts.assign(created_at=p.accounts["account_id"].map(created))
+    return Platform(accounts=accounts, links=p.links, usage=p.usage)
+
+
+def test_a_burst_of_sign_ups_on_a_hub_is_linked_and_the_public_is_not():
+    # A carrier exit of 300 accounts (above hub_cap 200): 280 of the public sign up one a
+    # day for 280 days, a ring of 20 in one day. Only the ring's day is a burst.
+    public = star("p", 280, "ip", "carrier")
+    ring = star("r", 20, "ip", "carrier")
+    created = {f"p{i:04d}": T0 - pd.Timedelta(days=300 - i) for i in range(280)}
+    created |= {f"r{i:04d}": T0 - pd.Timedelta(days=10, hours=i % 5) for i in range(20)}
+    p = _with_created(platform(public + ring), created)
+    off = ProjectionOptions(co_activity_window="", lockstep_weight=0, hub_arrival_window="")
+    proj = project(p, options=dataclasses.replace(off, hub_arrival_window="1D"))
+    assert project(p, options=off).weights.nnz == 0  # the hub alone links no one
+    assert weight(proj, "r0000", "r0019") > 0
+    assert weight(proj, "p0000", "p0001") == 0
+    assert weight(proj, "p0270", "r0000") == 0
+    ids = list(proj.account_ids)
+    assert proj.ring_evidence[ids.index("r0000"), ids.index("r0001")] > 0
+    held = np.asarray(proj.ring_identifiers.sum(axis=0)).ravel()
+    assert held.max() == 20  # the ring's arrival token, counted as a rare identifier
+
+
+def test_a_hub_made_of_bursts_is_campaign_infrastructure_and_left_out():
+    # A campaign template of 300 accounts: fifteen rings of 20, each signed up in a day.
+    links, created = [], {}
+    for r in range(15):
+        links += star(f"c{r:02d}_", 20, "prompt_fingerprint", "campaign")
+        created |= {f"c{r:02d}_{i:04d}": T0 - pd.Timedelta(days=5 * r) for i in range(20)}
+    p = _with_created(platform(links), created)
+    proj = project(p, options=ProjectionOptions(co_activity_window="", lockstep_weight=0))
+    assert proj.weights.nnz == 0

@@ -28,8 +28,10 @@ Rings of one campaign share templates heavily enough to come out as one communit
 each ring funds and routes itself. The split pass runs CPM on card/IP evidence inside each
 community and splits it when that gives two or more groups of ring size. Accounts left
 outside rings then join the ring that raises CPM quality most, if any (``attach``).
-A last pass groups what is left by strong card/IP ties alone (``evidence_component_*``):
-chains of accounts that each share a card with two others, which CPM never keeps.
+Members hanging on one ring-mate then leave (``min_ring_ties``), and a last pass groups
+what is left by strong card/IP ties alone (``evidence_component_*``): chains of accounts
+that each share a card with two others, which CPM never keeps. The merge pass then runs
+once more (``merge_again``) on what the later passes left.
 
 Campaigns group rings that share infrastructure: a card, a prompt template, or the ASN
 of proxy IPs that a good share of each ring's members use, and that is concentrated in
@@ -150,6 +152,9 @@ class DetectionOptions:
         has pieces that all sit on it, while a household or VPN user next to a ring shares
         an exit with only a few of the ring's members. ``None``: the count alone decides.
         Default ``0.8``.
+    merge_again : bool
+        Run the merge pass once more after the last pass, on the rings and pieces left
+        by the split, attach and the last pass. Default ``True``.
     evidence_split : bool
         After the merge pass, a community whose card/IP evidence
         (``Projection.ring_evidence``) falls into two or more groups of at least
@@ -170,8 +175,8 @@ class DetectionOptions:
     evidence_component_weight : float or None
         Last pass: among accounts left outside rings, groups connected by per-ring
         evidence edges at least this heavy become communities (see
-        :func:`_evidence_components`). ``None`` turns it off. Default ``0.8``: a card
-        held by two or three accounts (about 0.9), not one residential exit (0.5 at most
+        :func:`_evidence_components`). ``None`` turns it off. Default ``0.7``: a card
+        held by two or three accounts (0.7–1), not one residential exit (0.5 at most
         without co-arrival).
     evidence_component_strength : float
         In that pass, accounts whose kept evidence sums to less are peeled off,
@@ -181,6 +186,12 @@ class DetectionOptions:
         components are taken (not repeatedly: peeling a chain's ends again and again
         would eat a sparse ring whole). Default ``2``: a customer of a ring's
         residential exit hangs on it by one tie.
+    min_ring_ties : int
+        Before the last pass, a ring member linked (in the projection, lighter edges
+        dropped) to fewer of its ring's other accounts leaves the ring, once: a
+        customer of a ring's residential exit hangs on a single member. The last pass
+        may still group it by strong card/IP ties. ``0`` or ``1`` turns it off.
+        Default ``2``.
     inactive_statuses : tuple[str, ...]
         Account ``status`` values (in ``platform.accounts``) of accounts that are kept in
         the projection as structure but never listed as ring members: a banned member's
@@ -203,13 +214,15 @@ class DetectionOptions:
     merge_min_piece: Annotated[int, pydantic.Field(ge=1)] = 3
     merge_min_shared: Annotated[int, pydantic.Field(ge=1)] = 3
     merge_min_coverage: Annotated[float, pydantic.Field(gt=0, le=1)] | None = 0.8
+    merge_again: bool = True
     evidence_split: bool = True
     split_resolution: _Positive = 0.03
     attach: bool = True
     inactive_statuses: tuple[str, ...] = ("banned", "suspended", "closed")
-    evidence_component_weight: _Positive | None = 0.8
+    evidence_component_weight: _Positive | None = 0.7
     evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 0.0
     evidence_component_degree: Annotated[int, pydantic.Field(ge=0)] = 2
+    min_ring_ties: Annotated[int, pydantic.Field(ge=0)] = 2
 
 
 @dataclass(frozen=True)
@@ -227,9 +240,12 @@ class DetectionStats:
     attached : int
         Accounts outside rings that joined a ring after the split.
     merged_pieces : int
-        Leiden communities that the merge pass joined with at least one other.
+        Communities that the merge pass joined with at least one other (both runs).
     evidence_grouped : int
         Accounts outside rings that the third pass grouped by card/IP evidence.
+    pendants_dropped : int
+        Ring members linked to fewer than ``min_ring_ties`` of their ring's accounts,
+        dropped before that pass.
     rings, accounts_in_rings, campaigns : int
     seconds : float
         Wall time of the detection (projection excluded).
@@ -241,6 +257,7 @@ class DetectionStats:
     attached: int
     merged_pieces: int
     evidence_grouped: int
+    pendants_dropped: int
     rings: int
     accounts_in_rings: int
     campaigns: int
@@ -357,9 +374,19 @@ def rings_from_communities(
     attached = 0
     if options.attach:
         label, attached = _attach_outsiders(label, weights, options)
+    pruned = 0
+    if options.min_ring_ties > 1:
+        label, pruned = _drop_pendants(label, weights, options)
     grouped = 0
     if options.evidence_component_weight is not None:
         label, grouped = _evidence_components(label, projection.ring_evidence, options)
+    if options.merge_again and options.merge_resolution is not None:
+        # The split, attach and the last pass change the pieces; pieces of one ring that
+        # were not pieces at the first merge (a hub ring's card groups) meet here.
+        label, more = _merge_pieces(
+            label, projection.ring_evidence, projection.ring_identifiers, options
+        )
+        merged += more
     # Inactive accounts held the structure together; only live ones are ring members.
     label = np.where(_inactive(projection.account_ids, platform, options), -1, label)
     ring_of = _number_rings(label, projection.account_ids, options.min_ring_size)
@@ -385,6 +412,7 @@ def rings_from_communities(
         attached=attached,
         merged_pieces=merged,
         evidence_grouped=grouped,
+        pendants_dropped=pruned,
         rings=len(rings),
         accounts_in_rings=int(np.sum(ring_of >= 0)),
         campaigns=len(campaigns),
@@ -432,6 +460,24 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
         label[order[s : s + size]] = next_label + membership
         next_label += int(membership.max()) + 1
     return label, len(comp_start), len(jobs)
+
+
+def _drop_pendants(label: np.ndarray, weights: sp.csr_matrix, options):
+    """Members of a ring linked to fewer than ``min_ring_ties`` of its other accounts leave it.
+
+    Once, not repeatedly: a customer of a ring's residential exit, or a household member
+    next to a ring, hangs on one ring member; peeling again would eat a chain from its
+    ends. Returns the new labels and the number of accounts dropped.
+    """
+    sizes = np.bincount(label[label >= 0], minlength=int(label.max(initial=0)) + 1)
+    ringed = (label >= 0) & (sizes[np.maximum(label, 0)] >= options.min_ring_size)
+    coo = weights.tocoo()
+    same = ringed[coo.row] & (label[coo.row] == label[coo.col])
+    ties = np.bincount(coo.row[same], minlength=len(label))
+    drop = ringed & (ties < options.min_ring_ties)
+    if not drop.any():
+        return label, 0
+    return np.where(drop, -1, label), int(drop.sum())
 
 
 def _split_by_evidence(

@@ -15,6 +15,10 @@ linked by the sum of the weights of everything they share. Three terms add up:
   that token too, so sharing an IP in the same hour counts more than sharing it months
   apart (SynchroTrap). A hub's tokens are split by time, so a CGNAT IP shared by
   thousands over months can still link a handful of accounts that arrived on it together.
+* **Hub arrivals.** A hub is also split by the *sign-up* window of its accounts: a token
+  ``(hub, window of created_at)`` holding a burst (several times the hub's mean sign-ups
+  per window) links a ring that signed up together behind a carrier exit or a public
+  template, as per-ring evidence.
 * **Lockstep.** Accounts with enough activity get a MinHash signature of their set of
   active hours; locality-sensitive hashing proposes pairs with near-identical schedules
   (round-robin load balancing) without comparing all pairs, and pairs whose exact
@@ -142,6 +146,26 @@ class ProjectionOptions:
         crowded counts as fully rare (factor 1). Surprisal ``ln(1/L)`` of the share ``L``
         of uses on identifiers of at least ``d`` accounts is measured in units of
         ``ln(1/rarity_reference)``. Default ``0.01``.
+    hub_arrival_window : str
+        Width of the sign-up window that splits a hub: accounts on an identifier above
+        ``hub_cap`` that were *created* in the same window (``accounts.created_at``) share
+        an arrival token ``(identifier, window)``, weighted like any token of its size
+        and counted as per-ring evidence. Two grids of windows half a window apart each
+        carry half the kind weight, so a burst across a window edge stays whole. A ring
+        that signed up in one burst behind a carrier exit or a public template is then
+        held by it, while the public on the hub arrives a few a day. Only *bursts*
+        count: tokens holding at least ``hub_arrival_burst`` times the hub's mean
+        sign-ups per window (its accounts over the span of their creation times). A hub
+        whose accounts mostly arrived in bursts is infrastructure of a campaign (its rings
+        all signed up through it), not a public hub hiding one ring, and is left out: its
+        tokens would join the campaign's rings. ``""`` turns it off. Default ``"1D"``.
+    hub_arrival_kinds : tuple[str, ...]
+        Kinds whose hubs are split by sign-up window. Default
+        ``("payment_method", "ip", "prompt_fingerprint")``: not client versions, which
+        everyone created on one day shares.
+    hub_arrival_burst : float
+        How many times the hub's mean sign-ups per window a token must hold. Default
+        ``4.0``.
     """
 
     kind_weights: Mapping[str, _NonNegative] = field(default_factory=_default_kind_weights)
@@ -160,12 +184,15 @@ class ProjectionOptions:
     ring_evidence_kinds: tuple[str, ...] = ("payment_method", "ip")
     rarity: Literal["surprisal", "adamic_adar"] = "surprisal"
     rarity_reference: Annotated[float, pydantic.Field(gt=0, lt=1)] = 0.01
+    hub_arrival_window: str = "1D"
+    hub_arrival_kinds: tuple[str, ...] = ("payment_method", "ip", "prompt_fingerprint")
+    hub_arrival_burst: Annotated[float, pydantic.Field(ge=1, allow_inf_nan=False)] = 4.0
 
-    @pydantic.field_validator("co_activity_window")
+    @pydantic.field_validator("co_activity_window", "hub_arrival_window")
     @classmethod
     def _window(cls, value: str) -> str:
         if value and pd.Timedelta(value) <= pd.Timedelta(0):
-            raise ValueError(f"co_activity_window {value!r} must be a positive duration or ''")
+            raise ValueError(f"window {value!r} must be a positive duration or ''")
         return value
 
     def kind_weight(self, kind: str) -> float:
@@ -283,10 +310,17 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
     ident = _pair_codes(kind_codes, pd.factorize(links["value"])[0][keep])
     evidence = np.isin(np.asarray(kinds, dtype=str), options.ring_evidence_kinds)[kind_codes]
 
-    (other, ring_evidence), ring_identifiers, hub_stats = _identifier_matrix(
+    (other, ring_evidence), ring_identifiers, degree, hub_stats = _identifier_matrix(
         rows, ident, kind_codes, kinds, kind_w, evidence, n, options
     )
     weights = other + ring_evidence
+    if options.hub_arrival_window:
+        arrival, arrival_identifiers = _hub_arrival(
+            platform.accounts, index, rows, ident, kind_codes, kinds, kind_w, degree, options
+        )
+        weights = weights + arrival
+        ring_evidence = ring_evidence + arrival
+        ring_identifiers = sp.hstack([ring_identifiers, arrival_identifiers], format="csr")
     co_tokens = 0
     if options.co_activity_window and options.co_activity_weight > 0:
         window = pd.Timedelta(options.co_activity_window).value
@@ -393,7 +427,54 @@ def _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, evidence, n, opti
         identifiers[k] = int(np.sum(shared & of_kind))
         hubs[k] = int(np.sum(hub & of_kind))
         hub_links[k] = int(np.sum(degree[hub & of_kind]))
-    return matrix, incidence, (identifiers, hubs, hub_links)
+    return matrix, incidence, degree, (identifiers, hubs, hub_links)
+
+
+def _hub_arrival(accounts, index, rows, ident, kind_codes, kinds, kind_w, degree, options):
+    """Hubs split by sign-up window: ``(identifier, window of created_at)`` tokens.
+
+    Only links of ``hub_arrival_kinds`` to identifiers above ``hub_cap`` count; a token of
+    2 to ``hub_cap`` accounts is expanded like any other (its weight falls with its size).
+    Returns its projection (all per-ring evidence) and its accounts × tokens incidence.
+    """
+    n = len(index)
+    created = np.full(n, -1, dtype=np.int64)
+    if "created_at" in accounts.columns:
+        known = accounts["created_at"].notna().to_numpy()
+        at = _rows(accounts["account_id"][known], index)
+        created[at] = _epoch_ns(accounts["created_at"][known])
+    hub_kind = np.isin(np.asarray(kinds, dtype=str), options.hub_arrival_kinds)[kind_codes]
+    on_hub = hub_kind & (degree[ident] > options.hub_cap) & (created[rows] >= 0)
+    window = pd.Timedelta(options.hub_arrival_window).value
+    # Distinct (hub, account) uses, then each hub's mean sign-ups per window.
+    hub, at = _distinct(ident[on_hub], rows[on_hub], n)
+    born = created[at]
+    first = np.full(len(degree), np.iinfo(np.int64).max)
+    last = np.full(len(degree), np.iinfo(np.int64).min)
+    np.minimum.at(first, hub, born)
+    np.maximum.at(last, hub, born)
+    on = np.bincount(hub, minlength=len(degree))
+    windows = np.maximum((last - first) / window, 1.0)
+    ident_kind = np.zeros(len(degree), dtype=np.int64)
+    ident_kind[ident] = kind_codes
+    expected = np.maximum(options.hub_arrival_burst * on / windows, 2)
+    # Two grids half a window apart, so a burst that straddles a window edge is whole
+    # in one of them; each grid carries half the kind weight.
+    parts, offset = [], 0
+    for shift in (0, window // 2):
+        token = _pair_codes(hub, (born + shift) // window)
+        burst = np.bincount(token)[token] >= expected[hub]
+        if shift == 0:
+            # Campaign infrastructure: most of the hub's accounts arrived in bursts.
+            public = np.bincount(hub[burst], minlength=len(degree)) < 0.5 * np.maximum(on, 1)
+        keep = burst & public[hub]
+        parts.append((at[keep], token[keep] + offset, 0.5 * kind_w[ident_kind[hub[keep]]]))
+        offset += int(token.max(initial=-1)) + 1
+    at_k, token_k, weight = (np.concatenate(x) for x in zip(*parts, strict=True))
+    (_, arrival), _, _, incidence = _token_matrix(
+        at_k, token_k, weight, np.ones(len(token_k), dtype=bool), n, options.hub_cap
+    )
+    return arrival, incidence
 
 
 def _distinct(token: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
