@@ -34,7 +34,7 @@ from graphinv.ingest.pseudonymise import key_from_env
 from graphinv.schema import TABLES, conform
 from graphinv.score.scoring import score_rings
 from graphinv.stores import Store, open_store
-from graphinv.sweep import Detector, SweepReport, run_sweep
+from graphinv.sweep import Detector, Measure, SweepReport, run_sweep
 
 if TYPE_CHECKING:
     from graphinv.score.fit_weights import FitResult
@@ -189,16 +189,22 @@ class Context:
         return tuple(dict.fromkeys(declared + tuple(extra_kinds)))
 
     def sweep(
-        self, *, alert_threshold: float | None = None, detector: Detector | None = None
+        self,
+        *,
+        alert_threshold: float | None = None,
+        detector: Detector | None = None,
+        measure: Measure | None = None,
     ) -> SweepReport:
         """Detect, score and record rings over the loaded platform (see :func:`run_sweep`);
-        ``detector`` runs the detection elsewhere (``graphinv.engines``)."""
+        ``detector`` runs the detection and ``measure`` the features elsewhere
+        (``graphinv.engines``)."""
         return run_sweep(
             self.store,
             settings=self.settings,
             alert_threshold=alert_threshold,
             progress=self.progress,
             detector=detector,
+            measure=measure,
         )
 
     def rings(self, *, sweep_id: str | None = None) -> pd.DataFrame:

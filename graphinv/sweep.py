@@ -48,7 +48,7 @@ from graphinv.detect.workers import Forked
 from graphinv.lineage import Lineage, match_rings, ring_identifiers
 from graphinv.schema import Platform
 from graphinv.score.features import FEATURES
-from graphinv.score.scoring import score_rings
+from graphinv.score.scoring import Measure, score_rings
 from graphinv.stores.base import Store, SweepRecord
 from graphinv.stores.codes import is_in
 
@@ -154,6 +154,7 @@ def run_sweep(
     at: datetime | None = None,
     progress: bool = True,
     detector: Detector | None = None,
+    measure: Measure | None = None,
 ) -> SweepReport:
     """Detect, score and record rings over everything the store holds.
 
@@ -174,6 +175,9 @@ def run_sweep(
         Runs projection and detection instead of this process (e.g.
         :class:`graphinv.engines.spark.SparkDetector`); scoring, lineage and writing
         are the same.
+    measure
+        Measures the rings' features instead of this process (e.g.
+        ``SparkDetector.features``, Spark aggregations); the score is the same.
 
     Raises
     ------
@@ -188,7 +192,8 @@ def run_sweep(
     with store.exclusive("sweep"):
         store.require_finished_load()
         return _locked_sweep(
-            store, settings, alert_threshold, at or datetime.now(UTC), timer, detector
+            store, settings, alert_threshold, at or datetime.now(UTC), timer, detector,
+            measure,
         )
 
 
@@ -199,6 +204,7 @@ def _locked_sweep(
     at: datetime,
     timer: _StageTimer,
     detector: Detector | None = None,
+    measure: Measure | None = None,
 ) -> SweepReport:
     with timer("reading the platform"):
         platform = store.read_platform()
@@ -222,7 +228,8 @@ def _locked_sweep(
         store.release()
         matching = Forked(_lineage, previous_members, detection.members, platform, settings)
     with timer("scoring"):
-        scores = score_rings(detection.members, platform, options=settings.scoring)
+        scores = score_rings(detection.members, platform, options=settings.scoring,
+                             measure=measure)
     with timer("lineage"):
         lineage, inactive_accounts = matching.result()
     sweep_id = f"S{len(previous) + 1:04d}-{at:%Y%m%dT%H%M%S}"

@@ -20,6 +20,9 @@ from graphinv.config import Settings
 from graphinv.detect.communities import detect_rings
 from graphinv.detect.projection import project
 from graphinv.errors import InputError, MissingExtra
+from graphinv.score.features import FEATURES, ring_features
+from graphinv.score.registry import RingFeatures
+from graphinv.score.scoring import score_rings
 from graphinv.stores import open_store
 from graphinv.sweep import run_sweep
 from graphinv.synth import generate, write_platform
@@ -60,15 +63,24 @@ def compared(tmp_path_factory: pytest.TempPathFactory):
             giant_component_edges=20_000, single_task_edges=100_000, shuffle_partitions=2
         ),
     )
-    report = run_sweep(store, settings=settings, progress=False, detector=detector)
+    measured: list[RingFeatures] = []
+
+    def measure(members, platform, *, options):
+        measured.append(detector.features(members, platform, options=options))
+        return measured[-1]
+
+    report = run_sweep(store, settings=settings, progress=False, detector=detector,
+                       measure=measure)
     stored = store.read_members()
     store.close()
-    return projection, detection, detector.last, report, stored
+    local = ring_features(detection.members, platform, options=settings.scoring.features)
+    features = {"local": local, "spark": measured[0], "platform": platform}
+    return projection, detection, detector.last, report, stored, features
 
 
 @pytest.mark.spark
 def test_projection_is_bit_identical(compared):
-    projection, _, spark, _, _ = compared
+    projection, _, spark, _, _, _ = compared
     other = spark.projection
     assert np.array_equal(projection.account_ids, other.account_ids)
     assert projection.stats == other.stats
@@ -84,7 +96,7 @@ def test_projection_is_bit_identical(compared):
 
 @pytest.mark.spark
 def test_rings_are_identical(compared):
-    _, detection, spark, _, _ = compared
+    _, detection, spark, _, _, _ = compared
     found = spark.detection
     assert len(detection.rings) > 50
     pd.testing.assert_frame_equal(found.members, detection.members)
@@ -99,7 +111,7 @@ def test_rings_are_identical(compared):
 
 @pytest.mark.spark
 def test_sweep_records_the_spark_rings(compared):
-    _, detection, _, report, stored = compared
+    _, detection, _, report, stored, _ = compared
     assert report.projection["engine"]["name"] == "spark"
     assert report.counts["rings"] == len(detection.rings)
 
@@ -110,6 +122,46 @@ def test_sweep_records_the_spark_rings(compared):
     assert len(groups(stored)) == len(detection.rings)
     assert groups(stored) == groups(detection.members)
     assert report.rings["score"].notna().all()
+
+
+@pytest.mark.spark
+def test_features_and_scores_on_spark_equal_one_machine(compared):
+    _, detection, _, _, _, features = compared
+    local, spark = features["local"], features["spark"]
+    assert list(spark.values.columns) == list(local.values.columns)
+    assert spark.values.index.equals(local.values.index)
+    measured = 0
+    for column in local.values.columns:
+        mine, theirs = local.values[column], spark.values[column]
+        if not pd.api.types.is_numeric_dtype(mine):
+            assert mine.astype(str).tolist() == theirs.astype(str).tolist(), column
+            continue
+        mine, theirs = mine.to_numpy(dtype=float), theirs.to_numpy(dtype=float)
+        np.testing.assert_allclose(theirs, mine, rtol=1e-9, atol=1e-12, err_msg=column)
+        measured += column in FEATURES and bool(np.isfinite(mine).any())
+    # Every feature is measurable on the medium preset: a NaN-for-NaN match proves little.
+    assert measured == len(FEATURES)
+    for name in ("baseline", "reference"):
+        mine, theirs = getattr(local, name), getattr(spark, name)
+        assert sorted(mine.index) == sorted(theirs.index), name
+        np.testing.assert_allclose(theirs[mine.index], mine, rtol=1e-9, err_msg=name)
+    assert local.rate_limits.sort_index().to_dict() == pytest.approx(
+        spark.rate_limits.sort_index().to_dict(), rel=1e-12)
+    # The score of every ring, from either measurement.
+    members, platform = detection.members, features["platform"]
+    one = score_rings(members, platform).rings.set_index("ring_id")["score"]
+    other = score_rings(members, platform, measure=lambda *_, **__: spark
+                        ).rings.set_index("ring_id")["score"]
+    np.testing.assert_allclose(other[one.index], one, rtol=1e-9, atol=1e-12)
+
+
+def test_a_feature_without_a_spark_measurement_is_refused(monkeypatch):
+    from graphinv.engines import spark_features
+    from graphinv.errors import GraphinvError
+
+    monkeypatch.delitem(spark_features.SPARK_MEASURES, "ip_rotation")
+    with pytest.raises(GraphinvError, match="ip_rotation have no Spark measurement"):
+        spark_features.spark_ring_features(pd.DataFrame(), "unused", spark=None)
 
 
 def test_a_missing_pyspark_names_the_extra(monkeypatch):

@@ -396,17 +396,19 @@ def sweep(lazy: _LazyContext, json_path: Path | None, alert_threshold: float | N
     """
     from graphinv.investigate.review import alert_groups, review_queue
 
-    detector = None
+    detector = measure = None
     if engine == "spark":
         from graphinv.engines.spark import SparkDetector, SparkOptions
 
         if not spark_input:
             raise GraphinvError("--engine spark needs --input: the folder that was loaded")
         detector = SparkDetector(spark_input, options=SparkOptions(master=master))
+        measure = detector.features
     elif spark_input:
         raise GraphinvError("--input is read by --engine spark only")
     context = lazy.get()
-    report = context.sweep(alert_threshold=alert_threshold, detector=detector)
+    report = context.sweep(alert_threshold=alert_threshold, detector=detector,
+                           measure=measure)
     groups = alert_groups(context.store, report.alerts)
     queue = review_queue(context.store, alert_threshold=report.alert_threshold)
     if json_path is not None:

@@ -46,7 +46,9 @@ executor to hold them whole; they run on the driver instead, and are listed in
 
 Not distributed (yet): the merge pass, the evidence-component pass, ring numbering,
 the ring table and campaigns run on the driver over the collected edge lists (scipy CSR,
-as on one machine); features and scoring run on the store's platform in the sweep.
+as on one machine). Features and baselines are Spark aggregations
+(:meth:`SparkDetector.features`, :mod:`graphinv.engines.spark_features`); the score
+itself, lineage and writing run in the sweep, on the store's platform.
 ``docs/scale.md`` has the measured sizes and the plan beyond them.
 
 Examples
@@ -81,6 +83,7 @@ from graphinv.detect.communities import Detection, DetectionOptions
 from graphinv.detect.projection import Projection, ProjectionOptions, ProjectionStats
 from graphinv.errors import GraphinvError, InputError, MissingExtra
 from graphinv.schema import Platform
+from graphinv.score.registry import FeatureOptions, RingFeatures
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -344,6 +347,19 @@ class SparkDetector:
             "seconds": self.last.seconds,
         }
         return stats, self.last.detection
+
+    def features(
+        self, members: pd.DataFrame, platform: Platform, *, options: FeatureOptions
+    ) -> RingFeatures:
+        """The rings' features and platform baselines as Spark aggregations over
+        ``source`` (:func:`graphinv.engines.spark_features.spark_ring_features`): the
+        sweep's ``measure``. ``platform`` (the store's) is not read: detection checked
+        that ``source`` holds the same accounts and links."""
+        from graphinv.engines.spark_features import spark_ring_features
+
+        del platform  # the same platform, read from ``source`` on Spark
+        return spark_ring_features(members, self.source, spark=spark_session(self.options),
+                                   options=options)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -770,7 +786,7 @@ def _component_partition(
             with multiprocessing.get_context("spawn").Pool(1) as pool:
                 membership = pool.apply(communities._igraph_all, ([job], options))[0]
         else:
-            # A Spark Python worker is a process of its own, as ``_in_child``'s child is,
+            # A Spark Python worker is a process of its own, as a forked Leiden child is,
             # so igraph's process-wide generator may be seeded here.
             membership = communities._igraph_all([job], options)[0]
     return pd.DataFrame({"idx": nodes, "membership": membership, "leiden": not complete})
@@ -789,7 +805,9 @@ def _leiden_memberships(
     sizes = component.groupBy("c").agg(F.count("*").alias("size")).where(
         F.col("size") >= options.min_ring_size
     )
-    with_comp = edges.join(component.select(F.col("v").alias("i"), "c"), "i").join(sizes, "c")
+    # Read twice (edge counts per component, then Leiden): joined once, not per read.
+    with_comp = edges.join(component.select(F.col("v").alias("i"), "c"), "i").join(
+        sizes, "c").cache()
     per_comp = with_comp.groupBy("c").agg(F.count("*").alias("edges"), F.first("size")
                                           .alias("size"))
     giant_rows = per_comp.where(F.col("edges") > spark_options.giant_component_edges).collect()
@@ -809,6 +827,7 @@ def _leiden_memberships(
             parts.append(_component_partition(pdf, options, in_child=True))
         giants = [{"component": int(r["c"]), "accounts": int(r["size"]),
                    "edges": int(r["edges"])} for r in sorted(giant_rows, key=lambda r: r["c"])]
+    with_comp.unpersist()
     return pd.concat(parts, ignore_index=True), giants
 
 

@@ -24,11 +24,13 @@ from graphinv.schema import Platform
 from graphinv.stores.codes import positions
 
 __all__ = [
+    "AGGREGATION",
     "Feature",
     "FeatureOptions",
     "FeatureRegistry",
     "Group",
     "KindLinks",
+    "Measured",
     "PerAccount",
     "PerRing",
     "Reading",
@@ -250,24 +252,46 @@ class FeatureRegistry:
             a column.
         """
         ring = RingContext.build(members, platform, options)
-        values = pd.DataFrame(index=pd.Index(ring.ring_ids, name="ring_id"))
-        values["size"] = ring.size
-        baseline: dict[str, float] = {}
-        reference: dict[str, float] = {}
-        details: dict[str, Any] = {}
-        for spec in self:
+
+        def read(spec: Feature) -> Measured:
             measured = spec.measure(ring)
             expected = ring.n_accounts if isinstance(measured, PerAccount) else ring.n_rings
             if len(measured.values) != expected:
                 raise ValueError(f"feature {spec.name} returned {len(measured.values)} values, "
                                  f"not {expected}")
             if isinstance(measured, PerAccount):
-                values[spec.name], baseline[spec.name], ref = _aggregate(measured, spec.unit, ring)
-            else:
-                values[spec.name], baseline[spec.name], ref = (
-                    measured.values, float(measured.baseline), float(measured.reference))
+                return Measured(*_aggregate(measured, spec.unit, ring), measured.details)
+            return Measured(measured.values, float(measured.baseline),
+                            float(measured.reference), measured.details)
+
+        return self.assemble(ring.ring_ids, ring.size, read, rate_limits=ring.usage.rate_limits)
+
+    def assemble(
+        self,
+        ring_ids: np.ndarray,
+        size: np.ndarray,
+        read: Callable[[Feature], Measured],
+        *,
+        rate_limits: pd.Series,
+    ) -> RingFeatures:
+        """:class:`RingFeatures` from each feature's :class:`Measured` (``read(feature)``,
+        called in registration order): one table layout for every engine that measures.
+
+        Raises
+        ------
+        ValueError
+            A detail clashes with a column.
+        """
+        values = pd.DataFrame(index=pd.Index(ring_ids, name="ring_id"))
+        values["size"] = size
+        baseline: dict[str, float] = {}
+        reference: dict[str, float] = {}
+        details: dict[str, Any] = {}
+        for spec in self:
+            measured = read(spec)
+            values[spec.name], baseline[spec.name] = measured.values, measured.baseline
             if spec.unit != "share":
-                reference[spec.name] = ref
+                reference[spec.name] = measured.reference
             clash = sorted(set(measured.details) & ({"size", *self.names()} | set(details)))
             if clash:
                 raise ValueError(f"feature {spec.name} reports detail(s) {clash} that another "
@@ -279,7 +303,7 @@ class FeatureRegistry:
             values=values,
             baseline=pd.Series(baseline, dtype=float),
             reference=pd.Series(reference, dtype=float),
-            rate_limits=ring.usage.rate_limits,
+            rate_limits=rate_limits,
         )
 
     def unregister(self, name: str) -> None:
@@ -335,15 +359,37 @@ class RingFeatures:
     rate_limits: pd.Series
 
 
+#: How a per-account feature becomes ring values, baseline and reference, by unit: the
+#: statistic over members (and over all accounts for the baseline) and the reference
+#: percentile (None: no reference). Every engine reads it from here.
+AGGREGATION: dict[Unit, tuple[Literal["mean", "median"], float | None]] = {
+    "share": ("mean", None),
+    "ratio": ("median", 0.99),
+    "inverse_ratio": ("median", 0.01),
+}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One feature, measured: per ring values (ring-code order), baseline, reference
+    (NaN for shares) and details."""
+
+    values: np.ndarray
+    baseline: float
+    reference: float
+    details: Mapping[str, Any]
+
+
 def _aggregate(measured: PerAccount, unit: Unit, ring: RingContext
                ) -> tuple[np.ndarray, float, float]:
-    """Ring values, baseline and reference of a per-account feature."""
+    """Ring values, baseline and reference of a per-account feature (:data:`AGGREGATION`)."""
     column = pd.Series(np.asarray(measured.values, dtype=float))
-    if unit == "share":
-        return ring.mean_by_ring(column.to_numpy()), float(column.mean()), np.nan
-    q = 0.01 if unit == "inverse_ratio" else 0.99
-    return (ring.median_by_ring(column.to_numpy()), float(column.median()),
-            float(column.quantile(q)))
+    statistic, q = AGGREGATION[unit]
+    if statistic == "mean":
+        values, base = ring.mean_by_ring(column.to_numpy()), float(column.mean())
+    else:
+        values, base = ring.median_by_ring(column.to_numpy()), float(column.median())
+    return values, base, np.nan if q is None else float(column.quantile(q))
 
 
 # --- what features measure from --------------------------------------------------------

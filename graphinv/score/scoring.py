@@ -40,6 +40,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -50,9 +51,13 @@ import pydantic
 from graphinv.errors import stage_options
 from graphinv.schema import Platform
 from graphinv.score.features import FEATURES, FeatureOptions, ring_features
-from graphinv.score.registry import Unit
+from graphinv.score.registry import RingFeatures, Unit
 
-__all__ = ["RingScores", "ScoringOptions", "score_rings", "suspicion"]
+__all__ = ["Measure", "RingScores", "ScoringOptions", "score_rings", "suspicion"]
+
+#: ``(members, platform, *, options: FeatureOptions) → RingFeatures``: how an engine
+#: measures features (:func:`~graphinv.score.features.ring_features` by default).
+Measure = Callable[..., RingFeatures]
 
 
 @stage_options("scoring")
@@ -135,7 +140,11 @@ class RingScores:
 
 
 def score_rings(
-    members: pd.DataFrame, platform: Platform, *, options: ScoringOptions | None = None
+    members: pd.DataFrame,
+    platform: Platform,
+    *,
+    options: ScoringOptions | None = None,
+    measure: Measure | None = None,
 ) -> RingScores:
     """Score every ring of ``members`` by extraction behaviour and explain the score.
 
@@ -147,6 +156,10 @@ def score_rings(
         The platform's tables; ``labels`` is never read.
     options : ScoringOptions, optional
         Weights, threshold and feature settings; default: the class's documented defaults.
+    measure : callable, optional
+        Measures the features, ``(members, platform, *, options) → RingFeatures``;
+        default :func:`~graphinv.score.features.ring_features`. An engine passes its own
+        (e.g. ``SparkDetector.features``, which aggregates on Spark).
 
     Returns
     -------
@@ -171,7 +184,7 @@ def score_rings(
     (0.5, 0.5, 0.0)
     """
     options = options or ScoringOptions()
-    measured = ring_features(members, platform, options=options.features)
+    measured = (measure or ring_features)(members, platform, options=options.features)
     # A feature registered after ``options`` was made has no weight there: its default.
     weights = {spec.name: options.weights.get(spec.name, spec.weight) for spec in FEATURES}
     total_weight = sum(weights.values()) or 1.0
