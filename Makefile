@@ -64,6 +64,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_detect.py
 	$(BIN)/python bench/bench_load.py --accounts 100000
 	$(BIN)/python bench/bench_scale.py --accounts 100000 300000 1000000
+	# The peer (Neo4j GDS in the local server, settings chosen on tuning seeds) on a case-24k report seed.
+	$(BIN)/python bench/bench_peer.py --preset case-24k --accounts 100000 --seeds 300
 
 neo4j-start: $(VENV)/.installed
 	$(BIN)/graphinv neo4j start

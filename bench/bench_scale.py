@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform as host
 import resource
 import shutil
 import subprocess
@@ -38,21 +37,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "bench_scale"
-
-
-def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024**2
-    except OSError:
-        mem = float("nan")
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GB RAM, {host.system()} {host.release()}"
 
 
 def _child(step: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +140,7 @@ def main() -> None:
         return
 
     rows: list[dict[str, Any]] = []
-    print(f"machine: {_machine()}")
+    print(f"machine: {machine(load=True)}")
     for accounts in options.accounts:
         folder = DATA / f"case24k_{accounts}_s{options.seed}"
         if not (folder / "links.parquet").exists():
@@ -183,7 +171,7 @@ def main() -> None:
     print()
     print(_table(rows))
     if options.json:
-        options.json.write_text(json.dumps({"machine": _machine(), "rows": rows}, indent=1))
+        options.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
 
 
 def _line(row: dict[str, Any]) -> str:

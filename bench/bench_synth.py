@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine
 
 
 def run_one(preset: str, fmt: str, seed: int) -> dict:
@@ -44,14 +44,6 @@ def run_one(preset: str, fmt: str, seed: int) -> dict:
     }
 
 
-def _machine() -> str:
-    load = os.getloadavg()
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"python {platform.python_version()}, load avg {load[0]:.1f}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("presets", nargs="*", default=["small", "medium", "case-24k"])
@@ -62,7 +54,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_one(args.presets[0], args.fmt, args.seed)))
         return
-    print(f"machine: {_machine()}; format {args.fmt}")
+    print(f"machine: {machine()}; format {args.fmt}")
     results = []
     for preset in args.presets:
         cmd = [sys.executable, __file__, preset, "--fmt", args.fmt, "--seed", str(args.seed)]
