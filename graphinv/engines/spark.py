@@ -609,10 +609,13 @@ def _hub_arrival_terms(links: DataFrame, accounts: DataFrame, options: Projectio
     ranked = _ordered_index(
         kept, ["grid", "first_account", "kind", "value", "first_row"], "tok"
     ).join(F.broadcast(weights), ["kw", "degree"])
+    # Checkpointed, not cached: the plans after it (edges, components, Leiden) would
+    # otherwise print this term's nested cached plans, which ran the driver out of heap.
     incidence = grids.select(*token, "idx").join(
         ranked.select(*token, "tok", "w"), token
-    ).withColumn("ev", F.lit(True)).cache()
+    ).withColumn("ev", F.lit(True)).localCheckpoint()
     uses.unpersist()
+    kept.unpersist()
     return _token_pairs(incidence, {True: "arrival"}), incidence.select("idx", "tok")
 
 
