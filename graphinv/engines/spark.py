@@ -18,8 +18,8 @@ Spark step (this module)               mirrors (``graphinv.detect``)
 :func:`_co_activity_terms`             ``project``'s co-activity block + ``_token_matrix``
 :func:`_lockstep_term`                 ``projection._lockstep``, ``_minhash``,
                                        ``_lsh_candidates``, ``_pairs_in_runs``
-:func:`_edges`                         ``project``: ``other + ring_evidence + co +
-                                       co_evidence + lock``, ``_tidy``
+:func:`_edges`                         ``project``: ``other + ring_evidence + arrival +
+                                       co + co_evidence + lock``, ``_tidy``
 :func:`_components`                    ``connected_components`` in ``detect_rings``
 :func:`_leiden_memberships`            ``communities._leiden`` (complete components) and
                                        ``_igraph_all`` / ``_leidenalg`` per component
@@ -262,6 +262,13 @@ def detect_on_spark(
     links = links.cache()
     with clock("identifier terms"):
         terms, ring_identifiers, ident_stats = _identifier_terms(links, kinds, popt)
+    if popt.hub_arrival_window:
+        with clock("hub arrivals"):
+            arrival_terms, arrival_identifiers = _hub_arrival_terms(
+                links, tables["accounts"], popt
+            )
+        terms += arrival_terms
+        ring_identifiers = _after(ring_identifiers, arrival_identifiers)
     co_tokens = 0
     if popt.co_activity_window and popt.co_activity_weight > 0:
         with clock("co-activity terms"):
@@ -539,6 +546,107 @@ def _identifier_terms(links: DataFrame, kinds: list[str], options: ProjectionOpt
     return terms, ring_identifiers, stats
 
 
+def _hub_arrival_terms(links: DataFrame, accounts: DataFrame, options: ProjectionOptions):
+    """Term ``arrival`` of ``project`` (mirrors ``projection._hub_arrival``) and its
+    accounts × tokens incidence ``idx, tok`` (all per-ring evidence).
+
+    Links of ``hub_arrival_kinds`` to identifiers above ``hub_cap``, of accounts with a
+    ``created_at`` at or after the epoch, give tokens ``(hub, grid, window of created_at)``
+    on two grids half a window apart. A token is kept when it is a burst (at least
+    ``hub_arrival_burst`` × the hub's mean sign-ups per window, and 2), its hub is public
+    (fewer than half its accounts in grid-0 bursts) and it has at most ``hub_cap``
+    accounts; it weighs ``0.5 × kind weight / log(1 + degree)``. Tokens are ranked as
+    ``_hub_arrival`` codes them: grid, then hub in identifier order, then smallest row.
+    """
+    from pyspark.sql import functions as F
+
+    spark = links.sparkSession
+    empty = spark.createDataFrame([], "idx long, tok long")
+    if "created_at" not in accounts.columns:
+        return [], empty
+    window = int(pd.Timedelta(options.hub_arrival_window).value)
+    hubs = (
+        links.where(F.col("kind").isin(list(options.hub_arrival_kinds)))
+        .groupBy("kind", "value")
+        .agg(F.count("*").alias("degree"), F.min("account_id").alias("first_account"),
+             F.first("kw").alias("kw"))
+        .where(F.col("degree") > options.hub_cap)
+        .drop("degree")
+    )
+    born = accounts.select(
+        "account_id", F.expr("unix_micros(created_at) * 1000").alias("born")
+    ).where(F.col("born") >= 0)
+    uses = (
+        links.select("account_id", "kind", "value", "idx")
+        .join(hubs, ["kind", "value"])
+        .join(born, "account_id")
+        .select("kind", "value", "first_account", "kw", "idx", "born")
+        .distinct()
+        .cache()
+    )
+    hub = ["kind", "value"]
+    # Mean sign-ups per window as numpy computes it: the same IEEE operations in order.
+    expected = uses.groupBy(*hub).agg(
+        F.count("*").alias("on"), F.min("born").alias("first"), F.max("born").alias("last")
+    ).select(
+        *hub, "on",
+        F.greatest(
+            F.lit(options.hub_arrival_burst) * F.col("on") / F.greatest(
+                (F.col("last") - F.col("first")) / F.lit(window), F.lit(1.0)
+            ),
+            F.lit(2.0),
+        ).alias("expected"),
+    )
+    grids = uses.crossJoin(
+        spark.createDataFrame([(0, 0), (1, window // 2)], "grid int, shift long")
+    ).withColumn("win", F.expr(f"(born + shift) div {window}"))
+    token = [*hub, "grid", "win"]
+    sizes = grids.groupBy(*token).agg(
+        F.count("*").alias("degree"), F.min("idx").alias("first_row")
+    ).join(expected, hub).withColumn("burst", F.col("degree") >= F.col("expected"))
+    # Campaign infrastructure: most of the hub's accounts arrived in (grid-0) bursts.
+    public = sizes.where((F.col("grid") == 0) & F.col("burst")).groupBy(*hub).agg(
+        F.sum("degree").alias("in_bursts")
+    ).join(expected, hub, "right").where(
+        F.coalesce(F.col("in_bursts"), F.lit(0)) < F.lit(0.5) * F.greatest(F.col("on"), F.lit(1))
+    ).select(*hub)
+    kept = (
+        sizes.where(F.col("burst") & (F.col("degree") <= options.hub_cap))
+        .join(public, hub)
+        .join(uses.select(*hub, "first_account", "kw").distinct(), hub)
+        .select(*token, "first_account", "kw", "degree", "first_row")
+        .cache()
+    )
+    table = kept.select("kw", "degree").distinct().toPandas()
+    table["w"] = (0.5 * table["kw"].to_numpy(np.float64)) * (
+        1.0 / np.log1p(table["degree"].to_numpy(np.int64))
+    )
+    weights = spark.createDataFrame(table, "kw double, degree long, w double")
+    ranked = _ordered_index(
+        kept, ["grid", "first_account", "kind", "value", "first_row"], "tok"
+    ).join(F.broadcast(weights), ["kw", "degree"])
+    # Checkpointed, not cached: the plans after it (edges, components, Leiden) would
+    # otherwise print this term's nested cached plans, which ran the driver out of heap.
+    incidence = grids.select(*token, "idx").join(
+        ranked.select(*token, "tok", "w"), token
+    ).withColumn("ev", F.lit(True)).localCheckpoint()
+    uses.unpersist()
+    kept.unpersist()
+    return _token_pairs(incidence, {True: "arrival"}), incidence.select("idx", "tok")
+
+
+def _after(first: DataFrame, second: DataFrame) -> DataFrame:
+    """``idx, tok`` incidences side by side: ``second``'s tokens ranked after ``first``'s
+    (``sp.hstack`` of the two)."""
+    from pyspark.sql import functions as F
+
+    offset = first.agg(F.max("tok")).collect()[0][0]
+    start = 0 if offset is None else int(offset) + 1
+    return first.select("idx", "tok").unionByName(
+        second.select("idx", (F.col("tok") + F.lit(start)).alias("tok"))
+    )
+
+
 def _co_activity_terms(links: DataFrame, options: ProjectionOptions):
     """Terms ``co`` and ``co_evidence`` of ``project``: tokens ``(identifier, window of
     first_seen)`` shared by 2 to ``hub_cap`` accounts, weighted
@@ -667,13 +775,13 @@ def _lockstep_term(usage: DataFrame, index: DataFrame, options: ProjectionOption
 def _edges(spark: SparkSession, terms: list[DataFrame]) -> DataFrame:
     """``i, j, weight, evidence`` per pair ``i < j`` with a nonzero weight.
 
-    ``weight = (((other + evidence) + co) + co_evidence) + lock`` and ``evidence =
-    evidence + co_evidence``, in ``project``'s order (an absent term adds ``0.0``, which
-    changes no sum, as scipy's sparse addition skips it).
+    ``weight = ((((other + evidence) + arrival) + co) + co_evidence) + lock`` and
+    ``evidence = (evidence + arrival) + co_evidence``, in ``project``'s order (an absent
+    term adds ``0.0``, which changes no sum, as scipy's sparse addition skips it).
     """
     from pyspark.sql import functions as F
 
-    names = ("other", "evidence", "co", "co_evidence", "lock")
+    names = ("other", "evidence", "arrival", "co", "co_evidence", "lock")
     if not terms:
         return spark.createDataFrame([], "i long, j long, weight double, evidence double")
     union = terms[0]
@@ -687,8 +795,8 @@ def _edges(spark: SparkSession, terms: list[DataFrame]) -> DataFrame:
     for t in names[1:]:
         weight = weight + F.col(t)
     return wide.select(
-        "i", "j", weight.alias("weight"), (F.col("evidence") + F.col("co_evidence"))
-        .alias("evidence")
+        "i", "j", weight.alias("weight"),
+        (F.col("evidence") + F.col("arrival") + F.col("co_evidence")).alias("evidence")
     ).where(F.col("weight") != 0)
 
 
