@@ -101,9 +101,8 @@ def _holder(members: pd.Series, accounts: set[str]) -> str | None:
     return None if held.empty else str(held.value_counts().index[0])
 
 
-# Open target: with the harder rings in the small preset, 5 of 8 respawns are linked end to
-# end (the star-card and sparse rings come back in pieces). Strict: fails once it passes.
-@pytest.mark.xfail(strict=True, reason="end-to-end respawn linking 0.62 < 0.8 on harder rings")
+# Met since issue 17's pendant and second-merge passes hold more of the harder rings whole
+# (it was 5 of 8 respawns linked end to end while star-card and sparse rings came in pieces).
 def test_end_to_end_respawns_through_run_sweep(tmp_path, days: tuple[Platform, Platform]) -> None:
     day0, day1 = days
     store = open_store(path=tmp_path / "g.duckdb", use_env=False)
