@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform as host
 import resource
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from machine import machine
 
 SEEDS_FILE = Path(__file__).resolve().with_name("seeds.toml")
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,22 +130,12 @@ def run_child(preset: str, seed: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    cpu = host.processor() or host.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+def run_line() -> str:
+    """The machine line, with the commit measured."""
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
-    load = os.getloadavg()[0]
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {ram:.0f} GiB RAM, Python {host.python_version()}, "
-        f"load avg {load:.1f} at start, commit {commit or '?'}"
-    )
+    return f"{machine(load=True)}, commit {commit or '?'}"
 
 
 def _cell(value: float | None, fmt: str) -> str:
@@ -237,7 +228,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_one(args.preset, seeds[0])))
         return
-    print(f"machine: {machine()}")
+    print(f"machine: {run_line()}")
     print(f"preset {args.preset}, seeds {args.seeds}: {seeds}; {args.jobs} at a time; "
           "embedded store, default settings")
     t0 = time.perf_counter()
@@ -250,7 +241,7 @@ def main() -> None:
     print(f"\nwall time {time.perf_counter() - t0:.0f} s")
     if args.json:
         payload = {
-            "machine": machine(),
+            "machine": run_line(),
             "preset": args.preset,
             "seeds": args.seeds,
             "seed_list": seeds,

@@ -38,7 +38,7 @@ import pandas as pd
 
 from graphinv.errors import GraphinvError
 from graphinv.score.features import FEATURES
-from graphinv.score.registry import AGGREGATION, FeatureOptions, Measured, RingFeatures
+from graphinv.score.registry import AGGREGATION, FeatureOptions, Measured, PerRing, RingFeatures
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -64,17 +64,7 @@ class SparkPerAccount:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class SparkPerRing:
-    """A per-ring feature: values in ring-code order, computed from per-ring Spark rows."""
-
-    values: np.ndarray
-    baseline: float
-    reference: float = np.nan
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-SparkMeasure = Callable[["SparkRings"], SparkPerAccount | SparkPerRing]
+SparkMeasure = Callable[["SparkRings"], SparkPerAccount | PerRing]
 #: Feature name → its Spark measurement (the formula of ``graphinv.score.features``).
 SPARK_MEASURES: dict[str, SparkMeasure] = {}
 
@@ -218,7 +208,7 @@ class SparkRings:
         per_account: dict[str, SparkPerAccount] = {}
         for spec in FEATURES:
             measured = SPARK_MEASURES[spec.name](self)
-            if isinstance(measured, SparkPerRing):
+            if isinstance(measured, PerRing):
                 done[spec.name] = Measured(measured.values, float(measured.baseline),
                                            float(measured.reference), measured.details)
             else:
@@ -499,7 +489,7 @@ def _densest(frame: DataFrame, window_micros: int, by: str | None) -> DataFrame:
 
 
 @_measures("signup_burst")
-def _signup_burst(rings: SparkRings) -> SparkPerRing:
+def _signup_burst(rings: SparkRings) -> PerRing:
     from pyspark.sql import functions as F
 
     window = round(rings.options.burst_window_hours * _MICROS_PER_HOUR)
@@ -512,7 +502,7 @@ def _signup_burst(rings: SparkRings) -> SparkPerRing:
     size = rings.size.astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         value = np.where(size > 1, (count - 1) / (size - 1), np.nan)
-    return SparkPerRing(value, baseline=densest / max(rings.n_accounts, 1),
+    return PerRing(value, baseline=densest / max(rings.n_accounts, 1),
                         details={"burst_members": count})
 
 
@@ -613,7 +603,7 @@ def _night_share(hours: DataFrame, by: str) -> DataFrame:
 
 
 @_measures("around_the_clock")
-def _around_the_clock(rings: SparkRings) -> SparkPerRing:
+def _around_the_clock(rings: SparkRings) -> PerRing:
     from pyspark.sql import functions as F
 
     busy = rings.traffic.where(F.col("hours") >= _MIN_RHYTHM_HOURS).select("account_id")
@@ -625,11 +615,11 @@ def _around_the_clock(rings: SparkRings) -> SparkPerRing:
     night = rings._per_ring(_night_share(hours, "ring"), "share")
     enough = rings._per_ring(hours.groupBy("ring").agg(F.countDistinct("h").alias("n")), "n",
                              fill=0) >= _MIN_RHYTHM_HOURS
-    return SparkPerRing(np.where(enough, night, np.nan), baseline=baseline)
+    return PerRing(np.where(enough, night, np.nan), baseline=baseline)
 
 
 @_measures("load_balancing")
-def _load_balancing(rings: SparkRings) -> SparkPerRing:
+def _load_balancing(rings: SparkRings) -> PerRing:
     from pyspark.sql import functions as F
 
     hours = rings.member_hours
@@ -649,7 +639,7 @@ def _load_balancing(rings: SparkRings) -> SparkPerRing:
     value = np.clip(1.0 - dispersion, 0.0, 1.0)
     value = np.where((rows["n_active"] >= 2) & (rows["span"] >= 24), value, np.nan)
     out = pd.Series(value, index=rows["ring"].to_numpy()).reindex(np.arange(rings.n_rings))
-    return SparkPerRing(out.to_numpy(dtype=float), baseline=0.0)
+    return PerRing(out.to_numpy(dtype=float), baseline=0.0)
 
 
 @_measures("model_pivot")
@@ -681,7 +671,7 @@ def _model_pivot(rings: SparkRings) -> SparkPerAccount:
 
 
 @_measures("template_concentration")
-def _template_concentration(rings: SparkRings) -> SparkPerRing:
+def _template_concentration(rings: SparkRings) -> PerRing:
     from pyspark.sql import functions as F
 
     prompts = rings.links["prompt_fingerprint"]
@@ -697,7 +687,7 @@ def _template_concentration(rings: SparkRings) -> SparkPerRing:
                                   ).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         value = np.where(n_templates > 0, n_senders / n_templates, np.nan)
-    return SparkPerRing(value, baseline=baseline, reference=baseline * _FULL_CONCENTRATION_FOLD,
+    return PerRing(value, baseline=baseline, reference=baseline * _FULL_CONCENTRATION_FOLD,
                         details={"senders": n_senders, "templates": n_templates})
 
 
@@ -721,7 +711,7 @@ def _reasoning_share(rings: SparkRings) -> SparkPerAccount:
 
 
 @_measures("capability_sweep")
-def _capability_sweep(rings: SparkRings) -> SparkPerRing:
+def _capability_sweep(rings: SparkRings) -> PerRing:
     from pyspark.sql import functions as F
 
     targets = list(dict.fromkeys(rings.options.target_categories))
@@ -745,6 +735,6 @@ def _capability_sweep(rings: SparkRings) -> SparkPerRing:
     coverage = pd.Series(rows["n"].fillna(0).to_numpy() / n_targets, index=rows["ring"])
     names = pd.Series(rows["names"].fillna("").to_numpy(dtype=object), index=rows["ring"])
     codes = np.arange(rings.n_rings)
-    return SparkPerRing(coverage.reindex(codes).to_numpy(dtype=float), baseline=baseline,
+    return PerRing(coverage.reindex(codes).to_numpy(dtype=float), baseline=baseline,
                         details={"categories": names.reindex(codes).fillna("")
                                  .to_numpy(dtype=object)})
