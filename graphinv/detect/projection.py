@@ -188,8 +188,9 @@ class ProjectionOptions:
     rarity: Literal["surprisal", "adamic_adar"] = "surprisal"
     rarity_reference: Annotated[float, pydantic.Field(gt=0, lt=1)] = 0.01
     hub_arrival_window: str = "1D"
-    hub_arrival_kinds: tuple[str, ...] = ("payment_method", "ip")
+    hub_arrival_kinds: tuple[str, ...] = ("payment_method", "ip", "prompt_fingerprint")
     hub_arrival_burst: Annotated[float, pydantic.Field(ge=1, allow_inf_nan=False)] = 4.0
+    hub_arrival_max_share: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.5
 
     @pydantic.field_validator("co_activity_window", "hub_arrival_window")
     @classmethod
@@ -461,6 +462,9 @@ def _hub_arrival(accounts, index, rows, ident, kind_codes, kinds, kind_w, degree
     ident_kind = np.zeros(len(degree), dtype=np.int64)
     ident_kind[ident] = kind_codes
     expected = np.maximum(options.hub_arrival_burst * on / windows, 2)
+    # A hub that most of the platform's accounts hold (a default system prompt) is no
+    # shared identifier: its bursts are merely the platform's busy sign-up days.
+    common = on >= options.hub_arrival_max_share * max(int(np.sum(created >= 0)), 1)
     # Two grids half a window apart, so a burst that straddles a window edge is whole
     # in one of them; each grid carries half the kind weight.
     parts, offset = [], 0
@@ -470,7 +474,7 @@ def _hub_arrival(accounts, index, rows, ident, kind_codes, kinds, kind_w, degree
         if shift == 0:
             # Campaign infrastructure: most of the hub's accounts arrived in bursts.
             public = np.bincount(hub[burst], minlength=len(degree)) < 0.5 * np.maximum(on, 1)
-        keep = burst & public[hub]
+        keep = burst & public[hub] & ~common[hub]
         parts.append((at[keep], token[keep] + offset, 0.5 * kind_w[ident_kind[hub[keep]]]))
         offset += int(token.max(initial=-1)) + 1
     at_k, token_k, weight = (np.concatenate(x) for x in zip(*parts, strict=True))
