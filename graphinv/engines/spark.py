@@ -554,7 +554,8 @@ def _hub_arrival_terms(links: DataFrame, accounts: DataFrame, options: Projectio
     ``created_at`` at or after the epoch, give tokens ``(hub, grid, window of created_at)``
     on two grids half a window apart. A token is kept when it is a burst (at least
     ``hub_arrival_burst`` × the hub's mean sign-ups per window, and 2), its hub is public
-    (fewer than half its accounts in grid-0 bursts) and it has at most ``hub_cap``
+    (fewer than half its accounts in grid-0 bursts, and fewer than
+    ``hub_arrival_max_share`` of the accounts with a sign-up time) and it has at most ``hub_cap``
     accounts; it weighs ``0.5 × kind weight / log(1 + degree)``. Tokens are ranked as
     ``_hub_arrival`` codes them: grid, then hub in identifier order, then smallest row.
     """
@@ -576,6 +577,8 @@ def _hub_arrival_terms(links: DataFrame, accounts: DataFrame, options: Projectio
     born = accounts.select(
         "account_id", F.expr("unix_micros(created_at) * 1000").alias("born")
     ).where(F.col("born") >= 0)
+    # The same float as numpy's ``max_share * max(accounts signed up, 1)``.
+    common = options.hub_arrival_max_share * max(born.select("account_id").distinct().count(), 1)
     uses = (
         links.select("account_id", "kind", "value", "idx")
         .join(hubs, ["kind", "value"])
@@ -608,7 +611,9 @@ def _hub_arrival_terms(links: DataFrame, accounts: DataFrame, options: Projectio
     public = sizes.where((F.col("grid") == 0) & F.col("burst")).groupBy(*hub).agg(
         F.sum("degree").alias("in_bursts")
     ).join(expected, hub, "right").where(
-        F.coalesce(F.col("in_bursts"), F.lit(0)) < F.lit(0.5) * F.greatest(F.col("on"), F.lit(1))
+        (F.coalesce(F.col("in_bursts"), F.lit(0)) < F.lit(0.5) * F.greatest(F.col("on"), F.lit(1)))
+        # A hub most of the platform holds gives no tokens (``hub_arrival_max_share``).
+        & (F.col("on") < F.lit(common))
     ).select(*hub)
     kept = (
         sizes.where(F.col("burst") & (F.col("degree") <= options.hub_cap))
