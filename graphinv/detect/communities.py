@@ -30,8 +30,9 @@ community and splits it when that gives two or more groups of ring size. Account
 outside rings then join the ring that raises CPM quality most, if any (``attach``).
 Members hanging on one ring-mate then leave (``min_ring_ties``), and a last pass groups
 what is left by strong card/IP ties alone (``evidence_component_*``): chains of accounts
-that each share a card with two others, which CPM never keeps. The merge pass then runs
-once more (``merge_again``) on what the later passes left.
+that each share a card with two others, which CPM never keeps. That pass also runs once
+before attach (``evidence_component_early``), so attach cannot cut a chain first. The
+merge pass then runs once more (``merge_again``) on what the later passes left.
 
 Campaigns group rings that share infrastructure: a card, a prompt template, or the ASN
 of proxy IPs that a good share of each ring's members use, and that is concentrated in
@@ -182,10 +183,15 @@ class DetectionOptions:
         In that pass, accounts whose kept evidence sums to less are peeled off,
         repeatedly. Default ``0.0`` (off).
     evidence_component_degree : int
-        In that pass, accounts with fewer kept edges are dropped once, before the
-        components are taken (not repeatedly: peeling a chain's ends again and again
-        would eat a sparse ring whole). Default ``2``: a customer of a ring's
-        residential exit hangs on it by one tie.
+        In that pass, accounts with fewer kept edges, or with kept edges through fewer
+        distinct rare cards/IPs (``Projection.ring_identifiers``), are dropped once,
+        before the components are taken (not repeatedly: peeling a chain's ends again
+        and again would eat a sparse ring whole). Default ``2``: a customer of a ring's
+        residential exit hangs on it by one tie, or by several through that one exit.
+    evidence_component_early : bool
+        Run that pass also right after the split, before ``attach``: attach would
+        otherwise pull a chain's members one by one into neighbouring communities and
+        cut the chain. Default ``True``.
     min_ring_ties : int
         Before the last pass, a ring member linked (in the projection, lighter edges
         dropped) to fewer of its ring's other accounts leaves the ring, once: a
@@ -223,6 +229,7 @@ class DetectionOptions:
     evidence_component_strength: Annotated[float, pydantic.Field(ge=0)] = 0.0
     evidence_component_degree: Annotated[int, pydantic.Field(ge=0)] = 2
     min_ring_ties: Annotated[int, pydantic.Field(ge=0)] = 2
+    evidence_component_early: bool = True
 
 
 @dataclass(frozen=True)
@@ -371,15 +378,22 @@ def rings_from_communities(
     split = 0
     if options.evidence_split:
         label, split = _split_by_evidence(label, weights, projection.ring_evidence, options)
+    grouped = 0
+    if options.evidence_component_early and options.evidence_component_weight is not None:
+        # Before attach, which would otherwise pull a chain's members one by one into
+        # neighbouring communities and cut the chain.
+        label, grouped = _evidence_components(
+            label, projection.ring_evidence, projection.ring_identifiers, options)
     attached = 0
     if options.attach:
         label, attached = _attach_outsiders(label, weights, options)
     pruned = 0
     if options.min_ring_ties > 1:
         label, pruned = _drop_pendants(label, weights, options)
-    grouped = 0
     if options.evidence_component_weight is not None:
-        label, grouped = _evidence_components(label, projection.ring_evidence, options)
+        label, more = _evidence_components(
+            label, projection.ring_evidence, projection.ring_identifiers, options)
+        grouped += more
     if options.merge_again and options.merge_resolution is not None:
         # The split, attach and the last pass change the pieces; pieces of one ring that
         # were not pieces at the first merge (a hub ring's card groups) meet here.
@@ -673,7 +687,9 @@ def _covered(a, b, piece, held, identifiers, size, min_coverage) -> np.ndarray:
     return (covered_a >= min_coverage * size[a]) & (covered_b >= min_coverage * size[b])
 
 
-def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
+def _evidence_components(
+    label: np.ndarray, evidence: sp.csr_matrix, identifiers: sp.csr_matrix | None, options
+):
     """Groups held together by card/IP evidence alone, among accounts left outside rings.
 
     CPM keeps a group only while its mean pairwise weight exceeds ``γ``: a ring whose
@@ -697,6 +713,13 @@ def _evidence_components(label: np.ndarray, evidence: sp.csr_matrix, options):
     # Pendants (one strong tie) go once, without cascading: a proxy customer hangs on
     # a ring member by one tie, while peeling a chain's ends again and again would eat it.
     alive = np.diff(sub.indptr) >= options.evidence_component_degree
+    if identifiers is not None:
+        # Ties through as many distinct rare cards/IPs: a customer of a ring's exit has
+        # several ties through that one exit, a chain member one card on each side.
+        held = identifiers[outside].tocsr()
+        near = (sub.astype(bool).astype(np.float64) @ held).tocsr()
+        through = held.multiply(near > 0).tocsr()
+        alive &= np.diff(through.indptr) >= options.evidence_component_degree
     while True:
         strength = np.asarray(sub @ alive.astype(np.float64)).ravel()
         weak = alive & (strength < options.evidence_component_strength)
