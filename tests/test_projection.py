@@ -169,11 +169,14 @@ def _with_created(p: Platform, created: dict[str, pd.Timestamp]) -> Platform:
 def test_a_burst_of_sign_ups_on_a_hub_is_linked_and_the_public_is_not():
     # A carrier exit of 300 accounts (above hub_cap 200): 280 of the public sign up one a
     # day for 280 days, a ring of 20 in one day. Only the ring's day is a burst.
+    # 400 more accounts, each with a card of its own, are the rest of the platform.
     public = star("p", 280, "ip", "carrier")
     ring = star("r", 20, "ip", "carrier")
+    rest = [(f"o{i:04d}", "payment_method", f"card{i}", T0) for i in range(400)]
     created = {f"p{i:04d}": T0 - pd.Timedelta(days=300 - i) for i in range(280)}
     created |= {f"r{i:04d}": T0 - pd.Timedelta(days=10, hours=i % 5) for i in range(20)}
-    p = _with_created(platform(public + ring), created)
+    created |= {f"o{i:04d}": T0 - pd.Timedelta(days=400 - i) for i in range(400)}
+    p = _with_created(platform(public + ring + rest), created)
     off = ProjectionOptions(co_activity_window="", lockstep_weight=0, hub_arrival_window="")
     proj = project(p, options=dataclasses.replace(off, hub_arrival_window="1D"))
     assert project(p, options=off).weights.nnz == 0  # the hub alone links no one
@@ -184,6 +187,26 @@ def test_a_burst_of_sign_ups_on_a_hub_is_linked_and_the_public_is_not():
     assert proj.ring_evidence[ids.index("r0000"), ids.index("r0001")] > 0
     held = np.asarray(proj.ring_identifiers.sum(axis=0)).ravel()
     assert held.max() == 20  # the ring's arrival token, counted as a rare identifier
+
+
+def test_a_hub_most_of_the_platform_holds_gives_no_arrival_tokens():
+    # A default system prompt on 300 of 400 accounts: the 20 who signed up on one day
+    # share nothing but that day (the platform's busy day), so they are not linked; the
+    # same accounts behind a prompt that only they and 280 of the 1,000 hold are.
+    links = star("p", 280, "prompt_fingerprint", "default") + star(
+        "r", 20, "prompt_fingerprint", "default")
+    others = [(f"o{i:04d}", "payment_method", f"card{i}", T0) for i in range(100)]
+    created = {f"p{i:04d}": T0 - pd.Timedelta(days=300 - i) for i in range(280)}
+    created |= {f"r{i:04d}": T0 - pd.Timedelta(days=10, hours=i % 5) for i in range(20)}
+    created |= {f"o{i:04d}": T0 - pd.Timedelta(days=100 - i) for i in range(100)}
+    options = ProjectionOptions(co_activity_window="", lockstep_weight=0)
+    proj = project(_with_created(platform(links + others), created), options=options)
+    assert weight(proj, "r0000", "r0019") == 0
+    more = [(f"o{i:04d}", "payment_method", f"card{i}", T0) for i in range(100, 1000)]
+    created |= {f"o{i:04d}": T0 - pd.Timedelta(days=1000 - i) for i in range(100, 1000)}
+    proj = project(_with_created(platform(links + others + more), created), options=options)
+    assert weight(proj, "r0000", "r0019") > 0
+    assert weight(proj, "p0000", "p0001") == 0
 
 
 def test_a_hub_made_of_bursts_is_campaign_infrastructure_and_left_out():

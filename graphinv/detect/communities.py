@@ -379,17 +379,20 @@ def rings_from_communities(
     if options.evidence_split:
         label, split = _split_by_evidence(label, weights, projection.ring_evidence, options)
     grouped = 0
+    chained = np.zeros(len(label), dtype=bool)
     if options.evidence_component_early and options.evidence_component_weight is not None:
         # Before attach, which would otherwise pull a chain's members one by one into
         # neighbouring communities and cut the chain.
+        before = label
         label, grouped = _evidence_components(
             label, projection.ring_evidence, projection.ring_identifiers, options)
+        chained = label != before
     attached = 0
     if options.attach:
         label, attached = _attach_outsiders(label, weights, options)
     pruned = 0
     if options.min_ring_ties > 1:
-        label, pruned = _drop_pendants(label, weights, options)
+        label, pruned = _drop_pendants(label, weights, options, keep=chained)
     if options.evidence_component_weight is not None:
         label, more = _evidence_components(
             label, projection.ring_evidence, projection.ring_identifiers, options)
@@ -476,12 +479,16 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
     return label, len(comp_start), len(jobs)
 
 
-def _drop_pendants(label: np.ndarray, weights: sp.csr_matrix, options):
+def _drop_pendants(
+    label: np.ndarray, weights: sp.csr_matrix, options, *, keep: np.ndarray | None = None
+):
     """Members of a ring linked to fewer than ``min_ring_ties`` of its other accounts leave it.
 
     Once, not repeatedly: a customer of a ring's residential exit, or a household member
     next to a ring, hangs on one ring member; peeling again would eat a chain from its
-    ends. Returns the new labels and the number of accounts dropped.
+    ends. Accounts flagged in ``keep`` (grouped by strong card/IP ties already, where
+    the next-to-last account of a chain has one ring-mate) stay. Returns the new labels
+    and the number of accounts dropped.
     """
     sizes = np.bincount(label[label >= 0], minlength=int(label.max(initial=0)) + 1)
     ringed = (label >= 0) & (sizes[np.maximum(label, 0)] >= options.min_ring_size)
@@ -489,6 +496,8 @@ def _drop_pendants(label: np.ndarray, weights: sp.csr_matrix, options):
     same = ringed[coo.row] & (label[coo.row] == label[coo.col])
     ties = np.bincount(coo.row[same], minlength=len(label))
     drop = ringed & (ties < options.min_ring_ties)
+    if keep is not None:
+        drop &= ~keep
     if not drop.any():
         return label, 0
     return np.where(drop, -1, label), int(drop.sum())
