@@ -161,14 +161,16 @@ class ProjectionOptions:
         tokens would join the campaign's rings. ``""`` turns it off. Default ``"1D"``.
     hub_arrival_kinds : tuple[str, ...]
         Kinds whose hubs are split by sign-up window. Default
-        ``("payment_method", "ip")``: not client versions, which everyone created on one
-        day shares, and not prompt templates: fingerprints computed from request logs make
-        the popular public templates hubs that most of a platform uses, and their arrival
-        tokens joined unrelated rings that merely signed up on the same day (detection
-        from logs fell from 0.95 to 0.60 mean best-F1 on tuning seed 11).
+        ``("payment_method", "ip", "prompt_fingerprint")``: not client versions, which
+        everyone created on one day shares.
     hub_arrival_burst : float
         How many times the hub's mean sign-ups per window a token must hold. Default
         ``4.0``.
+    hub_arrival_max_share : float
+        A hub held by at least this share of the accounts with a sign-up time gives no
+        arrival tokens: a default system prompt that most of the platform sends (from
+        request logs, three templates on 77 % of the accounts) has a "burst" on every
+        busy sign-up day and joined unrelated rings that signed up on it. Default ``0.5``.
     """
 
     kind_weights: Mapping[str, _NonNegative] = field(default_factory=_default_kind_weights)
