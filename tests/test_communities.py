@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from graphinv.detect.communities import DetectionOptions, detect_rings
+from graphinv.detect.communities import DetectionOptions, _evidence_components, detect_rings
 from graphinv.detect.projection import Projection, ProjectionOptions, ProjectionStats, project
 from graphinv.schema import Platform
 
@@ -503,6 +503,30 @@ def test_an_open_chain_is_not_peeled_away_from_its_ends():
     # then their neighbours do, and so on.
     cascading = DetectionOptions(evidence_component_degree=0, evidence_component_strength=2.5)
     assert detect_rings(proj, platform=platform, options=cascading).stats.rings == 0
+
+
+def test_a_customer_tied_to_a_chain_through_one_exit_is_not_grouped_with_it():
+    # Accounts 0–7 form a closed chain (card j held by j and j + 1); x (8) is a customer
+    # of a residential exit that members 2 and 3 use too. x has two strong ties, like a
+    # chain member, but both go through that one exit.
+    evidence = sp.lil_matrix((9, 9))
+    for j in range(8):
+        evidence[j, (j + 1) % 8] = evidence[(j + 1) % 8, j] = 1.0
+    for member in (2, 3):
+        evidence[8, member] = evidence[member, 8] = 0.8
+    holders = [(j, j) for j in range(8)] + [((j + 1) % 8, j) for j in range(8)]
+    holders += [(a, 8) for a in (2, 3, 8)]  # identifier 8: the exit
+    rows, cols = zip(*holders, strict=True)
+    identifiers = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(9, 9))
+    outside = np.full(9, -1)
+    label, grouped = _evidence_components(
+        outside, evidence.tocsr(), identifiers, DetectionOptions()
+    )
+    assert grouped == 8 and len(set(label[:8])) == 1 and label[0] >= 0
+    assert label[8] == -1
+    # Counting ties alone (no identifiers) would group x with the chain.
+    label, grouped = _evidence_components(outside, evidence.tocsr(), None, DetectionOptions())
+    assert grouped == 9
 
 
 def test_an_account_hanging_on_one_member_leaves_the_ring():
