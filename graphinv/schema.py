@@ -245,6 +245,7 @@ MAXIMUM: dict[tuple[str, str], int] = {("ips", "asn"): 2**32 - 1}
 _TRUE = frozenset({"true", "t", "1", "yes", "y"})
 _FALSE = frozenset({"false", "f", "0", "no", "n"})
 _INT_LIMIT = 2**63
+_HOUR_MICROSECONDS = 3_600_000_000
 
 QUARANTINE_COLUMNS = ("source_file", "row", "column", "reason")
 
@@ -691,8 +692,9 @@ class _TableCheck:
             backwards = _numpy(pc.less(self.values["last_seen"], self.values["first_seen"]))
             self._flag(backwards, "last_seen", "last_seen is before first_seen")
         if name == "usage":
-            hour = self.values["hour"]
-            off = _numpy(pc.not_equal(hour, pc.floor_temporal(hour, unit="hour")))
+            # Whole hours since the epoch, in UTC: no offsets, so plain arithmetic.
+            micros = self.values["hour"].cast(pa.int64()).fill_null(0).to_numpy()
+            off = micros % _HOUR_MICROSECONDS != 0
             self._flag(off, "hour", [
                 "not the start of an hour: " + shown for shown in self._shown("hour", off)
             ])
@@ -836,18 +838,24 @@ def _typed(raw: pa.ChunkedArray, column_type: ColumnType) -> pa.ChunkedArray:
     """Values of a column :func:`_holds` approves: text stripped, empty text missing."""
     if column_type != "string":
         return raw.cast(_ARROW_TYPES[column_type])
-    # The same trimming as pandas' str.strip on Arrow strings (utf8_trim_whitespace).
-    stripped = pc.utf8_trim_whitespace(raw)
-    if pc.all(pc.equal(pc.utf8_length(stripped), pc.utf8_length(raw))).as_py() is not False:
-        stripped = raw  # nothing trimmed: keep the raw buffers rather than a copy
-    empty = pc.equal(stripped, "")
+    # The same trimming as pandas' str.strip on Arrow strings (utf8_trim_whitespace, the
+    # whitespace utf8_is_space knows), done only when a value starts or ends with a space:
+    # trimming copies every string, looking at both ends does not.
+    spaced = pc.or_(
+        pc.utf8_is_space(pc.utf8_slice_codeunits(raw, 0, 1)),
+        pc.utf8_is_space(pc.utf8_slice_codeunits(raw, -1)),
+    )
+    values = pc.utf8_trim_whitespace(raw) if pc.any(spaced).as_py() else raw
+    empty = pc.equal(values, "")
     if pc.any(empty).as_py():
-        stripped = pc.if_else(empty, pa.scalar(None, stripped.type), stripped)
-    return stripped
+        values = pc.if_else(empty, pa.scalar(None, values.type), values)
+    return values
 
 
 def _numpy(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A boolean Arrow mask as numpy, missing counting as False."""
+    if not pc.any(mask).as_py():  # the usual answer, without unpacking millions of bits
+        return np.zeros(len(mask), dtype=bool)
     return np.asarray(mask.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
