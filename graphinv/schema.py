@@ -605,7 +605,7 @@ class _TableCheck:
         if rows is not None:
             column = column.take(pa.array(rows))
         index = pd.RangeIndex(self.size) if rows is None else pd.Index(rows)
-        return pd.Series(column.to_pandas(), index=index, name=name)
+        return column.to_pandas().set_axis(index).rename(name)
 
     def _shown(self, column: str, mask: np.ndarray) -> list[str]:
         """The offending raw values, quoted, for reasons like ``not an integer: 'x'``."""
