@@ -381,8 +381,8 @@ def validate(
 ) -> tuple[Platform, Quarantine]:
     """Check raw tables row by row; return the good rows as a typed Platform and the rest.
 
-    ``raw`` holds the tables as read from files (text or native values, one frame per table,
-    only the columns of ``TABLES``). A row is quarantined when a required value is missing,
+    ``raw`` holds the tables as read from files (text or native values, one pandas frame or
+    Arrow table per table, only the columns of ``TABLES``). A row is quarantined when a required value is missing,
     a value has the wrong type, a timestamp is unparseable, before 2000 or more than a day
     in the future, a count is negative (links need ``count ≥ 1``), ``last_seen <
     first_seen``, a usage ``hour`` is not the start of an hour, a link ``kind`` is unknown,
@@ -394,7 +394,8 @@ def validate(
     Parameters
     ----------
     raw
-        Frames by table name; ``accounts``, ``links`` and ``usage`` are required.
+        Frames or Arrow tables by table name; ``accounts``, ``links`` and ``usage`` are
+        required. Arrow tables (Parquet as read) are checked without a copy in pandas.
     sources
         File names by table, for the quarantine's ``source_file`` column.
     extra_kinds
