@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -244,6 +245,7 @@ MAXIMUM: dict[tuple[str, str], int] = {("ips", "asn"): 2**32 - 1}
 _TRUE = frozenset({"true", "t", "1", "yes", "y"})
 _FALSE = frozenset({"false", "f", "0", "no", "n"})
 _INT_LIMIT = 2**63
+_HOUR_MICROSECONDS = 3_600_000_000
 
 QUARANTINE_COLUMNS = ("source_file", "row", "column", "reason")
 
@@ -298,9 +300,12 @@ def conform(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
             if column.name in frame
             else pd.Series(pd.NA, index=frame.index, dtype="object")
         )
-        if column.type == "timestamp":
-            values = pd.to_datetime(values, utc=True)
-        out[column.name] = values.astype(dtype_of(column))
+        dtype = dtype_of(column)
+        if str(values.dtype) != dtype:  # columns already of their dtype are kept as they are
+            if column.type == "timestamp":
+                values = pd.to_datetime(values, utc=True)
+            values = values.astype(dtype)
+        out[column.name] = values
     return pd.DataFrame(out, index=frame.index).reset_index(drop=True)
 
 
@@ -368,7 +373,7 @@ class Quarantine:
 
 
 def validate(
-    raw: Mapping[str, pd.DataFrame],
+    raw: Mapping[str, pd.DataFrame | pa.Table],
     *,
     sources: Mapping[str, str] | None = None,
     extra_kinds: Sequence[str] = (),
@@ -376,8 +381,8 @@ def validate(
 ) -> tuple[Platform, Quarantine]:
     """Check raw tables row by row; return the good rows as a typed Platform and the rest.
 
-    ``raw`` holds the tables as read from files (text or native values, one frame per table,
-    only the columns of ``TABLES``). A row is quarantined when a required value is missing,
+    ``raw`` holds the tables as read from files (text or native values, one pandas frame or
+    Arrow table per table, only the columns of ``TABLES``). A row is quarantined when a required value is missing,
     a value has the wrong type, a timestamp is unparseable, before 2000 or more than a day
     in the future, a count is negative (links need ``count ≥ 1``), ``last_seen <
     first_seen``, a usage ``hour`` is not the start of an hour, a link ``kind`` is unknown,
@@ -389,7 +394,8 @@ def validate(
     Parameters
     ----------
     raw
-        Frames by table name; ``accounts``, ``links`` and ``usage`` are required.
+        Frames or Arrow tables by table name; ``accounts``, ``links`` and ``usage`` are
+        required. Arrow tables (Parquet as read) are checked without a copy in pandas.
     sources
         File names by table, for the quarantine's ``source_file`` column.
     extra_kinds
@@ -413,23 +419,49 @@ def validate(
     sources = dict(sources or {})
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     kinds = known_kinds(extra_kinds)
-    clean: dict[str, pd.DataFrame] = {}
-    rejected: dict[str, pd.DataFrame] = {}
     for name, spec in TABLES.items():
-        if name not in raw:
-            if spec.required:
-                raise InputError(f"table {name!r} is required but was not given")
-            continue
-        check_columns(spec, list(raw[name].columns), sources.get(name, name))
-        checker = _TableCheck(spec, raw[name], now=now)
+        if name in raw:
+            table = raw[name]
+            columns = table.column_names if isinstance(table, pa.Table) else list(table.columns)
+            check_columns(spec, columns, sources.get(name, name))
+        elif spec.required:
+            raise InputError(f"table {name!r} is required but was not given")
+
+    def check(name: str, accounts: pa.ChunkedArray | None) -> tuple[pa.Table, pd.DataFrame]:
+        checker = _TableCheck(TABLES[name], raw[name], now=now)
         if name == "links":
             checker.check_kinds(kinds)
-        if name in ("links", "usage", "labels"):
-            checker.check_accounts(clean["accounts"]["account_id"])
+        if accounts is not None:
+            checker.check_accounts(accounts)
         checker.check_duplicates()
-        clean[name], rejected[name] = checker.result(sources.get(name, name))
-    platform = Platform(**clean)
+        return checker.result(sources.get(name, name))
+
+    checked = {"accounts": check("accounts", None)}
+    accounts = checked["accounts"][0].column("account_id")
+    # The other tables need only the good accounts: two are checked at a time, as Arrow's
+    # kernels and numpy's sorts let go of the interpreter while they run.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running = {
+            name: pool.submit(
+                check, name, accounts if name in ("links", "usage", "labels") else None
+            )
+            for name in TABLES
+            if name in raw and name != "accounts"
+        }
+        checked.update({name: future.result() for name, future in running.items()})
+    platform = Platform(
+        **{name: _frame(checked[name][0], TABLES[name]) for name in TABLES if name in checked}
+    )
+    rejected = {name: checked[name][1] for name in TABLES if name in checked}
     return platform, Quarantine({k: v for k, v in rejected.items() if not v.empty})
+
+
+def _frame(table: pa.Table, spec: TableSpec) -> pd.DataFrame:
+    """A validated Arrow table as a frame of :func:`dtype_of` dtypes (text stays in Arrow's
+    buffers: pandas' ``str`` columns wrap them without a copy)."""
+    nullable = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    frame = table.to_pandas(types_mapper=nullable.get, split_blocks=True)
+    return conform(frame, spec)
 
 
 def duplicated_rows(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
@@ -437,10 +469,10 @@ def duplicated_rows(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     equal each other): ``frame.duplicated(subset=columns)``, answered fast when no key
     repeats, the usual case.
 
-    Each column is dictionary-encoded in Arrow and the codes are folded into one integer
-    per row; sorting those shows whether any repeats. pandas' multi-column ``duplicated``
-    hashes Python-level group keys and took tens of seconds on a million accounts' usage;
-    it now runs only when there is a repeat to report.
+    DuckDB hashes each row's key and sorting the hashes shows whether any two might be
+    equal. pandas' multi-column ``duplicated`` hashes Python-level group keys and took
+    tens of seconds on a million accounts' usage; it now runs only when two hashes are
+    equal (a repeat to report, or a rare collision).
 
     Examples
     --------
@@ -450,28 +482,37 @@ def duplicated_rows(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     >>> duplicated_rows(frame.iloc[[0, 2]], ["a", "b"]).tolist()
     [False, False]
     """
-    key = np.zeros(len(frame), dtype=np.int64)
-    span = 1
     try:
-        for name in columns:
-            values = pa.array(frame[name], from_pandas=True)
-            if isinstance(values, pa.ChunkedArray):
-                values = values.combine_chunks()
-            encoded = pc.dictionary_encode(values, null_encoding="encode")
-            size = max(len(encoded.dictionary), 1)
-            if span * size >= 2**62:
-                # Renumber the distinct keys so far, so the folded key cannot overflow.
-                _, key = np.unique(key, return_inverse=True)
-                span = int(key.max(initial=0)) + 1
-            key = key * size + encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            span *= size
+        table = pa.table([_arrow_column(frame[name]) for name in columns], names=list(columns))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         # Values Arrow cannot type (mixed objects in a frame built in code): pandas decides.
         return frame.duplicated(subset=list(columns), keep="first").to_numpy()
-    ordered = np.sort(key)
-    if not np.any(ordered[1:] == ordered[:-1]):
+    if not _may_repeat(table):
         return np.zeros(len(frame), dtype=bool)
     return frame.duplicated(subset=list(columns), keep="first").to_numpy()
+
+
+def _may_repeat(table: pa.Table) -> bool:
+    """Whether two rows of ``table`` might be equal: False only when no two rows' hashes
+    are (DuckDB hashes the rows on every core, ten times faster than encoding the strings;
+    equal hashes only send the caller to the exact check)."""
+    import duckdb
+
+    if table.num_rows < 2:
+        return False
+    listed = ", ".join(f'"{i}"' for i in range(table.num_columns))
+    numbered = table.rename_columns([str(i) for i in range(table.num_columns)])
+    with duckdb.connect() as con:
+        con.register("keyed", numbered)
+        found = con.sql(f"SELECT hash({listed}) AS h FROM keyed").to_arrow_table()
+    hashes = np.sort(found.column("h").to_numpy())
+    return bool(np.any(hashes[1:] == hashes[:-1]))
+
+
+def _arrow_column(series: pd.Series) -> pa.ChunkedArray:
+    """``series`` as Arrow (pandas' Arrow-backed columns convert to chunked arrays)."""
+    values = pa.array(series, from_pandas=True)
+    return values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])
 
 
 def check_columns(spec: TableSpec, columns: Sequence[str], source: str) -> None:
@@ -514,40 +555,88 @@ def check_columns(spec: TableSpec, columns: Sequence[str], source: str) -> None:
 
 
 class _TableCheck:
-    """Vectorised row checks of one raw table; collects (mask, column, reason) problems."""
+    """Vectorised row checks of one raw table; collects (mask, column, reason) problems.
 
-    def __init__(self, spec: TableSpec, raw: pd.DataFrame, *, now: pd.Timestamp) -> None:
+    The checks run on Arrow arrays. A column that already holds its type (Parquet's text,
+    timestamps in UTC, integers and booleans) is checked with ``pyarrow.compute`` alone;
+    one that must be parsed (CSV text, a frame built in code) goes through pandas, whose
+    parsing rules (ISO 8601 timestamps, ``"1.0"`` as an integer, ``yes``/``no``) are the
+    contract. Reasons quote the raw values of the flagged rows only.
+    """
+
+    def __init__(
+        self, spec: TableSpec, raw: pd.DataFrame | pa.Table, *, now: pd.Timestamp
+    ) -> None:
         self.spec = spec
-        self.raw = raw.reset_index(drop=True)
-        self.problems: list[tuple[np.ndarray, str, pd.Series]] = []
-        self.values: dict[str, pd.Series] = {}
+        self.raw = raw if isinstance(raw, pa.Table) else raw.reset_index(drop=True)
+        self.size = len(self.raw)
+        self.columns = list(
+            self.raw.column_names if isinstance(self.raw, pa.Table) else self.raw.columns
+        )
+        # (rows flagged, column, reason: one text for all, or one per flagged row)
+        self.problems: list[tuple[np.ndarray, str, str | list[str]]] = []
+        self.values: dict[str, pa.ChunkedArray] = {}
+        # Integer codes of a key column found while checking (account ids' positions in the
+        # good accounts), so the duplicate check need not encode the strings again.
+        self.codes: dict[str, np.ndarray] = {}
         for column in spec.columns:
             self._parse(column)
         self._check_table_rules(now)
 
+    # -- the raw values (for parsing by pandas, and for reasons) ---------------------------
+
+    def _arrow(self, name: str) -> pa.ChunkedArray | None:
+        """The raw column as Arrow, or None when Arrow cannot type it (mixed objects)."""
+        if isinstance(self.raw, pa.Table):
+            return self.raw.column(name)
+        try:
+            return _arrow_column(self.raw[name])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return None
+
+    def _series(self, name: str, rows: np.ndarray | None = None) -> pd.Series:
+        """The raw column (or its ``rows``) as pandas shows it, indexed by row position."""
+        if not isinstance(self.raw, pa.Table):
+            series = self.raw[name]
+            return series if rows is None else series.iloc[rows]
+        column = self.raw.column(name)
+        if pa.types.is_integer(column.type) and column.null_count:
+            # As the whole column reads in pandas: integers with gaps become floats.
+            column = column.cast(pa.float64())
+        if rows is not None:
+            column = column.take(pa.array(rows))
+        index = pd.RangeIndex(self.size) if rows is None else pd.Index(rows)
+        return column.to_pandas().set_axis(index).rename(name)
+
+    def _shown(self, column: str, mask: np.ndarray) -> list[str]:
+        """The offending raw values, quoted, for reasons like ``not an integer: 'x'``."""
+        return [repr(str(v)) for v in self._series(column, np.flatnonzero(mask))]
+
     # -- per column ---------------------------------------------------------------------
 
-    def _flag(self, mask: pd.Series | np.ndarray, column: str, reason: str | pd.Series) -> None:
-        mask = np.asarray(mask, dtype=bool)
-        if not mask.any():
-            return
-        rows = self.raw.index[mask]
-        if isinstance(reason, str):
-            reason = pd.Series(reason, index=rows, dtype="str")
-        else:
-            reason = reason.reindex(rows)
-        self.problems.append((mask, column, reason))
-
-    def _shown(self, column: str, mask: np.ndarray) -> pd.Series:
-        """The offending raw values, quoted, for reasons like ``not an integer: 'x'``."""
-        values = self.raw[column][mask]
-        return pd.Series([repr(str(v)) for v in values], index=values.index, dtype="str")
+    def _flag(self, mask: np.ndarray, column: str, reason: str | list[str]) -> None:
+        if mask.any():
+            self.problems.append((mask, column, reason))
 
     def _parse(self, column: Column) -> None:
-        if column.name not in self.raw:
-            self.values[column.name] = pd.Series(pd.NA, index=self.raw.index, dtype="object")
+        target = _ARROW_TYPES[column.type]
+        if column.name not in self.columns:
+            self.values[column.name] = pa.chunked_array([pa.nulls(self.size, target)])
             return
-        series = self.raw[column.name]
+        raw = self._arrow(column.name)
+        if raw is not None and _holds(raw.type, column.type):
+            values = _typed(raw, column.type)
+            missing = _numpy(values.is_null())
+            if column.required:
+                self._flag(missing, column.name, "missing value")
+            if column.type == "string":
+                self._check_length(column.name, values)
+            self.values[column.name] = values.cast(target)
+            return
+        self._parse_pandas(column)
+
+    def _parse_pandas(self, column: Column) -> None:
+        series = self._series(column.name)
         if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
             # pandas-stubs allows only str replacements on str series; NaN marks missing here.
             stripped = series.astype("str").str.strip()
@@ -556,15 +645,17 @@ class _TableCheck:
         if column.required:
             self._flag(missing, column.name, "missing value")
         present = ~missing
+        target = _ARROW_TYPES[column.type]
         if column.type == "string":
-            self._check_length(column.name, series, present)
-            self.values[column.name] = series.astype("str")
+            values = _arrow_of(series.astype("str"), target)
+            self._check_length(column.name, values)
+            self.values[column.name] = values
             return
         if column.type == "timestamp":
             parsed = _to_timestamp(series)
             bad = present & parsed.isna().to_numpy()
         elif column.type in ("int", "float"):
-            parsed = pd.Series(pd.to_numeric(series, errors="coerce"), index=self.raw.index)
+            parsed = pd.Series(pd.to_numeric(series, errors="coerce"), index=series.index)
             parsed = parsed.astype("float64")
             bad = present & parsed.isna().to_numpy()
             if column.type == "int":
@@ -573,132 +664,250 @@ class _TableCheck:
         else:
             parsed = _to_bool(series)
             bad = present & parsed.isna().to_numpy()
-        reason = f"not {_ARTICLE[column.type]}: " + self._shown(column.name, bad)
-        self._flag(bad, column.name, reason)
-        self.values[column.name] = parsed.where(~bad)
+        prefix = f"not {_ARTICLE[column.type]}: "
+        self._flag(bad, column.name, [prefix + shown for shown in self._shown(column.name, bad)])
+        kept = parsed.where(~bad)
+        if column.type == "int":
+            kept = kept.astype("Int64")
+        self.values[column.name] = _arrow_of(kept, target)
 
-    def _check_length(self, name: str, series: pd.Series, present: np.ndarray) -> None:
+    def _check_length(self, name: str, values: pa.ChunkedArray) -> None:
         """Flag text longer than :data:`MAX_VALUE_CHARS` (the value itself is not repeated)."""
-        text = series if pd.api.types.is_object_dtype(series.dtype) else series.astype("str")
-        lengths = text.str.len().to_numpy(dtype="float64", na_value=0)
-        long = present & (lengths > MAX_VALUE_CHARS)
+        lengths = pc.utf8_length(values)
+        long = _numpy(pc.greater(lengths, MAX_VALUE_CHARS))
         if not long.any():
             return
-        shown = pd.Series(lengths[long], index=self.raw.index[long]).map("{:,.0f}".format)
-        reason = "value too long: " + shown + f" characters, at most {MAX_VALUE_CHARS:,}"
-        self._flag(long, name, reason)
+        counts = lengths.filter(pa.array(long)).to_pylist()
+        self._flag(long, name, [
+            f"value too long: {n:,} characters, at most {MAX_VALUE_CHARS:,}" for n in counts
+        ])
 
     def _check_table_rules(self, now: pd.Timestamp) -> None:
         name = self.spec.name
         for column in self.spec.columns:
-            if column.name not in self.raw:
+            if column.name not in self.columns:
                 continue
             values = self.values[column.name]
             if column.type == "timestamp":
-                early = (values < EARLIEST).fillna(False).to_numpy()
-                reason = "before 2000-01-01: " + self._shown(column.name, early)
-                self._flag(early, column.name, reason)
-                late = (values > now + FUTURE_SLACK).fillna(False).to_numpy()
-                self._flag(late, column.name, "in the future: " + self._shown(column.name, late))
+                early = _numpy(pc.less(values, _instant(EARLIEST)))
+                self._flag(early, column.name, [
+                    "before 2000-01-01: " + shown for shown in self._shown(column.name, early)
+                ])
+                late = _numpy(pc.greater(values, _instant(now + FUTURE_SLACK)))
+                self._flag(late, column.name, [
+                    "in the future: " + shown for shown in self._shown(column.name, late)
+                ])
             low = MINIMUM.get((name, column.name))
             if low is not None:
-                below = (values < low).fillna(False).to_numpy()
+                below = _numpy(pc.less(values, low))
                 self._flag(below, column.name, self._bound(column.name, below, "below", low))
             high = MAXIMUM.get((name, column.name))
             if high is not None:
-                above = (values > high).fillna(False).to_numpy()
+                above = _numpy(pc.greater(values, high))
                 self._flag(above, column.name, self._bound(column.name, above, "above", high))
         if name == "links":
-            backwards = (self.values["last_seen"] < self.values["first_seen"]).fillna(False)
-            self._flag(backwards.to_numpy(), "last_seen", "last_seen is before first_seen")
+            backwards = _numpy(pc.less(self.values["last_seen"], self.values["first_seen"]))
+            self._flag(backwards, "last_seen", "last_seen is before first_seen")
         if name == "usage":
-            hour = self.values["hour"]
-            off = (hour.notna() & (hour != hour.dt.floor("h"))).to_numpy()
-            self._flag(off, "hour", "not the start of an hour: " + self._shown("hour", off))
+            # Whole hours since the epoch, in UTC: no offsets, so plain arithmetic.
+            micros = self.values["hour"].cast(pa.int64()).fill_null(0).to_numpy()
+            off = micros % _HOUR_MICROSECONDS != 0
+            self._flag(off, "hour", [
+                "not the start of an hour: " + shown for shown in self._shown("hour", off)
+            ])
 
-    def _bound(self, column: str, mask: np.ndarray, word: str, limit: int) -> pd.Series:
-        shown = self.raw[column][mask].astype("str").str.strip()
-        return column + " " + shown + f" is {word} {limit}"
+    def _bound(self, column: str, mask: np.ndarray, word: str, limit: int) -> list[str]:
+        shown = self._series(column, np.flatnonzero(mask)).astype("str").str.strip()
+        return [f"{column} {value} is {word} {limit}" for value in shown]
 
     # -- across rows and tables ----------------------------------------------------------
 
     def check_kinds(self, kinds: Sequence[str]) -> None:
         kind = self.values["kind"]
-        unknown = (kind.notna() & ~kind.isin(kinds)).to_numpy()
-        reason = (
-            "unknown kind "
-            + self._shown("kind", unknown)
-            + (" (declare new kinds with extra_kinds / --kind)")
-        )
-        self._flag(unknown, "kind", reason)
+        unknown = _numpy(pc.invert(pc.is_in(kind, value_set=pa.array(kinds, kind.type))))
+        unknown &= _numpy(kind.is_valid())
+        self._flag(unknown, "kind", [
+            f"unknown kind {shown} (declare new kinds with extra_kinds / --kind)"
+            for shown in self._shown("kind", unknown)
+        ])
 
-    def check_accounts(self, account_ids: pd.Series) -> None:
+    def check_accounts(self, account_ids: pa.ChunkedArray) -> None:
+        """Flag rows whose account is not among ``account_ids`` (the good accounts, unique)."""
         ids = self.values["account_id"]
         # In Arrow's hash table: pandas' isin on Arrow strings goes one Python object at a
-        # time (20 s for a million accounts' links and usage).
-        known = pc.is_in(
-            pa.array(ids, from_pandas=True),
-            value_set=pa.array(account_ids, from_pandas=True),
-            skip_nulls=True,
-        )
-        dangling = ids.notna().to_numpy() & ~known.to_numpy(zero_copy_only=False)
+        # time (20 s for a million accounts' links and usage). The positions found are the
+        # accounts' codes, which the duplicate check reuses.
+        found = pc.index_in(ids, value_set=account_ids.combine_chunks().cast(ids.type))
+        codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        dangling = (codes < 0) & _numpy(ids.is_valid())
         self._flag(dangling, "account_id", "account_id not in accounts")
+        self.codes["account_id"] = codes
 
     def check_duplicates(self) -> None:
         """Flag later rows whose key repeats an earlier good row; the first one stays."""
         names = list(self.spec.key)
-        key = pd.DataFrame({c: self.values[c] for c in names})[~self._rejected()]
-        repeat = duplicated_rows(key, names)
-        if not repeat.any():
+        rejected = self._rejected()
+        good = np.flatnonzero(~rejected)
+        columns = [self.values[c] for c in names]
+        if rejected.any():
+            keep = pa.array(~rejected)
+            columns = [column.filter(keep) for column in columns]
+        if not _may_repeat(pa.table(columns, names=names)):
             return
-        first = key.reset_index().groupby(names, sort=False)["index"].transform("first")
-        rows = key.index[repeat]
-        reason = pd.Series(
-            "duplicate key of row " + (first.to_numpy()[repeat] + 1).astype(str),
-            index=rows,
-            dtype="str",
-        )
-        self._flag(self.raw.index.isin(rows), ",".join(names), reason)
+        parts = [self.codes[c][good] if c in self.codes else columns[i]
+                 for i, c in enumerate(names)]
+        key = _folded_key(parts)
+        order = np.argsort(key, kind="stable")
+        starts = np.r_[True, key[order][1:] != key[order][:-1]]
+        # Each row's group's first row (in input order, the sort being stable).
+        first = np.empty(len(key), dtype=np.int64)
+        first[order] = order[np.flatnonzero(starts)][np.cumsum(starts) - 1]
+        repeat = np.zeros(len(key), dtype=bool)
+        repeat[order] = ~starts
+        mask = np.zeros(self.size, dtype=bool)
+        mask[good[repeat]] = True
+        firsts = good[first[repeat]] + 1
+        self._flag(mask, ",".join(names), [f"duplicate key of row {row}" for row in firsts])
 
     def _rejected(self) -> np.ndarray:
-        mask = np.zeros(len(self.raw), dtype=bool)
+        mask = np.zeros(self.size, dtype=bool)
         for flagged, _, _ in self.problems:
             mask |= flagged
         return mask
 
-    def result(self, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The good rows (typed, via :func:`conform`) and the quarantined rows."""
+    def result(self, source: str) -> tuple[pa.Table, pd.DataFrame]:
+        """The good rows (Arrow, typed as :data:`_ARROW_TYPES`) and the quarantined rows."""
         bad = self._rejected()
-        good = pd.DataFrame({c: self.values[c][~bad] for c in self.spec.column_names})
-        found = [
-            pd.DataFrame({"index": reason.index, "column": column, "reason": reason.to_numpy()})
-            for _, column, reason in self.problems
-        ]
-        if not found:
-            return conform(good, self.spec), _empty_quarantine(self.raw.columns)
-        merged = (
-            pd.concat(found)
-            .groupby("index", sort=True)
-            .agg({"column": _join_distinct, "reason": "; ".join})
+        names = list(self.spec.column_names)
+        good = pa.table([self.values[c] for c in names], names=names)
+        if not self.problems:
+            return good, _empty_quarantine(self.columns)
+        good = good.filter(pa.array(~bad))
+        rows = np.concatenate([np.flatnonzero(mask) for mask, _, _ in self.problems])
+        columns = np.concatenate(
+            [np.full(int(mask.sum()), column, dtype=object) for mask, column, _ in self.problems]
         )
-        rows = self.raw.loc[merged.index]
-        original = rows.astype("str").where(rows.notna(), "")
+        reasons = np.concatenate([
+            np.full(int(mask.sum()), reason, dtype=object)
+            if isinstance(reason, str) else np.array(reason, dtype=object)
+            for mask, _, reason in self.problems
+        ])
+        # A row's problems in the order they were found (a stable sort keeps it).
+        order = np.argsort(rows, kind="stable")
+        rows, columns, reasons = rows[order], columns[order], reasons[order]
+        flagged, starts, counts = np.unique(rows, return_index=True, return_counts=True)
+        column_text, reason_text = columns[starts], reasons[starts]
+        for i in np.flatnonzero(counts > 1):
+            span = slice(starts[i], starts[i] + counts[i])
+            column_text[i] = _join_distinct(columns[span])
+            reason_text[i] = "; ".join(reasons[span])
+        if isinstance(self.raw, pa.Table):
+            original = pd.DataFrame(
+                {c: self._series(c, flagged) for c in self.columns}, index=flagged
+            )
+        else:
+            original = self.raw.iloc[flagged]
+        original = original.astype("str").where(original.notna(), "")
         quarantined = pd.concat(
             [
                 pd.DataFrame(
                     {
                         "source_file": source,
-                        "row": merged.index + 1,
-                        "column": merged["column"],
-                        "reason": merged["reason"],
+                        "row": flagged + 1,
+                        "column": column_text,
+                        "reason": reason_text,
                     },
-                    index=merged.index,
+                    index=original.index,
                 ),
                 original,
             ],
             axis=1,
         ).reset_index(drop=True)
-        return conform(good, self.spec), quarantined
+        return good, quarantined
+
+
+# The Arrow types of validated columns (what :class:`_TableCheck` hands on).
+_ARROW_TYPES: dict[ColumnType, pa.DataType] = {
+    "string": pa.large_string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+}
+
+
+def _holds(kind: pa.DataType, column_type: ColumnType) -> bool:
+    """Whether raw values of Arrow type ``kind`` already are ``column_type`` (no parsing).
+
+    Timestamps qualify in UTC at most microsecond precision (finer ones pandas truncates);
+    integers when int64 holds them; floats never (pandas decides what a NaN means).
+    """
+    if column_type == "string":
+        return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    if column_type == "timestamp":
+        return (pa.types.is_timestamp(kind) and kind.tz == "UTC"
+                and kind.unit in ("s", "ms", "us"))
+    if column_type == "int":
+        return pa.types.is_integer(kind) and kind != pa.uint64()
+    return column_type == "bool" and pa.types.is_boolean(kind)
+
+
+def _typed(raw: pa.ChunkedArray, column_type: ColumnType) -> pa.ChunkedArray:
+    """Values of a column :func:`_holds` approves: text stripped, empty text missing."""
+    if column_type != "string":
+        return raw.cast(_ARROW_TYPES[column_type])
+    # The same trimming as pandas' str.strip on Arrow strings (utf8_trim_whitespace, the
+    # whitespace utf8_is_space knows), done only when a value starts or ends with a space:
+    # trimming copies every string, looking at both ends does not.
+    spaced = pc.or_(
+        pc.utf8_is_space(pc.utf8_slice_codeunits(raw, 0, 1)),
+        pc.utf8_is_space(pc.utf8_slice_codeunits(raw, -1)),
+    )
+    values = pc.utf8_trim_whitespace(raw) if pc.any(spaced).as_py() else raw
+    empty = pc.equal(values, "")
+    if pc.any(empty).as_py():
+        values = pc.if_else(empty, pa.scalar(None, values.type), values)
+    return values
+
+
+def _numpy(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A boolean Arrow mask as numpy, missing counting as False."""
+    if not pc.any(mask).as_py():  # the usual answer, without unpacking millions of bits
+        return np.zeros(len(mask), dtype=bool)
+    return np.asarray(mask.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _instant(moment: pd.Timestamp) -> pa.Scalar:
+    """``moment`` as an Arrow timestamp in microseconds; flooring keeps ``<`` and ``>`` on
+    whole microseconds exact."""
+    return pa.scalar(moment.floor("us").to_pydatetime(), type=_ARROW_TYPES["timestamp"])
+
+
+def _arrow_of(series: pd.Series, target: pa.DataType) -> pa.ChunkedArray:
+    return _arrow_column(series).cast(target)
+
+
+def _folded_key(parts: Sequence[np.ndarray | pa.ChunkedArray]) -> np.ndarray:
+    """One integer per row that is equal exactly where all ``parts`` are (missing values
+    equal each other): integer codes as they are, Arrow columns dictionary-encoded."""
+    size = len(parts[0]) if parts else 0
+    key = np.zeros(size, dtype=np.int64)
+    span = 1
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            codes = part - min(int(part.min(initial=0)), 0)
+            count = int(codes.max(initial=0)) + 1
+        else:
+            encoded = pc.dictionary_encode(part.combine_chunks(), null_encoding="encode")
+            codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            count = max(len(encoded.dictionary), 1)
+        if span * count >= 2**62:
+            # Renumber the distinct keys so far, so the folded key cannot overflow.
+            _, key = np.unique(key, return_inverse=True)
+            span = int(key.max(initial=0)) + 1
+        key = key * count + codes
+        span *= count
+    return key
 
 
 _ARTICLE: dict[ColumnType, str] = {
@@ -727,7 +936,7 @@ def _to_bool(series: pd.Series) -> pd.Series:
     return out
 
 
-def _join_distinct(values: pd.Series) -> str:
+def _join_distinct(values: Iterable[str]) -> str:
     """The distinct values, comma-joined in the order first seen."""
     return ",".join(dict.fromkeys(values))
 

@@ -226,6 +226,40 @@ def test_csv_gzip_and_parquet_load_the_same_rows(
         pd.testing.assert_frame_equal(getattr(loaded, name), expected)
 
 
+def test_parquet_quarantine_names_rows_and_shows_their_values(tmp_path: Path) -> None:
+    """Parquet columns of their type are checked in Arrow; refused rows (here far from the
+    first ones) still come out with their row, column, reason and raw values."""
+    good = [("a1", "ip", f"10.0.{i // 250}.{i % 250}", 3) for i in range(600)]
+    bad = [("zz", "ip", "10.9.9.9", 2), ("a1", "fax", "555", 4), ("a1", "ip", "10.0.0.1", 0),
+           ("a1", "ip", "10.0.0.0", 5)]
+    rows = good + bad
+    stamp = pd.Timestamp("2024-01-05", tz="UTC")
+    links = pd.DataFrame({
+        "account_id": [r[0] for r in rows], "kind": [r[1] for r in rows],
+        "value": [r[2] for r in rows], "first_seen": stamp, "last_seen": stamp,
+        "count": [r[3] for r in rows],
+    })
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pd.DataFrame({"account_id": ["a1"], "created_at": [stamp]}).to_parquet(
+        folder / "accounts.parquet")
+    links.to_parquet(folder / "links.parquet")
+    pd.DataFrame(columns=list(TABLES["usage"].column_names)).to_csv(
+        folder / "usage.csv", index=False)
+    _, quarantine = read_dir(folder)
+    refused = quarantine.rows["links"]
+    assert refused["row"].tolist() == [601, 602, 603, 604]
+    assert refused["column"].tolist() == ["account_id", "kind", "count", "account_id,kind,value"]
+    assert refused["reason"].tolist() == [
+        "account_id not in accounts",
+        "unknown kind 'fax' (declare new kinds with extra_kinds / --kind)",
+        "count 0 is below 1",
+        "duplicate key of row 1",
+    ]
+    assert refused["value"].tolist() == ["10.9.9.9", "555", "10.0.0.1", "10.0.0.0"]
+    assert refused["first_seen"].tolist() == ["2024-01-05 00:00:00+00:00"] * 4
+
+
 # -- idempotency and merging -------------------------------------------------------------
 
 

@@ -181,6 +181,15 @@ def read_table(file: Path, table: str, *, limits: ReadLimits | None = None) -> p
     InputError
         The file cannot be read (see the module docstring); the message names the file.
     """
+    raw = _read_raw(file, table, limits=limits)
+    return raw.to_pandas() if isinstance(raw, pa.Table) else raw
+
+
+def _read_raw(
+    file: Path, table: str, *, limits: ReadLimits | None = None
+) -> pd.DataFrame | pa.Table:
+    """A table file as :func:`read_table` reads it, but Parquet as the Arrow table itself
+    (validation works on Arrow; a detour through pandas would copy every column)."""
     spec = TABLES[table]
     limits = limits or ReadLimits()
     if file.name.endswith(".parquet"):
@@ -230,7 +239,7 @@ def _header(line: bytes, file: Path, spec: TableSpec) -> list[str]:
     return header
 
 
-def _read_parquet(file: Path, spec: TableSpec, limits: ReadLimits) -> pd.DataFrame:
+def _read_parquet(file: Path, spec: TableSpec, limits: ReadLimits) -> pa.Table:
     """A Parquet table, after its metadata passed the column and size caps."""
     try:
         metadata = pq.read_metadata(file)
@@ -246,7 +255,7 @@ def _read_parquet(file: Path, spec: TableSpec, limits: ReadLimits) -> pd.DataFra
         data = pq.read_table(file)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{file}: not a readable Parquet file ({exc})") from exc
-    return data.to_pandas()
+    return data
 
 
 def read_dir(
@@ -300,8 +309,8 @@ def _read_files(
     now: pd.Timestamp | None = None,
     limits: ReadLimits | None = None,
 ) -> tuple[Platform, Quarantine]:
-    raw = {name: read_table(file, name, limits=limits) for name, file in files.items()}
-    if raw["accounts"].empty:
+    raw = {name: _read_raw(file, name, limits=limits) for name, file in files.items()}
+    if len(raw["accounts"]) == 0:
         raise InputError(f"{files['accounts']}: no accounts (header only)")
     sources = {name: file.name for name, file in files.items()}
     return validate(raw, sources=sources, extra_kinds=extra_kinds, now=now)
@@ -488,6 +497,8 @@ def load_dir(
         progress=progress,
         source=str(path.resolve()),
         files=input_files(prepared.files.values(), folder=path),
+        # Validation quarantined every repeated key (and keyed pseudonyms keep values apart).
+        keys_checked=True,
     )
     return prepared.report(
         source=path,

@@ -303,6 +303,7 @@ class LoadTarget(ABC):
         progress: bool = True,
         source: str | None = None,
         files: tuple[InputFile, ...] = (),
+        keys_checked: bool = False,
     ) -> LoadStats:
         """Write validated frames: a store MERGEs them (the module's merge rule), so loading
         the same frames twice changes nothing; the offline importer needs an empty database.
@@ -311,6 +312,10 @@ class LoadTarget(ABC):
         from) as unfinished before it writes anything and as finished with its last write;
         sweeps refuse a store whose last load did not finish. It holds the store's write
         lock meanwhile (:meth:`Store.exclusive`).
+
+        Keys are checked for repeats unless ``keys_checked`` says the frames come straight
+        from :func:`graphinv.schema.validate`, which already quarantined every repeat (the
+        check costs seconds on a million accounts' usage).
 
         Raises
         ------
@@ -321,7 +326,8 @@ class LoadTarget(ABC):
             account that is neither loaded now nor stored, or another writer kept the
             store's lock past the wait.
         """
-        check_unique_keys(platform)
+        if not keys_checked:
+            check_unique_keys(platform)
         record = LoadRecord.begin(
             source or "frames in memory",
             {name: len(frame) for name, frame in platform.tables().items()},

@@ -432,13 +432,28 @@ class EmbeddedStore(Store):
         ({'accounts': 1, 'links': 1, 'usage': 0}, 1, 1)
         """
         tables = platform.tables()
-        with progress_bar(progress) as bar, self._transaction():
+        with progress_bar(progress) as bar, self._any_order(), self._transaction():
             task = bar.add_task("embedded load", total=len(tables))
             for name, frame in tables.items():
                 self._merge(TABLES[name], conform(frame, TABLES[name]))
                 bar.advance(task)
             self._put_meta(finish)
         return len(platform.links), {}
+
+    @contextmanager
+    def _any_order(self) -> Iterator[None]:
+        """Let inserts store rows in any order meanwhile (every read orders by key).
+
+        Keeping the input's order makes DuckDB log a big insert and compress it all over
+        again on the next checkpoint (11 of 25 CPU seconds of a million accounts' insert,
+        and a file 1.8 times as large); in any order, both threads write compressed row
+        groups straight into the file as the insert runs.
+        """
+        self._sql("SET preserve_insertion_order = false")
+        try:
+            yield
+        finally:
+            self._sql("RESET preserve_insertion_order")
 
     def _merge(self, spec: TableSpec, frame: pd.DataFrame) -> None:
         """MERGE one table; runs inside the load's transaction."""
