@@ -452,11 +452,14 @@ class _SortedBands:
     def __len__(self) -> int:
         return len(self.items[0])
 
-    def merged(self, band: int, new_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def merged(self, band: int, new_keys: np.ndarray,
+               order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """This band's (keys, items) with items ``len(self) + i`` of ``new_keys`` merged in;
-        on equal keys older items come first, as in a stable sort."""
+        on equal keys older items come first, as in a stable sort. ``order``: the stable
+        argsort of ``new_keys`` when already known."""
         keys, items = self.keys[band], self.items[band]
-        order = np.argsort(new_keys, kind="stable")
+        if order is None:
+            order = np.argsort(new_keys, kind="stable")
         sorted_new = new_keys[order]
         at = np.searchsorted(keys, sorted_new, side="right") + np.arange(len(order))
         is_new = np.zeros(len(keys) + len(order), dtype=bool)
@@ -492,7 +495,9 @@ class PreparedTexts:
 
     ``present`` are the rows with a text; ``inverse`` maps each to its distinct masked text
     (``unique``, first-appearance order); ``empty`` lists distinct texts without a word;
-    ``live`` the others, with their ``weight`` (rows), ``sig``, ``n_words`` and band ``keys``.
+    ``live`` the others, with their ``weight`` (rows), ``sig``, ``n_words`` and band ``keys``;
+    ``key_order`` (live × bands) is each band's stable argsort of ``keys``, sorted here so
+    the clustering process only merges it into its pool.
     """
 
     n: int
@@ -505,6 +510,7 @@ class PreparedTexts:
     sig: np.ndarray
     n_words: np.ndarray
     keys: np.ndarray
+    key_order: np.ndarray
 
 
 def prepare(texts: pa.Array | pa.ChunkedArray, params: FingerprintParams) -> PreparedTexts:
@@ -530,10 +536,14 @@ def prepare(texts: pa.Array | pa.ChunkedArray, params: FingerprintParams) -> Pre
     sig, n_words = minhash(unique, params)
     has_words = n_words > 0
     live = np.flatnonzero(has_words)
+    keys = band_keys(sig[live], params)
+    key_order = np.empty(keys.shape, dtype=np.int32 if len(keys) < 2**31 else np.int64)
+    for band in range(params.bands):
+        key_order[:, band] = np.argsort(keys[:, band], kind="stable")
     return PreparedTexts(
         n=len(texts), present=present, inverse=inverse, unique=unique,
         empty=np.flatnonzero(~has_words), live=live, weight=weight[live], sig=sig[live],
-        n_words=n_words[live], keys=band_keys(sig[live], params),
+        n_words=n_words[live], keys=keys, key_order=key_order,
     )
 
 
@@ -691,7 +701,8 @@ class TemplateClusterer:
 
         # Candidate pairs among the chunk's prompts (and the pending ones): star per bucket,
         # headed by the bucket's lowest node.
-        merged = [self._pending_bands.merged(band, ready.keys[:, band])
+        merged = [self._pending_bands.merged(band, ready.keys[:, band],
+                                             ready.key_order[:, band])
                   for band in range(p.bands)]
         pairs_u, pairs_v = [], []
         for sorted_keys, order in merged:
@@ -710,7 +721,7 @@ class TemplateClusterer:
             u, v = u[ok], v[ok]
 
         # Candidate (prompt, known template) pairs: the first representative sharing a band key.
-        du, tv_ = self._template_candidates(ready.keys, n_pend)
+        du, tv_ = self._template_candidates(ready.keys, ready.key_order, n_pend)
         if len(du):
             n_reps = len(self.index.signatures)
             pair = np.unique(du * n_reps + tv_)
@@ -792,8 +803,8 @@ class TemplateClusterer:
         self._slab_used += len(new)
         self._pending_row = np.r_[rows, np.arange(start, start + len(new))]
 
-    def _template_candidates(self, keys: np.ndarray, n_pend: int) -> tuple[np.ndarray,
-                                                                         np.ndarray]:
+    def _template_candidates(self, keys: np.ndarray, key_order: np.ndarray,
+                             n_pend: int) -> tuple[np.ndarray, np.ndarray]:
         """(node, representative) pairs to check: per band, the first representative (in
         index order) with the node's key.
 
@@ -810,9 +821,12 @@ class TemplateClusterer:
         pending = self._pending_bands
         for band in range(self.params.bands):
             rep_keys, rep_order = index.keys[band], index.items[band]
-            at = np.minimum(np.searchsorted(rep_keys, keys[:, band]), n_reps - 1)
-            hit = np.flatnonzero(rep_keys[at] == keys[:, band])
-            nodes.append(n_pend + hit)
+            # Looked up in key order: sorted needles walk the sorted keys once.
+            order = key_order[:, band]
+            wanted = keys[order, band]
+            at = np.minimum(np.searchsorted(rep_keys, wanted), n_reps - 1)
+            hit = np.flatnonzero(rep_keys[at] == wanted)
+            nodes.append(n_pend + order[hit].astype(np.int64))
             reps.append(rep_order[at[hit]])
             if not n_pend or self._reps_checked == n_reps:
                 continue
