@@ -190,12 +190,19 @@ def normalise(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: spreads every input bit over the output (uint64, wraps)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    """splitmix64 finaliser: spreads every input bit over the output (uint64, wraps).
+
+    ``x`` is left as it is; the steps work in place on two buffers instead of allocating
+    one per step (these arrays hold one value per word of a chunk)."""
+    y = np.right_shift(x, np.uint64(30))
+    y ^= x
+    y *= np.uint64(0xBF58476D1CE4E5B9)
+    t = np.right_shift(y, np.uint64(27))
+    y ^= t
+    y *= np.uint64(0x94D049BB133111EB)
+    np.right_shift(y, np.uint64(31), out=t)
+    y ^= t
+    return y
 
 
 def _salt_word(salt: str) -> np.uint64:
