@@ -711,13 +711,23 @@ class TemplateClusterer:
         merged = [self._pending_bands.merged(band, ready.keys[:, band],
                                              ready.key_order[:, band])
                   for band in range(p.bands)]
+        # A template's instances share their head in most bands: a pair already proposed
+        # by the first or the previous band a node was a member in is dropped before the
+        # (costlier) deduplication of all pairs, which leaves the same set of pairs.
         pairs_u, pairs_v = [], []
+        first_head = np.full(n_nodes, -1, dtype=np.int64)
+        last_head = np.full(n_nodes, -1, dtype=np.int64)
         for sorted_keys, order in merged:
             new_group = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
             head = order[np.maximum.accumulate(np.where(new_group, np.arange(n_nodes), 0))]
             member = ~new_group
-            pairs_u.append(head[member])
-            pairs_v.append(order[member])
+            hu, hv = head[member], order[member]
+            fresh = (first_head[hv] != hu) & (last_head[hv] != hu)
+            hu, hv = hu[fresh], hv[fresh]
+            first_head[hv[first_head[hv] < 0]] = hu[first_head[hv] < 0]
+            last_head[hv] = hu
+            pairs_u.append(hu)
+            pairs_v.append(hv)
         u = np.concatenate(pairs_u)
         v = np.concatenate(pairs_v)
         if len(u):
