@@ -679,6 +679,7 @@ def _prepared_chunks(tasks: Iterator[tuple[_Task, Path]], *, workers: int, paral
     # work is in Arrow and numpy kernels that release the GIL, so they run beside the
     # clustering in this thread.
     pool: Executor
+    job: Callable[[Callable[..., _Chunk], tuple, Path], _Prepared]
     if parallel == "threads":
         pool = ThreadPoolExecutor(workers, thread_name_prefix="graphinv-ingest")
         job = partial(_prepare, **context)
