@@ -731,7 +731,7 @@ class TemplateClusterer:
         u = np.concatenate(pairs_u)
         v = np.concatenate(pairs_v)
         if len(u):
-            pair = np.unique(np.minimum(u, v) * n_nodes + np.maximum(u, v))
+            pair = _sorted_distinct(np.minimum(u, v) * n_nodes + np.maximum(u, v))
             u, v = pair // n_nodes, pair % n_nodes
             short = np.minimum(node_words[u], node_words[v]) < p.short_words
             ok = _similar(sig_of(u), sig_of(v), p.threshold, short)
@@ -741,7 +741,7 @@ class TemplateClusterer:
         du, tv_ = self._template_candidates(ready.keys, ready.key_order, n_pend)
         if len(du):
             n_reps = len(self.index.signatures)
-            pair = np.unique(du * n_reps + tv_)
+            pair = _sorted_distinct(du * n_reps + tv_)
             du, rv = pair // n_reps, pair % n_reps
             short = np.minimum(node_words[du], self.index.rep_words[rv]) < p.short_words
             ok = _similar(sig_of(du), self.index.signatures[rv], p.threshold, short)
@@ -765,7 +765,7 @@ class TemplateClusterer:
 
         # New templates: components without one that reached min_requests.
         forming = ~has_tpl & (comp_weight[node_comp] >= p.min_requests)
-        new_comps = np.unique(node_comp[forming])
+        new_comps = _sorted_distinct(node_comp[forming])
         if len(new_comps):
             # First new prompt of each component (in chunk order) names it and feeds the rules.
             is_new = np.arange(n_nodes) >= n_pend
@@ -897,6 +897,13 @@ class TemplateClusterer:
             self.index.add_representatives(sig_of(idx[take]), tpl[take],
                                            node_words[idx[take]])
             self._reps += np.bincount(tpl[take], minlength=len(self._reps))
+
+
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` by a sort: numpy 2.4's hash-based ``unique`` took 50-100x
+    longer on the hundreds of thousands of candidate pairs of a chunk."""
+    out = np.sort(values)
+    return out[np.r_[True, out[1:] != out[:-1]]] if len(out) else out
 
 
 def _similar(a: np.ndarray, b: np.ndarray, threshold: float, exact: np.ndarray) -> np.ndarray:
