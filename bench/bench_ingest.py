@@ -169,7 +169,7 @@ def main() -> None:
     s.add_argument("--requests", type=int, nargs="+", default=[1_000_000, 3_000_000])
     s.add_argument("--workers", type=int, nargs="+", default=[1])
     s.add_argument("--parallel", nargs="+", choices=["threads", "processes"],
-                   default=["processes"])
+                   default=["threads"])
     s.add_argument("--chunk-mb", type=int, default=None,
                    help="JSON read per chunk (default: the ingest command's).")
     q = sub.add_parser("quality")

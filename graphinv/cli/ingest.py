@@ -37,14 +37,14 @@ console = Console(soft_wrap=True)
               help="Also write OUT/ingest_state/assignments.parquet (request id → "
               "fingerprints) for evaluation.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=0),
-              help="Processes (or threads, see --parallel) that parse, validate and "
-              "fingerprint chunks while the main process clusters (0: all in one thread; "
-              "the output is the same for any number).")
-@click.option("--parallel", default="processes", show_default=True,
+              help="Threads (or processes, see --parallel) that parse, validate and "
+              "fingerprint chunks while the main thread clusters (0: all in one thread; the "
+              "output is the same for any number).")
+@click.option("--parallel", default="threads", show_default=True,
               type=click.Choice(["threads", "processes"]),
-              help="Workers as forked processes (each prepared chunk handed back as arrays) "
-              "or threads (nothing copied, but they share one GIL).")
-@click.option("--chunk-mb", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Workers as threads (nothing copied, but they share one GIL) or forked "
+              "processes (each prepared chunk handed back as arrays).")
+@click.option("--chunk-mb", default=32, show_default=True, type=click.IntRange(min=1),
               help="JSON read per chunk; smaller needs less memory, larger less CPU.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               help="Write the report as JSON here ('-' for stdout).")

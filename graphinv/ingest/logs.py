@@ -715,13 +715,13 @@ def ingest_logs(
     base: Path | None = None,
     params: FingerprintParams | None = None,
     pseudonymise_key: bytes | None = None,
-    chunk_bytes: int = 64 << 20,
+    chunk_bytes: int = 32 << 20,
     chunk_rows: int = 100_000,
     max_request_bytes: int = 1 << 20,
     now: pd.Timestamp | None = None,
     keep_assignments: bool = False,
     workers: int = 1,
-    parallel: str = "processes",
+    parallel: str = "threads",
 ) -> IngestReport:
     """Read request logs, fingerprint their prompts and write the contract tables to ``out``.
 
@@ -744,9 +744,9 @@ def ingest_logs(
         salts the template hashes.
     chunk_bytes, chunk_rows
         Read size of JSONL (bytes) and Parquet (rows) chunks. Clustering a chunk walks the
-        whole pending pool once per band, so larger chunks spend less on it per request
-        (64 MB: about a fifth less CPU than 32 MB on 1M requests) at the price of memory
-        (each chunk in flight is about 20 bytes per byte of JSON at its peak).
+        whole pending pool once per band, so larger chunks spend less on it per request,
+        at the price of memory and slightly different attribution of texts that wait in
+        the pool (see docs/request-logs.md for what 64 MB measured).
     max_request_bytes
         A request (JSON line, or prompt text in Parquet) above this is quarantined.
     now
@@ -760,11 +760,11 @@ def ingest_logs(
         clustered one after the other in file order, so the output is the same for any
         number and kind of workers.
     parallel
-        ``"processes"`` (default: forked, so preparing runs beside clustering on another
-        core; a prepared chunk comes back as numpy arrays and the chunk's distinct
-        strings, about 1 MB per thousand requests, pickled in a few hundredths of a second)
-        or ``"threads"`` (nothing copied, but the parts of preparing that hold the GIL
-        wait for the clustering thread).
+        ``"threads"`` (default: nothing is copied; the parts of preparing that hold the GIL
+        wait for the clustering thread) or ``"processes"`` (forked, so preparing can run
+        on another core; a prepared chunk comes back as numpy arrays and the chunk's
+        distinct strings, about 1 MB per thousand requests). On the shared 2-CPU machine
+        of the README, processes cost about 15-20% more CPU and were not faster.
 
     Raises
     ------
