@@ -79,7 +79,7 @@ def tree_pss_kb(root: int) -> int:
 
 
 def speed(sizes: list[int], workers: list[int], kinds: list[str], workdir: Path,
-          console: Console) -> None:
+          console: Console, chunk_mb: int | None = None) -> None:
     table = Table(title=f"graphinv ingest — {machine()}")
     for heading in ("requests", "log MB (gz)", "workers", "seconds", "requests/s", "CPU s",
                     "requests/CPU-s", "peak MB (largest process)", "peak MB (all)",
@@ -99,7 +99,8 @@ def speed(sizes: list[int], workers: list[int], kinds: list[str], workdir: Path,
             command = ["/usr/bin/time", "-v", sys.executable, "-m", "graphinv.cli.main",
                        "--quiet", "ingest", str(data / "logs"), str(out), "--base",
                        str(data / "base"), "--workers", str(n_workers), "--json",
-                       str(report_file)] + (["--parallel", kind] if n_workers else [])
+                       str(report_file)] + (["--parallel", kind] if n_workers else []) + (
+                       ["--chunk-mb", str(chunk_mb)] if chunk_mb else [])
             load_before = os.getloadavg()[0]
             started = time.perf_counter()
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -119,7 +120,9 @@ def speed(sizes: list[int], workers: list[int], kinds: list[str], workdir: Path,
             report = pd.read_json(report_file, typ="series")
             gz = sum(p.stat().st_size for p in (data / "logs").iterdir()) / 1e6
             n = int(report["requests_read"])
-            table.add_row(f"{n:,}", f"{gz:,.0f}", f"{n_workers} {kind if n_workers else ''}",
+            table.add_row(f"{n:,}", f"{gz:,.0f}",
+                          f"{n_workers} {kind if n_workers else ''}"
+                          + (f", {chunk_mb} MB chunks" if chunk_mb else ""),
                           f"{seconds:,.1f}",
                           f"{n / seconds:,.0f}", f"{cpu:,.1f}", f"{n / cpu:,.0f}",
                           f"{peak / 1024:,.0f}", f"{peak_all / 1024:,.0f}",
@@ -167,6 +170,8 @@ def main() -> None:
     s.add_argument("--workers", type=int, nargs="+", default=[1])
     s.add_argument("--parallel", nargs="+", choices=["threads", "processes"],
                    default=["threads"])
+    s.add_argument("--chunk-mb", type=int, default=None,
+                   help="JSON read per chunk (default: the ingest command's).")
     q = sub.add_parser("quality")
     q.add_argument("--seeds", type=int, nargs="+", default=[21, 22, 23])
     q.add_argument("--accounts", type=int, default=None)
@@ -179,7 +184,7 @@ def main() -> None:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.part == "speed":
-            speed(args.requests, args.workers, args.parallel, workdir, console)
+            speed(args.requests, args.workers, args.parallel, workdir, console, args.chunk_mb)
         else:
             quality(args.seeds, workdir, console, args.accounts)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -353,3 +354,21 @@ def test_workers_validated(tmp_path):
             ingest_logs(tmp_path / "l.jsonl", tmp_path / "o", workers=bad)
     with pytest.raises(ConfigError, match="parallel"):
         ingest_logs(tmp_path / "l.jsonl", tmp_path / "o", parallel="fibers")
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="chunk_bytes"):
+            ingest_logs(tmp_path / "l.jsonl", tmp_path / "o", chunk_bytes=bad)
+
+
+def test_times_parse_fast_and_otherwise_as_pandas_does():
+    """The common ``…T…Z`` form goes through Arrow, any other ISO 8601 form through pandas:
+    the seconds are those pandas gives for every form, and what neither reads is flagged."""
+    from graphinv.ingest.logs import _epoch_seconds
+
+    texts = ["2025-03-03T16:33:31Z", "2025-03-03T18:33:31+02:00", "2025-03-03T16:33:31.900Z",
+             "2025-03-03 16:33:31", None, "yesterday", "2025-02-30T10:00:00Z"]
+    seconds, unparsed = _epoch_seconds(pa.array(texts, pa.string()))
+    assert unparsed.tolist() == [False, False, False, False, False, True, True]
+    expected = pd.to_datetime(pd.Series(texts[:4]), utc=True, format="ISO8601")
+    assert seconds[:4].tolist() == expected.to_numpy(dtype="datetime64[s]").astype(
+        np.int64).tolist()
+    assert seconds[:3].tolist() == [1741019611] * 3

@@ -42,13 +42,15 @@ console = Console(soft_wrap=True)
               "output is the same for any number).")
 @click.option("--parallel", default="threads", show_default=True,
               type=click.Choice(["threads", "processes"]),
-              help="Workers as threads (nothing copied) or forked processes (each prepared "
-              "chunk pickled back).")
+              help="Workers as threads (nothing copied, but they share one GIL) or forked "
+              "processes (each prepared chunk handed back as arrays).")
+@click.option("--chunk-mb", default=32, show_default=True, type=click.IntRange(min=1),
+              help="JSON read per chunk; smaller needs less memory, larger less CPU.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               help="Write the report as JSON here ('-' for stdout).")
 def ingest_command(logs: tuple[Path, ...], out: Path, base: Path | None, pseudonymise: bool,
                    max_request_bytes: int, assignments: bool, workers: int, parallel: str,
-                   json_path: Path | None) -> None:
+                   chunk_mb: int, json_path: Path | None) -> None:
     """Read request logs (LOGS: .jsonl, .jsonl.gz, .parquet files or folders) and write
     usage, links (ip, api_client, prompt_fingerprint) and prompt_fingerprints to OUT.
 
@@ -70,7 +72,7 @@ def ingest_command(logs: tuple[Path, ...], out: Path, base: Path | None, pseudon
         report = ingest_logs(list(logs), out, base=base, pseudonymise_key=key,
                              max_request_bytes=max_request_bytes,
                              keep_assignments=assignments, workers=workers,
-                             parallel=parallel)
+                             parallel=parallel, chunk_bytes=chunk_mb << 20)
     table = Table(title=f"graphinv ingest → {out}")
     table.add_column("")
     table.add_column("value", justify="right")

@@ -190,12 +190,19 @@ def normalise(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: spreads every input bit over the output (uint64, wraps)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    """splitmix64 finaliser: spreads every input bit over the output (uint64, wraps).
+
+    ``x`` is left as it is; the steps work in place on two buffers instead of allocating
+    one per step (these arrays hold one value per word of a chunk)."""
+    y = np.right_shift(x, np.uint64(30))
+    y ^= x
+    y *= np.uint64(0xBF58476D1CE4E5B9)
+    t = np.right_shift(y, np.uint64(27))
+    y ^= t
+    y *= np.uint64(0x94D049BB133111EB)
+    np.right_shift(y, np.uint64(31), out=t)
+    y ^= t
+    return y
 
 
 def _salt_word(salt: str) -> np.uint64:
@@ -452,11 +459,14 @@ class _SortedBands:
     def __len__(self) -> int:
         return len(self.items[0])
 
-    def merged(self, band: int, new_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def merged(self, band: int, new_keys: np.ndarray,
+               order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """This band's (keys, items) with items ``len(self) + i`` of ``new_keys`` merged in;
-        on equal keys older items come first, as in a stable sort."""
+        on equal keys older items come first, as in a stable sort. ``order``: the stable
+        argsort of ``new_keys`` when already known."""
         keys, items = self.keys[band], self.items[band]
-        order = np.argsort(new_keys, kind="stable")
+        if order is None:
+            order = np.argsort(new_keys, kind="stable")
         sorted_new = new_keys[order]
         at = np.searchsorted(keys, sorted_new, side="right") + np.arange(len(order))
         is_new = np.zeros(len(keys) + len(order), dtype=bool)
@@ -492,7 +502,9 @@ class PreparedTexts:
 
     ``present`` are the rows with a text; ``inverse`` maps each to its distinct masked text
     (``unique``, first-appearance order); ``empty`` lists distinct texts without a word;
-    ``live`` the others, with their ``weight`` (rows), ``sig``, ``n_words`` and band ``keys``.
+    ``live`` the others, with their ``weight`` (rows), ``sig``, ``n_words`` and band ``keys``;
+    ``key_order`` (live × bands) is each band's stable argsort of ``keys``, sorted here so
+    the clustering process only merges it into its pool.
     """
 
     n: int
@@ -505,6 +517,7 @@ class PreparedTexts:
     sig: np.ndarray
     n_words: np.ndarray
     keys: np.ndarray
+    key_order: np.ndarray
 
 
 def prepare(texts: pa.Array | pa.ChunkedArray, params: FingerprintParams) -> PreparedTexts:
@@ -530,10 +543,14 @@ def prepare(texts: pa.Array | pa.ChunkedArray, params: FingerprintParams) -> Pre
     sig, n_words = minhash(unique, params)
     has_words = n_words > 0
     live = np.flatnonzero(has_words)
+    keys = band_keys(sig[live], params)
+    key_order = np.empty(keys.shape, dtype=np.int32 if len(keys) < 2**31 else np.int64)
+    for band in range(params.bands):
+        key_order[:, band] = np.argsort(keys[:, band], kind="stable")
     return PreparedTexts(
         n=len(texts), present=present, inverse=inverse, unique=unique,
         empty=np.flatnonzero(~has_words), live=live, weight=weight[live], sig=sig[live],
-        n_words=n_words[live], keys=band_keys(sig[live], params),
+        n_words=n_words[live], keys=keys, key_order=key_order,
     )
 
 
@@ -691,29 +708,40 @@ class TemplateClusterer:
 
         # Candidate pairs among the chunk's prompts (and the pending ones): star per bucket,
         # headed by the bucket's lowest node.
-        merged = [self._pending_bands.merged(band, ready.keys[:, band])
+        merged = [self._pending_bands.merged(band, ready.keys[:, band],
+                                             ready.key_order[:, band])
                   for band in range(p.bands)]
+        # A template's instances share their head in most bands: a pair already proposed
+        # by the first or the previous band a node was a member in is dropped before the
+        # (costlier) deduplication of all pairs, which leaves the same set of pairs.
         pairs_u, pairs_v = [], []
+        first_head = np.full(n_nodes, -1, dtype=np.int64)
+        last_head = np.full(n_nodes, -1, dtype=np.int64)
         for sorted_keys, order in merged:
             new_group = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
             head = order[np.maximum.accumulate(np.where(new_group, np.arange(n_nodes), 0))]
             member = ~new_group
-            pairs_u.append(head[member])
-            pairs_v.append(order[member])
+            hu, hv = head[member], order[member]
+            fresh = (first_head[hv] != hu) & (last_head[hv] != hu)
+            hu, hv = hu[fresh], hv[fresh]
+            first_head[hv[first_head[hv] < 0]] = hu[first_head[hv] < 0]
+            last_head[hv] = hu
+            pairs_u.append(hu)
+            pairs_v.append(hv)
         u = np.concatenate(pairs_u)
         v = np.concatenate(pairs_v)
         if len(u):
-            pair = np.unique(np.minimum(u, v) * n_nodes + np.maximum(u, v))
+            pair = _sorted_distinct(np.minimum(u, v) * n_nodes + np.maximum(u, v))
             u, v = pair // n_nodes, pair % n_nodes
             short = np.minimum(node_words[u], node_words[v]) < p.short_words
             ok = _similar(sig_of(u), sig_of(v), p.threshold, short)
             u, v = u[ok], v[ok]
 
         # Candidate (prompt, known template) pairs: the first representative sharing a band key.
-        du, tv_ = self._template_candidates(ready.keys, n_pend)
+        du, tv_ = self._template_candidates(ready.keys, ready.key_order, n_pend)
         if len(du):
             n_reps = len(self.index.signatures)
-            pair = np.unique(du * n_reps + tv_)
+            pair = _sorted_distinct(du * n_reps + tv_)
             du, rv = pair // n_reps, pair % n_reps
             short = np.minimum(node_words[du], self.index.rep_words[rv]) < p.short_words
             ok = _similar(sig_of(du), self.index.signatures[rv], p.threshold, short)
@@ -737,7 +765,7 @@ class TemplateClusterer:
 
         # New templates: components without one that reached min_requests.
         forming = ~has_tpl & (comp_weight[node_comp] >= p.min_requests)
-        new_comps = np.unique(node_comp[forming])
+        new_comps = _sorted_distinct(node_comp[forming])
         if len(new_comps):
             # First new prompt of each component (in chunk order) names it and feeds the rules.
             is_new = np.arange(n_nodes) >= n_pend
@@ -792,8 +820,8 @@ class TemplateClusterer:
         self._slab_used += len(new)
         self._pending_row = np.r_[rows, np.arange(start, start + len(new))]
 
-    def _template_candidates(self, keys: np.ndarray, n_pend: int) -> tuple[np.ndarray,
-                                                                         np.ndarray]:
+    def _template_candidates(self, keys: np.ndarray, key_order: np.ndarray,
+                             n_pend: int) -> tuple[np.ndarray, np.ndarray]:
         """(node, representative) pairs to check: per band, the first representative (in
         index order) with the node's key.
 
@@ -810,9 +838,12 @@ class TemplateClusterer:
         pending = self._pending_bands
         for band in range(self.params.bands):
             rep_keys, rep_order = index.keys[band], index.items[band]
-            at = np.minimum(np.searchsorted(rep_keys, keys[:, band]), n_reps - 1)
-            hit = np.flatnonzero(rep_keys[at] == keys[:, band])
-            nodes.append(n_pend + hit)
+            # Looked up in key order: sorted needles walk the sorted keys once.
+            order = key_order[:, band]
+            wanted = keys[order, band]
+            at = np.minimum(np.searchsorted(rep_keys, wanted), n_reps - 1)
+            hit = np.flatnonzero(rep_keys[at] == wanted)
+            nodes.append(n_pend + order[hit].astype(np.int64))
             reps.append(rep_order[at[hit]])
             if not n_pend or self._reps_checked == n_reps:
                 continue
@@ -866,6 +897,13 @@ class TemplateClusterer:
             self.index.add_representatives(sig_of(idx[take]), tpl[take],
                                            node_words[idx[take]])
             self._reps += np.bincount(tpl[take], minlength=len(self._reps))
+
+
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` by a sort: numpy 2.4's hash-based ``unique`` took 50-100x
+    longer on the hundreds of thousands of candidate pairs of a chunk."""
+    out = np.sort(values)
+    return out[np.r_[True, out[1:] != out[:-1]]] if len(out) else out
 
 
 def _similar(a: np.ndarray, b: np.ndarray, threshold: float, exact: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -384,17 +385,63 @@ def _coerce_parquet(table: pa.Table, lines: np.ndarray, path: Path, limit: int) 
 
 
 @dataclass
+class _Coded:
+    """A string column of one chunk as codes into its distinct values (-1: absent), so no
+    Python string per request is made and only the distinct values cross processes."""
+
+    codes: np.ndarray  # int32
+    names: np.ndarray  # object (str), distinct values
+
+    @classmethod
+    def of(cls, column: pa.Array) -> _Coded:
+        encoded = pc.dictionary_encode(column)
+        return cls(pc.fill_null(encoded.indices, -1).to_numpy(),
+                   encoded.dictionary.to_numpy(zero_copy_only=False))
+
+    def filter(self, keep: np.ndarray) -> _Coded:
+        return _Coded(self.codes[keep], self.names)
+
+
+@dataclass
 class _Valid:
-    account: np.ndarray  # object (str)
+    account: _Coded
     seconds: np.ndarray  # int64, UTC epoch
-    model: np.ndarray
-    ip: np.ndarray  # object, None when absent
-    client: np.ndarray
+    model: _Coded
+    ip: _Coded
+    client: _Coded
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     request_id: pa.Array
     user: pa.Array  # first user message or the prompt
     system: pa.Array  # first system message
+
+
+_ISO_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
+_EARLIEST_S = EARLIEST.value // 10**9
+
+
+def _epoch_seconds(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """UTC epoch seconds of ISO 8601 times (0 where absent or unparsed) and which texts did
+    not parse. The common ``…T…Z`` form is parsed by Arrow; any other (offsets, fractions)
+    by pandas, as before."""
+    fast = pc.strptime(text, format=_ISO_SECONDS, unit="s", error_is_null=True)
+    # Arrow's strptime rolls impossible dates over (30 February): only a time that prints
+    # back as the same text is taken; pandas judges the rest.
+    same = pc.fill_null(pc.equal(pc.strftime(fast, format=_ISO_SECONDS), text), False)
+    fast = pc.if_else(same, fast, pa.scalar(None, fast.type))
+    seconds = pc.fill_null(fast.cast(pa.int64()), 0).to_numpy().copy()
+    rest = np.flatnonzero(np.asarray(fast.is_null().to_numpy(zero_copy_only=False))
+                          & np.asarray(text.is_valid().to_numpy(zero_copy_only=False)))
+    unparsed = np.zeros(len(text), dtype=bool)
+    if len(rest):
+        when = pd.to_datetime(text.take(pa.array(rest)).to_pandas(), utc=True,
+                              errors="coerce", format="ISO8601")
+        bad = when.isna().to_numpy()
+        unparsed[rest[bad]] = True
+        ok = rest[~bad]
+        seconds[ok] = (when[~bad].to_numpy(dtype="datetime64[ns]").astype("datetime64[s]")
+                       .astype(np.int64))
+    return seconds, unparsed
 
 
 def _validate(chunk: _Chunk, path: Path, *, now: pd.Timestamp,
@@ -415,21 +462,25 @@ def _validate(chunk: _Chunk, path: Path, *, now: pd.Timestamp,
     for name in REQUIRED:
         col = strings.get(name, t[name])
         flag(np.asarray(col.is_null().to_numpy(zero_copy_only=False)), name, f"missing {name}")
-    text = t["time"].combine_chunks().to_pandas()
-    when = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-    unparsed = (when.isna() & text.notna()).to_numpy()
+    text = t["time"].combine_chunks()
+    seconds, unparsed = _epoch_seconds(text)
     shown = np.full(n, "", dtype=object)
-    shown[unparsed] = [f"time is not an ISO 8601 timestamp: {_short(v)}" for v in text[unparsed]]
+    shown[unparsed] = [f"time is not an ISO 8601 timestamp: {_short(v)}"
+                       for v in text.filter(pa.array(unparsed)).to_pylist()]
     flag(unparsed, "time", shown)
-    flag((when < EARLIEST).fillna(False).to_numpy(), "time", "time is before 2000-01-01")
-    flag((when > now + FUTURE_SLACK).fillna(False).to_numpy(), "time", "time is in the future")
+    parsed = ~unparsed & np.asarray(text.is_valid().to_numpy(zero_copy_only=False))
+    flag(parsed & (seconds < _EARLIEST_S), "time", "time is before 2000-01-01")
+    flag(parsed & (seconds > (now + FUTURE_SLACK).value // 10**9), "time",
+         "time is in the future")
     for name in ("input_tokens", "output_tokens"):
         values = t[name].combine_chunks().to_numpy(zero_copy_only=False)
         flag(np.nan_to_num(values.astype(float), nan=0) < 0, name, f"{name} is negative")
+    coded = {name: _Coded.of(strings[name]) for name in ("account_id", "model", "ip",
+                                                        "user_agent")}
     if accounts is not None:
-        acc = strings["account_id"].to_pandas()
-        flag((acc.notna() & ~acc.isin(accounts)).to_numpy(), "account_id",
-             "account_id not in the base accounts")
+        acc = coded["account_id"]
+        known = np.r_[pd.Index(acc.names).isin(accounts), True]
+        flag(~known[acc.codes], "account_id", "account_id not in the base accounts")
 
     # The text: the prompt, or the first user and first system message.
     user = t["prompt"].combine_chunks()
@@ -472,19 +523,14 @@ def _validate(chunk: _Chunk, path: Path, *, now: pd.Timestamp,
             columns = ",".join(dict.fromkeys(c for c, _ in why))
             refused.append(_refusal(path, int(chunk.lines[i]), columns,
                                     "; ".join(r for _, r in why), row))
-    good = pa.array(~bad)
-    seconds = when.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT"))
-    seconds = seconds.astype("datetime64[s]").astype(np.int64)[~bad]
-
-    def obj(column: pa.Array) -> np.ndarray:
-        return column.filter(good).to_numpy(zero_copy_only=False)
-
+    keep = ~bad
+    good = pa.array(keep)
     valid = _Valid(
-        account=obj(strings["account_id"]),
-        seconds=seconds,
-        model=obj(strings["model"]),
-        ip=obj(strings["ip"]),
-        client=obj(strings["user_agent"]),
+        account=coded["account_id"].filter(keep),
+        seconds=seconds[keep],
+        model=coded["model"].filter(keep),
+        ip=coded["ip"].filter(keep),
+        client=coded["user_agent"].filter(keep),
         input_tokens=t["input_tokens"].combine_chunks().filter(good).to_numpy(),
         output_tokens=t["output_tokens"].combine_chunks().filter(good).to_numpy(),
         request_id=strings["request_id"].filter(good),
@@ -526,11 +572,31 @@ class _Aggregate:
         return self.reduce(pd.concat(self.parts, ignore_index=True))
 
 
-def _link_frame(account, value, seconds, count=None) -> pd.DataFrame:
-    frame = pd.DataFrame({"account_id": account, "value": value, "first": seconds,
-                          "last": seconds,
-                          "count": np.ones(len(seconds), np.int64) if count is None else count})
-    return frame[frame["value"].notna()]
+def _link_frame(account: np.ndarray, value: np.ndarray, seconds: np.ndarray) -> pd.DataFrame:
+    """One link row per request with a value (integer codes; -1: no value)."""
+    has = value >= 0
+    return pd.DataFrame({"account_id": account[has], "value": value[has],
+                         "first": seconds[has], "last": seconds[has],
+                         "count": np.ones(int(has.sum()), np.int64)})
+
+
+class _Interner:
+    """Codes of the strings of all chunks (accounts, models, IPs, user agents), so the
+    running aggregates group integers; names come back only when the output is written."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, int] = {}
+
+    def lookup(self, names: np.ndarray) -> np.ndarray:
+        """Code of each of a chunk's distinct values (new ones numbered on), then -1: index
+        it with the chunk's codes, where -1 (absent) stays -1."""
+        code = self._code
+        found = np.fromiter((code.setdefault(name, len(code)) for name in names),
+                            dtype=np.int64, count=len(names))
+        return np.r_[found, -1]
+
+    def names(self) -> np.ndarray:
+        return np.array(list(self._code), dtype=object)
 
 
 def _links() -> _Aggregate:
@@ -548,14 +614,20 @@ def _usage() -> _Aggregate:
 @dataclass
 class _Prepared:
     """One chunk after every step that needs no state across chunks: parsed, validated,
-    usage and ip/api_client links grouped, prompts fingerprinted up to clustering."""
+    usage and ip/api_client links grouped, prompts fingerprinted up to clustering.
+
+    Strings are codes into the chunk's distinct values (``account``, ``model_names``,
+    ``link_names``) and the rest numpy arrays, so a forked worker hands back a few compact
+    buffers, not a Python object per request."""
 
     refused: list[dict[str, object]]
     blank: int
     read: int
-    usage: pd.DataFrame
-    links: dict[str, pd.DataFrame]
-    account: np.ndarray
+    usage: pd.DataFrame  # account_id and model: chunk codes
+    model_names: np.ndarray
+    links: dict[str, pd.DataFrame]  # account_id and value: chunk codes
+    link_names: dict[str, np.ndarray]
+    account: _Coded
     seconds: np.ndarray
     request_id: pa.Array | None
     texts: PreparedTexts
@@ -566,21 +638,36 @@ def _prepare(read: Callable[..., _Chunk], args: tuple, path: Path, now: pd.Times
              keep_ids: bool) -> _Prepared:
     chunk = read(*args)
     v, late = _validate(chunk, path, now=now, accounts=accounts)
+    account = v.account.codes
     usage = _usage().reduce(pd.DataFrame({
-        "account_id": v.account, "hour": v.seconds // 3600 * 3600, "model": v.model,
+        "account_id": account, "hour": v.seconds // 3600 * 3600, "model": v.model.codes,
         "requests": np.ones(len(v.seconds), np.int64), "input_tokens": v.input_tokens,
         "output_tokens": v.output_tokens,
     }))
-    links = {"ip": _links().reduce(_link_frame(v.account, v.ip, v.seconds)),
-             "api_client": _links().reduce(_link_frame(v.account, v.client, v.seconds))}
+    links = {"ip": _links().reduce(_link_frame(account, v.ip.codes, v.seconds)),
+             "api_client": _links().reduce(_link_frame(account, v.client.codes, v.seconds))}
     texts = prepare(pa.concat_arrays([v.user.cast(pa.string()), v.system.cast(pa.string())]),
                     params)
     return _Prepared(
         refused=chunk.refused + late, blank=chunk.blank,
-        read=chunk.table.num_rows + len(chunk.refused), usage=usage, links=links,
-        account=v.account, seconds=v.seconds, request_id=v.request_id if keep_ids else None,
-        texts=texts,
+        read=chunk.table.num_rows + len(chunk.refused), usage=usage,
+        model_names=v.model.names, links=links,
+        link_names={"ip": v.ip.names, "api_client": v.client.names}, account=v.account,
+        seconds=v.seconds, request_id=v.request_id if keep_ids else None, texts=texts,
     )
+
+
+# What every chunk of one ingest shares, set once in each forked worker (not sent per chunk).
+_WORKER_CONTEXT: dict[str, Any] = {}
+
+
+def _set_worker_context(context: dict[str, Any]) -> None:
+    _WORKER_CONTEXT.clear()
+    _WORKER_CONTEXT.update(context)
+
+
+def _prepare_in_worker(read: Callable[..., _Chunk], args: tuple, path: Path) -> _Prepared:
+    return _prepare(read, args, path, **_WORKER_CONTEXT)
 
 
 def _prepared_chunks(tasks: Iterator[tuple[_Task, Path]], *, workers: int, parallel: str,
@@ -595,16 +682,20 @@ def _prepared_chunks(tasks: Iterator[tuple[_Task, Path]], *, workers: int, paral
     # Threads share the parsed chunk with the caller (nothing is pickled); most of their
     # work is in Arrow and numpy kernels that release the GIL, so they run beside the
     # clustering in this thread.
-    pool: Executor = (
-        ThreadPoolExecutor(workers, thread_name_prefix="graphinv-ingest")
-        if parallel == "threads"
-        else ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    )
+    pool: Executor
+    job: Callable[[Callable[..., _Chunk], tuple, Path], _Prepared]
+    if parallel == "threads":
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="graphinv-ingest")
+        job = partial(_prepare, **context)
+    else:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_set_worker_context, initargs=(context,))
+        job = _prepare_in_worker
     with pool:
         ahead: deque[Future[_Prepared]] = deque()
         try:
             for (read, args), path in tasks:
-                ahead.append(pool.submit(_prepare, read, args, path, **context))
+                ahead.append(pool.submit(job, read, args, path))
                 if len(ahead) > workers:
                     yield ahead.popleft().result()
             while ahead:
@@ -652,7 +743,10 @@ def ingest_logs(
         is replaced by its keyed HMAC (:mod:`graphinv.ingest.pseudonymise`) and the key
         salts the template hashes.
     chunk_bytes, chunk_rows
-        Read size of JSONL (bytes) and Parquet (rows) chunks.
+        Read size of JSONL (bytes) and Parquet (rows) chunks. Clustering a chunk walks the
+        whole pending pool once per band, so larger chunks spend less on it per request,
+        at the price of memory and slightly different attribution of texts that wait in
+        the pool (see docs/request-logs.md for what 64 MB measured).
     max_request_bytes
         A request (JSON line, or prompt text in Parquet) above this is quarantined.
     now
@@ -661,14 +755,16 @@ def ingest_logs(
         Also write ``ingest_state/assignments.parquet`` (request id → fingerprints of the
         user and system text; ids only) for evaluation against planted templates.
     workers
-        Threads or forked processes (``parallel``) that read, validate and fingerprint
+        Threads or forked processes (``parallel``) that parse, validate and fingerprint
         chunks while this thread clusters (0: all in this thread). Chunks are still
         clustered one after the other in file order, so the output is the same for any
         number and kind of workers.
     parallel
-        ``"threads"`` (default: nothing is copied between them, and their Arrow and numpy
-        kernels release the GIL) or ``"processes"`` (forked; each prepared chunk is pickled
-        back, which costs 10-25% more CPU).
+        ``"threads"`` (default: nothing is copied; the parts of preparing that hold the GIL
+        wait for the clustering thread) or ``"processes"`` (forked, so preparing can run
+        on another core; a prepared chunk comes back as numpy arrays and the chunk's
+        distinct strings, about 1 MB per thousand requests). On the shared 2-CPU machine
+        of the README, processes cost about 15-20% more CPU and were not faster.
 
     Raises
     ------
@@ -681,6 +777,8 @@ def ingest_logs(
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     if pseudonymise_key is not None and len(pseudonymise_key) < 16:
         raise ConfigError("the pseudonymisation key must be at least 16 bytes")
+    if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1:
+        raise ConfigError(f"chunk_bytes must be a whole number >= 1, not {chunk_bytes!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"workers must be a whole number >= 0, not {workers!r}")
     if parallel not in ("threads", "processes"):
@@ -698,6 +796,7 @@ def ingest_logs(
     clusterer = TemplateClusterer(index, remember_all=keep_assignments)
     usage = _usage()
     links = {kind: _links() for kind in LOG_KINDS}
+    names = {kind: _Interner() for kind in ("account", "model", "ip", "api_client")}
     pending = _Aggregate(["account_id", "doc"], ["count"], ["first"], ["last"])
     assignments: list[pa.Table] = []
     refused: list[dict[str, object]] = []
@@ -729,11 +828,20 @@ def ingest_logs(
         read += chunk.read
         n = len(chunk.seconds)
         ingested += n
-        usage.add(chunk.usage, reduced=True)
+        # Chunk codes to the ingest's codes: one-to-one, so worker-grouped rows stay grouped.
+        to_account = names["account"].lookup(chunk.account.names)
+        account = to_account[chunk.account.codes]
+        frame = chunk.usage
+        frame["account_id"] = to_account[frame["account_id"].to_numpy()]
+        frame["model"] = names["model"].lookup(chunk.model_names)[frame["model"].to_numpy()]
+        usage.add(frame, reduced=True)
         for kind, frame in chunk.links.items():
+            frame["account_id"] = to_account[frame["account_id"].to_numpy()]
+            frame["value"] = names[kind].lookup(chunk.link_names[kind])[
+                frame["value"].to_numpy()]
             links[kind].add(frame, reduced=True)
         docs = clusterer.add(chunk.texts)
-        free_form += _attribute(clusterer, docs, np.r_[chunk.account, chunk.account],
+        free_form += _attribute(clusterer, docs, np.r_[account, account],
                                 np.r_[chunk.seconds, chunk.seconds], links["prompt_fingerprint"],
                                 pending)
         if keep_assignments:
@@ -746,8 +854,13 @@ def ingest_logs(
     new_templates = len(index) - known_templates
     fingerprints = index.templates["fingerprint"].to_numpy()
 
-    log_links = _log_links(links, fingerprints)
+    account_names = names["account"].names()
+    log_links = _log_links(links, account_names, {
+        "ip": names["ip"].names(), "api_client": names["api_client"].names(),
+        "prompt_fingerprint": fingerprints})
     log_usage = usage.result()
+    log_usage["account_id"] = account_names[log_usage["account_id"].to_numpy(dtype=np.int64)]
+    log_usage["model"] = names["model"].names()[log_usage["model"].to_numpy(dtype=np.int64)]
     log_usage["hour"] = pd.to_datetime(log_usage["hour"], unit="s", utc=True)
     rules = index.templates.copy()
     if pseudonymise_key is not None:
@@ -807,12 +920,15 @@ def _attribute(clusterer: TemplateClusterer, docs: np.ndarray, account: np.ndarr
     return 0
 
 
-def _log_links(links: dict[str, _Aggregate], fingerprints: np.ndarray) -> pd.DataFrame:
+def _log_links(links: dict[str, _Aggregate], accounts: np.ndarray,
+               values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Links with their names back: ``accounts`` and ``values`` (per kind) by code."""
     frames = []
     for kind, acc in links.items():
         frame = acc.result()
-        if kind == "prompt_fingerprint" and len(frame):
-            frame["value"] = fingerprints[frame["value"].to_numpy().astype(np.int64)]
+        if len(frame):
+            frame["account_id"] = accounts[frame["account_id"].to_numpy(dtype=np.int64)]
+            frame["value"] = values[kind][frame["value"].to_numpy(dtype=np.int64)]
         frame["kind"] = kind
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
