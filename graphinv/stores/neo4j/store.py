@@ -115,6 +115,7 @@ class Neo4jStore(Store):
         ring_exists=cypher.RING_EXISTS,
         ring_members=cypher.MEMBERS_READ,
         members=cypher.SWEEP_MEMBERS_READ,
+        rings_members=cypher.RINGS_MEMBERS_READ,
         breakdown=cypher.BREAKDOWN_READ,
     )
 
@@ -141,6 +142,8 @@ class Neo4jStore(Store):
         self.lock_wait = lock_wait
         self._owns_driver = owns_driver
         self._schema_ready = False
+        # Whether the copy is in step, decided once per read_platform / read_neighbourhood.
+        self._reading_copy: bool | None = None
 
     @classmethod
     def connect(
@@ -376,16 +379,34 @@ class Neo4jStore(Store):
     def _columnar_in_step(self) -> bool:
         """Whether the copy holds exactly the graph's rows: the same token in both, written
         after both finished the same loads, and no load unfinished since."""
-        return self._tokens_match() and self.unfinished_load() is None
+        return self._tokens_match(graph_finished=True)
 
-    def _tokens_match(self) -> bool:
-        """The graph and a finished copy carry the same token of their last joint load."""
+    def _tokens_match(self, *, graph_finished: bool = False) -> bool:
+        """The graph and a finished copy carry the same token of their last joint load
+        (and, with ``graph_finished``, the graph's last load finished too)."""
         if self.columnar is None:
             return False
-        token = self.read_meta().get(_COLUMNAR_KEY)
-        return bool(token) and (
-            self.columnar.unfinished_load() is None
-            and self.columnar.read_meta().get(_COLUMNAR_KEY) == token)
+        # One read of each store's facts: this runs before every read from the copy.
+        graph = self.read_meta()
+        token = graph.get(_COLUMNAR_KEY)
+        if not token or (graph_finished and not _load_finished(graph)):
+            return False
+        copy = self.columnar.read_meta()
+        return copy.get(_COLUMNAR_KEY) == token and _load_finished(copy)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        self._reading_copy = self._columnar_in_step()
+        try:
+            yield
+        finally:
+            self._reading_copy = None
+
+    def _from_copy(self) -> bool:
+        """Read from the columnar copy (decided once per platform or neighbourhood read)."""
+        if self._reading_copy is not None:
+            return self._reading_copy
+        return self._columnar_in_step()
 
     def _graph_empty(self) -> bool:
         return self._frame(cypher.ANY_ACCOUNT).empty
@@ -534,7 +555,7 @@ class Neo4jStore(Store):
     # -- reading -------------------------------------------------------------------------
 
     def _read_table(self, name: str) -> pd.DataFrame:
-        if self._columnar_in_step():
+        if self._from_copy():
             assert self.columnar is not None
             return self.columnar._read_table(name)
         if name == "links":
@@ -549,7 +570,7 @@ class Neo4jStore(Store):
         return frame.sort_values(list(TABLES[name].key))
 
     def _read_near(self, name: str, account_ids: list[str]) -> pd.DataFrame:
-        if self._columnar_in_step():
+        if self._from_copy():
             assert self.columnar is not None
             return self.columnar._read_near(name, account_ids)
         reads = {"accounts": cypher.ACCOUNTS_NEAR_READ, "links": cypher.LINKS_NEAR_READ,
@@ -663,6 +684,12 @@ class Neo4jStore(Store):
         frame = self._fetch(cypher.DECISIONS_READ, {}).reindex(columns=list(_DECISION_KEYS))
         frame["at"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601")
         return frame
+
+
+def _load_finished(meta: Mapping[str, str]) -> bool:
+    """Whether the last load recorded in a store's facts finished (or none is recorded)."""
+    text = meta.get(LOAD_KEY)
+    return text is None or LoadRecord.from_json(text).finished is not None
 
 
 @contextmanager
