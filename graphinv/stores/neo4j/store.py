@@ -72,7 +72,7 @@ _USAGE_ARRAYS = ("hours", "requests", "input_tokens", "output_tokens")
 _DECISION_KEYS = ("ring_id", "at", "by", "status", "assignee", "note", "sweep_id", "size")
 _LOCK_NAME = "write"
 # The token a load writes into the graph and its columnar copy once both hold its rows.
-_COLUMNAR_KEY = "columnar_copy"
+COLUMNAR_KEY = "columnar_copy"
 _POLL_SECONDS = 0.5
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ class Neo4jStore(Store):
             self._tokens_match() or (self._graph_empty() and self._copy_empty()))
         # Out of step from here until both hold the rows (a crash leaves it so); a load
         # without the copy clears the token too, so the copy never counts as in step again.
-        self._write_meta({_COLUMNAR_KEY: ""})
+        self._write_meta({COLUMNAR_KEY: ""})
         tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
         links = tables["links"]
         by_kind = {str(kind): group for kind, group in links.groupby("kind", sort=True)}
@@ -373,8 +373,8 @@ class Neo4jStore(Store):
         record = LoadRecord.from_json(finish[LOAD_KEY])
         self.columnar.load(platform, progress=False, source=record.source)
         token = uuid.uuid4().hex
-        self.columnar.write_meta({_COLUMNAR_KEY: token})
-        self._write_meta({_COLUMNAR_KEY: token})
+        self.columnar.write_meta({COLUMNAR_KEY: token})
+        self._write_meta({COLUMNAR_KEY: token})
 
     def _columnar_in_step(self) -> bool:
         """Whether the copy holds exactly the graph's rows: the same token in both, written
@@ -388,11 +388,11 @@ class Neo4jStore(Store):
             return False
         # One read of each store's facts: this runs before every read from the copy.
         graph = self.read_meta()
-        token = graph.get(_COLUMNAR_KEY)
+        token = graph.get(COLUMNAR_KEY)
         if not token or (graph_finished and not _load_finished(graph)):
             return False
         copy = self.columnar.read_meta()
-        return copy.get(_COLUMNAR_KEY) == token and _load_finished(copy)
+        return copy.get(COLUMNAR_KEY) == token and _load_finished(copy)
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
