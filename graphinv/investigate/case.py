@@ -591,8 +591,17 @@ class Case:
         Every table prints in full (no scroll boxes; header rows repeat on each page), so a
         PDF of the page carries every member and every piece of evidence.
         """
+        from graphinv.detect.workers import Forked, default_processes
+
         ring = self.ring
-        images = dict(zip(_PLOTS, self._pngs(list(_PLOTS)), strict=True))
+        _pyplot()  # imported once, before any fork
+        # Drawing is most of a case file's CPU: with a second core, a forked child draws
+        # the two busiest plots while this process draws the others and lays out the page.
+        images: dict[str, str] = {}
+        aside = ["graph", "activity"] if default_processes() > 1 else []
+        pending = Forked(self._pngs, aside) if aside else None
+        here = [name for name in _PLOTS if name not in aside]
+        images.update(zip(here, self._pngs(here), strict=True))
         reasons = self.breakdown.loc[self.breakdown["contribution"] > 0, "text"].head(6)
         decision = self.decision
         provenance = self.provenance
@@ -623,6 +632,8 @@ class Case:
              ("data window", " to ".join(map(str, provenance["data_window"] or []))),
              ("input files", provenance["input_files"])],
             columns=["item", "value"])
+        if pending is not None:
+            images.update(zip(aside, pending.result(), strict=True))
         page = Template(TEMPLATE_PATH.read_text(encoding="utf-8")).substitute(
             title=html.escape(f"Case file: ring {ring['ring_id']}"),
             ring_id=html.escape(str(ring["ring_id"])),
@@ -679,8 +690,7 @@ def _identifiers(members: pd.DataFrame, platform: Platform) -> pd.DataFrame:
         first_seen=("first_seen", "min"),
         last_seen=("last_seen", "max"),
     )
-    used = links.loc[links.set_index(["kind", "value"]).index.isin(
-        grouped.set_index(["kind", "value"]).index)]
+    used = links.merge(grouped[["kind", "value"]], on=["kind", "value"])
     everyone = used.groupby(["kind", "value"])["account_id"].nunique().rename("platform_accounts")
     grouped = grouped.join(everyone, on=["kind", "value"])
     grouped["share"] = (grouped["members"] / len(members)).round(3)

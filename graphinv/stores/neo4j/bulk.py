@@ -166,8 +166,13 @@ def bulk_import(
             status = importer.wait()
         log_file.seek(0)
         log = log_file.read()
+    # The importer's report (counts, time per stage, memory) outlives the CSV files.
+    kept = server.home / "logs" / "neo4j-admin-import.log"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(log, encoding="utf-8")
     if status != 0:
-        raise StoreError(f"neo4j-admin import failed (status {status}):\n{log[-3000:]}")
+        raise StoreError(f"neo4j-admin import failed (status {status}; report in {kept}):\n"
+                         f"{log[-3000:]}")
     if not keep_csv:
         shutil.rmtree(csv_dir, ignore_errors=True)
     return BulkImportStats(
