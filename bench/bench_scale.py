@@ -102,11 +102,9 @@ def _run_child(step: str, args: dict[str, Any]) -> dict[str, Any]:
         # The command an investigator runs, start to finish, as its own process.
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env.pop("GRAPHINV_NEO4J_COLUMNAR", None)
-        store = ["--db", args["db"]]
-        if args.get("neo4j"):
-            store = ["--neo4j", args["neo4j"]]
-            if args.get("copy"):
-                env["GRAPHINV_NEO4J_COLUMNAR"] = args["copy"]
+        store = ["--neo4j", args["neo4j"]] if args.get("neo4j") else ["--db", args["db"]]
+        if args.get("neo4j") and args.get("copy"):
+            env["GRAPHINV_NEO4J_COLUMNAR"] = args["copy"]
         out_dir = DATA / "case_out"
         out_dir.mkdir(exist_ok=True)
         subprocess.run(
