@@ -7,8 +7,9 @@ memory is its own:
 
 * ``load``: ``graphinv load`` into a fresh embedded store;
 * ``sweep``: ``run_sweep`` on it, wall seconds per stage;
-* ``case``: ``Case`` on the top ring (it reads the ring's neighbourhood and its stored
-  breakdown, never the platform);
+* ``case``: the whole ``graphinv case RING --html --csv`` command on the top ring, in its
+  own interpreter (imports, store open, the ring's neighbourhood and stored breakdown,
+  plots, HTML and CSV; never the platform);
 * with ``--neo4j URI``: the same platform loaded into that (emptied!) Neo4j with a columnar
   copy beside it, then the sweep and case on that store, and the case once more without
   the copy (its neighbourhood read over Bolt).
@@ -22,6 +23,8 @@ Run::
 
     python bench/bench_scale.py --accounts 100000 300000 1000000
     python bench/bench_scale.py --accounts 100000 --neo4j bolt://127.0.0.1:7702
+    python bench/bench_scale.py --preset medium --seed 21 --accounts 100000 \
+        --neo4j bolt://127.0.0.1:7702      # the Neo4j medium rows of the README
 """
 
 from __future__ import annotations
@@ -69,35 +72,45 @@ def _usage() -> dict[str, float]:
 
 
 def _run_child(step: str, args: dict[str, Any]) -> dict[str, Any]:
-    from graphinv.ingest.load import load_dir
-    from graphinv.investigate.case import Case
-    from graphinv.sweep import run_sweep
-
+    # Imports per step: the case step's own process imports nothing of graphinv, so its
+    # CPU and memory are the command's.
     out: dict[str, Any] = {}
     started = time.perf_counter()
     if step == "synth":
         from graphinv.synth import generate, write_platform
 
-        platform = generate(preset="case-24k", seed=args["seed"], n_accounts=args["accounts"])
+        platform = generate(preset=args["preset"], seed=args["seed"], n_accounts=args["accounts"])
         write_platform(platform, Path(args["folder"]))
         out.update(accounts=len(platform.accounts), links=len(platform.links),
                    usage=len(platform.usage))
     elif step == "load":
+        from graphinv.ingest.load import load_dir
+
         store = _store(args)
         load_dir(Path(args["folder"]), store, progress=False,
                  quarantine_dir=DATA / "quarantine")
         store.close()
     elif step == "sweep":
+        from graphinv.sweep import run_sweep
+
         store = _store(args)
         report = run_sweep(store, progress=False)
         out.update(stages=report.seconds, rings=report.counts["rings"],
                    top=str(report.rings["ring_id"].iloc[0]))
         store.close()
     elif step == "case":
-        store = _store(args)
-        opened = Case(args["ring_id"], store=store)
-        out.update(members=len(opened.members))
-        store.close()
+        # The command an investigator runs, start to finish, as its own process.
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("GRAPHINV_NEO4J_COLUMNAR", None)
+        store = ["--neo4j", args["neo4j"]] if args.get("neo4j") else ["--db", args["db"]]
+        if args.get("neo4j") and args.get("copy"):
+            env["GRAPHINV_NEO4J_COLUMNAR"] = args["copy"]
+        out_dir = DATA / "case_out"
+        out_dir.mkdir(exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "graphinv.cli", "--quiet", *store, "case", args["ring_id"],
+             "--html", str(out_dir / "case.html"), "--csv", str(out_dir / "accounts.csv")],
+            check=True, capture_output=True, env=env, cwd=ROOT)
     else:
         raise SystemExit(f"unknown step {step}")
     out.update(seconds=time.perf_counter() - started, **_usage())
@@ -106,18 +119,21 @@ def _run_child(step: str, args: dict[str, Any]) -> dict[str, Any]:
 
 def _store(args: dict[str, Any]) -> Any:
     from graphinv.stores.embedded import EmbeddedStore
+    from graphinv.stores.neo4j.local import local_auth
     from graphinv.stores.neo4j.store import Neo4jStore
 
     if args.get("neo4j"):
         copy = EmbeddedStore(Path(args["copy"])) if args.get("copy") else None
-        return Neo4jStore.connect(args["neo4j"], columnar=copy)
+        return Neo4jStore.connect(args["neo4j"], auth=local_auth(args["neo4j"]), columnar=copy)
     return EmbeddedStore(Path(args["db"]))
 
 
 def _empty_neo4j(uri: str) -> None:
     import neo4j
 
-    with neo4j.GraphDatabase.driver(uri) as driver:
+    from graphinv.stores.neo4j.local import local_auth
+
+    with neo4j.GraphDatabase.driver(uri, auth=local_auth(uri)) as driver:
         while True:
             deleted = driver.execute_query(
                 "MATCH (n) WITH n LIMIT 20000 DETACH DELETE n RETURN count(*) AS n"
@@ -130,6 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, nargs="+", default=[100_000, 300_000])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default="case-24k", help="synthetic preset to scale")
     parser.add_argument("--neo4j", help="Bolt URI of a Neo4j to EMPTY and load (optional)")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -142,15 +159,17 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     print(f"machine: {machine(load=True)}")
     for accounts in options.accounts:
-        folder = DATA / f"case24k_{accounts}_s{options.seed}"
+        name = options.preset.replace("-", "")
+        folder = DATA / f"{name}_{accounts}_s{options.seed}"
         if not (folder / "links.parquet").exists():
-            _child("synth", {"accounts": accounts, "seed": options.seed, "folder": str(folder)})
-        db = DATA / f"case24k_{accounts}.duckdb"
+            _child("synth", {"accounts": accounts, "seed": options.seed, "folder": str(folder),
+                             "preset": options.preset})
+        db = DATA / f"{name}_{accounts}.duckdb"
         for stale in (db, db.with_name(db.name + ".wal")):
             stale.unlink(missing_ok=True)
         targets = [("embedded", {"db": str(db), "folder": str(folder)})]
         if options.neo4j:
-            copy = DATA / f"case24k_{accounts}_copy.duckdb"
+            copy = DATA / f"{name}_{accounts}_copy.duckdb"
             copy.unlink(missing_ok=True)
             _empty_neo4j(options.neo4j)
             targets.append(("neo4j + columnar copy",

@@ -171,18 +171,27 @@ class Context:
         extra_kinds: tuple[str, ...] = (),
     ) -> LoadReport:
         """First load of a large folder into the stopped, empty local Neo4j, offline with
-        ``neo4j-admin database import`` (:class:`OfflineImport`); starts it afterwards."""
+        ``neo4j-admin database import`` (:class:`OfflineImport`); starts it afterwards.
+
+        With ``GRAPHINV_NEO4J_COLUMNAR`` set (and ``use_env``), the columnar copy it names
+        is loaded beside the graph and marked in step with it."""
+        from graphinv.stores.factory import columnar_copy
         from graphinv.stores.neo4j.bulk import OfflineImport
 
         key = key_from_env() if pseudonymise else None
-        return load_dir(
-            Path(folder),
-            OfflineImport(server),
-            extra_kinds=self._kinds(extra_kinds),
-            quarantine_dir=quarantine_dir,
-            pseudonymise_key=key,
-            progress=self.progress,
-        )
+        copy = columnar_copy(os.environ) if self.use_env else None
+        try:
+            return load_dir(
+                Path(folder),
+                OfflineImport(server, columnar=copy),
+                extra_kinds=self._kinds(extra_kinds),
+                quarantine_dir=quarantine_dir,
+                pseudonymise_key=key,
+                progress=self.progress,
+            )
+        finally:
+            if copy is not None:
+                copy.close()
 
     def _kinds(self, extra_kinds: tuple[str, ...]) -> tuple[str, ...]:
         declared = self.settings.load.extra_kinds + tuple(self.settings.projection.kind_weights)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,10 +11,14 @@ import pytest
 
 from graphinv.errors import StoreError
 from graphinv.ingest.load import load_dir, read_dir
+from graphinv.investigate.case import Case
 from graphinv.schema import TABLES
+from graphinv.stores.embedded import EmbeddedStore
 from graphinv.stores.neo4j.bulk import OfflineImport, bulk_import
 from graphinv.stores.neo4j.local import LocalNeo4j
 from graphinv.stores.neo4j.store import Neo4jStore
+from graphinv.sweep import run_sweep
+from graphinv.synth import generate, write_platform
 
 # The suite server's download, wherever GRAPHINV_NEO4J_HOME puts it.
 JARS = LocalNeo4j.from_env().lib
@@ -43,11 +48,17 @@ FOLDER = {
 }
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LocalNeo4j]:
-    """A stopped, empty server on its own ports, so the shared one is never touched."""
-    local = LocalNeo4j(home=tmp_path / "neo4j", jars=JARS, bolt_port=17687, http_port=17474,
-                       heap="512m", pagecache="256m")
+    """A stopped, empty server on free ports of its own, so no other server is touched."""
+    local = LocalNeo4j(home=tmp_path / "neo4j", jars=JARS, bolt_port=_free_port(),
+                       http_port=_free_port(), heap="512m", pagecache="256m")
     yield local
     local.stop()
 
@@ -86,3 +97,50 @@ def test_bulk_import_builds_the_graph_bolt_loading_builds(
     server.stop()
     with pytest.raises(StoreError, match="already holds a database"):
         bulk_import(expected, server=server)
+
+
+@pytest.mark.neo4j
+@pytest.mark.slow
+def test_offline_import_with_a_columnar_copy_gives_a_store_that_sweeps_on_the_copy(
+    server: LocalNeo4j, tmp_path: Path
+) -> None:
+    platform = generate(preset="small", seed=5, n_accounts=1500)
+    write_platform(platform, tmp_path / "in")
+    kinds = sorted(set(platform.links["kind"]))
+    copy_path = tmp_path / "copy.duckdb"
+    copy = EmbeddedStore(copy_path)
+    try:
+        report = load_dir(tmp_path / "in", OfflineImport(server, columnar=copy),
+                          extra_kinds=kinds, progress=False, quarantine_dir=tmp_path / "q")
+    finally:
+        copy.close()
+    assert report.exit_code == 0
+    reference = EmbeddedStore(tmp_path / "reference.duckdb")
+    graph = Neo4jStore.connect(server.bolt_uri, auth=server.auth,
+                               columnar=EmbeddedStore(copy_path))
+    plain = Neo4jStore.connect(server.bolt_uri, auth=server.auth)  # the graph over Bolt
+    try:
+        assert graph._columnar_in_step(), "the import marks the copy in step"
+        pd.testing.assert_frame_equal(graph.read_platform().links,
+                                      plain.read_platform().links, check_dtype=False)
+        reference.load(platform, progress=False)
+        swept = run_sweep(graph, progress=False)
+        expected = run_sweep(reference, progress=False)
+        assert swept.counts == expected.counts and swept.counts["rings"] > 0
+        rings = graph.read_rings()[["ring_id", "size", "score"]]
+        pd.testing.assert_frame_equal(
+            rings, reference.read_rings()[["ring_id", "size", "score"]], check_dtype=False)
+        top = str(rings["ring_id"].iloc[0])
+        assert len(Case(top, store=graph).members) == int(rings["size"].iloc[0])
+    finally:
+        graph.close()
+        plain.close()
+        reference.close()
+    server.stop()
+    copy = EmbeddedStore(copy_path)
+    try:
+        with pytest.raises(StoreError, match="columnar copy already holds accounts"):
+            load_dir(tmp_path / "in", OfflineImport(server, columnar=copy), extra_kinds=kinds,
+                     progress=False, quarantine_dir=tmp_path / "q")
+    finally:
+        copy.close()

@@ -93,6 +93,15 @@ def test_sweep_round_trip(store: Store) -> None:
     assert rings.loc[0, "features"] == {"prepaid_share": 0.75, "templates": ["t1"]}
     assert pd.isna(rings.loc[1, "score"])
     assert store.read_ring_members("r1")["account_id"].tolist() == ["a1", "a2", "a3"]
+    everyone = store.read_members()
+    chosen = store.read_members(ring_ids=["r2", "nope"])
+    assert len(chosen) and (chosen["ring_id"] == "r2").all()
+    pd.testing.assert_frame_equal(
+        chosen, everyone.loc[everyone["ring_id"] == "r2"].reset_index(drop=True),
+        check_dtype=False)
+    assert store.read_members(ring_ids=[]).empty
+    with pytest.raises(TypeError, match="sequence of ring ids"):
+        store.read_members(ring_ids="r2")
 
 
 def test_rewriting_a_sweep_replaces_it_and_ring_ids_recur_across_sweeps(store: Store) -> None:

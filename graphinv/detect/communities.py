@@ -67,8 +67,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Annotated, Literal
 
-import igraph as ig
-import leidenalg
 import numpy as np
 import pandas as pd
 import pydantic
@@ -655,6 +653,9 @@ def _merge_pieces(
     nodes = np.unique(np.r_[a, b])
     if len(nodes) == 0:
         return label, 0
+    import igraph as ig
+    import leidenalg
+
     # Each node is a whole piece with its size, so Leiden can only group pieces, and
     # CPM's penalty γ₂·n_a·n_b for joining two pieces makes γ₂ a density between them.
     graph = ig.Graph(
@@ -755,6 +756,10 @@ def _partitions(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
     """
     if not jobs:
         return []
+    # igraph is imported here, not at the top, so reading settings (every command) does not
+    # pay for it; the parent imports it once before the children fork.
+    import igraph  # noqa: F401
+
     if options.implementation == "leidenalg":
         return [_leidenalg(size, edges, weights, options) for size, edges, weights in jobs]
     # Components in parallel children (graphinv.detect.workers): same results, less wall.
@@ -767,6 +772,9 @@ def _leiden_cost(job: tuple) -> float:
 
 
 def _leidenalg(size: int, edges: np.ndarray, weights: np.ndarray, options) -> np.ndarray:
+    import igraph as ig
+    import leidenalg
+
     kind = {"CPM": leidenalg.CPMVertexPartition,
             "modularity": leidenalg.RBConfigurationVertexPartition}[options.objective]
     part = leidenalg.find_partition(
@@ -782,6 +790,8 @@ def _leidenalg(size: int, edges: np.ndarray, weights: np.ndarray, options) -> np
 
 def _igraph_all(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
     """igraph's Leiden on every component; runs in child processes (:func:`run_forked`)."""
+    import igraph as ig
+
     out = []
     for size, edges, weights in jobs:
         # igraph draws from one process-wide generator; this process is a throw-away

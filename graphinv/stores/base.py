@@ -384,9 +384,10 @@ class ReadStatements:
     Each returns the columns :class:`Store`'s readers turn into frames: ``sweeps``
     (:data:`SWEEP_COLUMNS`), ``latest_sweep`` (``sweep_id``, at most one row), ``rings``
     (``sweep_id`` and ring columns), ``lineage`` (:data:`LINEAGE_READ_COLUMNS`),
-    ``ring_exists`` (``n``), ``ring_members`` and ``members`` (``ring_id, account_id``,
-    ordered), ``breakdown`` (``breakdown``: one ring's stored score breakdown as JSON, no
-    row or NULL when the sweep stored none).
+    ``ring_exists`` (``n``), ``ring_members``, ``members`` and ``rings_members`` (the rings
+    ``$ring_ids`` of a sweep): ``ring_id, account_id``, ordered; ``breakdown``
+    (``breakdown``: one ring's stored score breakdown as JSON, no row or NULL when the
+    sweep stored none).
     """
 
     sweeps: str
@@ -396,6 +397,7 @@ class ReadStatements:
     ring_exists: str
     ring_members: str
     members: str
+    rings_members: str
     breakdown: str
 
 
@@ -555,11 +557,12 @@ class Store(LoadTarget):
         Optional tables without rows come back as None.
         """
         frames: dict[str, Any] = {}
-        for name, spec in TABLES.items():
-            if name == "labels" and not include_labels:
-                continue
-            frame = self._read_table(name)
-            frames[name] = None if frame.empty and not spec.required else conform(frame, spec)
+        with self._reading():
+            for name, spec in TABLES.items():
+                if name == "labels" and not include_labels:
+                    continue
+                frame = self._read_table(name)
+                frames[name] = None if frame.empty and not spec.required else conform(frame, spec)
         return Platform(**frames)
 
     # -- results -----------------------------------------------------------------------
@@ -668,11 +671,12 @@ class Store(LoadTarget):
         """
         ids = sorted({str(a) for a in account_ids})
         frames: dict[str, Any] = {}
-        for name, spec in TABLES.items():
-            if name == "labels":
-                continue
-            frame = self._read_near(name, ids)
-            frames[name] = None if frame.empty and not spec.required else conform(frame, spec)
+        with self._reading():
+            for name, spec in TABLES.items():
+                if name == "labels":
+                    continue
+                frame = self._read_near(name, ids)
+                frames[name] = None if frame.empty and not spec.required else conform(frame, spec)
         return Platform(**frames)
 
     @final
@@ -698,9 +702,17 @@ class Store(LoadTarget):
         return self._frame(self._reads.ring_members, sweep_id=sweep_id, ring_id=ring_id)
 
     @final
-    def read_members(self, *, sweep_id: str | None = None) -> pd.DataFrame:
-        """``ring_id, account_id`` of every ring of a sweep (the latest by default)."""
-        return self._frame(self._reads.members, sweep_id=self._sweep(sweep_id))
+    def read_members(
+        self, *, sweep_id: str | None = None, ring_ids: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """``ring_id, account_id`` of every ring of a sweep (the latest by default), or of
+        the rings ``ring_ids`` only (a case's campaign, without reading every ring)."""
+        if ring_ids is None:
+            return self._frame(self._reads.members, sweep_id=self._sweep(sweep_id))
+        if isinstance(ring_ids, str):
+            raise TypeError("ring_ids is a sequence of ring ids, not one string")
+        return self._frame(self._reads.rings_members, sweep_id=self._sweep(sweep_id),
+                           ring_ids=[str(r) for r in ring_ids])
 
     @final
     def read_lineage(self, *, sweep_id: str | None = None) -> pd.DataFrame:
@@ -796,6 +808,12 @@ class Store(LoadTarget):
 
         Called through :meth:`_frame`, which wraps the backend's errors.
         """
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Around the table reads of one :meth:`read_platform` or :meth:`read_neighbourhood`:
+        a backend that can read from two places decides once where, not per table."""
+        yield
 
     @abstractmethod
     def _read_table(self, name: str) -> pd.DataFrame:

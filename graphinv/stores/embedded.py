@@ -180,6 +180,8 @@ class EmbeddedStore(Store):
         "WHERE sweep_id = $sweep_id AND ring_id = $ring_id ORDER BY account_id",
         members="SELECT ring_id, account_id FROM ring_members WHERE sweep_id = $sweep_id "
         "ORDER BY ring_id, account_id",
+        rings_members="SELECT ring_id, account_id FROM ring_members WHERE sweep_id = $sweep_id "
+        "AND list_contains($ring_ids, ring_id) ORDER BY ring_id, account_id",
         breakdown="SELECT breakdown FROM ring_breakdowns "
         "WHERE sweep_id = $sweep_id AND ring_id = $ring_id",
     )

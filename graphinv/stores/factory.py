@@ -82,12 +82,7 @@ def open_store(
         from graphinv.stores.neo4j.store import Neo4jStore
 
         user, password = env.get("NEO4J_USER"), env.get("NEO4J_PASSWORD")
-        copy_path = env.get("GRAPHINV_NEO4J_COLUMNAR", "").strip()
-        columnar = None
-        if copy_path:
-            from graphinv.stores.embedded import EmbeddedStore
-
-            columnar = EmbeddedStore(Path(copy_path), lock_wait=lock_wait)
+        columnar = columnar_copy(env)
         return Neo4jStore.connect(
             uri,
             auth=(user, password) if user and password else local_auth(uri),
@@ -98,6 +93,17 @@ def open_store(
     from graphinv.stores.embedded import EmbeddedStore
 
     return EmbeddedStore(path, read_only=read_only, lock_wait=lock_wait)
+
+
+def columnar_copy(env: Mapping[str, str]) -> Store | None:
+    """The columnar copy of a Neo4j store that ``GRAPHINV_NEO4J_COLUMNAR`` names (an
+    embedded store, opened writable), or None when the variable is unset or empty."""
+    copy_path = env.get("GRAPHINV_NEO4J_COLUMNAR", "").strip()
+    if not copy_path:
+        return None
+    from graphinv.stores.embedded import EmbeddedStore
+
+    return EmbeddedStore(Path(copy_path), lock_wait=lock_wait_from(env))
 
 
 def lock_wait_from(env: Mapping[str, str]) -> float:

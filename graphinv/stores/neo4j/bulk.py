@@ -10,6 +10,11 @@ transactions, but only for a first load. The graph it builds is the one
 cannot create constraints (``--schema`` is refused for the record format), so
 :meth:`Neo4jStore.ensure_schema` creates them on the first connection after start.
 
+This is the first load of a large platform (``graphinv load DIR --bulk``): at a million
+accounts it takes minutes where a first load over Bolt takes ten (docs/stores.md). With a
+columnar copy (``GRAPHINV_NEO4J_COLUMNAR``) the copy is loaded while the importer runs and
+both are marked in step, as a load over Bolt does.
+
 Examples
 --------
 Into a stopped, empty local server::
@@ -26,22 +31,28 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from graphinv.errors import StoreError
 from graphinv.schema import TABLES, Platform, conform
-from graphinv.stores.base import LoadTarget, check_unique_keys
+from graphinv.stores.base import LOAD_KEY, LoadRecord, LoadTarget, Store, check_unique_keys
 from graphinv.stores.neo4j import cypher
 from graphinv.stores.neo4j.local import JVM_FLAGS, LocalNeo4j, find_java
-from graphinv.stores.neo4j.store import usage_groups
+from graphinv.stores.neo4j.store import COLUMNAR_KEY
 
 ADMIN_ENTRY_POINT = "org.neo4j.cli.AdminTool"
 ARRAY_DELIMITER = ";"
+# The importer's default is 90 % of free RAM, a poor neighbour on a shared machine; 2 GB
+# was enough to import a million accounts (8.7M relationships) on the 24 GB test machine.
+DEFAULT_MAX_OFF_HEAP = "2g"
+_MICROS_PER_HOUR = 3_600_000_000
 _HEADER_TYPES = {
     "string": "",
     "timestamp": ":datetime",
@@ -60,6 +71,8 @@ class BulkImportStats:
     seconds: float
     csv_dir: Path
     log: str
+    #: Of ``seconds``, the time spent writing the CSV files before the importer started.
+    csv_seconds: float = 0.0
 
 
 def bulk_import(
@@ -69,8 +82,10 @@ def bulk_import(
     database: str = "neo4j",
     csv_dir: Path | None = None,
     heap: str = "1g",
+    max_off_heap: str = DEFAULT_MAX_OFF_HEAP,
     keep_csv: bool = False,
     meta: Mapping[str, str] | None = None,
+    while_importing: Callable[[], None] | None = None,
 ) -> BulkImportStats:
     """Import a validated platform into a stopped, empty database of a local Neo4j.
 
@@ -85,12 +100,19 @@ def bulk_import(
     csv_dir
         Where the importer's CSV files go (default ``home/import/graphinv-bulk``).
     heap
-        JVM heap of the importer; it also uses off-heap memory up to 90 % of free RAM.
+        JVM heap of the importer.
+    max_off_heap
+        The importer's off-heap memory cap (``--max-off-heap-memory``: a size such as
+        ``2g`` or a share of RAM such as ``50%``); its own default, 90 % of free RAM, is
+        too greedy on a machine other jobs share.
     keep_csv
         Keep the CSV files after a successful import.
     meta
         Facts about the store to record with it (``(:GraphinvMeta {key, value})`` nodes,
         as :meth:`Neo4jStore.write_meta` writes them).
+    while_importing
+        Work to do in this process while the importer runs in its own (the offline
+        import loads the columnar copy then); the import is waited for even when it fails.
 
     Raises
     ------
@@ -113,6 +135,7 @@ def bulk_import(
     shutil.rmtree(csv_dir, ignore_errors=True)
     csv_dir.mkdir(parents=True)
     arguments = write_import_csv(platform, csv_dir, meta=meta)
+    written = time.perf_counter()
     home = server.home.resolve()
     command = [
         str(find_java()),
@@ -127,14 +150,29 @@ def bulk_import(
         database,
         "--ignore-empty-strings=true",
         f"--array-delimiter={ARRAY_DELIMITER}",
+        f"--max-off-heap-memory={max_off_heap}",
         f"--report-file={csv_dir.resolve() / 'import.report'}",
         *arguments,
     ]
     env = {"NEO4J_HOME": str(home), "NEO4J_CONF": str(home / "conf"), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=home)
-    log = done.stdout + done.stderr
-    if done.returncode != 0:
-        raise StoreError(f"neo4j-admin import failed (status {done.returncode}):\n{log[-3000:]}")
+    log_path = csv_dir / "import.log"
+    with open(log_path, "w+", encoding="utf-8") as log_file:
+        importer = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                                    cwd=home)
+        try:
+            if while_importing is not None:
+                while_importing()
+        finally:
+            status = importer.wait()
+        log_file.seek(0)
+        log = log_file.read()
+    # The importer's report (counts, time per stage, memory) outlives the CSV files.
+    kept = server.home / "logs" / "neo4j-admin-import.log"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(log, encoding="utf-8")
+    if status != 0:
+        raise StoreError(f"neo4j-admin import failed (status {status}; report in {kept}):\n"
+                         f"{log[-3000:]}")
     if not keep_csv:
         shutil.rmtree(csv_dir, ignore_errors=True)
     return BulkImportStats(
@@ -143,148 +181,171 @@ def bulk_import(
         seconds=time.perf_counter() - started,
         csv_dir=csv_dir,
         log=log,
+        csv_seconds=written - started,
     )
 
 
 def write_import_csv(
     platform: Platform, folder: Path, *, meta: Mapping[str, str] | None = None
 ) -> list[str]:
-    """Write the importer's node and relationship CSV files; return its file arguments."""
+    """Write the importer's node and relationship CSV files; return its file arguments.
+
+    DuckDB writes them straight from the validated frames' columns (Arrow), on all cores:
+    formatting tens of millions of values row by row in pandas took longer than the
+    import itself at a million accounts.
+    """
+    import duckdb
+
     tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
-    arguments: list[str] = []
-    multiline = False
+    con = duckdb.connect()
+    try:
+        for name, frame in tables.items():
+            con.register(name, pa.Table.from_pandas(frame, preserve_index=False))
+        return _ImportFiles(con, folder).write(tables, meta or {})
+    finally:
+        con.close()
 
-    def write(kind: str, label: str, name: str, frame: pd.DataFrame) -> None:
-        nonlocal multiline
-        path = folder / f"{name}.csv"
-        frame.to_csv(path, index=False)
-        text_columns = frame.select_dtypes(include=["object", "string"])
-        multiline |= bool(
-            text_columns.apply(lambda c: c.str.contains("\n", regex=False).any()).any()
-        )
-        arguments.append(f"--{kind}={label}={path.resolve()}")
 
-    accounts = tables["accounts"]
-    if "labels" in tables:
-        # Ground truth as unlinked (:GroundTruth) nodes, never on accounts (see cypher.py).
-        write(
-            "nodes",
-            cypher.checked_label("GroundTruth"),
-            "ground_truth",
-            tables["labels"].rename(columns={"account_id": "account_id:ID(GroundTruth)"}),
-        )
-    write(
-        "nodes",
-        cypher.checked_label("Account"),
-        "accounts",
-        _typed(accounts.rename(columns={"account_id": "id"}), "accounts", "Account"),
-    )
+class _ImportFiles:
+    """The importer's CSV files from DuckDB views of the tables, one ``write`` per file."""
 
-    links = tables["links"]
-    for kind, group in links.groupby("kind", sort=True):
-        label, rel_type = cypher.graph_of(str(kind))
-        values = pd.DataFrame({"id": group["value"].drop_duplicates()})
-        if label == cypher.GENERIC_GRAPH[0]:
-            nodes = values.assign(kind=kind)
-            nodes.insert(0, f":ID({label}-{kind})", nodes["id"])
-            write("nodes", label, f"identifier_{kind}", nodes)
-            end = f":END_ID({label}-{kind})"
+    def __init__(self, con: Any, folder: Path) -> None:
+        self.con = con
+        self.folder = folder
+        self.arguments: list[str] = []
+        self.multiline = False
+
+    def write(self, tables: dict[str, pd.DataFrame], meta: Mapping[str, str]) -> list[str]:
+        # Values with line breaks need the importer's (slower) multi-line parsing.
+        self.multiline = any(_has_line_breaks(self.con, name) for name in tables)
+        if "labels" in tables:
+            # Ground truth as unlinked (:GroundTruth) nodes, never on accounts (see cypher.py).
+            others = [_quote(c) for c in TABLES["labels"].column_names[1:]]
+            self._file("nodes", cypher.checked_label("GroundTruth"), "ground_truth",
+                       f'SELECT account_id AS "account_id:ID(GroundTruth)", {", ".join(others)} '
+                       "FROM labels")
+        self._file("nodes", cypher.checked_label("Account"), "accounts",
+                   f"SELECT {_typed_columns('accounts', 'Account')} FROM accounts")
+        kinds = [k for (k,) in self.con.execute("SELECT DISTINCT kind FROM links ORDER BY kind")
+                 .fetchall()]
+        used_labels = set()
+        for kind in kinds:
+            label, rel_type = cypher.graph_of(str(kind))
+            used_labels.add(label)
+            of_kind = {"kind": kind}
+            if label == cypher.GENERIC_GRAPH[0]:
+                space = f"{label}-{kind}"
+                self._file("nodes", label, f"identifier_{kind}",
+                           f"SELECT DISTINCT value AS {_quote(f':ID({space})')}, value AS id, "
+                           "kind FROM links WHERE kind = $kind", of_kind)
+            else:
+                space = label
+                self._identifier_nodes(kind, label, tables)
+            self._file(
+                "relationships", rel_type, f"links_{kind}",
+                f'SELECT account_id AS ":START_ID(Account)", value AS {_quote(f":END_ID({space})")}'
+                f', {_iso("first_seen")} AS "first_seen:datetime", '
+                f'{_iso("last_seen")} AS "last_seen:datetime", "count" AS "count:long" '
+                "FROM links WHERE kind = $kind", of_kind)
+        for table, label in cypher.ATTRIBUTE_LABELS.items():
+            # Described identifiers that no link uses still become nodes, as over Bolt.
+            if table in tables and label not in used_labels:
+                self._file("nodes", label, f"nodes_{table}",
+                           f"SELECT {_typed_columns(table, label)} FROM {_quote(table)}")
+        self._usage()
+        if meta:
+            self.con.register("graphinv_meta", pa.table(
+                {"key": list(meta), "value": [str(v) for v in meta.values()]}))
+            self.multiline |= _has_line_breaks(self.con, "graphinv_meta")
+            self._file("nodes", cypher.checked_label("GraphinvMeta"), "graphinv_meta",
+                       'SELECT key AS "key:ID(GraphinvMeta)", value FROM graphinv_meta')
+        if self.multiline:
+            self.arguments.append("--multiline-fields=true")
+        return self.arguments
+
+    def _identifier_nodes(self, kind: str, label: str, tables: dict[str, pd.DataFrame]) -> None:
+        """Nodes of a typed identifier kind: every value links use, with its attributes."""
+        table = _attribute_table(label)
+        values = "SELECT DISTINCT value FROM links WHERE kind = $kind"
+        if table not in tables:
+            query = f"SELECT value AS {_quote(f'id:ID({label})')} FROM ({values})"
         else:
-            nodes = _with_attributes(values, tables, label)
-            write("nodes", label, f"nodes_{kind}", _typed(nodes, _attribute_table(label), label))
-            end = f":END_ID({label})"
-        rels = pd.DataFrame(
-            {
-                ":START_ID(Account)": group["account_id"].to_numpy(),
-                end: group["value"].to_numpy(),
-                "first_seen:datetime": _iso(group["first_seen"]),
-                "last_seen:datetime": _iso(group["last_seen"]),
-                "count:long": group["count"].to_numpy(),
-            }
-        )
-        write("relationships", rel_type, f"links_{kind}", rels)
-    for table, label in cypher.ATTRIBUTE_LABELS.items():
-        # Described identifiers that no link uses still become nodes, as over Bolt.
-        if table in tables and label not in {cypher.graph_of(str(k))[0] for k in links["kind"]}:
-            frame = tables[table].rename(columns={TABLES[table].column_names[0]: "id"})
-            write("nodes", label, f"nodes_{table}", _typed(frame, table, label))
+            key = _quote(TABLES[table].column_names[0])
+            columns = _typed_columns(table, label, key=f"coalesce(v.value, a.{key})", alias="a.")
+            query = (f"SELECT {columns} FROM ({values}) v "
+                     f"FULL OUTER JOIN {_quote(table)} a ON v.value = a.{key}")
+        self._file("nodes", label, f"nodes_{kind}", query, {"kind": kind})
 
-    usage = _usage_arrays(tables["usage"])
-    if len(usage):
-        write("nodes", cypher.checked_label("Usage"), "usage", usage)
-        has_usage = pd.DataFrame(
-            {
-                ":START_ID(Account)": usage["account_id"],
-                ":END_ID(Usage)": usage[":ID(Usage)"],
-            }
+    def _usage(self) -> None:
+        """(:Usage) nodes, one per account and model with its hours and counts as arrays."""
+        ((rows,),) = self.con.execute("SELECT count(*) FROM usage").fetchall()
+        if not rows:
+            return
+        arrays = ", ".join(
+            f"string_agg(CAST({expression} AS VARCHAR), '{ARRAY_DELIMITER}' ORDER BY hour) "
+            f'AS "{name}:long[]"'
+            for name, expression in (
+                ("hours", f"epoch_us(hour) // {_MICROS_PER_HOUR}"),
+                ("requests", "requests"),
+                ("input_tokens", "input_tokens"),
+                ("output_tokens", "output_tokens"),
+            )
         )
-        write("relationships", cypher.checked_type("HAS_USAGE"), "has_usage", has_usage)
-    if meta:
-        facts = pd.DataFrame({"key:ID(GraphinvMeta)": list(meta), "value": list(meta.values())})
-        write("nodes", cypher.checked_label("GraphinvMeta"), "graphinv_meta", facts)
-    if multiline:
-        arguments.append("--multiline-fields=true")
-    return arguments
+        self.con.execute(
+            "CREATE TEMP TABLE usage_nodes AS SELECT row_number() OVER () AS uid, * FROM "
+            f"(SELECT account_id, model, {arrays} FROM usage GROUP BY account_id, model)"
+        )
+        self._file("nodes", cypher.checked_label("Usage"), "usage",
+                   'SELECT uid AS ":ID(Usage)", * EXCLUDE (uid) FROM usage_nodes')
+        self._file("relationships", cypher.checked_type("HAS_USAGE"), "has_usage",
+                   'SELECT account_id AS ":START_ID(Account)", uid AS ":END_ID(Usage)" '
+                   "FROM usage_nodes")
+
+    def _file(self, what: str, label: str, name: str, query: str,
+              params: Mapping[str, Any] | None = None) -> None:
+        path = (self.folder / f"{name}.csv").resolve()
+        self.con.sql(query, params=dict(params) if params else None).write_csv(
+            str(path), header=True)
+        self.arguments.append(f"--{what}={label}={path}")
+
+
+def _has_line_breaks(con: Any, table: str) -> bool:
+    """Whether any text value of a registered table holds a line break."""
+    schema = con.sql(f"SELECT * FROM {_quote(table)} LIMIT 0")
+    text = [c for c, t in zip(schema.columns, schema.types, strict=True) if str(t) == "VARCHAR"]
+    if not text:
+        return False
+    breaks = " OR ".join(f"regexp_matches({_quote(c)}, '[\\r\\n]')" for c in text)
+    ((found,),) = con.execute(
+        f"SELECT coalesce(bool_or({breaks}), false) FROM {_quote(table)}").fetchall()
+    return bool(found)
 
 
 def _attribute_table(label: str) -> str:
     return next(t for t, lab in cypher.ATTRIBUTE_LABELS.items() if lab == label)
 
 
-def _with_attributes(
-    values: pd.DataFrame, tables: dict[str, pd.DataFrame], label: str
-) -> pd.DataFrame:
-    table = _attribute_table(label)
-    if table not in tables:
-        return values
-    attributes = tables[table].rename(columns={TABLES[table].column_names[0]: "id"})
-    return values.merge(attributes, on="id", how="outer")
+def _typed_columns(table: str, label: str, *, key: str | None = None, alias: str = "") -> str:
+    """SELECT list renaming a table's columns to the importer's typed headers; its first
+    column (or the expression ``key``) becomes the node's ID."""
+    columns = TABLES[table].columns
+    out = [f"{key or alias + _quote(columns[0].name)} AS {_quote(f'id:ID({label})')}"]
+    for column in columns[1:]:
+        value = alias + _quote(column.name)
+        if column.type == "timestamp":
+            value = _iso(value)
+        out.append(f"{value} AS {_quote(column.name + _HEADER_TYPES[column.type])}")
+    return ", ".join(out)
 
 
-def _typed(frame: pd.DataFrame, table: str, label: str) -> pd.DataFrame:
-    """Rename columns to the importer's typed headers; ``id`` becomes the node's ID."""
-    types = {c.name: c.type for c in TABLES[table].columns}
-    out: dict[str, pd.Series | np.ndarray] = {}
-    for column in frame.columns:
-        if column == "id":
-            out[f"id:ID({label})"] = frame[column]
-            continue
-        kind = types.get(column, "string")
-        values = frame[column]
-        if kind == "timestamp":
-            out[column + _HEADER_TYPES[kind]] = _iso(values)
-        elif kind == "bool":
-            out[column + _HEADER_TYPES[kind]] = values.map({True: "true", False: "false"})
-        else:
-            out[column + _HEADER_TYPES[kind]] = values
-    return pd.DataFrame(out)
+def _iso(column: str) -> str:
+    """ISO 8601 UTC text at microsecond precision, as the importer's ``datetime`` reads it."""
+    return f"strftime(timezone('UTC', {column}), '%Y-%m-%dT%H:%M:%S.%fZ')"
 
 
-def _iso(values: pd.Series) -> np.ndarray:
-    """ISO 8601 UTC text at microsecond precision (numpy formats far faster than strftime)."""
-    naive = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-    text = np.datetime_as_string(naive, unit="us").astype(object) + "Z"
-    return np.where(values.isna().to_numpy(), "", text)
-
-
-def _usage_arrays(usage: pd.DataFrame) -> pd.DataFrame:
-    groups = usage_groups(usage)
-    joined = [
-        [g[0], g[1], *(ARRAY_DELIMITER.join(map(str, values)) for values in g[2:])] for g in groups
-    ]
-    frame = pd.DataFrame(
-        joined,
-        columns=[
-            "account_id",
-            "model",
-            "hours:long[]",
-            "requests:long[]",
-            "input_tokens:long[]",
-            "output_tokens:long[]",
-        ],
-    )
-    frame.insert(0, ":ID(Usage)", np.arange(len(frame)).astype(str))
-    return frame
+def _quote(name: str) -> str:
+    """A SQL identifier (column names of the schema, the importer's typed headers)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _reported(log: str, what: str) -> int:
@@ -297,14 +358,28 @@ class OfflineImport(LoadTarget):
 
     ``load`` imports into the stopped, empty database; with ``start`` the server starts
     afterwards and the constraints and indexes are created (the importer cannot make them).
+    With ``columnar`` (an empty embedded store) the same frames are loaded into it while
+    the importer runs, and one token in both stores' facts marks the copy in step, so
+    sweeps and cases read the copy from the first sweep on (docs/stores.md).
     Later loads go over Bolt to :class:`~graphinv.stores.neo4j.store.Neo4jStore`.
     """
 
     backend = "neo4j-admin import"
 
-    def __init__(self, server: LocalNeo4j, *, start: bool = True) -> None:
+    def __init__(
+        self,
+        server: LocalNeo4j,
+        *,
+        start: bool = True,
+        columnar: Store | None = None,
+        max_off_heap: str = DEFAULT_MAX_OFF_HEAP,
+    ) -> None:
+        if columnar is not None and columnar.backend != "embedded":
+            raise ValueError("the columnar copy of a Neo4j store is an embedded store")
         self.server = server
         self.start = start
+        self.columnar = columnar
+        self.max_off_heap = max_off_heap
         self._meta: dict[str, str] = {}
 
     def read_meta(self) -> dict[str, str]:
@@ -319,11 +394,37 @@ class OfflineImport(LoadTarget):
         self, platform: Platform, *, progress: bool, finish: Mapping[str, str]
     ) -> tuple[int, dict[str, float]]:
         # The import is all or nothing, so its load record goes in finished with the data.
-        stats = bulk_import(platform, server=self.server, meta={**self._meta, **finish})
+        facts = {**self._meta, **finish}
+        steps: dict[str, float] = {}
+        copy = self.columnar
+        load_copy = None
+        if copy is not None:
+            found = copy.query("SELECT count(*) AS n FROM accounts")
+            if int(found["n"].iloc[0]):
+                raise StoreError(
+                    "the columnar copy already holds accounts: an offline import is a first "
+                    "load, so its copy must be empty too (delete the file, or unset "
+                    "GRAPHINV_NEO4J_COLUMNAR to import without a copy)")
+            token = uuid.uuid4().hex
+            facts[COLUMNAR_KEY] = token
+            source = LoadRecord.from_json(finish[LOAD_KEY]).source
+
+            def load_copy() -> None:
+                began = time.perf_counter()
+                copy.load(platform, progress=False, source=source)
+                copy.write_meta({COLUMNAR_KEY: token})
+                steps["columnar copy"] = time.perf_counter() - began
+
+        stats = bulk_import(platform, server=self.server, meta=facts,
+                            max_off_heap=self.max_off_heap, while_importing=load_copy)
+        steps["csv"] = stats.csv_seconds
+        steps["import"] = stats.seconds - stats.csv_seconds
         if self.start:
             from graphinv.stores.neo4j.store import Neo4jStore
 
+            began = time.perf_counter()
             self.server.start()
             with Neo4jStore.connect(self.server.bolt_uri, auth=self.server.auth) as store:
                 store.ensure_schema()
-        return stats.relationships, {"import": stats.seconds}
+            steps["start and indexes"] = time.perf_counter() - began
+        return stats.relationships, steps

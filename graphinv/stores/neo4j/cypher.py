@@ -451,6 +451,10 @@ SWEEP_MEMBERS_READ = (
     "MATCH (a:Account)-[:IN_RING]->(g:Ring {sweep_id: $sweep_id})\n"
     "RETURN g.id AS ring_id, a.id AS account_id\nORDER BY ring_id, account_id"
 )
+RINGS_MEMBERS_READ = (
+    "MATCH (a:Account)-[:IN_RING]->(g:Ring {sweep_id: $sweep_id})\nWHERE g.id IN $ring_ids\n"
+    "RETURN g.id AS ring_id, a.id AS account_id\nORDER BY ring_id, account_id"
+)
 
 # -- review decisions (graphinv.investigate.review) --------------------------------------
 

@@ -72,7 +72,7 @@ _USAGE_ARRAYS = ("hours", "requests", "input_tokens", "output_tokens")
 _DECISION_KEYS = ("ring_id", "at", "by", "status", "assignee", "note", "sweep_id", "size")
 _LOCK_NAME = "write"
 # The token a load writes into the graph and its columnar copy once both hold its rows.
-_COLUMNAR_KEY = "columnar_copy"
+COLUMNAR_KEY = "columnar_copy"
 _POLL_SECONDS = 0.5
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class Neo4jStore(Store):
         ring_exists=cypher.RING_EXISTS,
         ring_members=cypher.MEMBERS_READ,
         members=cypher.SWEEP_MEMBERS_READ,
+        rings_members=cypher.RINGS_MEMBERS_READ,
         breakdown=cypher.BREAKDOWN_READ,
     )
 
@@ -141,6 +142,8 @@ class Neo4jStore(Store):
         self.lock_wait = lock_wait
         self._owns_driver = owns_driver
         self._schema_ready = False
+        # Whether the copy is in step, decided once per read_platform / read_neighbourhood.
+        self._reading_copy: bool | None = None
 
     @classmethod
     def connect(
@@ -333,7 +336,7 @@ class Neo4jStore(Store):
             self._tokens_match() or (self._graph_empty() and self._copy_empty()))
         # Out of step from here until both hold the rows (a crash leaves it so); a load
         # without the copy clears the token too, so the copy never counts as in step again.
-        self._write_meta({_COLUMNAR_KEY: ""})
+        self._write_meta({COLUMNAR_KEY: ""})
         tables = {name: conform(frame, TABLES[name]) for name, frame in platform.tables().items()}
         links = tables["links"]
         by_kind = {str(kind): group for kind, group in links.groupby("kind", sort=True)}
@@ -370,22 +373,40 @@ class Neo4jStore(Store):
         record = LoadRecord.from_json(finish[LOAD_KEY])
         self.columnar.load(platform, progress=False, source=record.source)
         token = uuid.uuid4().hex
-        self.columnar.write_meta({_COLUMNAR_KEY: token})
-        self._write_meta({_COLUMNAR_KEY: token})
+        self.columnar.write_meta({COLUMNAR_KEY: token})
+        self._write_meta({COLUMNAR_KEY: token})
 
     def _columnar_in_step(self) -> bool:
         """Whether the copy holds exactly the graph's rows: the same token in both, written
         after both finished the same loads, and no load unfinished since."""
-        return self._tokens_match() and self.unfinished_load() is None
+        return self._tokens_match(graph_finished=True)
 
-    def _tokens_match(self) -> bool:
-        """The graph and a finished copy carry the same token of their last joint load."""
+    def _tokens_match(self, *, graph_finished: bool = False) -> bool:
+        """The graph and a finished copy carry the same token of their last joint load
+        (and, with ``graph_finished``, the graph's last load finished too)."""
         if self.columnar is None:
             return False
-        token = self.read_meta().get(_COLUMNAR_KEY)
-        return bool(token) and (
-            self.columnar.unfinished_load() is None
-            and self.columnar.read_meta().get(_COLUMNAR_KEY) == token)
+        # One read of each store's facts: this runs before every read from the copy.
+        graph = self.read_meta()
+        token = graph.get(COLUMNAR_KEY)
+        if not token or (graph_finished and not _load_finished(graph)):
+            return False
+        copy = self.columnar.read_meta()
+        return copy.get(COLUMNAR_KEY) == token and _load_finished(copy)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        self._reading_copy = self._columnar_in_step()
+        try:
+            yield
+        finally:
+            self._reading_copy = None
+
+    def _from_copy(self) -> bool:
+        """Read from the columnar copy (decided once per platform or neighbourhood read)."""
+        if self._reading_copy is not None:
+            return self._reading_copy
+        return self._columnar_in_step()
 
     def _graph_empty(self) -> bool:
         return self._frame(cypher.ANY_ACCOUNT).empty
@@ -534,7 +555,7 @@ class Neo4jStore(Store):
     # -- reading -------------------------------------------------------------------------
 
     def _read_table(self, name: str) -> pd.DataFrame:
-        if self._columnar_in_step():
+        if self._from_copy():
             assert self.columnar is not None
             return self.columnar._read_table(name)
         if name == "links":
@@ -549,7 +570,7 @@ class Neo4jStore(Store):
         return frame.sort_values(list(TABLES[name].key))
 
     def _read_near(self, name: str, account_ids: list[str]) -> pd.DataFrame:
-        if self._columnar_in_step():
+        if self._from_copy():
             assert self.columnar is not None
             return self.columnar._read_near(name, account_ids)
         reads = {"accounts": cypher.ACCOUNTS_NEAR_READ, "links": cypher.LINKS_NEAR_READ,
@@ -663,6 +684,12 @@ class Neo4jStore(Store):
         frame = self._fetch(cypher.DECISIONS_READ, {}).reindex(columns=list(_DECISION_KEYS))
         frame["at"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601")
         return frame
+
+
+def _load_finished(meta: Mapping[str, str]) -> bool:
+    """Whether the last load recorded in a store's facts finished (or none is recorded)."""
+    text = meta.get(LOAD_KEY)
+    return text is None or LoadRecord.from_json(text).finished is not None
 
 
 @contextmanager
