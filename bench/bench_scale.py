@@ -84,10 +84,15 @@ def _run_child(step: str, args: dict[str, Any]) -> dict[str, Any]:
         out.update(accounts=len(platform.accounts), links=len(platform.links),
                    usage=len(platform.usage))
     elif step == "load":
+        from graphinv.config import Settings
         from graphinv.ingest.load import load_dir
 
+        # The link kinds `graphinv load` accepts with default settings; without them the
+        # synthetic api_client links would be quarantined and the sweep would not see them.
+        settings = Settings()
+        kinds = settings.load.extra_kinds + tuple(settings.projection.kind_weights)
         store = _store(args)
-        load_dir(Path(args["folder"]), store, progress=False,
+        load_dir(Path(args["folder"]), store, progress=False, extra_kinds=kinds,
                  quarantine_dir=DATA / "quarantine")
         store.close()
     elif step == "sweep":

@@ -382,14 +382,14 @@ def validate(
     """Check raw tables row by row; return the good rows as a typed Platform and the rest.
 
     ``raw`` holds the tables as read from files (text or native values, one pandas frame or
-    Arrow table per table, only the columns of ``TABLES``). A row is quarantined when a required value is missing,
-    a value has the wrong type, a timestamp is unparseable, before 2000 or more than a day
-    in the future, a count is negative (links need ``count ≥ 1``), ``last_seen <
-    first_seen``, a usage ``hour`` is not the start of an hour, a link ``kind`` is unknown,
-    its key repeats an earlier row's (the first one stays), its ``account_id`` is not in
-    the good ``accounts`` rows, or a text value is longer than :data:`MAX_VALUE_CHARS`
-    characters (one limit for both stores; Neo4j cannot index longer keys). Surrounding
-    whitespace is ignored; empty text is missing.
+    Arrow table per table, only the columns of ``TABLES``). A row is quarantined when a
+    required value is missing, a value has the wrong type, a timestamp is unparseable,
+    before 2000 or more than a day in the future, a count is negative (links need ``count ≥
+    1``), ``last_seen < first_seen``, a usage ``hour`` is not the start of an hour, a link
+    ``kind`` is unknown, its key repeats an earlier row's (the first one stays), its
+    ``account_id`` is not in the good ``accounts`` rows, or a text value is longer than
+    :data:`MAX_VALUE_CHARS` characters (one limit for both stores; Neo4j cannot index longer
+    keys). Surrounding whitespace is ignored; empty text is missing.
 
     Parameters
     ----------
