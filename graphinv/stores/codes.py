@@ -14,10 +14,14 @@ Examples
 [1, -1, -1, 0]
 >>> is_in(pd.Series(["b", "x", "a"]), ["a", "c"]).tolist()
 [False, False, True]
+
+A sweep factorises the links' values in projection, campaigns, features and lineage;
+:func:`factorize` hashes an Arrow-backed column once and hands the same codes to each.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["is_in", "positions", "strings"]
+__all__ = ["factorize", "is_in", "positions", "strings"]
 
 
 def strings(values: Any) -> pa.Array:
@@ -74,3 +78,36 @@ def is_in(values: Any, wanted: Iterable[Any]) -> np.ndarray:
         return np.zeros(len(values), dtype=bool)
     found = pc.is_in(strings(values), value_set=strings(wanted), skip_nulls=True)
     return found.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+# id of an Arrow column -> (weak reference to it, its pd.factorize result). Arrow arrays
+# are immutable, so a result stays right while its column lives; a column that changes
+# is a new array with a new entry.
+_FACTORIZED: dict[int, tuple[weakref.ref, tuple[np.ndarray, pd.Index]]] = {}
+
+
+def factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """``pd.factorize(values)``, computed once per Arrow-backed column.
+
+    The codes come back read-only (several callers share them). Columns not backed by
+    Arrow are factorised on every call.
+
+    Examples
+    --------
+    >>> column = pd.Series(["b", "a", "b"], dtype="str")
+    >>> codes, uniques = factorize(column)
+    >>> codes.tolist(), uniques.tolist(), factorize(column)[0] is codes
+    ([0, 1, 0], ['b', 'a'], True)
+    """
+    if not isinstance(values.array, pd.arrays.ArrowExtensionArray):
+        return pd.factorize(values)
+    column = values.array.__arrow_array__()
+    key = id(column)
+    held = _FACTORIZED.get(key)
+    if held is not None and held[0]() is column:
+        return held[1]
+    codes, uniques = pd.factorize(values)
+    codes.flags.writeable = False
+    _FACTORIZED[key] = (weakref.ref(column, lambda _, key=key: _FACTORIZED.pop(key, None)),
+                        (codes, uniques))
+    return codes, uniques
