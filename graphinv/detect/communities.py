@@ -624,11 +624,15 @@ def _merge_pieces(
         # household or VPN user next to a ring looks like; pieces of one ring share many.
         held = (member.T @ identifiers).tocsr()
         held.data[:] = 1
-        shared = np.asarray((held[a].multiply(held[b])).sum(axis=1)).ravel()
+        # Only pairs still kept can change: the others (most pairs) are not looked at.
+        dense = np.flatnonzero(keep)
+        ka, kb = a[dense], b[dense]
+        shared = np.asarray((held[ka].multiply(held[kb])).sum(axis=1)).ravel()
         enough = shared >= options.merge_min_shared
         if options.merge_min_coverage is not None:
-            enough |= _covered(a, b, piece, held, identifiers, size, options.merge_min_coverage)
-        keep &= enough
+            enough |= _covered(ka, kb, piece, held, identifiers, size,
+                               options.merge_min_coverage)
+        keep[dense] = enough
     a, b, w = a[keep], b[keep], w[keep]
     nodes = np.unique(np.r_[a, b])
     if len(nodes) == 0:

@@ -601,12 +601,9 @@ def epoch_hours(stamps: pd.Series) -> np.ndarray:
 
 
 def _positions(values: pd.Index, table: pd.DataFrame, key: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """The attribute table (first row per key) and, per value, its row there (−1 if none)."""
-    keys = pd.Index(table[key].astype(str))
-    if not keys.is_unique:
-        table = table.loc[~keys.duplicated()]
-        keys = keys[~keys.duplicated()]
-    return table, positions(values, keys)
+    """The attribute table and, per value, its row there (−1 if none; the first row of a
+    repeated key, without a uniqueness check that costs seconds on millions of keys)."""
+    return table, positions(values, table[key].astype(str))
 
 
 def _flag(table: pd.DataFrame, position: np.ndarray, columns: tuple[str, ...]
