@@ -612,9 +612,12 @@ def _merge_pieces(
     alone = piece < 0
     piece[alone] = piece.max(initial=-1) + 1 + np.arange(int(alone.sum()))
     n, m = len(piece), int(piece.max(initial=-1)) + 1
-    member = sp.csr_matrix((np.ones(n), (np.arange(n), piece)), shape=(n, m))
-    between = sp.triu(member.T @ evidence @ member, k=1).tocoo()
     size = np.bincount(piece, minlength=m)
+    # Pieces below merge_min_piece never join: leaving their accounts out of the
+    # products skips their evidence rows and changes no sum between two larger pieces.
+    at = np.flatnonzero(size[piece] >= options.merge_min_piece)
+    member = sp.csr_matrix((np.ones(len(at)), (at, piece[at])), shape=(n, m))
+    between = sp.triu(member.T @ evidence @ member, k=1).tocoo()
     a, b, w = between.row, between.col, between.data
     keep = (w / (size[a] * size[b]) >= gamma) & (
         np.minimum(size[a], size[b]) >= options.merge_min_piece
