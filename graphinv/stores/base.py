@@ -975,10 +975,11 @@ def breakdown_rows(contributions: pd.DataFrame) -> list[tuple[str, str]]:
     [('r1', 1), ('r2', 2)]
     """
     keyed = contributions.loc[contributions["ring_id"].notna()]
-    records = keyed[list(BREAKDOWN_COLUMNS)].to_dict("records")
+    columns = keyed[list(BREAKDOWN_COLUMNS)].to_dict("list")
     by_ring: dict[Any, list[dict[str, Any]]] = {}
-    for ring_id, record in zip(keyed["ring_id"], records, strict=True):
-        by_ring.setdefault(ring_id, []).append({c: optional(v) for c, v in record.items()})
+    for row, ring_id in enumerate(keyed["ring_id"]):
+        by_ring.setdefault(ring_id, []).append(
+            {c: optional(columns[c][row]) for c in BREAKDOWN_COLUMNS})
     return [(str(ring_id), json.dumps(by_ring[ring_id], default=_json_number))
             for ring_id in sorted(by_ring)]
 

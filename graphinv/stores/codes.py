@@ -22,7 +22,7 @@ A sweep factorises the links' values in projection, campaigns, features and line
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -108,6 +108,14 @@ def factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
         return held[1]
     codes, uniques = pd.factorize(values)
     codes.flags.writeable = False
-    _FACTORIZED[key] = (weakref.ref(column, lambda _, key=key: _FACTORIZED.pop(key, None)),
-                        (codes, uniques))
+    _FACTORIZED[key] = (weakref.ref(column, _forget(key)), (codes, uniques))
     return codes, uniques
+
+
+def _forget(key: int) -> Callable[[Any], None]:
+    """Drops ``key``'s entry once its column is freed (a later column may reuse the id)."""
+
+    def drop(_: Any) -> None:
+        _FACTORIZED.pop(key, None)
+
+    return drop
