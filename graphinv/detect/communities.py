@@ -848,7 +848,7 @@ def _infrastructure(platform: Platform, index: pd.Index, options: DetectionOptio
     links = platform.links
     # Codes and Arrow lookups: the link columns are never turned into Python strings.
     value = factorize(links["value"])[0]
-    account, names = factorize(links["account_id"])
+    account, names = pd.factorize(links["account_id"])
     token = np.full(len(links), -1, dtype=np.int64)
     of_kind = is_in(links["kind"], options.campaign_kinds)
     token[of_kind] = value[of_kind]

@@ -666,8 +666,8 @@ def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, KindLinks]:
 
 
 def _sorted_codes(values: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, pd.Index]:
-    """``pd.factorize(values[keep], sort=True)``, from the whole column's shared codes
-    (:func:`~graphinv.stores.codes.factorize`) instead of hashing the kept strings again.
+    """``pd.factorize(values[keep], sort=True)``, from the whole column's codes instead of
+    filtering millions of strings and hashing them again (few distinct values: models).
 
     Examples
     --------
@@ -676,7 +676,7 @@ def _sorted_codes(values: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, pd.I
     >>> codes.tolist(), names.tolist()
     ([1, 0, 1], ['m1', 'm2'])
     """
-    every, names = factorize(values)
+    every, names = pd.factorize(values)
     kept = every[keep]
     present = np.flatnonzero(np.bincount(kept[kept >= 0], minlength=len(names)))
     order = np.argsort(np.asarray(names[present], dtype=object), kind="stable")
