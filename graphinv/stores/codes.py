@@ -80,35 +80,43 @@ def is_in(values: Any, wanted: Iterable[Any]) -> np.ndarray:
     return found.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
 
 
-# id of an Arrow column -> (weak reference to it, its pd.factorize result). Arrow arrays
-# are immutable, so a result stays right while its column lives; a column that changes
-# is a new array with a new entry.
-_FACTORIZED: dict[int, tuple[weakref.ref, tuple[np.ndarray, pd.Index]]] = {}
+# id of an Arrow column -> (weak reference to it, its codes, the first row of each code).
+# Arrow arrays are immutable, so codes stay right while their column lives; a column
+# that changes is a new array with a new entry. The distinct values themselves are not
+# kept (millions of strings): each caller takes them from the column by first row.
+_FACTORIZED: dict[int, tuple[weakref.ref, np.ndarray, np.ndarray]] = {}
 
 
 def factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """``pd.factorize(values)``, computed once per Arrow-backed column.
+    """``pd.factorize(values)``, hashed once per Arrow-backed column.
 
     The codes come back read-only (several callers share them). Columns not backed by
     Arrow are factorised on every call.
 
     Examples
     --------
-    >>> column = pd.Series(["b", "a", "b"], dtype="str")
+    >>> column = pd.Series(["b", "a", None, "b"], dtype="str")
     >>> codes, uniques = factorize(column)
     >>> codes.tolist(), uniques.tolist(), factorize(column)[0] is codes
-    ([0, 1, 0], ['b', 'a'], True)
+    ([0, 1, -1, 0], ['b', 'a'], True)
+    >>> factorize(column)[1].equals(pd.factorize(column)[1])
+    True
     """
-    if not isinstance(values.array, pd.arrays.ArrowExtensionArray):
+    array = values.array
+    if not isinstance(array, pd.arrays.ArrowExtensionArray):
         return pd.factorize(values)
-    column = values.array.__arrow_array__()
+    column = array.__arrow_array__()
     key = id(column)
     held = _FACTORIZED.get(key)
     if held is not None and held[0]() is column:
-        return held[1]
+        _, codes, first = held
+        return codes, pd.Index(array.take(first))
     codes, uniques = pd.factorize(values)
     codes.flags.writeable = False
-    _FACTORIZED[key] = (weakref.ref(column, _forget(key)), (codes, uniques))
+    # Codes are numbered in order of first appearance: code k first shows up where the
+    # running maximum of the codes reaches k.
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    _FACTORIZED[key] = (weakref.ref(column, _forget(key)), codes, first)
     return codes, uniques
 
 
