@@ -677,7 +677,9 @@ def _sorted_codes(values: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, pd.I
     ([1, 0, 1], ['m1', 'm2'])
     """
     every, names = pd.factorize(values)
-    kept = every[keep]
+    # Usually every row is kept: no copy of ten million codes then.
+    kept = every if keep.all() else every[keep]
+    del every
     present = np.flatnonzero(np.bincount(kept[kept >= 0], minlength=len(names)))
     order = np.argsort(np.asarray(names[present], dtype=object), kind="stable")
     renumber = np.full(len(names) + 1, -1, dtype=np.intp)  # the last slot keeps -1 (missing)
@@ -699,7 +701,9 @@ def _first_seen_codes(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     if len(key) and bool(np.all(key[1:] >= key[:-1])):
         new = np.r_[True, key[1:] != key[:-1]]
-        return np.cumsum(new) - 1, key[new]
+        codes = np.cumsum(new)
+        codes -= 1
+        return codes, key[new]
     codes, uniques = pd.factorize(key)
     return codes, np.asarray(uniques, dtype=np.int64)
 
