@@ -51,6 +51,7 @@ import scipy.sparse as sp
 
 from graphinv.errors import stage_options
 from graphinv.schema import CORE_LINK_KINDS, STATUSES
+from graphinv.stores.codes import factorize
 
 __all__ = ["STATUSES", "Lineage", "LineageOptions", "match_rings", "ring_identifiers"]
 
@@ -208,7 +209,7 @@ def ring_identifiers(
     account, _ = pd.factorize(pd.concat([links["account_id"], members["account_id"]]))
     link_account, member = account[: len(links)][on_kind], account[len(links):]
     n_accounts = int(account.max()) + 1 if len(account) else 0
-    value, values = pd.factorize(links["value"])
+    value, values = factorize(links["value"])
     ident, ident_keys = pd.factorize(value[on_kind] * len(kinds) + kind[on_kind])
     uses = _incidence(link_account, ident, (n_accounts, len(ident_keys)))
 

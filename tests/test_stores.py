@@ -381,3 +381,28 @@ def test_continues_edges_of_an_older_version_get_their_status(
     assert store.read_lineage()["status"].isna().all()  # as an older version left them
     Neo4jStore(neo4j_driver).ensure_schema()
     assert store.read_lineage()["status"].tolist() == ["merged", "merged"]
+
+
+def test_breakdown_rows_are_each_rings_records_in_order() -> None:
+    """One pass over the frame gives, per ring (sorted), its rows in their order as JSON
+    records, missing numbers as null: what a per-ring group-by gives."""
+    import json
+
+    from graphinv.stores.base import BREAKDOWN_COLUMNS, breakdown_rows
+
+    frame = pd.DataFrame({
+        "ring_id": ["r10", "r2", "r10", None, "r2"],
+        "feature": ["a", "b", "c", "d", "e"],
+        "group": "traffic",
+        "value": [1.5, float("nan"), 2.0, 3.0, 4.0],
+        "baseline": 0.5, "suspicion": [0.1, 0.2, 0.3, 0.4, 0.5], "weight": 1.0,
+        "contribution": 0.25, "text": ["t1", "t2", "t3", "t4", "t5"],
+    })
+    expected = []
+    for ring_id, group in frame.groupby("ring_id", sort=True):
+        records = [{c: (None if isinstance(row[c], float) and row[c] != row[c] else row[c])
+                    for c in BREAKDOWN_COLUMNS} for row in group.to_dict("records")]
+        expected.append((ring_id, json.dumps(records)))
+    assert breakdown_rows(frame) == expected
+    assert [r for r, _ in breakdown_rows(frame)] == ["r10", "r2"]
+    assert json.loads(breakdown_rows(frame)[1][1])[0]["value"] is None

@@ -76,6 +76,7 @@ from scipy.sparse.csgraph import connected_components
 from graphinv.detect.projection import Projection
 from graphinv.detect.workers import run_forked
 from graphinv.schema import Platform
+from graphinv.stores.codes import factorize, is_in, positions
 
 __all__ = ["Detection", "DetectionOptions", "DetectionStats", "detect_rings"]
 
@@ -632,9 +633,12 @@ def _merge_pieces(
     alone = piece < 0
     piece[alone] = piece.max(initial=-1) + 1 + np.arange(int(alone.sum()))
     n, m = len(piece), int(piece.max(initial=-1)) + 1
-    member = sp.csr_matrix((np.ones(n), (np.arange(n), piece)), shape=(n, m))
-    between = sp.triu(member.T @ evidence @ member, k=1).tocoo()
     size = np.bincount(piece, minlength=m)
+    # Pieces below merge_min_piece never join: leaving their accounts out of the
+    # products skips their evidence rows and changes no sum between two larger pieces.
+    at = np.flatnonzero(size[piece] >= options.merge_min_piece)
+    member = sp.csr_matrix((np.ones(len(at)), (at, piece[at])), shape=(n, m))
+    between = sp.triu(member.T @ evidence @ member, k=1).tocoo()
     a, b, w = between.row, between.col, between.data
     keep = (w / (size[a] * size[b]) >= gamma) & (
         np.minimum(size[a], size[b]) >= options.merge_min_piece
@@ -644,11 +648,15 @@ def _merge_pieces(
         # household or VPN user next to a ring looks like; pieces of one ring share many.
         held = (member.T @ identifiers).tocsr()
         held.data[:] = 1
-        shared = np.asarray((held[a].multiply(held[b])).sum(axis=1)).ravel()
+        # Only pairs still kept can change: the others (most pairs) are not looked at.
+        dense = np.flatnonzero(keep)
+        ka, kb = a[dense], b[dense]
+        shared = np.asarray((held[ka].multiply(held[kb])).sum(axis=1)).ravel()
         enough = shared >= options.merge_min_shared
         if options.merge_min_coverage is not None:
-            enough |= _covered(a, b, piece, held, identifiers, size, options.merge_min_coverage)
-        keep &= enough
+            enough |= _covered(ka, kb, piece, held, identifiers, size,
+                               options.merge_min_coverage)
+        keep[dense] = enough
     a, b, w = a[keep], b[keep], w[keep]
     nodes = np.unique(np.r_[a, b])
     if len(nodes) == 0:
@@ -684,16 +692,16 @@ def _covered(a, b, piece, held, identifiers, size, min_coverage) -> np.ndarray:
     hold a rare card/IP that the other piece holds too (and the first one does)?"""
     if len(a) == 0:
         return np.zeros(0, dtype=bool)
-    n, m = identifiers.shape[0], held.shape[0]
     both = held[a].multiply(held[b]).tocsr()  # identifiers each pair shares
     both.data[:] = 1
-    # hits[i, p]: does account i hold one of the identifiers shared by pair p.
-    hits = (identifiers @ both.T).tocsr()
-    hits.data[:] = 1
-    member = sp.csr_matrix((np.ones(n), (piece, np.arange(n))), shape=(m, n))
-    per_piece = (member @ hits).tocsr()  # accounts of piece q covered for pair p
-    covered_a = np.asarray(per_piece[a, np.arange(len(a))]).ravel()
-    covered_b = np.asarray(per_piece[b, np.arange(len(b))]).ravel()
+    # Stored entries of hits: account i holds one of the identifiers shared by pair p
+    # (a product of non-negative counts stores no zeros).
+    hits = (identifiers @ both.T).tocoo()
+    account, pair = hits.row, hits.col
+    # Accounts of each pair's own pieces, counted straight from the hits: a piece ×
+    # pair product would be read back at one entry per pair.
+    covered_a = np.bincount(pair[piece[account] == a[pair]], minlength=len(a))
+    covered_b = np.bincount(pair[piece[account] == b[pair]], minlength=len(b))
     return (covered_a >= min_coverage * size[a]) & (covered_b >= min_coverage * size[b])
 
 
@@ -880,11 +888,11 @@ def _infrastructure(platform: Platform, index: pd.Index, options: DetectionOptio
     Returns token codes and projection rows (``-1`` for accounts not in the projection).
     """
     links = platform.links
-    kind = links["kind"].astype(str).to_numpy()
-    value = pd.factorize(links["value"])[0]
+    # Codes and Arrow lookups: the link columns are never turned into Python strings.
+    value = factorize(links["value"])[0]
     account, names = pd.factorize(links["account_id"])
     token = np.full(len(links), -1, dtype=np.int64)
-    of_kind = np.isin(kind, options.campaign_kinds)
+    of_kind = is_in(links["kind"], options.campaign_kinds)
     token[of_kind] = value[of_kind]
     ips = platform.ips
     if options.campaign_proxy_asn and ips is not None and "asn" in ips:
@@ -895,20 +903,19 @@ def _infrastructure(platform: Platform, index: pd.Index, options: DetectionOptio
         proxied = ips.loc[flag & ips["asn"].notna().to_numpy(), ["ip", "asn"]]
         asn_of = pd.Series(proxied["asn"].to_numpy(), index=proxied["ip"].astype(str))
         asn_of = asn_of[~asn_of.index.duplicated()]
-        is_ip = kind == "ip"
-        asn = asn_of.reindex(links["value"].astype(str).to_numpy()[is_ip]).to_numpy()
-        hit = np.flatnonzero(is_ip)[pd.notna(asn)]
+        is_ip = is_in(links["kind"], ["ip"])
+        where = positions(links["value"][is_ip], asn_of.index)
+        found = where >= 0
+        hit = np.flatnonzero(is_ip)[found]
         # ASN tokens live above every identifier code.
-        token[hit] = value.max(initial=0) + 1 + pd.factorize(asn[pd.notna(asn)])[0]
+        token[hit] = value.max(initial=0) + 1 + pd.factorize(asn_of.to_numpy()[where[found]])[0]
     used = token >= 0
     token = pd.factorize(token[used])[0]
     # Accounts outside the projection still count towards how widely a token is used.
     pairs, first = np.unique(
         token.astype(np.int64) * len(names) + account[used], return_index=True
     )
-    labels = np.asarray(names, dtype=object).astype(str)
-    # pandas-stubs wants an Index; get_indexer takes any array of labels.
-    rows = index.get_indexer(labels)  # type: ignore[arg-type]
+    rows = positions(names, index)
     return pairs // len(names), rows[account[used][first]]
 
 

@@ -68,7 +68,7 @@ import scipy.sparse as sp
 
 from graphinv.detect.workers import Forked
 from graphinv.schema import Platform
-from graphinv.stores.codes import positions, strings
+from graphinv.stores.codes import factorize, positions, strings
 
 __all__ = ["Projection", "ProjectionOptions", "ProjectionStats", "project"]
 
@@ -313,7 +313,7 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
     kind_w = np.array([options.kind_weight(str(k)) for k in kinds], dtype=np.float64)
     keep = kind_w[kind_codes] > 0
     rows, kind_codes = rows[keep], kind_codes[keep]
-    ident = _pair_codes(kind_codes, pd.factorize(links["value"])[0][keep])
+    ident = _pair_codes(kind_codes, factorize(links["value"])[0][keep])
     evidence = np.isin(np.asarray(kinds, dtype=str), options.ring_evidence_kinds)[kind_codes]
 
     (other, ring_evidence), ring_identifiers, degree, hub_stats = _identifier_matrix(

@@ -21,7 +21,7 @@ import pydantic
 
 from graphinv.errors import stage_options
 from graphinv.schema import Platform
-from graphinv.stores.codes import positions
+from graphinv.stores.codes import factorize, positions
 
 __all__ = [
     "AGGREGATION",
@@ -427,7 +427,7 @@ class Usage:
     ) -> Usage:
         code = positions(usage["account_id"], index)
         keep = code >= 0
-        model, models = pd.factorize(usage["model"].astype(str)[keep], sort=True)
+        model, models = _sorted_codes(usage["model"].astype(str), keep)
         raw = pd.DataFrame({
             "a": code[keep],
             "h": epoch_hours(usage["hour"])[keep] if len(usage) else np.zeros(0, np.int64),
@@ -440,9 +440,8 @@ class Usage:
         # groupby without sorting would): hashing one column beats grouping on two.
         first_hour = int(raw["h"].min()) if len(raw) else 0
         span = int(raw["h"].max()) - first_hour + 1 if len(raw) else 1
-        slot, keys = pd.factorize(
+        slot, keys = _first_seen_codes(
             raw["a"].to_numpy() * np.int64(span) + (raw["h"].to_numpy() - first_hour))
-        keys = np.asarray(keys, dtype=np.int64)
         n_slots = len(keys)
         account = keys // span
         hourly = pd.DataFrame({
@@ -602,12 +601,9 @@ def epoch_hours(stamps: pd.Series) -> np.ndarray:
 
 
 def _positions(values: pd.Index, table: pd.DataFrame, key: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """The attribute table (first row per key) and, per value, its row there (−1 if none)."""
-    keys = pd.Index(table[key].astype(str))
-    if not keys.is_unique:
-        table = table.loc[~keys.duplicated()]
-        keys = keys[~keys.duplicated()]
-    return table, positions(values, keys)
+    """The attribute table and, per value, its row there (−1 if none; the first row of a
+    repeated key, without a uniqueness check that costs seconds on millions of keys)."""
+    return table, positions(values, table[key].astype(str))
 
 
 def _flag(table: pd.DataFrame, position: np.ndarray, columns: tuple[str, ...]
@@ -637,7 +633,7 @@ def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, KindLinks]:
     # of first appearance among its own rows, as factorising its strings alone would.
     kind_code, kind_names = pd.factorize(links["kind"].astype(str))
     every_account = positions(links["account_id"], index)
-    every_value, every_unique = pd.factorize(links["value"].astype(str))
+    every_value, every_unique = factorize(links["value"].astype(str))
     counts = links["count"].fillna(1).to_numpy(dtype=float)
     out = {}
     for kind, table, key, columns in (
@@ -667,6 +663,49 @@ def _links_by_kind(platform: Platform, index: pd.Index) -> dict[str, KindLinks]:
             category=category,
         )
     return out
+
+
+def _sorted_codes(values: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, pd.Index]:
+    """``pd.factorize(values[keep], sort=True)``, from the whole column's codes instead of
+    filtering millions of strings and hashing them again (few distinct values: models).
+
+    Examples
+    --------
+    >>> column = pd.Series(["m2", "m1", "m3", "m2"], dtype="str")
+    >>> codes, names = _sorted_codes(column, np.array([True, True, False, True]))
+    >>> codes.tolist(), names.tolist()
+    ([1, 0, 1], ['m1', 'm2'])
+    """
+    every, names = pd.factorize(values)
+    # Usually every row is kept: no copy of ten million codes then.
+    kept = every if keep.all() else every[keep]
+    del every
+    present = np.flatnonzero(np.bincount(kept[kept >= 0], minlength=len(names)))
+    order = np.argsort(np.asarray(names[present], dtype=object), kind="stable")
+    renumber = np.full(len(names) + 1, -1, dtype=np.intp)  # the last slot keeps -1 (missing)
+    renumber[present[order]] = np.arange(len(present))
+    return renumber[kept], names[present[order]]
+
+
+def _first_seen_codes(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(key)`` for int64 keys: codes in order of first appearance, and the
+    keys. Keys already sorted (usage read ordered by account and hour) are numbered in
+    one pass instead of hashed; their first appearance is their sorted order.
+
+    Examples
+    --------
+    >>> [c.tolist() for c in _first_seen_codes(np.array([3, 3, 5, 9, 9]))]
+    [[0, 0, 1, 2, 2], [3, 5, 9]]
+    >>> [c.tolist() for c in _first_seen_codes(np.array([9, 3, 9]))]
+    [[0, 1, 0], [9, 3]]
+    """
+    if len(key) and bool(np.all(key[1:] >= key[:-1])):
+        new = np.r_[True, key[1:] != key[:-1]]
+        codes = np.cumsum(new)
+        codes -= 1
+        return codes, key[new]
+    codes, uniques = pd.factorize(key)
+    return codes, np.asarray(uniques, dtype=np.int64)
 
 
 def _rate_limits(

@@ -633,10 +633,7 @@ class Store(LoadTarget):
             A column is missing, or a ring is not in the sweep.
         """
         _require("contributions", contributions, ("ring_id", *BREAKDOWN_COLUMNS))
-        rows = [
-            (str(ring_id), breakdown_json(group))
-            for ring_id, group in contributions.groupby("ring_id", sort=True)
-        ]
+        rows = breakdown_rows(contributions)
         written = self._write_breakdown(sweep_id, rows)
         if written != len(rows):
             raise StoreError(
@@ -986,13 +983,29 @@ def shorten(statement: str, width: int = 240) -> str:
     return textwrap.shorten(statement, width=width, placeholder=" […]")
 
 
-def breakdown_json(contributions: pd.DataFrame) -> str:
-    """One ring's breakdown rows as JSON text (missing numbers as null)."""
-    records = [
-        {c: optional(row[c]) for c in BREAKDOWN_COLUMNS}
-        for row in contributions.to_dict("records")
-    ]
-    return json.dumps(records, default=_json_number)
+def breakdown_rows(contributions: pd.DataFrame) -> list[tuple[str, str]]:
+    """``(ring_id, JSON text)`` per ring, by ring id: each ring's breakdown rows in their
+    order, as JSON records of :data:`BREAKDOWN_COLUMNS` (missing numbers as null).
+
+    The frame is turned into records once, not once per ring (thousands of rings).
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"ring_id": ["r2", "r1", "r2"], "feature": ["a", "b", "c"],
+    ...                       "group": "g", "value": [1.0, float("nan"), 2.0],
+    ...                       "baseline": 0.5, "suspicion": 0.1, "weight": 1.0,
+    ...                       "contribution": 0.1, "text": "t"})
+    >>> [(ring, len(json.loads(text))) for ring, text in breakdown_rows(frame)]
+    [('r1', 1), ('r2', 2)]
+    """
+    keyed = contributions.loc[contributions["ring_id"].notna()]
+    columns = keyed[list(BREAKDOWN_COLUMNS)].to_dict("list")
+    by_ring: dict[Any, list[dict[str, Any]]] = {}
+    for row, ring_id in enumerate(keyed["ring_id"]):
+        by_ring.setdefault(ring_id, []).append(
+            {c: optional(columns[c][row]) for c in BREAKDOWN_COLUMNS})
+    return [(str(ring_id), json.dumps(by_ring[ring_id], default=_json_number))
+            for ring_id in sorted(by_ring)]
 
 
 def _json_number(value: Any) -> Any:

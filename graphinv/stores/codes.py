@@ -14,11 +14,15 @@ Examples
 [1, -1, -1, 0]
 >>> is_in(pd.Series(["b", "x", "a"]), ["a", "c"]).tolist()
 [False, False, True]
+
+A sweep factorises the links' values in projection, campaigns, features and lineage;
+:func:`factorize` hashes an Arrow-backed column once and hands the same codes to each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -26,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["is_in", "positions", "strings"]
+__all__ = ["factorize", "is_in", "positions", "strings"]
 
 
 def strings(values: Any) -> pa.Array:
@@ -74,3 +78,52 @@ def is_in(values: Any, wanted: Iterable[Any]) -> np.ndarray:
         return np.zeros(len(values), dtype=bool)
     found = pc.is_in(strings(values), value_set=strings(wanted), skip_nulls=True)
     return found.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+# id of an Arrow column -> (weak reference to it, its codes, the first row of each code).
+# Arrow arrays are immutable, so codes stay right while their column lives; a column
+# that changes is a new array with a new entry. The distinct values themselves are not
+# kept (millions of strings): each caller takes them from the column by first row.
+_FACTORIZED: dict[int, tuple[weakref.ref, np.ndarray, np.ndarray]] = {}
+
+
+def factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """``pd.factorize(values)``, hashed once per Arrow-backed column.
+
+    The codes come back read-only (several callers share them). Columns not backed by
+    Arrow are factorised on every call.
+
+    Examples
+    --------
+    >>> column = pd.Series(["b", "a", None, "b"], dtype="str")
+    >>> codes, uniques = factorize(column)
+    >>> codes.tolist(), uniques.tolist(), factorize(column)[0] is codes
+    ([0, 1, -1, 0], ['b', 'a'], True)
+    >>> factorize(column)[1].equals(pd.factorize(column)[1])
+    True
+    """
+    array = values.array
+    if not isinstance(array, pd.arrays.ArrowExtensionArray):
+        return pd.factorize(values)
+    column = array.__arrow_array__()
+    key = id(column)
+    held = _FACTORIZED.get(key)
+    if held is not None and held[0]() is column:
+        _, codes, first = held
+        return codes, pd.Index(array.take(first))
+    codes, uniques = pd.factorize(values)
+    codes.flags.writeable = False
+    # Codes are numbered in order of first appearance: code k first shows up where the
+    # running maximum of the codes reaches k.
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    _FACTORIZED[key] = (weakref.ref(column, _forget(key)), codes, first)
+    return codes, uniques
+
+
+def _forget(key: int) -> Callable[[Any], None]:
+    """Drops ``key``'s entry once its column is freed (a later column may reuse the id)."""
+
+    def drop(_: Any) -> None:
+        _FACTORIZED.pop(key, None)
+
+    return drop
