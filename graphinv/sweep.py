@@ -216,6 +216,8 @@ def _locked_sweep(
         with timer("leiden"):
             detection = detect_rings(projection, platform=platform, options=settings.detection)
         projection_stats = projection.stats.to_dict()
+        # Scoring is the sweep's peak: the projection's matrices must not be alive for it.
+        del projection
     else:
         with timer(f"detection ({getattr(detector, 'name', 'engine')})"):
             projection_stats, detection = detector(platform, settings)
