@@ -39,6 +39,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from graphinv.config import Settings
 from graphinv.detect.communities import detect_rings
 from graphinv.detect.projection import project
 from graphinv.evaluate import evaluate
@@ -139,6 +140,7 @@ def quality(seeds: list[int], workdir: Path, console: Console, n_accounts: int |
                     "ARI user text", "ARI system prompt", "ingest s"):
         table.add_column(heading, justify="right")
     diffs = []
+    settings = Settings()
     for seed in seeds:
         data = workdir / f"quality-{seed}"
         summary = write_logs(data, preset="small", seed=seed, n_accounts=n_accounts)
@@ -147,7 +149,9 @@ def quality(seeds: list[int], workdir: Path, console: Console, n_accounts: int |
         scores = []
         for folder in (data, out):
             platform, _ = read_dir(folder, extra_kinds=["api_client"])
-            found = detect_rings(project(platform), platform=platform)
+            # The shipped settings, as `graphinv sweep` runs them.
+            found = detect_rings(project(platform, options=settings.projection),
+                                 platform=platform, options=settings.detection)
             scores.append(evaluate(found.members, platform.labels).extraction_mean_f1)
         assignments = pd.read_parquet(out / "ingest_state" / "assignments.parquet")
         labels = pd.read_parquet(data / "request_labels.parquet")

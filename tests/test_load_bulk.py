@@ -97,6 +97,9 @@ def test_bulk_import_builds_the_graph_bolt_loading_builds(
     server.stop()
     with pytest.raises(StoreError, match="already holds a database"):
         bulk_import(expected, server=server)
+    # Said when the target is built, before the loader reads and validates a folder.
+    with pytest.raises(StoreError, match="already holds a database"):
+        OfflineImport(server)
 
 
 @pytest.mark.neo4j

@@ -121,14 +121,7 @@ def bulk_import(
         failed (the message carries the tail of its output).
     """
     check_unique_keys(platform)
-    if server.status().running:
-        raise StoreError(f"stop the Neo4j server in {server.home} first: the import is offline")
-    target = server.home / "data" / "databases" / database
-    if target.exists() and any(target.iterdir()):
-        raise StoreError(
-            f"{target} already holds a database; the bulk import is for a first load into an "
-            "empty database (load over Bolt to add to it)"
-        )
+    check_offline_target(server, database)
     started = time.perf_counter()
     server.write_conf()
     csv_dir = csv_dir or server.home / "import" / "graphinv-bulk"
@@ -183,6 +176,24 @@ def bulk_import(
         log=log,
         csv_seconds=written - started,
     )
+
+
+def check_offline_target(server: LocalNeo4j, database: str = "neo4j") -> None:
+    """Raise :class:`StoreError` unless ``server`` is stopped and ``database`` is empty.
+
+    Raises
+    ------
+    StoreError
+        The server is running, or the database already has store files.
+    """
+    if server.status().running:
+        raise StoreError(f"stop the Neo4j server in {server.home} first: the import is offline")
+    target = server.home / "data" / "databases" / database
+    if target.exists() and any(target.iterdir()):
+        raise StoreError(
+            f"{target} already holds a database; the bulk import is for a first load into an "
+            "empty database (load over Bolt to add to it)"
+        )
 
 
 def write_import_csv(
@@ -381,6 +392,20 @@ class OfflineImport(LoadTarget):
         self.columnar = columnar
         self.max_off_heap = max_off_heap
         self._meta: dict[str, str] = {}
+        # Before the loader reads and validates the folder (a minute at a million
+        # accounts), not after: a target that cannot take the import is said at once.
+        self._check_copy_empty()
+        check_offline_target(server)
+
+    def _check_copy_empty(self) -> None:
+        if self.columnar is None:
+            return
+        found = self.columnar.query("SELECT count(*) AS n FROM accounts")
+        if int(found["n"].iloc[0]):
+            raise StoreError(
+                "the columnar copy already holds accounts: an offline import is a first "
+                "load, so its copy must be empty too (delete the file, or unset "
+                "GRAPHINV_NEO4J_COLUMNAR to import without a copy)")
 
     def read_meta(self) -> dict[str, str]:
         """The facts to import (the database is empty before an offline import)."""
@@ -399,12 +424,7 @@ class OfflineImport(LoadTarget):
         copy = self.columnar
         load_copy = None
         if copy is not None:
-            found = copy.query("SELECT count(*) AS n FROM accounts")
-            if int(found["n"].iloc[0]):
-                raise StoreError(
-                    "the columnar copy already holds accounts: an offline import is a first "
-                    "load, so its copy must be empty too (delete the file, or unset "
-                    "GRAPHINV_NEO4J_COLUMNAR to import without a copy)")
+            self._check_copy_empty()
             token = uuid.uuid4().hex
             facts[COLUMNAR_KEY] = token
             source = LoadRecord.from_json(finish[LOAD_KEY]).source
