@@ -199,6 +199,12 @@ class LoadRecord:
         )
 
     @classmethod
+    def from_meta(cls, meta: Mapping[str, str]) -> LoadRecord | None:
+        """The last load's record among a store's facts (None before records existed)."""
+        text = meta.get(LOAD_KEY)
+        return None if text is None else cls.from_json(text)
+
+    @classmethod
     def from_json(cls, text: str) -> LoadRecord:
         data = json.loads(text)
         finished = data.get("finished")
@@ -443,8 +449,7 @@ class Store(LoadTarget):
     @final
     def last_load(self) -> LoadRecord | None:
         """The record of the last load (None for a store loaded before records existed)."""
-        text = self.read_meta().get(LOAD_KEY)
-        return None if text is None else LoadRecord.from_json(text)
+        return LoadRecord.from_meta(self.read_meta())
 
     @final
     def load_history(self) -> list[LoadRecord]:
@@ -970,6 +975,18 @@ def sweeps_frame(rows: pd.DataFrame) -> pd.DataFrame:
         frame["params"], lambda p: json.loads(p) if isinstance(p, str) else dict(p)
     )
     return frame.sort_values("at").reset_index(drop=True)
+
+
+def sql_identifier(name: str) -> str:
+    """A quoted SQL identifier for DuckDB (names from :data:`graphinv.schema.TABLES` and
+    typed headers, never from data; quoting keeps ``count`` and ``hour`` literal).
+
+    Examples
+    --------
+    >>> sql_identifier('id:ID(Account)'), sql_identifier('a"b')
+    ('"id:ID(Account)"', '"a""b"')
+    """
+    return '"' + name.replace('"', '""') + '"'
 
 
 def shorten(statement: str, width: int = 240) -> str:

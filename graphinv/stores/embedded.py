@@ -61,6 +61,7 @@ from graphinv.stores.base import (
     merge_rule,
     params_json,
     progress_bar,
+    sql_identifier,
 )
 
 _SQL_TYPES: dict[ColumnType, str] = {
@@ -226,10 +227,11 @@ class EmbeddedStore(Store):
         for spec in TABLES.values():
             self._sql(_table_ddl(spec))
         for table, columns in _RESULT_TABLES.items():
-            listed = ", ".join(f"{_quote(c)} {sql}" for c, sql in columns.items())
+            listed = ", ".join(f"{sql_identifier(c)} {sql}" for c, sql in columns.items())
             self._sql(f"CREATE TABLE IF NOT EXISTS {table} ({listed})")
             for column in columns.keys() - stored.get(table, set(columns)):
-                self._sql(f"ALTER TABLE {table} ADD COLUMN {_quote(column)} {columns[column]}")
+                added = f"{sql_identifier(column)} {columns[column]}"
+                self._sql(f"ALTER TABLE {table} ADD COLUMN {added}")
 
     def _check_current(self, stored: Mapping[str, set[str]]) -> None:
         """Refuse a read-only file whose result tables predate this version's columns."""
@@ -461,8 +463,8 @@ class EmbeddedStore(Store):
         """MERGE one table; runs inside the load's transaction."""
         if frame.empty:
             return
-        table = _quote(spec.name)
-        columns = ", ".join(_quote(c) for c in spec.column_names)
+        table = sql_identifier(spec.name)
+        columns = ", ".join(sql_identifier(c) for c in spec.column_names)
         # As an Arrow table: DuckDB scans Arrow columns faster than pandas ones (the strings
         # are already Arrow's), a quarter less CPU on a million accounts' links.
         with self._incoming(pa.Table.from_pandas(frame, preserve_index=False)):
@@ -476,8 +478,8 @@ class EmbeddedStore(Store):
             self._sql("DROP TABLE merged")
 
     def _read_table(self, name: str) -> pd.DataFrame:
-        order = ", ".join(_quote(c) for c in TABLES[name].key)
-        statement = f"SELECT * FROM {_quote(name)} ORDER BY {order}"
+        order = ", ".join(sql_identifier(c) for c in TABLES[name].key)
+        statement = f"SELECT * FROM {sql_identifier(name)} ORDER BY {order}"
         # Through Arrow: DuckDB's own pandas conversion builds a Python object per string,
         # which costs more than the query itself on millions of links.
         with self._failing(statement):
@@ -486,18 +488,18 @@ class EmbeddedStore(Store):
 
     def _read_near(self, name: str, account_ids: list[str]) -> pd.DataFrame:
         spec = TABLES[name]
-        order = ", ".join(_quote(c) for c in spec.key)
+        order = ", ".join(sql_identifier(c) for c in spec.key)
         if name in ("accounts", "usage"):
             where = "account_id IN (SELECT account_id FROM near)"
         elif name == "links":
             where = ("(kind, value) IN (SELECT DISTINCT kind, value FROM links "
                      "WHERE account_id IN (SELECT account_id FROM near))")
         else:
-            key = _quote(spec.key[0])
+            key = sql_identifier(spec.key[0])
             # The attribute table's kind only: a value names an identifier within its kind.
             where = (f"{key} IN (SELECT value FROM links WHERE kind = $kind "
                      "AND account_id IN (SELECT account_id FROM near))")
-        statement = f"SELECT * FROM {_quote(name)} WHERE {where} ORDER BY {order}"
+        statement = f"SELECT * FROM {sql_identifier(name)} WHERE {where} ORDER BY {order}"
         near = pd.DataFrame({"account_id": pd.Series(account_ids, dtype="str")})
         self._con.register("near", near)
         try:
@@ -568,7 +570,7 @@ class EmbeddedStore(Store):
                 {**key, "at": sweep.at, "params": params_json(sweep.params)},
             )
             for table, frame in rows.items():
-                listed = ", ".join(_quote(c) for c in _RESULT_TABLES[table])
+                listed = ", ".join(sql_identifier(c) for c in _RESULT_TABLES[table])
                 with self._incoming(frame):
                     # Named target columns: an upgraded file may hold them in another order.
                     self._sql(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM incoming")
@@ -611,7 +613,7 @@ class EmbeddedStore(Store):
     def read_decisions(self) -> pd.DataFrame:
         """Every decision event, oldest first (``DECISION_COLUMNS``)."""
         columns = list(DECISION_COLUMNS)
-        listed = ", ".join(_quote(c) for c in columns)
+        listed = ", ".join(sql_identifier(c) for c in columns)
         return self._fetch(f'SELECT {listed} FROM ring_decisions ORDER BY "at", rowid', {})
 
     # -- generic -------------------------------------------------------------------------
@@ -633,21 +635,18 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=_NULLABLE.get, self_destruct=True, split_blocks=True)
 
 
-def _quote(name: str) -> str:
-    # Names come from TABLES (code), never from data; quoting keeps `count`, `hour` literal.
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _table_ddl(spec: TableSpec) -> str:
-    columns = ", ".join(f"{_quote(c.name)} {_SQL_TYPES[c.type]}" for c in spec.columns)
-    return f"CREATE TABLE IF NOT EXISTS {_quote(spec.name)} ({columns})"
+    columns = ", ".join(f"{sql_identifier(c.name)} {_SQL_TYPES[c.type]}" for c in spec.columns)
+    return f"CREATE TABLE IF NOT EXISTS {sql_identifier(spec.name)} ({columns})"
 
 
 def _merge_select(spec: TableSpec) -> str:
     """SELECT combining stored rows (``o``) with incoming rows (``n``) by the merge rule."""
     parts = []
     for name in spec.column_names:
-        col = _quote(name)
+        col = sql_identifier(name)
         if name in spec.key:
             parts.append(f"coalesce(n.{col}, o.{col}) AS {col}")
             continue
@@ -658,8 +657,8 @@ def _merge_select(spec: TableSpec) -> str:
             parts.append(f"{function}(o.{col}, n.{col}) AS {col}")
         else:
             parts.append(f"coalesce(n.{col}, o.{col}) AS {col}")
-    on = " AND ".join(f"o.{_quote(k)} = n.{_quote(k)}" for k in spec.key)
+    on = " AND ".join(f"o.{sql_identifier(k)} = n.{sql_identifier(k)}" for k in spec.key)
     return (
-        f"SELECT {', '.join(parts)} FROM {_quote(spec.name)} AS o "
+        f"SELECT {', '.join(parts)} FROM {sql_identifier(spec.name)} AS o "
         f"FULL OUTER JOIN incoming AS n ON {on}"
     )

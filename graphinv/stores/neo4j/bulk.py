@@ -42,7 +42,14 @@ import pyarrow as pa
 
 from graphinv.errors import StoreError
 from graphinv.schema import TABLES, Platform, conform
-from graphinv.stores.base import LOAD_KEY, LoadRecord, LoadTarget, Store, check_unique_keys
+from graphinv.stores.base import (
+    LOAD_KEY,
+    LoadRecord,
+    LoadTarget,
+    Store,
+    check_unique_keys,
+    sql_identifier,
+)
 from graphinv.stores.neo4j import cypher
 from graphinv.stores.neo4j.local import JVM_FLAGS, LocalNeo4j, find_java
 from graphinv.stores.neo4j.store import COLUMNAR_KEY
@@ -231,7 +238,7 @@ class _ImportFiles:
         self.multiline = any(_has_line_breaks(self.con, name) for name in tables)
         if "labels" in tables:
             # Ground truth as unlinked (:GroundTruth) nodes, never on accounts (see cypher.py).
-            others = [_quote(c) for c in TABLES["labels"].column_names[1:]]
+            others = [sql_identifier(c) for c in TABLES["labels"].column_names[1:]]
             self._file("nodes", cypher.checked_label("GroundTruth"), "ground_truth",
                        f'SELECT account_id AS "account_id:ID(GroundTruth)", {", ".join(others)} '
                        "FROM labels")
@@ -246,15 +253,17 @@ class _ImportFiles:
             of_kind = {"kind": kind}
             if label == cypher.GENERIC_GRAPH[0]:
                 space = f"{label}-{kind}"
+                node_id = sql_identifier(f":ID({space})")
                 self._file("nodes", label, f"identifier_{kind}",
-                           f"SELECT DISTINCT value AS {_quote(f':ID({space})')}, value AS id, "
+                           f"SELECT DISTINCT value AS {node_id}, value AS id, "
                            "kind FROM links WHERE kind = $kind", of_kind)
             else:
                 space = label
                 self._identifier_nodes(kind, label, tables)
+            end_id = sql_identifier(f":END_ID({space})")
             self._file(
                 "relationships", rel_type, f"links_{kind}",
-                f'SELECT account_id AS ":START_ID(Account)", value AS {_quote(f":END_ID({space})")}'
+                f'SELECT account_id AS ":START_ID(Account)", value AS {end_id}'
                 f', {_iso("first_seen")} AS "first_seen:datetime", '
                 f'{_iso("last_seen")} AS "last_seen:datetime", "count" AS "count:long" '
                 "FROM links WHERE kind = $kind", of_kind)
@@ -262,7 +271,7 @@ class _ImportFiles:
             # Described identifiers that no link uses still become nodes, as over Bolt.
             if table in tables and label not in used_labels:
                 self._file("nodes", label, f"nodes_{table}",
-                           f"SELECT {_typed_columns(table, label)} FROM {_quote(table)}")
+                           f"SELECT {_typed_columns(table, label)} FROM {sql_identifier(table)}")
         self._usage()
         if meta:
             self.con.register("graphinv_meta", pa.table(
@@ -279,12 +288,12 @@ class _ImportFiles:
         table = _attribute_table(label)
         values = "SELECT DISTINCT value FROM links WHERE kind = $kind"
         if table not in tables:
-            query = f"SELECT value AS {_quote(f'id:ID({label})')} FROM ({values})"
+            query = f"SELECT value AS {sql_identifier(f'id:ID({label})')} FROM ({values})"
         else:
-            key = _quote(TABLES[table].column_names[0])
+            key = sql_identifier(TABLES[table].column_names[0])
             columns = _typed_columns(table, label, key=f"coalesce(v.value, a.{key})", alias="a.")
             query = (f"SELECT {columns} FROM ({values}) v "
-                     f"FULL OUTER JOIN {_quote(table)} a ON v.value = a.{key}")
+                     f"FULL OUTER JOIN {sql_identifier(table)} a ON v.value = a.{key}")
         self._file("nodes", label, f"nodes_{kind}", query, {"kind": kind})
 
     def _usage(self) -> None:
@@ -322,13 +331,13 @@ class _ImportFiles:
 
 def _has_line_breaks(con: Any, table: str) -> bool:
     """Whether any text value of a registered table holds a line break."""
-    schema = con.sql(f"SELECT * FROM {_quote(table)} LIMIT 0")
+    schema = con.sql(f"SELECT * FROM {sql_identifier(table)} LIMIT 0")
     text = [c for c, t in zip(schema.columns, schema.types, strict=True) if str(t) == "VARCHAR"]
     if not text:
         return False
-    breaks = " OR ".join(f"regexp_matches({_quote(c)}, '[\\r\\n]')" for c in text)
+    breaks = " OR ".join(f"regexp_matches({sql_identifier(c)}, '[\\r\\n]')" for c in text)
     ((found,),) = con.execute(
-        f"SELECT coalesce(bool_or({breaks}), false) FROM {_quote(table)}").fetchall()
+        f"SELECT coalesce(bool_or({breaks}), false) FROM {sql_identifier(table)}").fetchall()
     return bool(found)
 
 
@@ -340,12 +349,13 @@ def _typed_columns(table: str, label: str, *, key: str | None = None, alias: str
     """SELECT list renaming a table's columns to the importer's typed headers; its first
     column (or the expression ``key``) becomes the node's ID."""
     columns = TABLES[table].columns
-    out = [f"{key or alias + _quote(columns[0].name)} AS {_quote(f'id:ID({label})')}"]
+    node_id = key or alias + sql_identifier(columns[0].name)
+    out = [f"{node_id} AS {sql_identifier(f'id:ID({label})')}"]
     for column in columns[1:]:
-        value = alias + _quote(column.name)
+        value = alias + sql_identifier(column.name)
         if column.type == "timestamp":
             value = _iso(value)
-        out.append(f"{value} AS {_quote(column.name + _HEADER_TYPES[column.type])}")
+        out.append(f"{value} AS {sql_identifier(column.name + _HEADER_TYPES[column.type])}")
     return ", ".join(out)
 
 
@@ -354,9 +364,6 @@ def _iso(column: str) -> str:
     return f"strftime(timezone('UTC', {column}), '%Y-%m-%dT%H:%M:%S.%fZ')"
 
 
-def _quote(name: str) -> str:
-    """A SQL identifier (column names of the schema, the importer's typed headers)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _reported(log: str, what: str) -> int:
@@ -424,7 +431,6 @@ class OfflineImport(LoadTarget):
         copy = self.columnar
         load_copy = None
         if copy is not None:
-            self._check_copy_empty()
             token = uuid.uuid4().hex
             facts[COLUMNAR_KEY] = token
             source = LoadRecord.from_json(finish[LOAD_KEY]).source

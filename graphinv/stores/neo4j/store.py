@@ -688,8 +688,8 @@ class Neo4jStore(Store):
 
 def _load_finished(meta: Mapping[str, str]) -> bool:
     """Whether the last load recorded in a store's facts finished (or none is recorded)."""
-    text = meta.get(LOAD_KEY)
-    return text is None or LoadRecord.from_json(text).finished is not None
+    record = LoadRecord.from_meta(meta)
+    return record is None or record.finished is not None
 
 
 @contextmanager
