@@ -36,12 +36,12 @@ demo: $(VENV)/.installed
 	# Exit status 10 means "a new ring scores above the alert threshold": expected here.
 	$(BIN)/graphinv --db $(DEMO)/graphinv.duckdb sweep --json $(DEMO)/sweep.json || [ $$? -eq 10 ]
 	$(BIN)/graphinv --db $(DEMO)/graphinv.duckdb evaluate --labels $(DEMO)/input
-	@TOP=$$($(BIN)/graphinv --db $(DEMO)/graphinv.duckdb rings --limit 1 --format csv | sed -n 2p | cut -d, -f2); \
+	@TOP=$$($(BIN)/graphinv --db $(DEMO)/graphinv.duckdb rings --limit 1 --format csv | sed -n 2p | cut -d, -f2 | tr -d '"'); \
 	echo; echo "Next (the ranked table is above):"; \
 	echo "  $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb ring $$TOP"; \
 	echo "  $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb case $$TOP --html $(DEMO)/case.html --csv $(DEMO)/accounts.csv"; \
 	echo "  $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb review"; \
-	echo "  $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb review $$TOP --set-status in_progress --assignee $$USER"; \
+	echo "  $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb review $$TOP --set-status in_progress --assignee $${USER:-$$(id -un)}"; \
 	echo "  a second day: $(BIN)/graphinv synth $(DEMO)/day2 --next-day $(DEMO)/input && $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb load $(DEMO)/day2 && $(BIN)/graphinv --db $(DEMO)/graphinv.duckdb sweep"
 
 # The fast loop: lint, types and every test that needs neither Neo4j, Spark nor a large preset,
