@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from graphinv.detect.communities import DetectionOptions, _igraph_all
-from graphinv.detect.workers import Forked, run_forked
+from graphinv.detect.workers import Forked, start_forked
 
 
 def _squares(jobs, offset):
@@ -20,13 +20,13 @@ def _fail_on_three(jobs):
 @pytest.mark.parametrize("processes", [1, 2, 3, 8])
 def test_results_come_back_in_job_order(processes):
     jobs = [5, 1, 4, 2, 3, 9, 7]
-    got = run_forked(_squares, jobs, 1, cost=float, processes=processes)
+    got = start_forked(_squares, jobs, 1, cost=float, processes=processes)()
     assert got == [job * job + 1 for job in jobs]
 
 
 def test_a_failing_child_is_reported():
     with pytest.raises(RuntimeError, match="ValueError: three is not allowed"):
-        run_forked(_fail_on_three, [1, 2, 3, 4], cost=float, processes=2)
+        start_forked(_fail_on_three, [1, 2, 3, 4], cost=float, processes=2)()
 
 
 def test_forked_returns_and_raises():
@@ -48,8 +48,8 @@ def test_leiden_split_among_children_matches_one_child():
     def cost(job):
         return job[0] + len(job[1])
 
-    one = run_forked(_igraph_all, jobs, options, cost=cost, processes=1)
-    two = run_forked(_igraph_all, jobs, options, cost=cost, processes=2)
+    one = start_forked(_igraph_all, jobs, options, cost=cost, processes=1)()
+    two = start_forked(_igraph_all, jobs, options, cost=cost, processes=2)()
     assert len(one) == len(jobs)
     for a, b in zip(one, two, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -64,8 +64,9 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from graphinv.detect.projection import Projection
-from graphinv.detect.workers import run_forked
+from graphinv.detect.workers import start_forked
 from graphinv.schema import Platform
 from graphinv.stores.codes import factorize, is_in, positions
 
@@ -82,6 +83,8 @@ if TYPE_CHECKING:
     import igraph as ig
 
 __all__ = ["Detection", "DetectionOptions", "DetectionStats", "detect_rings"]
+
+T = TypeVar("T")
 
 
 _Positive = Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]
@@ -331,7 +334,11 @@ def detect_rings(
     start = time.perf_counter()
     weights = strong_weights(projection, options)
     _, comp = connected_components(weights, directed=False)
-    label, components, runs = _leiden(weights, comp, options)
+    index = pd.Index(projection.account_ids)
+    # Campaign infrastructure does not depend on the rings: this process reads it while
+    # Leiden's children run (one of them, with the largest component, runs longest).
+    label, components, runs, infrastructure = _leiden(
+        weights, comp, options, meanwhile=lambda: _infrastructure(platform, index, options))
     return rings_from_communities(
         label,
         weights=weights,
@@ -342,6 +349,7 @@ def detect_rings(
         platform=platform,
         options=options,
         started=start,
+        infrastructure=infrastructure,
     )
 
 
@@ -364,13 +372,15 @@ def rings_from_communities(
     platform: Platform,
     options: DetectionOptions,
     started: float,
+    infrastructure: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Detection:
     """Everything :func:`detect_rings` does after Leiden, for any engine that ran Leiden.
 
     ``label`` is the community per account (``-1`` outside searched components, numbered
     as ``_leiden`` numbers them), ``weights`` the :func:`strong_weights` and ``comp`` their
     connected component per account; ``started`` is when detection began
-    (``time.perf_counter()``), for the stats.
+    (``time.perf_counter()``), for the stats; ``infrastructure``: the campaign tokens
+    (:func:`_infrastructure`) when already read, else they are read here.
     """
     merged = 0
     if options.merge_resolution is not None:
@@ -416,7 +426,9 @@ def rings_from_communities(
             "account_id": projection.account_ids[ring_of >= 0],
         }
     ).sort_values(["ring_id", "account_id"], ignore_index=True)
-    campaign_of, shared = _campaigns(ring_of, len(rings), projection.account_ids, platform, options)
+    if infrastructure is None:
+        infrastructure = _infrastructure(platform, pd.Index(projection.account_ids), options)
+    campaign_of, shared = _campaigns(ring_of, len(rings), infrastructure, options)
     rings.insert(2, "campaign_id", _campaign_ids(campaign_of))
     campaigns = (
         rings.groupby("campaign_id", sort=True)
@@ -440,14 +452,17 @@ def rings_from_communities(
     return Detection(members=members, rings=rings, campaigns=campaigns, stats=stats)
 
 
-def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions):
-    """Community label per account (``-1`` outside searched components)."""
+def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions, *,
+            meanwhile: Callable[[], T]) -> tuple[np.ndarray, int, int, T]:
+    """Community label per account (``-1`` outside searched components), the number of
+    components and of Leiden runs, and what ``meanwhile()`` returned, called in this
+    process while Leiden runs in children."""
     sizes = np.bincount(comp)
     order = np.flatnonzero(sizes[comp] >= options.min_ring_size)
     order = order[np.argsort(comp[order], kind="stable")]
     label = np.full(len(comp), -1, dtype=np.int64)
     if len(order) == 0:
-        return label, 0, 0
+        return label, 0, 0, meanwhile()
     pos = np.empty(len(comp), dtype=np.int64)
     pos[order] = np.arange(len(order))
     sub = weights[order]
@@ -472,13 +487,15 @@ def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions)
         if not complete[c]:
             e = slice(edge_start[c], edge_end[c])
             jobs.append((int(size), np.column_stack([row[e] - s, col[e] - s]), w[e]))
-    memberships = iter(_partitions(jobs, options))
+    collect = _partitions(jobs, options)
+    done_meanwhile = meanwhile()
+    memberships = iter(collect())
     next_label = 0
     for c, (s, size) in enumerate(zip(comp_start, comp_size, strict=True)):
         membership = np.zeros(size, dtype=np.int64) if complete[c] else next(memberships)
         label[order[s : s + size]] = next_label + membership
         next_label += int(membership.max()) + 1
-    return label, len(comp_start), len(jobs)
+    return label, len(comp_start), len(jobs), done_meanwhile
 
 
 def _drop_pendants(
@@ -547,7 +564,7 @@ def _split_by_evidence(
     # CPM on evidence, with igraph's Leiden like the first pass (seeded per community).
     on_evidence = dataclasses.replace(options, objective="CPM", resolution=options.split_resolution)
     next_group = n
-    for accounts, membership in zip(owners, _partitions(jobs, on_evidence), strict=True):
+    for accounts, membership in zip(owners, _partitions(jobs, on_evidence)(), strict=True):
         group[accounts] = next_group + membership
         next_group += int(membership.max()) + 1
     in_comm = label >= 0
@@ -758,22 +775,24 @@ def _evidence_components(
     return label, int(chosen.sum())
 
 
-def _partitions(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
-    """Leiden membership of each ``(n_nodes, edges, weights)`` component, in order.
+def _partitions(jobs: list, options: DetectionOptions) -> Callable[[], list[np.ndarray]]:
+    """Leiden membership of each ``(n_nodes, edges, weights)`` component, in order, from
+    the function returned: Leiden starts now in children and that function collects them.
 
     Every component gets a generator seeded with ``options.seed``, so its rings depend on
     the seed and the component alone.
     """
     if not jobs:
-        return []
+        return list
     # igraph is imported here, not at the top, so reading settings (every command) does not
     # pay for it; the parent imports it once before the children fork.
     import igraph  # noqa: F401
 
     if options.implementation == "leidenalg":
-        return [_leidenalg(size, edges, weights, options) for size, edges, weights in jobs]
+        memberships = [_leidenalg(size, edges, weights, options) for size, edges, weights in jobs]
+        return lambda: memberships
     # Components in parallel children (graphinv.detect.workers): same results, less wall.
-    return run_forked(_igraph_all, jobs, options, cost=_leiden_cost)
+    return start_forked(_igraph_all, jobs, options, cost=_leiden_cost)
 
 
 def _leiden_cost(job: tuple) -> float:
@@ -798,7 +817,7 @@ def _leidenalg(size: int, edges: np.ndarray, weights: np.ndarray, options) -> np
 
 
 def _igraph_all(jobs: list, options: DetectionOptions) -> list[np.ndarray]:
-    """igraph's Leiden on every component; runs in child processes (:func:`run_forked`)."""
+    """igraph's Leiden on every component; runs in child processes (:func:`start_forked`)."""
     import igraph as ig
 
     out = []
@@ -934,11 +953,12 @@ def _infrastructure(platform: Platform, index: pd.Index, options: DetectionOptio
     return pairs // len(names), rows[account[used][first]]
 
 
-def _campaigns(ring_of, n_rings, account_ids, platform, options):
-    """Campaign number per ring, and identifiers shared by two or more rings per campaign."""
+def _campaigns(ring_of, n_rings, infrastructure, options):
+    """Campaign number per ring, and identifiers shared by two or more rings per campaign,
+    from the :func:`_infrastructure` tokens."""
     if n_rings == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    token, account = _infrastructure(platform, pd.Index(account_ids), options)
+    token, account = infrastructure
     n_tokens = int(token.max(initial=-1)) + 1
     degree = np.bincount(token, minlength=n_tokens)
     in_ring = (account >= 0) & (ring_of[account] >= 0)

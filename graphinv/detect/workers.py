@@ -10,7 +10,8 @@ Examples
 --------
 >>> def lengths(jobs, extra):
 ...     return [len(job) + extra for job in jobs]
->>> run_forked(lengths, ["a", "bbb", "cc"], 10, cost=len, processes=2)
+>>> collect = start_forked(lengths, ["a", "bbb", "cc"], 10, cost=len, processes=2)
+>>> collect()
 [11, 13, 12]
 >>> pending = Forked(sum, [1, 2, 3])  # runs while this process goes on
 >>> pending.result()
@@ -24,7 +25,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Forked", "default_processes", "run_forked"]
+__all__ = ["Forked", "default_processes", "start_forked"]
 
 # More children than this only add forked copies and pipes: the per-component jobs of a
 # million-account platform are done in seconds on two.
@@ -36,30 +37,34 @@ def default_processes() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), _MAX_PROCESSES))
 
 
-def run_forked(
+def start_forked(
     function: Callable[..., list[Any]],
     jobs: Sequence[Any],
     *args: Any,
     cost: Callable[[Any], float],
     processes: int | None = None,
-) -> list[Any]:
-    """``function(jobs, *args)`` split among forked children; one result per job, in order.
+) -> Callable[[], list[Any]]:
+    """``function(jobs, *args)`` split among forked children, started now; the function
+    returned waits for them (call it once) and gives one result per job, in order.
 
     ``function`` takes a list of jobs and returns one result per job, each depending on
     its job alone (so any split gives the same results). Jobs are dealt to the children
     largest ``cost`` first, each to the child with the least work so far, so one huge
-    component does not wait behind many small ones.
+    component does not wait behind many small ones. Until the results are collected this
+    process can do other work, on a core the children leave idle once the smaller
+    shares are done.
 
     Raises
     ------
     RuntimeError
-        A child failed (its exception's type and message) or died.
+        From the returned function: a child failed (its exception's type and message) or
+        died.
     """
     processes = default_processes() if processes is None else processes
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
     if not jobs:
-        return []
+        return list
     processes = min(processes, len(jobs))
     shares: list[list[int]] = [[] for _ in range(processes)]
     load = [0.0] * processes
@@ -70,19 +75,23 @@ def run_forked(
     running = [
         (share, Forked(function, [jobs[i] for i in share], *args)) for share in shares
     ]
-    results: list[Any] = [None] * len(jobs)
-    failures = []
-    for share, pending in running:
-        try:
-            value = pending.result()
-        except RuntimeError as error:
-            failures.append(str(error))
-            continue
-        for position, result in zip(share, value, strict=True):
-            results[position] = result
-    if failures:
-        raise RuntimeError("; ".join(failures))
-    return results
+
+    def collect() -> list[Any]:
+        results: list[Any] = [None] * len(jobs)
+        failures = []
+        for share, pending in running:
+            try:
+                value = pending.result()
+            except RuntimeError as error:
+                failures.append(str(error))
+                continue
+            for position, result in zip(share, value, strict=True):
+                results[position] = result
+        if failures:
+            raise RuntimeError("; ".join(failures))
+        return results
+
+    return collect
 
 
 class Forked:
