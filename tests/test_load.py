@@ -11,6 +11,7 @@ import hashlib
 import re
 from pathlib import Path
 
+import duckdb
 import neo4j
 import pandas as pd
 import pytest
@@ -398,3 +399,65 @@ def test_parallel_first_load_and_reload_match_the_embedded_store(
     assert content_hash(store) == expected
     load_dir(folder, store, extra_kinds=KINDS, progress=False, quarantine_dir=quarantine)
     assert (graph_shape(store), content_hash(store)) == (shape, expected)
+
+
+
+def _stored_as_read(path: Path) -> dict[str, bool]:
+    """Per input table with rows: does a plain scan give the rows in key order?"""
+    same = {}
+    with duckdb.connect(str(path), read_only=True) as con:
+        for name, spec in TABLES.items():
+            order = ", ".join(f'"{c}"' for c in spec.key)
+            plain = con.sql(f'SELECT * FROM "{name}"').fetchall()
+            if plain:
+                same[name] = plain == con.sql(f'SELECT * FROM "{name}" ORDER BY {order}').fetchall()
+    return same
+
+
+def test_rows_are_stored_in_key_order_so_reads_need_no_sort(tmp_path: Path) -> None:
+    """A first load and a merging load both leave every table in key order, and record it;
+    reads then scan as stored and return what a sorted read returns."""
+    path = tmp_path / "g.duckdb"
+    backwards = {name: "\n".join([text.splitlines()[0], *reversed(text.splitlines()[1:])]) + "\n"
+                 for name, text in BASE.items()}
+    with EmbeddedStore(path) as store:
+        load_dir(write_folder(tmp_path / "day1", backwards), store, extra_kinds=KINDS,
+                 progress=False, quarantine_dir=tmp_path / "q")
+        assert store.read_meta()["rows_in_key_order"] == store.last_load().load_id
+    assert set(_stored_as_read(path).values()) == {True}
+    later = with_row("links", "a3,ip,198.51.100.1,2024-01-05T00:00:00Z,2024-01-06T00:00:00Z,2")
+    later["accounts"] = BASE["accounts"] + "a0,2024-01-04T00:00:00Z,FR,education\n"
+    with EmbeddedStore(path) as store:
+        load_dir(write_folder(tmp_path / "day2", later), store, extra_kinds=KINDS,
+                 progress=False, quarantine_dir=tmp_path / "q")
+        links = store.read_platform().links
+    assert set(_stored_as_read(path).values()) == {True}
+    keys = list(zip(links["account_id"], links["kind"], links["value"], strict=True))
+    assert keys == sorted(keys) and len(keys) == 6
+
+
+def test_a_file_without_the_key_order_record_is_read_sorted_and_sorted_by_its_next_load(
+    tmp_path: Path,
+) -> None:
+    """An older graphinv stored rows in any order: reads sort them, and the next load
+    (which brings no usage) rewrites every table in key order before recording it."""
+    path = tmp_path / "g.duckdb"
+    with EmbeddedStore(path) as store:
+        load_dir(write_folder(tmp_path / "day1", BASE), store, extra_kinds=KINDS,
+                 progress=False, quarantine_dir=tmp_path / "q")
+    with duckdb.connect(str(path)) as con:
+        con.execute("DELETE FROM graphinv_meta WHERE key = 'rows_in_key_order'")
+        con.execute("CREATE TEMP TABLE backwards AS SELECT * FROM usage")
+        con.execute("DELETE FROM usage")
+        con.execute("INSERT INTO usage SELECT * FROM backwards ORDER BY hour DESC, "
+                    "account_id DESC")
+    assert _stored_as_read(path)["usage"] is False
+    with EmbeddedStore(path) as store:
+        usage = store.read_platform().usage
+        keys = list(zip(usage["account_id"], usage["hour"], strict=True))
+        assert keys == sorted(keys)
+        no_usage = dict(BASE, usage=BASE["usage"].splitlines()[0] + "\n")
+        load_dir(write_folder(tmp_path / "day2", no_usage), store, extra_kinds=KINDS,
+                 progress=False, quarantine_dir=tmp_path / "q")
+        assert store.read_meta()["rows_in_key_order"] == store.last_load().load_id
+    assert set(_stored_as_read(path).values()) == {True}
