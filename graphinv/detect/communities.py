@@ -84,7 +84,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Detection", "DetectionOptions", "DetectionStats", "detect_rings"]
 
-T = TypeVar("T")
+_Meanwhile = TypeVar("_Meanwhile")
 
 
 _Positive = Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]
@@ -453,7 +453,7 @@ def rings_from_communities(
 
 
 def _leiden(weights: sp.csr_matrix, comp: np.ndarray, options: DetectionOptions, *,
-            meanwhile: Callable[[], T]) -> tuple[np.ndarray, int, int, T]:
+            meanwhile: Callable[[], _Meanwhile]) -> tuple[np.ndarray, int, int, _Meanwhile]:
     """Community label per account (``-1`` outside searched components), the number of
     components and of Leiden runs, and what ``meanwhile()`` returned, called in this
     process while Leiden runs in children."""
