@@ -710,10 +710,10 @@ def _prepared_chunks(tasks: Iterator[tuple[_Task, Path]], *, workers: int, paral
                 future.cancel()
 
 
-# The main process reads, clusters and attributes every chunk in file order: over a third
-# of the CPU in the profile of docs/request-logs.md, against 61% for preparing. Two workers
-# already prepare faster than it clusters, so a third would add another chunk in memory
-# (about 0.7 GB at 64 MB) and no speed.
+# The main process reads, clusters and attributes every chunk in file order, over a third
+# of the CPU (the profile in docs/request-logs.md): two workers already prepare chunks
+# faster than it clusters them, so a third would add another chunk in memory (about
+# 0.7 GB at 64 MB) and no speed.
 _MAX_WORKERS = 2
 
 
