@@ -18,8 +18,9 @@ logs (plus the account export), and the ARI of recovered vs planted templates.
 
 Run::
 
-    .venv/bin/python bench/bench_ingest.py speed --requests 1000000 10000000 --workers 0 1 2 \
-        --parallel threads processes
+    .venv/bin/python bench/bench_ingest.py speed --requests 1000000 10000000   # the defaults
+    .venv/bin/python bench/bench_ingest.py speed --requests 1000000 --workers 0 1 2 \
+        --parallel threads processes --chunk-mb 32
     .venv/bin/python bench/bench_ingest.py quality --seeds 21 22 23
 """
 
@@ -44,7 +45,13 @@ from graphinv.detect.communities import detect_rings
 from graphinv.detect.projection import project
 from graphinv.evaluate import evaluate
 from graphinv.ingest.load import read_dir
-from graphinv.ingest.logs import assignment_ari, ingest_logs
+from graphinv.ingest.logs import (
+    CHUNK_BYTES,
+    assignment_ari,
+    default_parallel,
+    default_workers,
+    ingest_logs,
+)
 from graphinv.synth.logs import write_logs
 
 # The small preset sends about this many requests per account (measured: 1.82M / 6,000).
@@ -79,8 +86,8 @@ def tree_pss_kb(root: int) -> int:
     return total
 
 
-def speed(sizes: list[int], workers: list[int], kinds: list[str], workdir: Path,
-          console: Console, chunk_mb: int | None = None) -> None:
+def speed(sizes: list[int], workers: list[int] | None, kinds: list[str] | None,
+          workdir: Path, console: Console, chunk_mb: int | None = None) -> None:
     table = Table(title=f"graphinv ingest — {machine()}")
     for heading in ("requests", "log MB (gz)", "workers", "seconds", "requests/s", "CPU s",
                     "requests/CPU-s", "peak MB (largest process)", "peak MB (all)",
@@ -91,16 +98,19 @@ def speed(sizes: list[int], workers: list[int], kinds: list[str], workdir: Path,
         if not (data / "logs").exists():
             write_logs(data, preset="small", seed=7,
                        n_accounts=max(100, round(size / REQUESTS_PER_ACCOUNT)))
-        # No workers is one setting whatever their kind.
-        settings = list(dict.fromkeys((n, kind if n else "-") for n in workers for kind in kinds))
+        # No workers is one setting whatever their kind; None: the command's default.
+        settings = list(dict.fromkeys((n, kind if n != 0 else None) for n in workers or [None]
+                                      for kind in kinds or [None]))
         for n_workers, kind in settings:
-            out = workdir / f"out-{size}-{n_workers}-{kind}"
+            tag = f"{'default' if n_workers is None else n_workers}-{kind or 'default'}"
+            out = workdir / f"out-{size}-{tag}"
             subprocess.run(["rm", "-rf", str(out)], check=True)
-            report_file = workdir / f"report-{size}-{n_workers}-{kind}.json"
+            report_file = workdir / f"report-{size}-{tag}.json"
             command = ["/usr/bin/time", "-v", sys.executable, "-m", "graphinv.cli.main",
                        "--quiet", "ingest", str(data / "logs"), str(out), "--base",
-                       str(data / "base"), "--workers", str(n_workers), "--json",
-                       str(report_file)] + (["--parallel", kind] if n_workers else []) + (
+                       str(data / "base"), "--json", str(report_file)] + (
+                       ["--workers", str(n_workers)] if n_workers is not None else []) + (
+                       ["--parallel", kind] if kind else []) + (
                        ["--chunk-mb", str(chunk_mb)] if chunk_mb else [])
             load_before = os.getloadavg()[0]
             started = time.perf_counter()
@@ -121,9 +131,12 @@ def speed(sizes: list[int], workers: list[int], kinds: list[str], workdir: Path,
             report = pd.read_json(report_file, typ="series")
             gz = sum(p.stat().st_size for p in (data / "logs").iterdir()) / 1e6
             n = int(report["requests_read"])
-            table.add_row(f"{n:,}", f"{gz:,.0f}",
-                          f"{n_workers} {kind if n_workers else ''}"
-                          + (f", {chunk_mb} MB chunks" if chunk_mb else ""),
+            count = default_workers() if n_workers is None else n_workers
+            shown = " ".join([str(count)] + ([kind or default_parallel()] if count else []))
+            shown += f", {chunk_mb or CHUNK_BYTES >> 20} MB chunks"
+            if n_workers is None and kind is None and chunk_mb is None:
+                shown += " (defaults)"
+            table.add_row(f"{n:,}", f"{gz:,.0f}", shown,
                           f"{seconds:,.1f}",
                           f"{n / seconds:,.0f}", f"{cpu:,.1f}", f"{n / cpu:,.0f}",
                           f"{peak / 1024:,.0f}", f"{peak_all / 1024:,.0f}",
@@ -171,9 +184,10 @@ def main() -> None:
     sub = parser.add_subparsers(dest="part", required=True)
     s = sub.add_parser("speed")
     s.add_argument("--requests", type=int, nargs="+", default=[1_000_000, 3_000_000])
-    s.add_argument("--workers", type=int, nargs="+", default=[1])
-    s.add_argument("--parallel", nargs="+", choices=["threads", "processes"],
-                   default=["threads"])
+    s.add_argument("--workers", type=int, nargs="+", default=None,
+                   help="Workers of each run (default: the command's).")
+    s.add_argument("--parallel", nargs="+", choices=["threads", "processes"], default=None,
+                   help="Kinds of workers of each run (default: the command's).")
     s.add_argument("--chunk-mb", type=int, default=None,
                    help="JSON read per chunk (default: the ingest command's).")
     q = sub.add_parser("quality")

@@ -359,6 +359,33 @@ def test_workers_validated(tmp_path):
             ingest_logs(tmp_path / "l.jsonl", tmp_path / "o", chunk_bytes=bad)
 
 
+def test_defaults_use_the_cores_in_forked_workers(monkeypatch, tmp_path):
+    import multiprocessing
+    import os
+
+    from graphinv.cli.ingest import ingest_command
+    from graphinv.errors import ConfigError
+    from graphinv.ingest.logs import CHUNK_BYTES, default_parallel, default_workers
+
+    assert default_workers() == min(len(os.sched_getaffinity(0)), 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    assert default_workers() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    assert default_workers() == 1
+    assert default_parallel() == "processes"
+    chunk_mb = next(p.default for p in ingest_command.params if p.name == "chunk_mb")
+    assert chunk_mb << 20 == CHUNK_BYTES
+    # Where processes cannot be forked the default falls back to threads, and asking for
+    # processes is refused before anything is read.
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert default_parallel() == "threads"
+    (tmp_path / "l.jsonl").write_text(json.dumps(_row(prompt="hello")) + "\n")
+    with pytest.raises(ConfigError, match="fork"):
+        ingest_logs(tmp_path / "l.jsonl", tmp_path / "o", parallel="processes")
+    assert not (tmp_path / "o").exists()
+    assert ingest_logs(tmp_path / "l.jsonl", tmp_path / "o").requests_ingested == 1
+
+
 def test_times_parse_fast_and_otherwise_as_pandas_does():
     """The common ``…T…Z`` form goes through Arrow, any other ISO 8601 form through pandas:
     the seconds are those pandas gives for every form, and what neither reads is flagged."""

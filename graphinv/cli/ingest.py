@@ -36,21 +36,22 @@ console = Console(soft_wrap=True)
 @click.option("--assignments", is_flag=True,
               help="Also write OUT/ingest_state/assignments.parquet (request id → "
               "fingerprints) for evaluation.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=0),
+@click.option("--workers", type=click.IntRange(min=0),
+              show_default="the CPUs this process may use, at most 2",
               help="Threads (or processes, see --parallel) that parse, validate and "
-              "fingerprint chunks while the main thread clusters (0: all in one thread; the "
+              "fingerprint chunks while the main process clusters (0: all in one thread; the "
               "output is the same for any number).")
-@click.option("--parallel", default="threads", show_default=True,
-              type=click.Choice(["threads", "processes"]),
-              help="Workers as threads (nothing copied, but they share one GIL) or forked "
-              "processes (each prepared chunk handed back as arrays).")
-@click.option("--chunk-mb", default=32, show_default=True, type=click.IntRange(min=1),
+@click.option("--parallel", type=click.Choice(["threads", "processes"]),
+              show_default="processes where the platform can fork, else threads",
+              help="Workers as forked processes (each prepared chunk handed back as arrays) "
+              "or threads (nothing copied, but they share one GIL).")
+@click.option("--chunk-mb", default=64, show_default=True, type=click.IntRange(min=1),
               help="JSON read per chunk; smaller needs less memory, larger less CPU.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               help="Write the report as JSON here ('-' for stdout).")
 def ingest_command(logs: tuple[Path, ...], out: Path, base: Path | None, pseudonymise: bool,
-                   max_request_bytes: int, assignments: bool, workers: int, parallel: str,
-                   chunk_mb: int, json_path: Path | None) -> None:
+                   max_request_bytes: int, assignments: bool, workers: int | None,
+                   parallel: str | None, chunk_mb: int, json_path: Path | None) -> None:
     """Read request logs (LOGS: .jsonl, .jsonl.gz, .parquet files or folders) and write
     usage, links (ip, api_client, prompt_fingerprint) and prompt_fingerprints to OUT.
 

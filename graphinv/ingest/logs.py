@@ -43,6 +43,7 @@ import io
 import json
 import math
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -75,6 +76,10 @@ LOG_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 LOG_KINDS = ("ip", "prompt_fingerprint", "api_client")
 STATE = "ingest_state"
 EXIT_CLEAN, EXIT_QUARANTINED = 0, 3
+# JSON read per chunk. Clustering walks the pending pool once per chunk, so once the pool
+# is full fewer, larger chunks cost less: 10M requests with two forked workers took 290 CPU s
+# in 64 MiB chunks against 356 in 32 MiB ones, the process tree staying under 4 GB.
+CHUNK_BYTES = 64 << 20
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 SCHEMA = pa.schema([
@@ -705,6 +710,29 @@ def _prepared_chunks(tasks: Iterator[tuple[_Task, Path]], *, workers: int, paral
                 future.cancel()
 
 
+# The main process reads, clusters and attributes every chunk in file order, over a third
+# of the CPU (the profile in docs/request-logs.md): two workers already prepare chunks
+# faster than it clusters them, so a third would add another chunk in memory (about
+# 0.7 GB at 64 MB) and no speed.
+_MAX_WORKERS = 2
+
+
+def default_workers() -> int:
+    """Workers :func:`ingest_logs` starts unless told: the CPUs this process may run on
+    (its affinity where the platform has one), at most 2."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        available = os.cpu_count() or 1
+    return max(1, min(available, _MAX_WORKERS))
+
+
+def default_parallel() -> str:
+    """``"processes"`` where processes can be forked (so preparing runs on other cores
+    without copying the ingest's settings), else ``"threads"``."""
+    return "processes" if "fork" in multiprocessing.get_all_start_methods() else "threads"
+
+
 # -- the ingest --------------------------------------------------------------------------
 
 
@@ -715,13 +743,13 @@ def ingest_logs(
     base: Path | None = None,
     params: FingerprintParams | None = None,
     pseudonymise_key: bytes | None = None,
-    chunk_bytes: int = 32 << 20,
+    chunk_bytes: int = CHUNK_BYTES,
     chunk_rows: int = 100_000,
     max_request_bytes: int = 1 << 20,
     now: pd.Timestamp | None = None,
     keep_assignments: bool = False,
-    workers: int = 1,
-    parallel: str = "threads",
+    workers: int | None = None,
+    parallel: str | None = None,
 ) -> IngestReport:
     """Read request logs, fingerprint their prompts and write the contract tables to ``out``.
 
@@ -743,10 +771,10 @@ def ingest_logs(
         is replaced by its keyed HMAC (:mod:`graphinv.ingest.pseudonymise`) and the key
         salts the template hashes.
     chunk_bytes, chunk_rows
-        Read size of JSONL (bytes) and Parquet (rows) chunks. Clustering a chunk walks the
-        whole pending pool once per band, so larger chunks spend less on it per request,
-        at the price of memory and slightly different attribution of texts that wait in
-        the pool (see docs/request-logs.md for what 64 MB measured).
+        Read size of JSONL (bytes, default 64 MiB) and Parquet (rows) chunks. Clustering a
+        chunk walks the whole pending pool once per band, so larger chunks spend less on
+        it per request, at the price of memory (each chunk in flight) and slightly
+        different attribution of texts that wait in the pool (docs/request-logs.md).
     max_request_bytes
         A request (JSON line, or prompt text in Parquet) above this is quarantined.
     now
@@ -756,15 +784,16 @@ def ingest_logs(
         user and system text; ids only) for evaluation against planted templates.
     workers
         Threads or forked processes (``parallel``) that parse, validate and fingerprint
-        chunks while this thread clusters (0: all in this thread). Chunks are still
+        chunks while this thread clusters (0: all in this thread; default
+        :func:`default_workers`, the CPUs available, at most 2). Chunks are still
         clustered one after the other in file order, so the output is the same for any
         number and kind of workers.
     parallel
-        ``"threads"`` (default: nothing is copied; the parts of preparing that hold the GIL
-        wait for the clustering thread) or ``"processes"`` (forked, so preparing can run
-        on another core; a prepared chunk comes back as numpy arrays and the chunk's
-        distinct strings, about 1 MB per thousand requests). On the shared 2-CPU machine
-        of the README, processes cost about 15-20% more CPU and were not faster.
+        ``"processes"`` (forked, so preparing runs on other cores; a prepared chunk comes
+        back as numpy arrays and the chunk's distinct strings, about 1 MB per thousand
+        requests) or ``"threads"`` (nothing is copied, but the parts of preparing that
+        hold the GIL wait for the clustering thread). Default :func:`default_parallel`:
+        processes where the platform can fork.
 
     Raises
     ------
@@ -779,10 +808,14 @@ def ingest_logs(
         raise ConfigError("the pseudonymisation key must be at least 16 bytes")
     if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1:
         raise ConfigError(f"chunk_bytes must be a whole number >= 1, not {chunk_bytes!r}")
+    workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"workers must be a whole number >= 0, not {workers!r}")
+    parallel = default_parallel() if parallel is None else parallel
     if parallel not in ("threads", "processes"):
         raise ConfigError(f"parallel must be 'threads' or 'processes', not {parallel!r}")
+    if parallel == "processes" and "fork" not in multiprocessing.get_all_start_methods():
+        raise ConfigError("parallel='processes' needs a platform that can fork; use 'threads'")
     salt = "" if pseudonymise_key is None else hashlib.sha256(pseudonymise_key).hexdigest()
     params = replace(params or FingerprintParams(), salt=salt)
     files = log_files(logs)
