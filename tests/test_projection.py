@@ -87,10 +87,35 @@ def test_co_activity_splits_hubs_by_time():
     links = [(f"h{i:03d}", "ip", "cgnat", T0 + pd.Timedelta(days=i)) for i in range(40)]
     links += [("a", "ip", "cgnat", T0 + pd.Timedelta(days=100))]
     links += [("b", "ip", "cgnat", T0 + pd.Timedelta(days=100, hours=2))]
+    # The rest of the platform, on cards of their own: a hub that most of the accounts
+    # hold is a default and is not split (next test).
+    links += [(f"o{i:03d}", "payment_method", f"card{i}") for i in range(60)]
     proj = project(platform(links), options=ProjectionOptions(hub_cap=10))
-    assert proj.stats.hubs == {"ip": 1}
+    assert proj.stats.hubs == {"ip": 1, "payment_method": 0}
     assert weight(proj, "a", "b") > 0
     assert proj.stats.edges == 1
+
+
+def test_a_hub_most_of_the_platform_holds_gives_no_co_activity_tokens():
+    # A default system prompt on 30 of 40 accounts (hub_cap 10): its first use is when an
+    # account became active, so the two that started on day 100 share only that day.
+    links = [(f"h{i:03d}", "prompt_fingerprint", "default", T0 + pd.Timedelta(days=i))
+             for i in range(28)]
+    links += [("a", "prompt_fingerprint", "default", T0 + pd.Timedelta(days=100))]
+    links += [("b", "prompt_fingerprint", "default", T0 + pd.Timedelta(days=100, hours=2))]
+    rest = [(f"o{i:03d}", "payment_method", f"card{i}") for i in range(10)]
+    options = ProjectionOptions(hub_cap=10, lockstep_weight=0)
+    proj = project(platform(links + rest), options=options)
+    assert proj.stats.co_activity_tokens == 0
+    assert weight(proj, "a", "b") == 0
+    # The same prompt on 30 of 70 accounts is a hub like any other, split by time.
+    more = [(f"o{i:03d}", "payment_method", f"card{i}") for i in range(10, 40)]
+    proj = project(platform(links + rest + more), options=options)
+    assert weight(proj, "a", "b") > 0
+    # The share is an option: at 0.8 the 30 of 40 are a hub split by time again.
+    proj = project(platform(links + rest),
+                   options=dataclasses.replace(options, hub_max_share=0.8))
+    assert weight(proj, "a", "b") > 0
 
 
 def test_lockstep_links_accounts_sharing_nothing():

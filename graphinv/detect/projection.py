@@ -15,6 +15,8 @@ linked by the sum of the weights of everything they share. Three terms add up:
   that token too, so sharing an IP in the same hour counts more than sharing it months
   apart (SynchroTrap). A hub's tokens are split by time, so a CGNAT IP shared by
   thousands over months can still link a handful of accounts that arrived on it together.
+  A hub that most of the platform holds (a default system prompt) gives no tokens: its
+  first use marks when an account became active, not anything it shares with a few.
 * **Hub arrivals.** A hub is also split by the *sign-up* window of its accounts: a token
   ``(hub, window of created_at)`` holding a burst (several times the hub's mean sign-ups
   per window) links a ring that signed up together behind a carrier exit or a public
@@ -158,7 +160,8 @@ class ProjectionOptions:
         sign-ups per window (its accounts over the span of their creation times). A hub
         whose accounts mostly arrived in bursts is infrastructure of a campaign (its rings
         all signed up through it), not a public hub hiding one ring, and is left out: its
-        tokens would join the campaign's rings. ``""`` turns it off. Default ``"1D"``.
+        tokens would join the campaign's rings; so is a hub of at least ``hub_max_share``
+        of the accounts. ``""`` turns it off. Default ``"1D"``.
     hub_arrival_kinds : tuple[str, ...]
         Kinds whose hubs are split by sign-up window. Default
         ``("payment_method", "ip", "prompt_fingerprint")``: not client versions, which
@@ -166,11 +169,15 @@ class ProjectionOptions:
     hub_arrival_burst : float
         How many times the hub's mean sign-ups per window a token must hold. Default
         ``4.0``.
-    hub_arrival_max_share : float
-        A hub held by at least this share of the accounts with a sign-up time gives no
-        arrival tokens: a default system prompt that most of the platform sends (from
-        request logs, three templates on 77 % of the accounts) has a "burst" on every
-        busy sign-up day and joined unrelated rings that signed up on it. Default ``0.5``.
+    hub_max_share : float
+        A hub (above ``hub_cap``) held by at least this share of the platform's accounts is
+        a default, not a shared identifier, and gives neither co-activity nor arrival
+        tokens. A default system prompt that most of the platform sends (from request
+        logs, three templates on 74–78 % of the accounts) has a "burst" on every busy
+        sign-up day, which joined unrelated rings that signed up on it; and its first use
+        is when an account became active, so its co-activity tokens linked the accounts
+        that started on the same day (a third of the projection's edges on small seed 21,
+        pulling ring members into Leiden pieces with strangers). Default ``0.5``.
     """
 
     kind_weights: Mapping[str, _NonNegative] = field(default_factory=_default_kind_weights)
@@ -192,7 +199,7 @@ class ProjectionOptions:
     hub_arrival_window: str = "1D"
     hub_arrival_kinds: tuple[str, ...] = ("payment_method", "ip", "prompt_fingerprint")
     hub_arrival_burst: Annotated[float, pydantic.Field(ge=1, allow_inf_nan=False)] = 4.0
-    hub_arrival_max_share: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.5
+    hub_max_share: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.5
 
     @pydantic.field_validator("co_activity_window", "hub_arrival_window")
     @classmethod
@@ -320,9 +327,12 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
         rows, ident, kind_codes, kinds, kind_w, evidence, n, options
     )
     weights = other + ring_evidence
+    # A hub most of the platform holds is a default: no co-activity or arrival tokens.
+    common = (degree > options.hub_cap) & (degree >= options.hub_max_share * n)
     if options.hub_arrival_window:
         arrival, arrival_identifiers = _hub_arrival(
-            platform.accounts, index, rows, ident, kind_codes, kinds, kind_w, degree, options
+            platform.accounts, index, rows, ident, kind_codes, kinds, kind_w, degree, common,
+            options,
         )
         weights = weights + arrival
         ring_evidence = ring_evidence + arrival
@@ -331,10 +341,11 @@ def project(platform: Platform, *, options: ProjectionOptions | None = None) -> 
     if options.co_activity_window and options.co_activity_weight > 0:
         window = pd.Timedelta(options.co_activity_window).value
         first = _epoch_ns(links["first_seen"])[keep]
-        token = _pair_codes(ident, first // window)
-        co_weight = kind_w[kind_codes] * options.co_activity_weight
+        timed = ~common[ident]
+        token = _pair_codes(ident[timed], first[timed] // window)
+        co_weight = kind_w[kind_codes[timed]] * options.co_activity_weight
         (co, co_evidence), _, co_tokens, _ = _token_matrix(
-            rows, token, co_weight, evidence, n, options.hub_cap
+            rows[timed], token, co_weight, evidence[timed], n, options.hub_cap
         )
         weights = weights + co + co_evidence
         ring_evidence = ring_evidence + co_evidence
@@ -436,11 +447,13 @@ def _identifier_matrix(rows, ident, kind_codes, kinds, kind_w, evidence, n, opti
     return matrix, incidence, degree, (identifiers, hubs, hub_links)
 
 
-def _hub_arrival(accounts, index, rows, ident, kind_codes, kinds, kind_w, degree, options):
+def _hub_arrival(accounts, index, rows, ident, kind_codes, kinds, kind_w, degree, common,
+                 options):
     """Hubs split by sign-up window: ``(identifier, window of created_at)`` tokens.
 
-    Only links of ``hub_arrival_kinds`` to identifiers above ``hub_cap`` count; a token of
-    2 to ``hub_cap`` accounts is expanded like any other (its weight falls with its size).
+    Only links of ``hub_arrival_kinds`` to identifiers above ``hub_cap`` count, and not to
+    those flagged ``common`` (held by most of the platform); a token of 2 to ``hub_cap``
+    accounts is expanded like any other (its weight falls with its size).
     Returns its projection (all per-ring evidence) and its accounts × tokens incidence.
     """
     n = len(index)
@@ -464,9 +477,6 @@ def _hub_arrival(accounts, index, rows, ident, kind_codes, kinds, kind_w, degree
     ident_kind = np.zeros(len(degree), dtype=np.int64)
     ident_kind[ident] = kind_codes
     expected = np.maximum(options.hub_arrival_burst * on / windows, 2)
-    # A hub that most of the platform's accounts hold (a default system prompt) is no
-    # shared identifier: its bursts are merely the platform's busy sign-up days.
-    common = on >= options.hub_arrival_max_share * max(int(np.sum(created >= 0)), 1)
     # Two grids half a window apart, so a burst that straddles a window edge is whole
     # in one of them; each grid carries half the kind weight.
     parts, offset = [], 0

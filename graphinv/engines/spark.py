@@ -15,6 +15,9 @@ Spark step (this module)               mirrors (``graphinv.detect``)
                                        ``_token_matrix`` (hub cap, degree 2 … ``hub_cap``)
 :func:`_rarity_weights`                ``projection._surprisal_rarity`` / Adamic–Adar,
                                        computed with numpy on the driver per (kind, degree)
+:func:`_common_hubs`                   ``common`` in ``project`` (hubs most of the
+                                       platform holds: no co-activity or arrival tokens)
+:func:`_hub_arrival_terms`             ``projection._hub_arrival``
 :func:`_co_activity_terms`             ``project``'s co-activity block + ``_token_matrix``
 :func:`_lockstep_term`                 ``projection._lockstep``, ``_minhash``,
                                        ``_lsh_candidates``, ``_pairs_in_runs``
@@ -262,17 +265,18 @@ def detect_on_spark(
     links = links.cache()
     with clock("identifier terms"):
         terms, ring_identifiers, ident_stats = _identifier_terms(links, kinds, popt)
+    common = _common_hubs(links, n, popt)
     if popt.hub_arrival_window:
         with clock("hub arrivals"):
             arrival_terms, arrival_identifiers = _hub_arrival_terms(
-                links, tables["accounts"], popt
+                links, tables["accounts"], common, popt
             )
         terms += arrival_terms
         ring_identifiers = _after(ring_identifiers, arrival_identifiers)
     co_tokens = 0
     if popt.co_activity_window and popt.co_activity_weight > 0:
         with clock("co-activity terms"):
-            co_terms, co_tokens = _co_activity_terms(links, popt)
+            co_terms, co_tokens = _co_activity_terms(links, common, popt)
         terms += co_terms
     lock_stats = (0, 0, 0)
     if popt.lockstep_weight > 0:
@@ -546,18 +550,36 @@ def _identifier_terms(links: DataFrame, kinds: list[str], options: ProjectionOpt
     return terms, ring_identifiers, stats
 
 
-def _hub_arrival_terms(links: DataFrame, accounts: DataFrame, options: ProjectionOptions):
+def _common_hubs(links: DataFrame, n: int, options: ProjectionOptions) -> DataFrame:
+    """``kind, value`` of the identifiers above ``hub_cap`` held by at least
+    ``hub_max_share`` of the ``n`` accounts: defaults, which give no co-activity or arrival
+    tokens (mirrors ``common`` in ``projection.project``)."""
+    from pyspark.sql import functions as F
+
+    # The same float as numpy's ``hub_max_share * n``.
+    floor = options.hub_max_share * n
+    return (
+        links.groupBy("kind", "value")
+        .agg(F.count("*").alias("degree"))
+        .where((F.col("degree") > options.hub_cap) & (F.col("degree") >= F.lit(floor)))
+        .select("kind", "value")
+    )
+
+
+def _hub_arrival_terms(
+    links: DataFrame, accounts: DataFrame, common: DataFrame, options: ProjectionOptions
+):
     """Term ``arrival`` of ``project`` (mirrors ``projection._hub_arrival``) and its
     accounts × tokens incidence ``idx, tok`` (all per-ring evidence).
 
-    Links of ``hub_arrival_kinds`` to identifiers above ``hub_cap``, of accounts with a
-    ``created_at`` at or after the epoch, give tokens ``(hub, grid, window of created_at)``
-    on two grids half a window apart. A token is kept when it is a burst (at least
-    ``hub_arrival_burst`` × the hub's mean sign-ups per window, and 2), its hub is public
-    (fewer than half its accounts in grid-0 bursts, and fewer than
-    ``hub_arrival_max_share`` of the accounts with a sign-up time) and it has at most ``hub_cap``
-    accounts; it weighs ``0.5 × kind weight / log(1 + degree)``. Tokens are ranked as
-    ``_hub_arrival`` codes them: grid, then hub in identifier order, then smallest row.
+    Links of ``hub_arrival_kinds`` to identifiers above ``hub_cap`` and not in ``common``
+    (:func:`_common_hubs`), of accounts with a ``created_at`` at or after the epoch, give
+    tokens ``(hub, grid, window of created_at)`` on two grids half a window apart. A token
+    is kept when it is a burst (at least ``hub_arrival_burst`` × the hub's mean sign-ups
+    per window, and 2), its hub is public (fewer than half its accounts in grid-0 bursts)
+    and it has at most ``hub_cap`` accounts; it weighs ``0.5 × kind weight / log(1 +
+    degree)``. Tokens are ranked as ``_hub_arrival`` codes them: grid, then hub in
+    identifier order, then smallest row.
     """
     from pyspark.sql import functions as F
 
@@ -573,12 +595,11 @@ def _hub_arrival_terms(links: DataFrame, accounts: DataFrame, options: Projectio
              F.first("kw").alias("kw"))
         .where(F.col("degree") > options.hub_cap)
         .drop("degree")
+        .join(common, ["kind", "value"], "left_anti")
     )
     born = accounts.select(
         "account_id", F.expr("unix_micros(created_at) * 1000").alias("born")
     ).where(F.col("born") >= 0)
-    # The same float as numpy's ``max_share * max(accounts signed up, 1)``.
-    common = options.hub_arrival_max_share * max(born.select("account_id").distinct().count(), 1)
     uses = (
         links.select("account_id", "kind", "value", "idx")
         .join(hubs, ["kind", "value"])
@@ -611,9 +632,7 @@ def _hub_arrival_terms(links: DataFrame, accounts: DataFrame, options: Projectio
     public = sizes.where((F.col("grid") == 0) & F.col("burst")).groupBy(*hub).agg(
         F.sum("degree").alias("in_bursts")
     ).join(expected, hub, "right").where(
-        (F.coalesce(F.col("in_bursts"), F.lit(0)) < F.lit(0.5) * F.greatest(F.col("on"), F.lit(1)))
-        # A hub most of the platform holds gives no tokens (``hub_arrival_max_share``).
-        & (F.col("on") < F.lit(common))
+        F.coalesce(F.col("in_bursts"), F.lit(0)) < F.lit(0.5) * F.greatest(F.col("on"), F.lit(1))
     ).select(*hub)
     kept = (
         sizes.where(F.col("burst") & (F.col("degree") <= options.hub_cap))
@@ -652,15 +671,15 @@ def _after(first: DataFrame, second: DataFrame) -> DataFrame:
     )
 
 
-def _co_activity_terms(links: DataFrame, options: ProjectionOptions):
+def _co_activity_terms(links: DataFrame, common: DataFrame, options: ProjectionOptions):
     """Terms ``co`` and ``co_evidence`` of ``project``: tokens ``(identifier, window of
     first_seen)`` shared by 2 to ``hub_cap`` accounts, weighted
-    ``kind weight × co_activity_weight / log(1 + degree)``."""
+    ``kind weight × co_activity_weight / log(1 + degree)``; none of the ``common`` hubs."""
     from pyspark.sql import functions as F
 
     spark = links.sparkSession
     window = int(pd.Timedelta(options.co_activity_window).value)
-    timed = links.withColumn(
+    timed = links.join(common, ["kind", "value"], "left_anti").withColumn(
         "win", F.expr(f"(unix_micros(first_seen) * 1000) div {window}")
     )
     tokens = timed.groupBy("kind", "value", "win").agg(
