@@ -454,8 +454,10 @@ class EmbeddedStore(Store):
                 self._merge(TABLES[name], conform(frame, TABLES[name]))
                 bar.advance(task)
             if not sorted_before:
+                # An older graphinv stored rows in any order: tables this load leaves
+                # alone are rewritten in key order too.
                 for name in TABLES.keys() - {n for n, f in tables.items() if not f.empty}:
-                    self._sort(TABLES[name])
+                    self._replace_rows(TABLES[name], f"SELECT * FROM {sql_identifier(name)}")
             order = {_KEY_ORDER: record.load_id} if record is not None else {}
             self._put_meta({**finish, **order})
         return len(platform.links), {}
@@ -466,12 +468,14 @@ class EmbeddedStore(Store):
         record = LoadRecord.from_meta(meta)
         return record is not None and meta.get(_KEY_ORDER) == record.load_id
 
-    def _sort(self, spec: TableSpec) -> None:
-        """Rewrite one table in key order (a file an older graphinv wrote in any order)."""
+    def _replace_rows(self, spec: TableSpec, select: str) -> None:
+        """Replace one table's rows by those of ``select`` (which may read the table),
+        inserted in key order; runs inside the load's transaction."""
         table = sql_identifier(spec.name)
-        self._sql(f"CREATE OR REPLACE TEMP TABLE merged AS SELECT * FROM {table}")
+        columns = ", ".join(sql_identifier(c) for c in spec.column_names)
+        self._sql(f"CREATE OR REPLACE TEMP TABLE merged AS {select}")
         self._sql(f"DELETE FROM {table}")
-        self._sql(f"INSERT INTO {table} SELECT * FROM merged ORDER BY {_key_order(spec)}")
+        self._sql(f"INSERT INTO {table} SELECT {columns} FROM merged ORDER BY {_key_order(spec)}")
         self._sql("DROP TABLE merged")
 
     def _merge(self, spec: TableSpec, frame: pd.DataFrame) -> None:
@@ -483,16 +487,13 @@ class EmbeddedStore(Store):
         # As an Arrow table: DuckDB scans Arrow columns faster than pandas ones (the strings
         # are already Arrow's), a quarter less CPU on a million accounts' links.
         # In key order: reads then need no sort (see the module's docstring).
-        order = _key_order(spec)
         with self._incoming(pa.Table.from_pandas(frame, preserve_index=False)):
             (stored,) = self._sql(f"SELECT count(*) FROM {table}").fetchall()[0]
             if stored == 0:
-                self._sql(f"INSERT INTO {table} SELECT {columns} FROM incoming ORDER BY {order}")
+                self._sql(f"INSERT INTO {table} SELECT {columns} FROM incoming "
+                          f"ORDER BY {_key_order(spec)}")
                 return
-            self._sql(f"CREATE OR REPLACE TEMP TABLE merged AS {_merge_select(spec)}")
-            self._sql(f"DELETE FROM {table}")
-            self._sql(f"INSERT INTO {table} SELECT {columns} FROM merged ORDER BY {order}")
-            self._sql("DROP TABLE merged")
+            self._replace_rows(spec, _merge_select(spec))
 
     def _read_table(self, name: str) -> pd.DataFrame:
         statement = f"SELECT * FROM {sql_identifier(name)}"
