@@ -467,6 +467,39 @@ def test_coverage_needs_most_of_each_piece_on_the_shared_exit():
     assert loose.rings["size"].tolist() == [12]
 
 
+def _on_exit(accounts, days) -> list[tuple]:
+    return [(a, "ip", "exit", T0 + pd.Timedelta(days=d), T0 + pd.Timedelta(days=d), 1)
+            for a, d in zip(accounts, days, strict=True)]
+
+
+def test_a_pair_on_its_own_card_joins_the_ring_on_its_exit():
+    # Two more ring members share their own card and the ring's exit (on days of their
+    # own): a component of two, which the merge pass takes as one piece.
+    pair = [(a, "payment_method", "card-p", T0, T0, 1) for a in ("p0", "p1")]
+    platform = star_exit_platform(pair + _on_exit(("p0", "p1"), (20, 21)))
+    proj = project(platform)
+    det = detect_rings(proj, platform=platform)
+    assert det.rings["size"].tolist() == [14]
+    assert {"p0", "p1"} <= set(det.members["account_id"])
+    # Pairs are kept out when pieces must have three accounts.
+    three = detect_rings(proj, platform=platform, options=DetectionOptions(merge_min_piece=3))
+    assert three.rings["size"].tolist() == [12]
+
+
+def test_two_strangers_held_only_by_the_ring_exit_do_not_join():
+    # Two customers of the exit, first seen on the same day: a pair held by the exit
+    # alone, the one identifier they share with the ring.
+    platform = star_exit_platform(_on_exit(("s0", "s1"), (30, 30)))
+    proj = project(platform)
+    det = detect_rings(proj, platform=platform)
+    assert det.rings["size"].tolist() == [12]
+    assert not {"s0", "s1"} & set(det.members["account_id"])
+    # Without the own-evidence rule for pairs they would join.
+    loose = detect_rings(proj, platform=platform,
+                         options=DetectionOptions(merge_own_evidence_below=2))
+    assert {"s0", "s1"} <= set(loose.members["account_id"])
+
+
 def test_an_account_left_out_joins_the_ring_it_belongs_to_after_the_split():
     # x leans on ring 0 (weight 0.5 to each of its 8 members, templates only). Next to
     # the 16 accounts of the campaign, joining would lower CPM quality (4.0 < 0.3 · 16),

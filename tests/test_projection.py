@@ -128,7 +128,7 @@ def test_lockstep_links_accounts_sharing_nothing():
     proj = project(platform(links, usage))
     assert proj.stats.lockstep_accounts == 36  # always-on accounts are left out
     assert proj.stats.lockstep_pairs == 15
-    assert weight(proj, "bot0", "bot5") == pytest.approx(1.0)
+    assert weight(proj, "bot0", "bot5") == pytest.approx(ProjectionOptions().lockstep_weight)
     assert weight(proj, "human0", "human1") == 0
     assert weight(proj, "always0", "always1") == 0
 
@@ -243,3 +243,43 @@ def test_a_hub_made_of_bursts_is_campaign_infrastructure_and_left_out():
     p = _with_created(platform(links), created)
     proj = project(p, options=ProjectionOptions(co_activity_window="", lockstep_weight=0))
     assert proj.weights.nnz == 0
+
+
+def test_a_hub_with_a_third_of_its_accounts_in_bursts_is_campaign_infrastructure():
+    # A campaign template of 400 accounts: 240 sign up one a day (its rings' slow
+    # stragglers, or the public), and two rings of 80 sign up together on one day. At
+    # 40 % in bursts the hub is a campaign's own (default hub_campaign_share 0.3): its
+    # arrival tokens would join the two rings. Called public (share 0.5), they are joined.
+    links = star("p", 240, "prompt_fingerprint", "tpl") + star("a", 80, "prompt_fingerprint", "tpl")
+    links += star("b", 80, "prompt_fingerprint", "tpl")
+    rest = [(f"o{i:04d}", "payment_method", f"card{i}", T0) for i in range(1000)]
+    created = {f"p{i:04d}": T0 - pd.Timedelta(days=300 - i) for i in range(240)}
+    created |= {
+        f"{g}{i:04d}": T0 - pd.Timedelta(days=10, hours=i % 6) for g in "ab" for i in range(80)
+    }
+    created |= {f"o{i:04d}": T0 - pd.Timedelta(days=1000 - i) for i in range(1000)}
+    p = _with_created(platform(links + rest), created)
+    options = ProjectionOptions(co_activity_window="", lockstep_weight=0)
+    assert weight(project(p, options=options), "a0000", "b0000") == 0
+    public = dataclasses.replace(options, hub_campaign_share=0.5)
+    assert weight(project(p, options=public), "a0000", "b0000") > 0
+
+
+def test_bursts_are_counted_on_the_grid_that_finds_more():
+    # 300 of the public sign up on an exit every 2.4 hours for 30 days, and a ring of 60
+    # across one midnight (half at 23:00, half at 01:00): 360 accounts over 30 days, so a
+    # burst needs 4 × 12 = 48 in a window. Calendar days hold 10 + 30 each, no burst;
+    # the grid shifted by half a day holds the ring whole, about 70 accounts, 19 % of
+    # the hub. Counted on that grid the hub is a campaign's at a share of 0.15.
+    links = star("p", 300, "ip", "exit") + star("r", 60, "ip", "exit")
+    rest = [(f"o{i:04d}", "payment_method", f"card{i}", T0) for i in range(1000)]
+    start = T0 - pd.Timedelta(days=40)
+    created = {f"p{i:04d}": start + pd.Timedelta(minutes=144 * i) for i in range(300)}
+    midnight = start + pd.Timedelta(days=15)
+    created |= {f"r{i:04d}": midnight + pd.Timedelta(hours=1 - 2 * (i % 2)) for i in range(60)}
+    created |= {f"o{i:04d}": T0 - pd.Timedelta(days=1000 - i) for i in range(1000)}
+    p = _with_created(platform(links + rest), created)
+    options = ProjectionOptions(co_activity_window="", lockstep_weight=0, hub_campaign_share=0.15)
+    assert weight(project(p, options=options), "r0000", "r0001") == 0
+    public = dataclasses.replace(options, hub_campaign_share=0.25)
+    assert weight(project(p, options=public), "r0000", "r0001") > 0

@@ -22,7 +22,10 @@ card and IP evidence between them has a mean pairwise weight of at least ``γ₂
 pieces of at least ``merge_min_piece`` accounts take part: a lone account sharing a proxy
 IP with a ring is not pulled in. Pieces join only when they hold ``merge_min_shared``
 distinct rare cards/IPs in common, or when most accounts of each piece sit on the rare
-cards/IPs they share (``merge_min_coverage``: a ring held by one exit or one card).
+cards/IPs they share (``merge_min_coverage``: a ring held by one exit or one card). A
+piece smaller than ``merge_own_evidence_below`` must also be held together by a card/IP
+of its own that the other piece lacks: a pair of ring members sharing their card, not two
+strangers whose only tie is the proxy exit they share with the ring.
 
 Rings of one campaign share templates heavily enough to come out as one community, but
 each ring funds and routes itself. The split pass runs CPM on card/IP evidence inside each
@@ -145,8 +148,15 @@ class DetectionOptions:
     merge_min_piece : int
         Pieces with fewer accounts (accounts of components smaller than
         ``min_ring_size`` count as pieces of one) neither join nor are joined.
-        Default ``3``: two benign users behind one residential proxy IP form a piece of
-        two that the card/IP evidence would otherwise join to the ring using that proxy.
+        Default ``2``.
+    merge_own_evidence_below : int
+        Pieces with fewer accounts join only when a rare card/IP that at least two of
+        their accounts use, and that the other piece does not hold, holds them together.
+        Default ``3``: two benign users behind one residential proxy IP form a pair held
+        by that IP alone, which they share with the ring using the proxy; two ring
+        members that share their own card (a pair of a ring funded card by card, or a
+        respawned account and its banned predecessor) meet the ring through its exit or
+        its sign-up burst.
     merge_min_shared : int
         Two pieces join only when they hold at least this many distinct rare cards or
         IPs in common (``Projection.ring_identifiers``): more than a chance overlap, such
@@ -222,9 +232,10 @@ class DetectionOptions:
     campaign_min_share: _Share = 0.3
     campaign_min_concentration: _Share = 0.5
     merge_resolution: _Positive | None = 0.03
-    merge_min_piece: Annotated[int, pydantic.Field(ge=1)] = 3
+    merge_min_piece: Annotated[int, pydantic.Field(ge=1)] = 2
     merge_min_shared: Annotated[int, pydantic.Field(ge=1)] = 3
     merge_min_coverage: Annotated[float, pydantic.Field(gt=0, le=1)] | None = 0.8
+    merge_own_evidence_below: Annotated[int, pydantic.Field(ge=1)] = 3
     merge_again: bool = True
     evidence_split: bool = True
     split_resolution: _Positive = 0.03
@@ -385,7 +396,7 @@ def rings_from_communities(
     merged = 0
     if options.merge_resolution is not None:
         label, merged = _merge_pieces(
-            label, projection.ring_evidence, projection.ring_identifiers, options
+            label, comp, projection.ring_evidence, projection.ring_identifiers, options
         )
     split = 0
     if options.evidence_split:
@@ -413,7 +424,7 @@ def rings_from_communities(
         # The split, attach and the last pass change the pieces; pieces of one ring that
         # were not pieces at the first merge (a hub ring's card groups) meet here.
         label, more = _merge_pieces(
-            label, projection.ring_evidence, projection.ring_identifiers, options
+            label, comp, projection.ring_evidence, projection.ring_identifiers, options
         )
         merged += more
     # Inactive accounts held the structure together; only live ones are ring members.
@@ -639,19 +650,27 @@ def _attach_outsiders(label: np.ndarray, weights: sp.csr_matrix, options):
 
 def _merge_pieces(
     label: np.ndarray,
+    comp: np.ndarray,
     evidence: sp.csr_matrix,
     identifiers: sp.csr_matrix | None,
     options: DetectionOptions,
 ):
     """Join Leiden communities by CPM at ``merge_resolution`` on the graph of communities.
 
-    Returns the new label per account (``-1`` still for accounts outside searched
-    components that joined nothing) and the number of communities joined with another.
+    Accounts outside communities are pieces too: those of a component smaller than
+    ``min_ring_size`` (of the strong weights, ``comp``) one piece per component (two
+    ring members on their own card, whose other ties to the ring are light), any other
+    a piece of one.
+    Returns the new label per account (``-1`` still for accounts outside communities
+    that joined nothing) and the number of communities joined with another.
     """
     gamma = options.merge_resolution
     piece = label.copy()
     alone = piece < 0
-    piece[alone] = piece.max(initial=-1) + 1 + np.arange(int(alone.sum()))
+    small = np.bincount(comp)[comp] < options.min_ring_size
+    # Small components by their own number, every other account alone by its row.
+    key = np.where(small, comp, len(label) + np.arange(len(label)))[alone]
+    piece[alone] = piece.max(initial=-1) + 1 + np.unique(key, return_inverse=True)[1]
     n, m = len(piece), int(piece.max(initial=-1)) + 1
     size = np.bincount(piece, minlength=m)
     # Pieces below merge_min_piece never join: leaving their accounts out of the
@@ -666,7 +685,8 @@ def _merge_pieces(
     if identifiers is not None and options.merge_min_shared > 1:
         # Distinct rare cards/IPs held on both sides: one shared proxy IP is what a
         # household or VPN user next to a ring looks like; pieces of one ring share many.
-        held = (member.T @ identifiers).tocsr()
+        uses = (member.T @ identifiers).tocsr()
+        held = uses.copy()
         held.data[:] = 1
         # Only pairs still kept can change: the others (most pairs) are not looked at.
         dense = np.flatnonzero(keep)
@@ -676,6 +696,8 @@ def _merge_pieces(
         if options.merge_min_coverage is not None:
             enough |= _covered(ka, kb, piece, held, identifiers, size,
                                options.merge_min_coverage)
+        if options.merge_own_evidence_below > options.merge_min_piece:
+            enough &= _own_evidence(ka, kb, size, uses, held, options.merge_own_evidence_below)
         keep[dense] = enough
     a, b, w = a[keep], b[keep], w[keep]
     nodes = np.unique(np.r_[a, b])
@@ -704,6 +726,31 @@ def _merge_pieces(
     new = np.unique(target[piece], return_inverse=True)[1].astype(np.int64)
     new[alone & ~np.isin(piece, nodes[joined])] = -1
     return new, int(joined.sum())
+
+
+def _own_evidence(a, b, size, uses, held, below) -> np.ndarray:
+    """Per piece pair ``(a, b)``: is each piece of fewer than ``below`` accounts held
+    together by a rare card/IP that at least two of its accounts use and the other piece
+    does not hold?
+
+    Two benign customers of a ring's proxy exit are a piece held by that exit alone, the
+    identifier they share with the ring; a pair of ring members is held by its own card and
+    meets the ring through the exit or a sign-up burst.
+    """
+    own = uses.multiply(uses >= 2).tocsr()
+    own.data[:] = 1
+
+    def held_apart(x, y):
+        # Identifiers x's accounts share among themselves, minus those y holds.
+        apart = own[x] - own[x].multiply(held[y])
+        return np.diff(apart.tocsr().indptr) > 0 if apart.nnz else np.zeros(len(x), bool)
+
+    ok = np.ones(len(a), dtype=bool)
+    for x, y in ((a, b), (b, a)):
+        small = size[x] < below
+        if small.any():
+            ok[small] &= held_apart(x[small], y[small])
+    return ok
 
 
 def _covered(a, b, piece, held, identifiers, size, min_coverage) -> np.ndarray:

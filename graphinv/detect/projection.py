@@ -114,7 +114,10 @@ class ProjectionOptions:
         Multiplier of the kind weight for a shared co-activity token. Default ``1.0``.
     lockstep_weight : float
         Weight of a lockstep edge per unit of Jaccard similarity of active hours;
-        ``0`` turns lockstep off. Default ``1.0``.
+        ``0`` turns lockstep off. Default ``0.5``: one scheduler runs all of a campaign's
+        rings, so at ``1.0`` lockstep ties members of different rings (0.6–0.9) more
+        strongly than a ring's own proxy exit ties its members (about 0.2), and Leiden cut
+        rings by schedule instead of by exit.
     lockstep_min_hours : int
         Accounts active in fewer distinct hours are not compared. Default ``8``.
     lockstep_max_share : float
@@ -158,10 +161,11 @@ class ProjectionOptions:
         held by it, while the public on the hub arrives a few a day. Only *bursts*
         count: tokens holding at least ``hub_arrival_burst`` times the hub's mean
         sign-ups per window (its accounts over the span of their creation times). A hub
-        whose accounts mostly arrived in bursts is infrastructure of a campaign (its rings
-        all signed up through it), not a public hub hiding one ring, and is left out: its
-        tokens would join the campaign's rings; so is a hub of at least ``hub_max_share``
-        of the accounts. ``""`` turns it off. Default ``"1D"``.
+        with at least ``hub_campaign_share`` of its accounts in bursts is infrastructure
+        of a campaign (its rings all signed up through it), not a public hub hiding one
+        ring, and is left out: its tokens would join the campaign's rings that signed up
+        on the same day; so is a hub of at least ``hub_max_share`` of the accounts.
+        ``""`` turns it off. Default ``"1D"``.
     hub_arrival_kinds : tuple[str, ...]
         Kinds whose hubs are split by sign-up window. Default
         ``("payment_method", "ip", "prompt_fingerprint")``: not client versions, which
@@ -169,6 +173,13 @@ class ProjectionOptions:
     hub_arrival_burst : float
         How many times the hub's mean sign-ups per window a token must hold. Default
         ``4.0``.
+    hub_campaign_share : float
+        Share of a hub's accounts created in bursts (on the grid of windows that finds
+        more) from which the hub counts as a campaign's own infrastructure and gives no
+        arrival tokens. Default ``0.3``: on the tuning seeds, public templates and carrier
+        exits that hide one ring have 9–24 % of their accounts in bursts, a campaign's
+        templates 38–100 % (a campaign whose rings sign up over many days has each day's
+        burst under four times the mean, so "most" missed some at 0.5).
     hub_max_share : float
         A hub (above ``hub_cap``) held by at least this share of the platform's accounts is
         a default, not a shared identifier, and gives neither co-activity nor arrival
@@ -185,7 +196,7 @@ class ProjectionOptions:
     hub_cap: Annotated[int, pydantic.Field(ge=2)] = 200
     co_activity_window: str = "1D"
     co_activity_weight: _NonNegative = 1.0
-    lockstep_weight: _NonNegative = 1.0
+    lockstep_weight: _NonNegative = 0.5
     lockstep_min_hours: _Count = 8
     lockstep_max_share: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.8
     lockstep_threshold: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.6
@@ -200,6 +211,7 @@ class ProjectionOptions:
     hub_arrival_kinds: tuple[str, ...] = ("payment_method", "ip", "prompt_fingerprint")
     hub_arrival_burst: Annotated[float, pydantic.Field(ge=1, allow_inf_nan=False)] = 4.0
     hub_max_share: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.5
+    hub_campaign_share: Annotated[float, pydantic.Field(gt=0, le=1)] = 0.3
 
     @pydantic.field_validator("co_activity_window", "hub_arrival_window")
     @classmethod
@@ -479,13 +491,17 @@ def _hub_arrival(accounts, index, rows, ident, kind_codes, kinds, kind_w, degree
     expected = np.maximum(options.hub_arrival_burst * on / windows, 2)
     # Two grids half a window apart, so a burst that straddles a window edge is whole
     # in one of them; each grid carries half the kind weight.
-    parts, offset = [], 0
+    grids = []
+    in_bursts = np.zeros(len(degree), dtype=np.int64)
     for shift in (0, window // 2):
         token = _pair_codes(hub, (born + shift) // window)
         burst = np.bincount(token)[token] >= expected[hub]
-        if shift == 0:
-            # Campaign infrastructure: most of the hub's accounts arrived in bursts.
-            public = np.bincount(hub[burst], minlength=len(degree)) < 0.5 * np.maximum(on, 1)
+        grids.append((token, burst))
+        in_bursts = np.maximum(in_bursts, np.bincount(hub[burst], minlength=len(degree)))
+    # Campaign infrastructure: a large share of the hub's accounts arrived in bursts.
+    public = in_bursts < options.hub_campaign_share * np.maximum(on, 1)
+    parts, offset = [], 0
+    for token, burst in grids:
         keep = burst & public[hub] & ~common[hub]
         parts.append((at[keep], token[keep] + offset, 0.5 * kind_w[ident_kind[hub[keep]]]))
         offset += int(token.max(initial=-1)) + 1

@@ -582,7 +582,8 @@ def _hub_arrival_terms(
     (:func:`_common_hubs`), of accounts with a ``created_at`` at or after the epoch, give
     tokens ``(hub, grid, window of created_at)`` on two grids half a window apart. A token
     is kept when it is a burst (at least ``hub_arrival_burst`` × the hub's mean sign-ups
-    per window, and 2), its hub is public (fewer than half its accounts in grid-0 bursts)
+    per window, and 2), its hub is public (fewer than ``hub_campaign_share`` of its
+    accounts in bursts, on the grid with more)
     and it has at most ``hub_cap`` accounts; it weighs ``0.5 × kind weight / log(1 +
     degree)``. Tokens are ranked as ``_hub_arrival`` codes them: grid, then hub in
     identifier order, then smallest row.
@@ -634,11 +635,15 @@ def _hub_arrival_terms(
     sizes = grids.groupBy(*token).agg(
         F.count("*").alias("degree"), F.min("idx").alias("first_row")
     ).join(expected, hub).withColumn("burst", F.col("degree") >= F.col("expected"))
-    # Campaign infrastructure: most of the hub's accounts arrived in (grid-0) bursts.
-    public = sizes.where((F.col("grid") == 0) & F.col("burst")).groupBy(*hub).agg(
+    # Campaign infrastructure: a large share of the hub's accounts arrived in bursts
+    # (on the grid that finds more of them).
+    public = sizes.where(F.col("burst")).groupBy(*hub, "grid").agg(
         F.sum("degree").alias("in_bursts")
-    ).join(expected, hub, "right").where(
-        F.coalesce(F.col("in_bursts"), F.lit(0)) < F.lit(0.5) * F.greatest(F.col("on"), F.lit(1))
+    ).groupBy(*hub).agg(F.max("in_bursts").alias("in_bursts")).join(
+        expected, hub, "right"
+    ).where(
+        F.coalesce(F.col("in_bursts"), F.lit(0))
+        < F.lit(options.hub_campaign_share) * F.greatest(F.col("on"), F.lit(1))
     ).select(*hub)
     kept = (
         sizes.where(F.col("burst") & (F.col("degree") <= options.hub_cap))
