@@ -6,9 +6,10 @@ over live accounts (banned and suspended accounts are structure, never ring memb
 harder ring style recovered with best-match F1 ≥ 0.90, and no account of a benign
 structure or benign twin inside a found ring that is mostly extraction.
 
-The targets are not met yet (bench/results/issue17_round4.md has the figures), so the
-checks are strict expected failures: they fail the suite the day they pass, so that the
-marker goes and the target guards the code from then on. (Small report seed 100 and
+Targets not met yet (bench/results/issue17_round6.md has the figures) are strict
+expected failures: they fail the suite the day they pass, so that the marker goes and the
+target guards the code from then on; F1 and recall on small report seeds 100 and 101 and
+medium report seed 200 are met and guarded. (Small report seed 100 and
 medium report seed 200 met F1 and recall before scoring in the third round, which split
 prompt-template hubs by sign-up burst; that term joined unrelated rings on fingerprints
 computed from request logs and was taken out again.)
@@ -32,7 +33,7 @@ SEEDS = tomllib.loads((Path(__file__).parents[1] / "bench" / "seeds.toml").read_
 BENIGN_STRUCTURES = ("household", "office", "university", "enterprise_app")
 HARD_STYLES = ("star_card_ring", "star_proxy_ring", "funding_tree_ring", "sparse_ring",
                "hub_ip_ring", "hub_template_ring", "aperiodic_ring")
-NOT_MET = "issue 17 target not met yet: see bench/results/issue17_round5.md"
+NOT_MET = "issue 17 target not met yet: see bench/results/issue17_round6.md"
 SMALL_SEEDS = SEEDS["small"]["report"][:2]
 
 
@@ -87,7 +88,7 @@ def test_no_benign_structure_inside_an_extraction_ring(small_with_twins):
     "seed",
     [
         SMALL_SEEDS[0],  # met since issue 17's fifth round (live F1 0.964, recall 0.952)
-        pytest.param(SMALL_SEEDS[1], marks=pytest.mark.xfail(strict=True, reason=NOT_MET)),
+        SMALL_SEEDS[1],  # met since the sixth round (the fifth: F1 0.919)
     ],
 )
 def test_extraction_rings_whole(seed):
@@ -106,8 +107,7 @@ def test_every_harder_ring_style_recovered(small):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=NOT_MET)
-def test_medium_report_seed():
+def test_medium_report_seed():  # met since issue 17's sixth round
     ev = run("medium", SEEDS["medium"]["report"][0])
     assert ev.extraction_mean_f1_active >= 0.95
     assert ev.extraction_recall_active >= 0.95
