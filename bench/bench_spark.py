@@ -82,7 +82,8 @@ def run_local(folder: Path, out: Path) -> None:
                "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 
 
-def run_spark(folder: Path, out: Path, master: str, partitions: int, memory: str) -> None:
+def run_spark(folder: Path, out: Path, master: str, partitions: int, memory: str,
+              conf: dict[str, str]) -> None:
     import logging
 
     from graphinv.engines.spark import SparkOptions, detect_on_spark, spark_session
@@ -90,7 +91,8 @@ def run_spark(folder: Path, out: Path, master: str, partitions: int, memory: str
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     peak = TreePeak()
-    options = SparkOptions(master=master, shuffle_partitions=partitions, driver_memory=memory)
+    options = SparkOptions(master=master, shuffle_partitions=partitions, driver_memory=memory,
+                           conf=conf)
     start = time.perf_counter()
     spark = spark_session(options)
     started = time.perf_counter() - start
@@ -114,20 +116,25 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--driver-memory", default="8g")
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="Spark setting (repeatable), e.g. spark.driver.maxResultSize=4g")
     parser.add_argument("--role", choices=["local", "spark"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    conf = dict(item.split("=", 1) for item in args.conf)
     out = args.out or args.folder / "bench_spark"
     out.mkdir(parents=True, exist_ok=True)
     if args.role == "local":
         return run_local(args.folder, out)
     if args.role == "spark":
-        return run_spark(args.folder, out, args.master, args.partitions, args.driver_memory)
+        return run_spark(args.folder, out, args.master, args.partitions, args.driver_memory,
+                         conf)
     for role in ("local", "spark"):
         if role == "local" and args.skip_local:
             continue
         subprocess.run([sys.executable, __file__, str(args.folder), "--out", str(out),
                         "--master", args.master, "--partitions", str(args.partitions),
-                        "--driver-memory", args.driver_memory, "--role", role], check=True)
+                        "--driver-memory", args.driver_memory, "--role", role,
+                        *(f"--conf={item}" for item in args.conf)], check=True)
     import pandas as pd
 
     spark = json.loads((out / "spark.json").read_text())
