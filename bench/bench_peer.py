@@ -21,7 +21,9 @@ of extraction rings (over every label, and over live accounts only: banned and s
 accounts out of both the true and the found rings, for graphinv and the peer alike),
 recall of extraction accounts, ring purity (share of accounts in
 rings that belong to a true abuse ring) and benign accounts flagged. graphinv is shown
-twice: all its rings (before scoring, like the peer) and the rings its scoring flags.
+twice: all its rings (before scoring, like the peer) and the rings its scoring flags;
+and once more with ``DetectionOptions(inactive_statuses=())``, which lists banned and
+suspended accounts as ring members like the peer does (its flagged rings).
 
 Each case runs in fresh subprocesses, so peak RSS (``resource``) belongs to it alone. The
 Neo4j server is graphinv's local one with GDS (``LocalNeo4j(gds=True)``) in its own home
@@ -104,11 +106,15 @@ def _platform(preset: str, seed: int, accounts: int | None):
 # -- graphinv ------------------------------------------------------------------------------
 
 def run_graphinv(preset: str, seed: int, accounts: int | None) -> list[dict]:
+    from graphinv.config import Settings
+    from graphinv.detect.communities import DetectionOptions
     from graphinv.stores.embedded import EmbeddedStore
     from graphinv.sweep import run_sweep
 
     platform = _platform(preset, seed, accounts)
     labels = platform.labels
+    # The peer lists banned and suspended accounts as ring members; so does this sweep.
+    listed = Settings(detection=DetectionOptions(inactive_statuses=()))
     with tempfile.TemporaryDirectory() as tmp:
         store = EmbeddedStore(Path(tmp) / "bench.duckdb")
         started = time.perf_counter()
@@ -119,6 +125,8 @@ def run_graphinv(preset: str, seed: int, accounts: int | None) -> list[dict]:
         report = run_sweep(store, progress=False)
         sweep_s = time.perf_counter() - started
         members = store.read_members()
+        listed_report = run_sweep(store, settings=listed, progress=False)
+        listed_members = store.read_members()
         store.close()
     steps = {"load": load_s, "sweep": sweep_s,
              **{f"sweep.{k}": v for k, v in report.seconds.items()}}
@@ -130,6 +138,9 @@ def run_graphinv(preset: str, seed: int, accounts: int | None) -> list[dict]:
         {**base, "method": "graphinv sweep (all rings)", **quality(members, labels)},
         {**base, "method": "graphinv sweep (flagged)",
          **quality(members, labels, scores=scores)},
+        {**base, "method": "graphinv sweep, inactive listed (flagged)",
+         **quality(listed_members, labels, scores=listed_report.rings[["ring_id", "score"]],
+                   settings=listed)},
     ]
 
 
