@@ -66,6 +66,13 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_scale.py --accounts 100000 300000 1000000
 	# The peer (Neo4j GDS in the local server, settings chosen on tuning seeds) on a case-24k report seed.
 	$(BIN)/python bench/bench_peer.py --preset case-24k --accounts 100000 --seeds 300
+	# The Neo4j store beside the embedded one (medium preset), on a server of the bench's own:
+	# bench_scale empties the database it is given, so never the investigator's server.
+	export GRAPHINV_NEO4J_HOME=$(CURDIR)/data/bench-neo4j GRAPHINV_NEO4J_BOLT_PORT=7702 \
+		GRAPHINV_NEO4J_HTTP_PORT=7703; \
+	$(BIN)/graphinv neo4j start && \
+	$(BIN)/python bench/bench_scale.py --preset medium --seed 21 --accounts 100000 \
+		--neo4j bolt://127.0.0.1:7702; status=$$?; $(BIN)/graphinv neo4j stop; exit $$status
 
 neo4j-start: $(VENV)/.installed
 	$(BIN)/graphinv neo4j start
