@@ -146,9 +146,9 @@ class DetectionOptions:
         pairwise weight of per-ring evidence (``Projection.ring_evidence``) between two
         pieces for them to join. ``None`` turns the pass off. Default ``0.03``.
     merge_min_piece : int
-        Pieces with fewer accounts (accounts of components smaller than
-        ``min_ring_size`` count as pieces of one) neither join nor are joined.
-        Default ``2``.
+        Pieces with fewer accounts neither join nor are joined. A component smaller than
+        ``min_ring_size`` is one piece, any other account outside communities a piece of
+        one. Default ``2``.
     merge_own_evidence_below : int
         Pieces with fewer accounts join only when a rare card/IP that at least two of
         their accounts use, and that the other piece does not hold, holds them together.
