@@ -685,8 +685,9 @@ def _merge_pieces(
     if identifiers is not None and options.merge_min_shared > 1:
         # Distinct rare cards/IPs held on both sides: one shared proxy IP is what a
         # household or VPN user next to a ring looks like; pieces of one ring share many.
-        uses = (member.T @ identifiers).tocsr()
-        held = uses.copy()
+        held = (member.T @ identifiers).tocsr()
+        # Identifiers at least two accounts of a piece use, before counts become 0/1.
+        own = held >= 2
         held.data[:] = 1
         # Only pairs still kept can change: the others (most pairs) are not looked at.
         dense = np.flatnonzero(keep)
@@ -697,7 +698,7 @@ def _merge_pieces(
             enough |= _covered(ka, kb, piece, held, identifiers, size,
                                options.merge_min_coverage)
         if options.merge_own_evidence_below > options.merge_min_piece:
-            enough &= _own_evidence(ka, kb, size, uses, held, options.merge_own_evidence_below)
+            enough &= _own_evidence(ka, kb, size, own, held, options.merge_own_evidence_below)
         keep[dense] = enough
     a, b, w = a[keep], b[keep], w[keep]
     nodes = np.unique(np.r_[a, b])
@@ -728,28 +729,22 @@ def _merge_pieces(
     return new, int(joined.sum())
 
 
-def _own_evidence(a, b, size, uses, held, below) -> np.ndarray:
+def _own_evidence(a, b, size, own, held, below) -> np.ndarray:
     """Per piece pair ``(a, b)``: is each piece of fewer than ``below`` accounts held
-    together by a rare card/IP that at least two of its accounts use and the other piece
-    does not hold?
+    together by a rare card/IP that at least two of its accounts use (``own``) and the
+    other piece does not hold (``held``)?
 
     Two benign customers of a ring's proxy exit are a piece held by that exit alone, the
     identifier they share with the ring; a pair of ring members is held by its own card and
     meets the ring through the exit or a sign-up burst.
     """
-    own = uses.multiply(uses >= 2).tocsr()
-    own.data[:] = 1
-
-    def held_apart(x, y):
-        # Identifiers x's accounts share among themselves, minus those y holds.
-        apart = own[x] - own[x].multiply(held[y])
-        return np.diff(apart.tocsr().indptr) > 0 if apart.nnz else np.zeros(len(x), bool)
-
     ok = np.ones(len(a), dtype=bool)
     for x, y in ((a, b), (b, a)):
         small = size[x] < below
         if small.any():
-            ok[small] &= held_apart(x[small], y[small])
+            # Boolean pieces × identifiers: used by two of x's accounts and not held by y.
+            apart = own[x[small]] > held[y[small]]
+            ok[small] &= apart.getnnz(axis=1) > 0
     return ok
 
 
