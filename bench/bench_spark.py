@@ -120,6 +120,8 @@ def main() -> None:
                         help="Spark setting (repeatable), e.g. spark.driver.maxResultSize=4g")
     parser.add_argument("--role", choices=["local", "spark"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if bad := [item for item in args.conf if "=" not in item]:
+        parser.error(f"--conf takes KEY=VALUE, not {bad[0]!r}")
     conf = dict(item.split("=", 1) for item in args.conf)
     out = args.out or args.folder / "bench_spark"
     out.mkdir(parents=True, exist_ok=True)
